@@ -1,0 +1,6 @@
+"""pcc: a compiler from probabilistic circuits to fused log-sum-exp einsum kernels."""
+from .errors import (BackendError, CheckpointError, DataError, Diagnostic, PcCheckError, PcError,
+                     PcSyntaxError, ShapeError, SourceError)
+from .ir import Circuit, Family, Input, Param, Span, Sum
+
+__version__ = "0.1.0"

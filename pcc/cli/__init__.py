@@ -1,0 +1,1 @@
+"""Command-line interface: `pcc.cli.main` dispatches to one module per subcommand."""

@@ -1,0 +1,188 @@
+"""The typed IR of a circuit: what a `.pc` file says, with names resolved.
+
+A circuit is a region graph. An `Input` region holds K factorized leaf densities over its scope;
+a `Sum` region holds K sum units over one or more partitions, each partition a product of child
+regions. Variables are indices into `Circuit.vars`. Source positions (`Span`) ride along for error
+messages but never take part in equality, so `parse(print(ir)) == ir`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Iterator, Union
+
+
+@dataclass(frozen=True)
+class Span:
+    """A source range, 1-based, `end_col` exclusive (on `end_line`)."""
+
+    line: int
+    col: int
+    end_line: int
+    end_col: int
+
+
+def _span():
+    return field(default=None, compare=False, repr=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A leaf family and its arguments, e.g. `categorical(n=5)` is `Family("categorical", (("n", 5),))`."""
+
+    name: str
+    args: tuple[tuple[str, Union[int, float]], ...] = ()
+    span: Span | None = _span()
+
+    def arg(self, key: str, default=None):
+        return dict(self.args).get(key, default)
+
+    def __str__(self) -> str:
+        if not self.args:
+            return self.name
+        return f"{self.name}({', '.join(f'{k}={v!r}' for k, v in self.args)})"
+
+
+@dataclass(frozen=True)
+class Input:
+    """K factorized leaf densities over `scope`: unit k is prod_{v in scope} f(x_v; theta[k, v])."""
+
+    name: str
+    scope: tuple[int, ...]
+    k: int
+    family: Family | None = None  # None: the circuit's default leaf family
+    span: Span | None = _span()
+    scope_spans: tuple[Span, ...] | None = _span()  # one per scope item as written
+    k_span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Sum:
+    """K sum units over partitions; partition p is the product of the child regions `partitions[p]`.
+
+    One partition: S[o] = log sum_{i,j,..} W[o,i,j,..] exp(L[i]) exp(R[j]) ...
+    Several: each partition gets such an einsum, then R[o] = log sum_p M[o,p] exp(S_p[o]).
+    """
+
+    name: str
+    k: int
+    partitions: tuple[tuple[str, ...], ...]
+    span: Span | None = _span()
+    child_spans: tuple[tuple[Span, ...], ...] | None = _span()
+    k_span: Span | None = _span()
+
+    @property
+    def children(self) -> Iterator[str]:
+        for part in self.partitions:
+            yield from part
+
+
+Region = Union[Input, Sum]
+
+
+@dataclass(frozen=True)
+class Param:
+    """Inline parameter values, in probability space, row-major with `shape`.
+
+    Fields: sums have `weights` (partition `index`, shape [K, K_child1, K_child2, ...]) and, with
+    several partitions, `mixing` ([K, P]); leaves have their family's fields (see `pcc.families`).
+    """
+
+    region: str
+    field: str
+    index: int | None
+    shape: tuple[int, ...]
+    values: tuple[float, ...]
+    span: Span | None = _span()
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A source comment kept for `pcc fmt`: it is printed above the statement it preceded."""
+
+    text: str
+    line: int
+
+
+@dataclass(frozen=True)
+class Circuit:
+    """A whole `.pc` file. `regions` keeps file order; names are unique in a valid circuit."""
+
+    vars: tuple[str, ...]
+    regions: tuple[Region, ...]
+    root: str
+    leaf: Family | None = None
+    params: tuple[Param, ...] = ()
+    version: int = 1
+    comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False, hash=False)
+    path: str | None = field(default=None, compare=False, repr=False, hash=False)
+    source: str | None = field(default=None, compare=False, repr=False, hash=False)
+
+    @property
+    def num_vars(self) -> int:
+        return len(self.vars)
+
+    @cached_property
+    def by_name(self) -> dict[str, Region]:
+        return {r.name: r for r in self.regions}
+
+    def region(self, name: str) -> Region:
+        return self.by_name[name]
+
+    @property
+    def inputs(self) -> tuple[Input, ...]:
+        return tuple(r for r in self.regions if isinstance(r, Input))
+
+    @property
+    def sums(self) -> tuple[Sum, ...]:
+        return tuple(r for r in self.regions if isinstance(r, Sum))
+
+    def family_of(self, region: Input) -> Family | None:
+        return region.family if region.family is not None else self.leaf
+
+    def topological_order(self) -> list[str]:
+        """Region names, children before parents (inputs first). Raises ValueError on a cycle."""
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1 = on stack, 2 = done
+        for start in (r.name for r in self.regions):
+            if state.get(start):
+                continue
+            stack = [(start, iter(self._children(start)))]
+            state[start] = 1
+            while stack:
+                name, it = stack[-1]
+                child = next(it, None)
+                if child is None:
+                    stack.pop()
+                    state[name] = 2
+                    order.append(name)
+                elif child in self.by_name:
+                    if state.get(child) == 1:
+                        raise ValueError(f"cycle through region '{child}'")
+                    if not state.get(child):
+                        state[child] = 1
+                        stack.append((child, iter(self._children(child))))
+        return order
+
+    def scopes(self) -> dict[str, frozenset[int]]:
+        """Scope of every region: its variables for inputs, the union over a partition's children
+        (the first partition's) for sums. Requires an acyclic circuit."""
+        out: dict[str, frozenset[int]] = {}
+        for name in self.topological_order():
+            r = self.by_name[name]
+            if isinstance(r, Input):
+                out[name] = frozenset(r.scope)
+            else:
+                out[name] = frozenset().union(
+                    *(out[c] for c in (r.partitions[0] if r.partitions else ()) if c in out)
+                )
+        return out
+
+    def _children(self, name: str) -> Iterator[str]:
+        r = self.by_name[name]
+        return r.children if isinstance(r, Sum) else iter(())
+
+
+def default_var_names(n: int) -> tuple[str, ...]:
+    """Names of `vars N`: x0 .. x{N-1}."""
+    return tuple(f"x{i}" for i in range(n))

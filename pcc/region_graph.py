@@ -1,0 +1,184 @@
+"""A circuit as a networkx region graph, and the structural numbers `pcc check` reports.
+
+Graph layout (`to_graph`): one node per region, key `("region", name)`, and one per partition,
+key `("partition", name, p)` for partition p of sum `name`; edges run region -> partition ->
+child region, each partition -> child edge holding its `position` in the product. Node attrs:
+    region:    kind 'input' | 'sum', scope (frozenset of var indices), k;
+               inputs also: family (str of the family in force, None if none is),
+               declared_family (the Input's own Family, None when it uses the circuit default),
+               variables (the scope as written, a tuple)
+    partition: kind 'partition', scope (frozenset)
+Graph attrs: vars, root, leaf, params, version.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from math import prod
+
+import networkx as nx
+
+from .families import family_spec
+from .ir import Circuit, Family, Input, Sum
+
+
+def to_graph(circuit: Circuit) -> nx.DiGraph:
+    """The region graph of an acyclic circuit. Region nodes come first, in the circuit's order.
+
+    Raises ValueError on a cycle, or on a partition naming one child twice (a DiGraph has no
+    parallel edges)."""
+    scopes = circuit.scopes()
+    graph = nx.DiGraph(vars=circuit.vars, root=circuit.root, leaf=circuit.leaf, params=circuit.params,
+                       version=circuit.version)
+    for r in circuit.regions:
+        if isinstance(r, Input):
+            family = circuit.family_of(r)
+            graph.add_node(("region", r.name), kind="input", scope=scopes[r.name], k=r.k,
+                           family=None if family is None else str(family), declared_family=r.family,
+                           variables=r.scope)
+        else:
+            graph.add_node(("region", r.name), kind="sum", scope=scopes[r.name], k=r.k)
+    for r in circuit.sums:
+        for p, part in enumerate(r.partitions):
+            if len(set(part)) != len(part):
+                raise ValueError(f"partition {p} of region '{r.name}' names a child twice")
+            node = ("partition", r.name, p)
+            graph.add_node(node, kind="partition", scope=frozenset().union(*(scopes[c] for c in part)))
+            graph.add_edge(("region", r.name), node)
+            graph.add_edges_from((node, ("region", child), {"position": i}) for i, child in enumerate(part))
+    return graph
+
+
+def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | None = None,
+               leaf: Family | None = None, params: tuple | None = None) -> Circuit:
+    """The circuit of a region graph laid out as `to_graph` does; the inverse of `to_graph`.
+
+    Regions come in G's node order, partitions in index order, children by `position`, so
+    `from_graph(to_graph(c)) == c` for every circuit `to_graph` accepts (spans and comments,
+    which take no part in equality, are not kept). `vars`, `root`, `leaf`, `params` default to
+    the graph's attributes; an input without `variables` gets its scope in ascending order and
+    one without `declared_family` uses the circuit default."""
+    regions = []
+    for node, attrs in G.nodes(data=True):
+        if node[0] != "region":
+            continue
+        name = node[1]
+        if attrs["kind"] == "input":
+            scope = attrs.get("variables") or tuple(sorted(attrs["scope"]))
+            regions.append(Input(name, tuple(scope), attrs["k"], attrs.get("declared_family")))
+        else:
+            partitions = sorted(G.successors(node), key=lambda part: part[2])
+            regions.append(Sum(name, attrs["k"], tuple(_children(G, part) for part in partitions)))
+    return Circuit(
+        vars=G.graph["vars"] if vars is None else tuple(vars),
+        regions=tuple(regions),
+        root=G.graph["root"] if root is None else root,
+        leaf=G.graph.get("leaf") if leaf is None else leaf,
+        params=G.graph.get("params", ()) if params is None else tuple(params),
+        version=G.graph.get("version", 1),
+    )
+
+
+def _children(G: nx.DiGraph, partition) -> tuple[str, ...]:
+    ordered = sorted(G.out_edges(partition, data="position"), key=lambda edge: edge[2])
+    return tuple(child[1] for _, child, _ in ordered)
+
+
+def depth(circuit: Circuit) -> int:
+    """Sum regions on the longest path from the root down to an input (0 if the root is an input)."""
+    layers: dict[str, int] = {}
+    for name in circuit.topological_order():
+        r = circuit.region(name)
+        layers[name] = 0 if isinstance(r, Input) else 1 + max((layers[c] for c in r.children), default=0)
+    return layers[circuit.root]
+
+
+def counts(circuit: Circuit) -> dict[str, int]:
+    """Numbers of regions, inputs, sums, partitions and partition -> child edges."""
+    return {
+        "regions": len(circuit.regions),
+        "inputs": len(circuit.inputs),
+        "sums": len(circuit.sums),
+        "partitions": sum(len(s.partitions) for s in circuit.sums),
+        "edges": sum(len(part) for s in circuit.sums for part in s.partitions),
+    }
+
+
+def sum_parameter_count(circuit: Circuit) -> int:
+    """Sum weights: K * prod(K of the children) per partition, plus K * P mixing weights when P > 1."""
+    k = {r.name: r.k for r in circuit.regions}
+    return sum(s.k * prod(k[c] for c in part) for s in circuit.sums for part in s.partitions) \
+        + sum(s.k * len(s.partitions) for s in circuit.sums if len(s.partitions) > 1)
+
+
+def leaf_parameter_count(circuit: Circuit) -> int:
+    """Leaf parameters: K * |scope| * prod(extra dims) per field of the input's family.
+    Inputs whose family pcc does not know (or that have none) count 0."""
+    total = 0
+    for r in circuit.inputs:
+        family = circuit.family_of(r)
+        spec = family_spec(family.name) if family is not None else None
+        if spec is not None:
+            args = dict(family.args)
+            total += sum(r.k * len(r.scope) * prod(f.extra(args)) for f in spec.fields)
+    return total
+
+
+def parameter_count(circuit: Circuit) -> int:
+    """All parameters: sum weights plus leaf parameters."""
+    return sum_parameter_count(circuit) + leaf_parameter_count(circuit)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The structural numbers of a circuit; `str()` gives the compact text `pcc check` prints."""
+
+    num_vars: int
+    num_inputs: int
+    num_sums: int
+    num_partitions: int
+    max_arity: int
+    max_partitions: int
+    leaves_per_family: tuple[tuple[str, int], ...]  # (family text, input regions), most first
+    k_values: tuple[int, ...]
+    depth: int
+    sum_parameters: int
+    leaf_parameters: int
+
+    @property
+    def parameter_count(self) -> int:
+        return self.sum_parameters + self.leaf_parameters
+
+    def __str__(self) -> str:
+        leaves = ", ".join(f"{family} x{n}" for family, n in self.leaves_per_family) or "none"
+        return "\n".join([
+            f"vars        {self.num_vars}",
+            f"regions     {self.num_inputs + self.num_sums} ({self.num_inputs} inputs, {self.num_sums} sums, "
+            f"{self.num_partitions} partitions)",
+            f"shape       depth {self.depth} sum layers, max arity {self.max_arity}, "
+            f"max {self.max_partitions} partitions per sum",
+            f"K           {', '.join(map(str, self.k_values))}",
+            f"leaves      {leaves}",
+            f"parameters  {self.parameter_count:,} ({self.sum_parameters:,} sum weights, "
+            f"{self.leaf_parameters:,} leaf)",
+        ])
+
+
+def summary(circuit: Circuit) -> Summary:
+    """The `Summary` of an acyclic circuit whose region names resolve."""
+    families = Counter(str(family) if family else "unspecified"
+                       for family in map(circuit.family_of, circuit.inputs))
+    n = counts(circuit)
+    return Summary(
+        num_vars=circuit.num_vars,
+        num_inputs=n["inputs"],
+        num_sums=n["sums"],
+        num_partitions=n["partitions"],
+        max_arity=max((len(part) for s in circuit.sums for part in s.partitions), default=0),
+        max_partitions=max((len(s.partitions) for s in circuit.sums), default=0),
+        leaves_per_family=tuple(sorted(families.items(), key=lambda item: (-item[1], item[0]))),
+        k_values=tuple(sorted({r.k for r in circuit.regions})),
+        depth=depth(circuit),
+        sum_parameters=sum_parameter_count(circuit),
+        leaf_parameters=leaf_parameter_count(circuit),
+    )

@@ -1,0 +1,146 @@
+"""`pcc structure pd|rat|cltree`: generate a region graph and write it as a `.pc` file."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+
+from ..errors import PcError
+from ..ir import Circuit
+from ..region_graph import counts, parameter_count
+from ..structures import chow_liu_tree, defaults, parse_family, poon_domingos, random_binary_trees
+from ..structures.arguments import StructureError
+
+_FORMAT = argparse.RawDescriptionHelpFormatter
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "structure", help="generate a region graph (Poon-Domingos, RAT-SPN, Chow-Liu tree) as a .pc file",
+        description="Generate a region graph and write it as a .pc file.", formatter_class=_FORMAT,
+        epilog="examples:\n"
+               "  pcc structure pd --height 28 --width 28 --delta 7 -k 10 -o pd.pc\n"
+               "  pcc structure rat --vars 16 --depth 4 --replicas 10 -o rat.pc\n"
+               "  pcc structure cltree --data nltcs.train.data -k 10 -o cltree.pc\n"
+               "Run `pcc structure KIND --help` for each kind's options.")
+    kinds = parser.add_subparsers(dest="kind", metavar="KIND")
+    kinds.required = True
+
+    pd = kinds.add_parser(
+        "pd", help="Poon-Domingos rectangles of an H x W image", formatter_class=_FORMAT,
+        description="Poon-Domingos region graph with the Einsum Networks split rule: a rectangle is cut\n"
+                    "at every multiple of the first (coarsest) delta that lies inside it, else of the\n"
+                    "next delta, and so on; rectangles with no cut are input regions. Pixel (r, c),\n"
+                    "channel ch is variable (r * W + c) * C + ch; channels stay with their pixel.",
+        epilog="examples:\n"
+               "  pcc structure pd --height 28 --width 28 --delta 7 -k 10 -o pd28.pc       # 100 regions\n"
+               "  pcc structure pd --height 28 --width 28 --delta 7,1 -o pd28_pixels.pc    # single-pixel leaves\n"
+               "  pcc structure pd --height 32 --width 32 --delta 32 --delta-w 8 --channels 3 \\\n"
+               "      --leaf normal -o svhn.pc                                            # vertical strips")
+    pd.add_argument("--height", type=int, required=True, metavar="H", help="image height in pixels")
+    pd.add_argument("--width", type=int, required=True, metavar="W", help="image width in pixels")
+    pd.add_argument("--delta", required=True, metavar="D[,D...]",
+                    help="split steps along the height, coarsest first (numbers >= 1, comma-separated)")
+    pd.add_argument("--delta-w", metavar="D[,D...]", help="split steps along the width (default: --delta)")
+    pd.add_argument("--channels", type=int, default=1, metavar="C", help="values per pixel (default 1)")
+    _common_options(pd, leaf_default=str(defaults.LEAF))
+    pd.set_defaults(run=_run_pd)
+
+    rat = kinds.add_parser(
+        "rat", help="RAT-SPN random binary trees over N variables", formatter_class=_FORMAT,
+        description="RAT-SPN region graph: each replica splits a seeded random permutation of the\n"
+                    "variables into halves, depth times; all replicas share the root (one partition\n"
+                    "per replica). The depth is capped at floor(log2 N).",
+        epilog="examples:\n"
+               "  pcc structure rat --vars 16 -o rat16.pc\n"
+               "  pcc structure rat --vars 784 --depth 3 --replicas 20 -k 10 --leaf 'binomial(n=255)' -o rat.pc")
+    rat.add_argument("--vars", type=int, required=True, metavar="N", help="number of variables")
+    rat.add_argument("--depth", type=int, metavar="D",
+                     help=f"split levels per tree (default {defaults.RAT_MAX_DEPTH}, capped at floor(log2 N))")
+    rat.add_argument("--replicas", type=int, default=defaults.RAT_REPLICAS, metavar="R",
+                     help=f"number of random trees (default {defaults.RAT_REPLICAS})")
+    rat.add_argument("--seed", type=int, default=defaults.RAT_SEED, metavar="S",
+                     help=f"random seed (default {defaults.RAT_SEED})")
+    _common_options(rat, leaf_default=str(defaults.LEAF))
+    rat.set_defaults(run=_run_rat)
+
+    cltree = kinds.add_parser(
+        "cltree", help="Chow-Liu tree learned from discrete data", formatter_class=_FORMAT,
+        description="Chow-Liu tree region graph (HCLT-style): smoothed mutual information, maximum\n"
+                    "spanning tree rooted at its center; one input region per variable, one sum region\n"
+                    "per subtree, split into binary products.",
+        epilog="examples:\n"
+               "  pcc structure cltree --data nltcs.train.data -k 10 -o nltcs_clt.pc\n"
+               "  pcc structure cltree --data digits.data --leaf 'categorical(n=16)' -o clt.pc\n"
+               "data: one sample per line, comma-separated non-negative integers, no header (debd format).")
+    cltree.add_argument("--data", required=True, metavar="FILE", help="training data file (debd format)")
+    cltree.add_argument("--smoothing", type=float, default=defaults.CLTREE_SMOOTHING, metavar="A",
+                        help=f"Laplace count added to every pair-table cell (default {defaults.CLTREE_SMOOTHING})")
+    cltree.add_argument("--no-binarize", dest="binarize", action="store_false",
+                        help="one partition of arity m+1 per tree node with m children, not binary ones")
+    _common_options(cltree, leaf_default=None)
+    cltree.set_defaults(run=_run_cltree)
+
+
+def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None) -> None:
+    parser.add_argument("-k", type=int, default=defaults.K, metavar="K",
+                        help=f"units per region; the root gets 1 (default {defaults.K})")
+    parser.add_argument("--leaf", default=leaf_default, metavar="FAMILY",
+                        help="leaf family, as in .pc files: bernoulli, categorical(n=4), binomial(n=255), "
+                             f"normal (default {leaf_default or 'bernoulli for 0/1 data, else categorical'})")
+    parser.add_argument("-o", "--output", default="-", metavar="FILE.pc",
+                        help="output file, written atomically; - for stdout (default)")
+
+
+def _run_pd(args) -> int:
+    circuit = poon_domingos(args.height, args.width, _deltas(args.delta, "--delta"),
+                            deltas_w=None if args.delta_w is None else _deltas(args.delta_w, "--delta-w"),
+                            channels=args.channels, k=args.k, leaf=parse_family(args.leaf))
+    return _write(circuit, args.output)
+
+
+def _run_rat(args) -> int:
+    circuit = random_binary_trees(args.vars, args.depth, args.replicas, k=args.k, leaf=parse_family(args.leaf),
+                                  seed=args.seed)
+    return _write(circuit, args.output)
+
+
+def _run_cltree(args) -> int:
+    leaf = None if args.leaf is None else parse_family(args.leaf)
+    circuit = chow_liu_tree(args.data, k=args.k, leaf=leaf, smoothing=args.smoothing, binarize=args.binarize)
+    return _write(circuit, args.output)
+
+
+def _deltas(text: str, option: str) -> list[float]:
+    try:
+        return [float(item) for item in text.split(",")]
+    except ValueError:
+        raise StructureError(f"{option} wants numbers separated by commas, got {text!r}") from None
+
+
+def _write(circuit: Circuit, output: str) -> int:
+    """Print `circuit` as .pc text to stdout, or replace `output` with it in one step."""
+    from ..frontend import to_text
+
+    text = to_text(circuit)
+    if output == "-":
+        sys.stdout.write(text)
+        return 0
+    temp = None
+    try:
+        fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(output)), prefix=".pcc-", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
+        os.replace(temp, output)
+    except OSError as e:
+        if temp is not None:
+            os.unlink(temp)
+        raise PcError(f"cannot write {output}: {e.strerror or e}") from None
+    n = counts(circuit)
+    print(f"wrote {output}: {n['regions']} regions ({n['inputs']} inputs, {n['sums']} sums, "
+          f"{n['partitions']} partitions), {parameter_count(circuit):,} parameters", file=sys.stderr)
+    return 0

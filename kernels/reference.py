@@ -1,0 +1,169 @@
+"""Torch implementations of the layer kernels: the torch backend, and the reference for Triton.
+
+Shapes: an arena is [M, B, K] log-values (M rows, batch B, K units). `rows` picks N rows of an
+arena: a LongTensor [N], or an int, the first of N contiguous rows (read as a view, no gather).
+
+einsum   out[n,b,o] = log sum_{i1..ia} W[n,o,i1..ia] prod_j exp(X_j[n,b,i_j]),  X_j = src_j[rows_j]
+         with log_w = log W of shape [N, Ko, K1*...*Ka] (row-major over i1..ia).
+mix      out[n,b,k] = log sum_p M[n,p,k] exp(src[rows[n,p], b, k]),  log_m = log M of shape [N, P, K].
+
+The sum semiring max-shifts every child, so -inf (log 0) inputs are exact and all -inf rows give -inf
+and zero gradients, never NaN. The max semiring (MPE) replaces every sum by a max.
+
+Backward functions take dL/dout, add dL/dX into the gradient arenas in place, and return the weight
+flows dL/dlog_w = W * dL/dW (for L = sum of log-likelihoods these are EM's expected counts).
+The temporary outer product is built in chunks of partitions so memory stays bounded; nothing of
+size [N, B, K1*...*Ka] is kept between forward and backward.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Union
+
+import torch
+from torch import Tensor
+
+Rows = Union[Tensor, int]
+
+# Elements of the largest temporary (outer product) a chunk may build: 2^22 floats = 16 MiB fp32.
+CHUNK_ELEMENTS = 1 << 22
+
+
+def gather_rows(arena: Tensor, rows: Rows, n: int) -> Tensor:
+    """arena[rows] as [N, B, K]; a view when `rows` is a contiguous block."""
+    if isinstance(rows, int):
+        return arena.narrow(0, rows, n)
+    return arena.index_select(0, rows)
+
+
+def scatter_add_rows(grad_arena: Tensor, rows: Rows, grad: Tensor) -> None:
+    """grad_arena[rows] += grad, with repeated rows accumulated."""
+    if isinstance(rows, int):
+        grad_arena.narrow(0, rows, grad.shape[0]).add_(grad)
+    else:
+        grad_arena.index_add_(0, rows, grad)
+
+
+def _chunks(n: int, per_item: int):
+    step = max(1, CHUNK_ELEMENTS // max(1, per_item))
+    for start in range(0, n, step):
+        yield start, min(n, start + step)
+
+
+def _slice_rows(rows: Rows, start: int, stop: int) -> Rows:
+    return rows + start if isinstance(rows, int) else rows[start:stop]
+
+
+def _shift(x: Tensor, dim: int = -1) -> Tensor:
+    """Max along `dim` (kept), with 0 where the max is -inf so that x - shift never gives NaN."""
+    m = x.amax(dim, keepdim=True)
+    return torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+
+
+def _outer(factors: Sequence[Tensor]) -> Tensor:
+    """Kronecker product over the last dim: [N, B, K1], ..., [N, B, Ka] -> [N, B, K1*...*Ka]."""
+    acc = factors[0]
+    for f in factors[1:]:
+        acc = (acc.unsqueeze(-1) * f.unsqueeze(-2)).flatten(-2)
+    return acc
+
+
+def einsum_forward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
+                   semiring: str = "sum") -> None:
+    """Write the einsum of N partitions into `out` [N, B, Ko] (see module doc)."""
+    n, _, k_out = out.shape
+    width = log_w.shape[-1]
+    batch = out.shape[1]
+    per_item = batch * width * (k_out if semiring == "max" else 1)
+    for a, b in _chunks(n, per_item):
+        xs = [gather_rows(s, _slice_rows(r, a, b), b - a) for s, r in zip(sources, rows)]
+        lw = log_w[a:b]
+        if width == 1:  # one product per partition: no sum to take
+            out[a:b] = sum(xs) + lw.transpose(1, 2)
+        elif semiring == "max":
+            prod_ = xs[0]
+            for x in xs[1:]:
+                prod_ = (prod_.unsqueeze(-1) + x.unsqueeze(-2)).flatten(-2)
+            out[a:b] = (prod_.unsqueeze(2) + lw.unsqueeze(1)).amax(-1)
+        else:
+            shifts = [_shift(x) for x in xs]
+            outer = _outer([torch.exp(x - s) for x, s in zip(xs, shifts)])
+            res = torch.bmm(outer, torch.exp(lw).transpose(1, 2))
+            out[a:b] = torch.log(res) + sum(shifts)
+
+
+def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
+                    grad_out: Tensor, grad_sources: Sequence[Tensor]) -> Tensor:
+    """Add dL/dX_j into grad_sources[j] at rows[j]; return the flows W * dL/dW, [N, Ko, K1*..*Ka]."""
+    n, batch, _ = out.shape
+    width = log_w.shape[-1]
+    flows = torch.zeros_like(log_w)
+    for a, b in _chunks(n, batch * width):
+        rs = [_slice_rows(r, a, b) for r in rows]
+        xs = [gather_rows(s, r, b - a) for s, r in zip(sources, rs)]
+        g = grad_out[a:b]
+        lw = log_w[a:b]
+        if width == 1:
+            flows[a:b] = g.sum(1).unsqueeze(-1)
+            child_grads = [g.sum(-1, keepdim=True)] * len(xs)
+        else:
+            shifts = [_shift(x) for x in xs]
+            es = [torch.exp(x - s) for x, s in zip(xs, shifts)]
+            # h = dL/dP where P = sum W * outer = exp(out - sum(shifts)); zero where out = -inf.
+            o = out[a:b]
+            h = torch.where(torch.isfinite(o), g * torch.exp(sum(shifts) - o), torch.zeros_like(g))
+            w = torch.exp(lw)
+            flows[a:b] = w * torch.bmm(h.transpose(1, 2), _outer(es))
+            d_outer = torch.bmm(h, w)  # [n, B, K1*...*Ka]
+            child_grads = _outer_backward(d_outer, es)
+        for gs, r, cg in zip(grad_sources, rs, child_grads):
+            scatter_add_rows(gs, r, cg)
+    return flows
+
+
+def _outer_backward(d_outer: Tensor, es: Sequence[Tensor]) -> list[Tensor]:
+    """Given dL/d(outer), outer = kron(e_1..e_a), return dL/dx_j = e_j * dL/de_j (x_j = log e_j)."""
+    letters = "ijklmopq"[: len(es)]
+    full = d_outer.reshape(*d_outer.shape[:2], *(e.shape[-1] for e in es))
+    grads = []
+    for j, e in enumerate(es):
+        others = [i for i in range(len(es)) if i != j]
+        eq = ",".join(["nb" + letters] + ["nb" + letters[i] for i in others]) + "->nb" + letters[j]
+        grads.append(e * torch.einsum(eq, full, *(es[i] for i in others)))
+    return grads
+
+
+def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
+                semiring: str = "sum") -> None:
+    """Write out[n,b,k] = log sum_p M[n,p,k] exp(source[rows[n,p],b,k]) into `out` [N, B, K]."""
+    n, p = rows.shape
+    batch, k = out.shape[1:]
+    for a, b in _chunks(n, p * batch * k):
+        z = _mix_terms(source, rows[a:b], log_m[a:b])
+        if semiring == "max":
+            out[a:b] = z.amax(1)
+        else:
+            s = _shift(z, 1)
+            out[a:b] = torch.log(torch.exp(z - s).sum(1)) + s.squeeze(1)
+
+
+def mix_backward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor, grad_out: Tensor,
+                 grad_source: Tensor) -> Tensor:
+    """Add dL/dsource at rows into grad_source; return the flows M * dL/dM, [N, P, K]."""
+    n, p = rows.shape
+    batch, k = out.shape[1:]
+    flows = torch.zeros_like(log_m)
+    for a, b in _chunks(n, p * batch * k):
+        z = _mix_terms(source, rows[a:b], log_m[a:b])
+        o = out[a:b].unsqueeze(1)
+        post = torch.where(torch.isfinite(o), torch.exp(z - o), torch.zeros_like(z))  # [n,P,B,K]
+        contrib = post * grad_out[a:b].unsqueeze(1)
+        flows[a:b] = contrib.sum(2)
+        grad_source.index_add_(0, rows[a:b].reshape(-1), contrib.reshape(-1, batch, k))
+    return flows
+
+
+def _mix_terms(source: Tensor, rows: Tensor, log_m: Tensor) -> Tensor:
+    """log M[n,p,k] + source[rows[n,p], b, k] as [n, P, B, K]."""
+    n, p = rows.shape
+    vals = source.index_select(0, rows.reshape(-1)).view(n, p, *source.shape[1:])
+    return vals + log_m.unsqueeze(2)

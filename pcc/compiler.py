@@ -1,0 +1,43 @@
+"""`pcc.compile`: .pc text, a path or a Circuit -> a `CompiledCircuit` module.
+
+    text --parse--> Circuit --validate--> region graph --layerize, group--> Plan --lower--> module
+"""
+from __future__ import annotations
+
+import os
+
+from .errors import PcCheckError
+from .ir import Circuit
+from .passes import group_by_shape, layerize, make_plan, Plan
+from .region_graph import to_graph
+from .runtime.module import CompiledCircuit
+
+
+def as_circuit(source: "str | os.PathLike | Circuit") -> Circuit:
+    """A validated Circuit from a Circuit, a path to a .pc file, or .pc text."""
+    from .frontend import load, parse, validate
+    if isinstance(source, Circuit):
+        errors = [d for d in validate(source) if d.severity == "error"]
+        if errors:
+            raise PcCheckError(errors)
+        return source
+    if isinstance(source, os.PathLike) or ("\n" not in source and not source.lstrip().startswith(
+            "pc ")):
+        return load(os.fspath(source))
+    return parse(source)
+
+
+def plan(circuit: Circuit) -> Plan:
+    """Run the passes on a valid circuit."""
+    graph = to_graph(circuit)
+    return make_plan(graph, group_by_shape(graph, layerize(graph)), circuit.root, circuit.vars)
+
+
+def compile(source: "str | os.PathLike | Circuit", backend: str = "auto",
+            seed: int = 0) -> CompiledCircuit:
+    """Compile a circuit to a torch module computing log p(x); see `CompiledCircuit`.
+
+    backend: 'auto' (Triton on CUDA tensors, torch elsewhere), 'torch', 'triton', or 'naive'
+    (node by node, the reference). `seed` initializes parameters the file does not give."""
+    circuit = as_circuit(source)
+    return CompiledCircuit(circuit, plan(circuit), backend=backend, seed=seed)

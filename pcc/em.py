@@ -1,0 +1,157 @@
+"""Expectation-maximization for compiled circuits, stepped like an optimizer.
+
+    em = pcc.EM(model, step_size=0.05, pseudocount=0.1)
+    for batch in loader:
+        em.step(batch)               # online EM: accumulate one batch, then update
+    # or full-batch EM: em.accumulate(b) for every batch, then em.update(), with step_size=1
+
+E-step by autodiff. With L = sum_b log p(x_b):
+    sum weights   n[o,c] = W[o,c] * dL/dW[o,c]       (the engine's backward returns exactly this)
+    leaves        gamma[r,b,k] = dL/d(log-density of unit k of region r at sample b)
+                  n = sum_b gamma * observed,  t = sum_b gamma * observed * T(x)
+M-step: W = (n + a) / sum(n + a) per sum unit (a = pseudocount), leaves by their family
+(`pcc.runtime.leaves`); online EM mixes in expectation parameters: new = (1 - s) old + s estimate.
+Missing (NaN or marginalized) values contribute no statistics; units that received no mass and
+no pseudocount keep their parameters. Probabilities are floored at `min_prob`, variances at
+`min_var`; nothing becomes NaN.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .errors import ShapeError
+from .runtime.module import CompiledCircuit
+
+
+class EM:
+    """EM for a `CompiledCircuit` (any backend). See the module doc for the math."""
+
+    def __init__(self, model: CompiledCircuit, step_size: float = 0.05, pseudocount: float = 0.1,
+                 min_prob: float = 1e-6, min_var: float = 1e-4):
+        if not 0 < step_size <= 1:
+            raise ValueError(f"step_size must be in (0, 1], got {step_size}")
+        if pseudocount < 0:
+            raise ValueError(f"pseudocount must be >= 0, got {pseudocount}")
+        self.model, self.step_size, self.pseudocount = model, step_size, pseudocount
+        self.min_prob, self.min_var = min_prob, min_var
+        self._normalize_weights()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.rows = 0
+        self._sum_counts: list[Tensor | None] = [None] * len(self.model.sum_logits)
+        self._mix_counts: list[Tensor | None] = [None] * len(self.model.mix_logits)
+        self._leaf_stats: list[dict[str, Tensor] | None] = [None] * len(self.model.leaf_params)
+
+    @torch.no_grad()
+    def _normalize_weights(self) -> None:
+        """Project the logits onto normalized log-weights (EM's invariant)."""
+        m = self.model
+        for p in m.sum_logits:
+            p.copy_(torch.log_softmax(p, -1))
+        for i, p in enumerate(m.mix_logits):
+            mask = getattr(m, f"mix_mask_{i}")
+            p.copy_(torch.log_softmax(p.masked_fill(~mask, -math.inf), 1).masked_fill(~mask, 0))
+
+    def accumulate(self, x: Tensor, marginalize: Tensor | None = None,
+                   target: Tensor | None = None) -> Tensor:
+        """E-step on one batch: add its expected statistics; return log p(x) per row, [B].
+
+        For a circuit whose root has K > 1 units (e.g. one density per class), `target` [B]
+        picks the unit each row belongs to."""
+        m = self.model
+        x = m.prepare_input(x, marginalize)
+        weights = list(m.sum_logits) + list(m.mix_logits)
+        for w in weights:
+            w.grad = None
+        with torch.no_grad():
+            leaf_values = m.leaf_values(x)
+        leaf_values = [v.requires_grad_() for v in leaf_values]
+        with m.em_mode():
+            root = m.evaluate(leaf_values)
+        ll = self._select(root, target)
+        ll.sum().backward()
+        with torch.no_grad():
+            for i, w in enumerate(m.sum_logits):
+                self._sum_counts[i] = _add(self._sum_counts[i], w.grad)
+            for i, w in enumerate(m.mix_logits):
+                self._mix_counts[i] = _add(self._mix_counts[i], w.grad)
+            xt = x.t()
+            for i, (fam, values) in enumerate(zip(m.families, leaf_values)):
+                xs = xt.index_select(0, getattr(m, f"leaf_vars_{i}"))
+                obs = ~torch.isnan(xs)
+                gamma = values.grad.index_select(0, getattr(m, f"leaf_slots_{i}"))
+                stats = fam.stats(torch.where(obs, xs, torch.zeros_like(xs)).double(),
+                                  obs.double(), gamma.double())
+                old = self._leaf_stats[i]
+                self._leaf_stats[i] = stats if old is None else {
+                    k: old[k] + v for k, v in stats.items()}
+        for w in weights:
+            w.grad = None
+        self.rows += x.shape[0]
+        return ll.detach()
+
+    def _select(self, root: Tensor, target: Tensor | None) -> Tensor:
+        if root.shape[1] == 1:
+            return root[:, 0]
+        if target is None:
+            raise ShapeError(f"the root has {root.shape[1]} units: pass target [B] to say which "
+                             "unit each row belongs to")
+        target = torch.as_tensor(target, device=root.device).long()
+        if target.shape != root.shape[:1]:
+            raise ShapeError(f"target must have shape [{root.shape[0]}], got {list(target.shape)}")
+        return root.gather(1, target.unsqueeze(1)).squeeze(1)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        """M-step with everything accumulated since the last update, then clear it."""
+        if self.rows == 0:
+            return
+        m, s, a = self.model, self.step_size, self.pseudocount
+        floor = math.log(self.min_prob) if self.min_prob > 0 else -math.inf
+        for w, n in zip(m.sum_logits, self._sum_counts):
+            w.copy_(self._mix_in(w.double(), n, -1, None, floor).to(w.dtype))
+        for i, (w, n) in enumerate(zip(m.mix_logits, self._mix_counts)):
+            mask = getattr(m, f"mix_mask_{i}")
+            w.copy_(self._mix_in(w.double(), n, 1, mask, floor).to(w.dtype))
+        for fam, params, stats in zip(m.families, m.leaf_params, self._leaf_stats):
+            old = {k: v.double() for k, v in params.as_dict().items()}
+            new = fam.estimate(stats, old, s, a, self.min_prob, self.min_var)
+            for k, v in new.items():
+                getattr(params, k).copy_(v.to(getattr(params, k).dtype))
+        self._reset()
+
+    def _mix_in(self, log_w: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
+                floor: float) -> Tensor:
+        """log((1 - s) W + s (n + a) / sum(n + a)), keeping units that received nothing."""
+        counts = counts.double() + self.pseudocount
+        if mask is not None:
+            counts = counts * mask
+        total = counts.sum(dim, keepdim=True)
+        new = counts / total.clamp_min(1e-300)
+        mixed = (1 - self.step_size) * torch.exp(log_w) + self.step_size * new
+        mixed = torch.where(total > 0, mixed, torch.exp(log_w))
+        if mask is not None:
+            mixed = mixed * mask
+        mixed = mixed.clamp_min(math.exp(floor)) if floor > -math.inf else mixed
+        if mask is not None:
+            mixed = mixed * mask
+        out = torch.log(mixed / mixed.sum(dim, keepdim=True))
+        return out if mask is None else out.masked_fill(~mask, 0.0)
+
+    def step(self, x: Tensor, marginalize: Tensor | None = None,
+             target: Tensor | None = None) -> float:
+        """Online EM on one batch (accumulate, then update); returns the batch's mean log p."""
+        ll = self.accumulate(x, marginalize, target)
+        self.update()
+        return float(ll.mean())
+
+
+def _add(acc: Tensor | None, value: Tensor | None) -> Tensor | None:
+    if value is None:
+        return acc
+    value = value.detach().double()
+    return value.clone() if acc is None else acc + value

@@ -1,0 +1,72 @@
+"""Group by shape: inside a layer, bucket the nodes that one fused op can compute together.
+
+Einsum groups: partitions with the same (K of each child, K out). Partitions whose children all
+have K = 1 are plain products (log-values add); they are bucketed by arity rounded up (see
+`bucket`), the missing children read a row of log 1 = 0.
+Mix groups: sum regions with several partitions, by (number of partitions rounded up, K); the
+missing partitions get weight 0 (log weight -inf).
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import networkx as nx
+
+from .graph_access import partition_children
+from .layerize import Layering
+
+
+def bucket(n: int) -> int:
+    """Size class of a fan-in n: exact up to 4, then the next power of two (padding < 2x)."""
+    return n if n <= 4 else 1 << (n - 1).bit_length()
+
+
+@dataclass(frozen=True)
+class EinsumGroup:
+    """Partitions `members` ((region, p) pairs) with children of K `child_k` and `k_out` outputs."""
+
+    level: int
+    child_k: tuple[int, ...]
+    k_out: int
+    members: tuple[tuple[str, int], ...]
+
+    @property
+    def is_product(self) -> bool:
+        """All children have K = 1: the weights are the constant 1, outputs are sums of logs."""
+        return all(k == 1 for k in self.child_k)
+
+
+@dataclass(frozen=True)
+class MixGroup:
+    """Sum regions `members` with at most `num_parts` partitions each and `k` units."""
+
+    level: int
+    k: int
+    num_parts: int
+    members: tuple[str, ...]
+
+
+def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[EinsumGroup | MixGroup]:
+    """All groups in execution order: per level, its einsum groups, then its mix groups."""
+    einsums: dict[tuple, list] = defaultdict(list)
+    mixes: dict[tuple, list] = defaultdict(list)
+    for node, lvl in layering.level.items():
+        if node[0] == "partition":
+            _, region, p = node
+            child_k = tuple(graph.nodes[("region", c)]["k"] for c in partition_children(graph, node))
+            if all(k == 1 for k in child_k):
+                child_k = (1,) * bucket(len(child_k))
+            k_out = graph.nodes[("region", region)]["k"]
+            einsums[(lvl, child_k, k_out)].append((region, p))
+        elif graph.nodes[node]["kind"] == "sum":
+            parts = graph.out_degree(node)
+            if parts > 1:
+                mixes[(lvl, graph.nodes[node]["k"], bucket(parts))].append(node[1])
+    groups: list[EinsumGroup | MixGroup] = []
+    for lvl in range(1, layering.depth + 1):
+        groups += [EinsumGroup(l, ck, ko, tuple(sorted(m)))
+                   for (l, ck, ko), m in sorted(einsums.items()) if l == lvl]
+        groups += [MixGroup(l, k, p, tuple(sorted(m)))
+                   for (l, k, p), m in sorted(mixes.items()) if l == lvl]
+    return groups

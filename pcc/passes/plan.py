@@ -1,0 +1,258 @@
+"""Plan: lay every group's outputs out in arenas and compute the index arrays its op reads.
+
+Arenas: one per distinct K, a tensor [rows, B, K] at run time. Row 0 of each arena holds log 1 = 0
+(padding for products). Then come the leaf groups, then every op's outputs in execution order,
+each op writing one contiguous block of rows.
+
+Member order inside each group is chosen top-down so that an op's children, where possible, sit in
+one contiguous ascending block of rows; such inputs are read as views (`int` start row) instead
+of being gathered by an index array.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from math import prod
+
+import networkx as nx
+import numpy as np
+
+from ..ir import Family
+from .graph_access import input_family, partition_children
+from .group import EinsumGroup, MixGroup
+
+Rows = "np.ndarray | int"  # an index array [N] of rows, or the first row of N contiguous rows
+
+
+@dataclass(frozen=True)
+class LeafGroup:
+    """Input regions of one family and K, evaluated by one vectorized leaf op.
+
+    Slot m is a (region, variable) pair, region-major; unit k of region r is the product over its
+    slots of f(x[var_index[m]]; theta[m, k]).
+    """
+
+    family: Family
+    k: int
+    regions: tuple[str, ...]
+    var_index: np.ndarray  # [M] variable of each slot
+    slot_region: np.ndarray  # [M] member index of each slot
+    out_start: int
+
+    @property
+    def scope_size(self) -> int | None:
+        """The common scope size of all members, or None when sizes differ."""
+        counts = np.bincount(self.slot_region, minlength=len(self.regions))
+        return int(counts[0]) if len(counts) and (counts == counts[0]).all() else None
+
+
+@dataclass(frozen=True)
+class EinsumOp:
+    """One einsum group: out rows [out_start, out_start+N) of arena `k_out`."""
+
+    level: int
+    members: tuple[tuple[str, int], ...]
+    child_k: tuple[int, ...]
+    k_out: int
+    child_rows: tuple  # per child slot: np.ndarray [N] or int
+    out_start: int
+
+    @property
+    def width(self) -> int:
+        """Number of products per partition, K1 * ... * Ka."""
+        return prod(self.child_k)
+
+    @property
+    def has_weights(self) -> bool:
+        return self.width > 1
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int]:
+        return (len(self.members), self.k_out, self.width)
+
+
+@dataclass(frozen=True)
+class MixOp:
+    """One mix group: out rows [out_start, out_start+N) of arena `k`."""
+
+    level: int
+    members: tuple[str, ...]
+    k: int
+    part_rows: np.ndarray  # [N, P] rows of the partitions' outputs (0 where padded)
+    mask: np.ndarray  # [N, P] True for real partitions
+    out_start: int
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int]:
+        return (len(self.members), self.part_rows.shape[1], self.k)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Everything the lowering needs: arenas, leaf groups, ops in order, where each region lives."""
+
+    var_names: tuple[str, ...]
+    arena_rows: dict[int, int]
+    leaf_groups: tuple[LeafGroup, ...]
+    ops: tuple[EinsumOp | MixOp, ...]
+    region_row: dict[str, tuple[int, int]]  # region -> (K, row)
+    partition_row: dict[tuple[str, int], tuple[int, int]]
+    root: str
+    num_partitions: dict[str, int] = field(default_factory=dict)  # sum region -> P
+
+    @property
+    def num_vars(self) -> int:
+        return len(self.var_names)
+
+    @property
+    def depth(self) -> int:
+        return max((op.level for op in self.ops), default=0)
+
+
+def make_plan(graph: nx.DiGraph, groups: list[EinsumGroup | MixGroup], root: str,
+              var_names: tuple[str, ...]) -> Plan:
+    """Allocate rows and index arrays for `groups` (from `group_by_shape`)."""
+    leaves = _leaf_groups(graph)
+    producer = _producers(graph, leaves, groups)
+    order = _member_orders(graph, leaves, groups, producer, root)
+
+    next_row: dict[int, int] = defaultdict(lambda: 1)
+    node_row: dict = {}  # ("region", name) or ("partition", name, p) -> row in its K's arena
+
+    def allocate(k: int, nodes: list) -> int:
+        start = next_row[k]
+        for i, node in enumerate(nodes):
+            node_row[node] = start + i
+        next_row[k] += len(nodes)
+        return start
+
+    leaf_groups = []
+    for (family, k), _ in leaves.items():
+        regions = order[("leaf", family, k)]
+        start = allocate(k, [("region", r) for r in regions])
+        scopes = [graph.nodes[("region", r)]["variables"] for r in regions]
+        leaf_groups.append(LeafGroup(
+            family, k, tuple(regions),
+            np.array([v for s in scopes for v in s], dtype=np.int64),
+            np.repeat(np.arange(len(regions)), [len(s) for s in scopes]).astype(np.int64),
+            start))
+
+    ops: list[EinsumOp | MixOp] = []
+    for g in groups:
+        members = order[g]
+        if isinstance(g, EinsumGroup):
+            start = allocate(g.k_out, [("partition", r, p) for r, p in members])
+            for r, p in members:
+                if graph.out_degree(("region", r)) == 1:
+                    node_row[("region", r)] = node_row[("partition", r, p)]
+            rows = []
+            for j in range(len(g.child_k)):
+                rows.append(_as_rows([
+                    node_row[("region", children[j])] if j < len(children) else 0
+                    for children in (partition_children(graph, ("partition", r, p))
+                                     for r, p in members)]))
+            ops.append(EinsumOp(g.level, tuple(members), g.child_k, g.k_out, tuple(rows), start))
+        else:
+            start = allocate(g.k, [("region", r) for r in members])
+            part_rows = np.zeros((len(members), g.num_parts), dtype=np.int64)
+            mask = np.zeros((len(members), g.num_parts), dtype=bool)
+            for i, r in enumerate(members):
+                for p in range(graph.out_degree(("region", r))):
+                    part_rows[i, p] = node_row[("partition", r, p)]
+                    mask[i, p] = True
+            ops.append(MixOp(g.level, tuple(members), g.k, part_rows, mask, start))
+
+    def k_of(node) -> int:
+        return graph.nodes[("region", node[1])]["k"]
+
+    return Plan(
+        var_names=tuple(var_names),
+        arena_rows=dict(next_row),
+        leaf_groups=tuple(leaf_groups),
+        ops=tuple(ops),
+        region_row={n[1]: (k_of(n), r) for n, r in node_row.items() if n[0] == "region"},
+        partition_row={(n[1], n[2]): (k_of(n), r) for n, r in node_row.items()
+                       if n[0] == "partition"},
+        root=root,
+        num_partitions={n[1]: graph.out_degree(n) for n, d in graph.nodes(data=True)
+                        if d.get("kind") == "sum"},
+    )
+
+
+def _as_rows(rows: list[int]) -> "np.ndarray | int":
+    """An int start row when `rows` is one ascending contiguous block, else an index array."""
+    arr = np.asarray(rows, dtype=np.int64)
+    if len(arr) and (np.diff(arr) == 1).all():
+        return int(arr[0])
+    return arr
+
+
+def _leaf_groups(graph: nx.DiGraph) -> dict[tuple[Family, int], list[str]]:
+    """Input regions by (family, K), in a deterministic order."""
+    out: dict[tuple[Family, int], list[str]] = defaultdict(list)
+    for node, d in sorted(graph.nodes(data=True), key=lambda nd: str(nd[0])):
+        if d.get("kind") == "input":
+            out[(input_family(graph, node), d["k"])].append(node[1])
+    return dict(sorted(out.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])))
+
+
+def _producers(graph, leaves, groups) -> dict:
+    """The group key that computes each region's value (a leaf group, einsum group or mix group)."""
+    producer = {}
+    for (family, k), regions in leaves.items():
+        for r in regions:
+            producer[r] = ("leaf", family, k)
+    for g in groups:
+        if isinstance(g, EinsumGroup):
+            for r, p in g.members:
+                producer[(r, p)] = g
+                if graph.out_degree(("region", r)) == 1:
+                    producer[r] = g
+        else:
+            for r in g.members:
+                producer[r] = g
+    return producer
+
+
+def _member_orders(graph, leaves, groups, producer, root) -> dict:
+    """Member order of every group, chosen top-down by first consumption (see module doc)."""
+    wanted: dict = defaultdict(list)
+    seen: set = set()
+
+    def want(key, member, as_member):
+        if member not in seen:
+            seen.add(member)
+            wanted[producer[key]].append(as_member)
+
+    def region_member(r: str):
+        """How region r appears in its producer's member list."""
+        if graph.nodes[("region", r)]["kind"] == "sum" and graph.out_degree(("region", r)) == 1:
+            return (r, 0)
+        return r
+
+    want(root, root, region_member(root))
+    order: dict = {}
+    for g in reversed(groups):
+        members = _finish(wanted[g], g.members)
+        order[g] = members
+        if isinstance(g, EinsumGroup):
+            children = [partition_children(graph, ("partition", r, p)) for r, p in members]
+            for j in range(len(g.child_k)):
+                for ch in children:
+                    if j < len(ch):
+                        want(ch[j], ch[j], region_member(ch[j]))
+        else:
+            for p in range(g.num_parts):
+                for r in members:
+                    if p < graph.out_degree(("region", r)):
+                        want((r, p), (r, p), (r, p))
+    for (family, k), regions in leaves.items():
+        key = ("leaf", family, k)
+        order[key] = _finish(wanted[key], regions)
+    return order
+
+
+def _finish(wanted: list, members) -> list:
+    """`wanted` first, then the members nobody asked for, in their given order."""
+    rest = set(members) - set(wanted)
+    return list(wanted) + [m for m in members if m in rest]

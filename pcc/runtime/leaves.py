@@ -1,0 +1,272 @@
+"""Leaf densities: one vectorized op per (family, K) group of input regions.
+
+A group has M slots (region, variable) and K units; every family stores its parameters per slot
+and unit, [M, K, ...], in an unconstrained form (so gradient training needs no projection):
+
+    bernoulli       logit [M,K]        log f(x) = log sigmoid(+-logit)
+    binomial(n)     logit [M,K]        log f(x) = log C(n,x) + x log p + (n-x) log(1-p)
+    categorical(n)  logits [M,K,n]     log f(x) = log_softmax(logits)[x]
+    normal          mean, log_std      log f(x) = -((x-mean)/std)^2/2 - log std - log(2 pi)/2
+
+EM works in the expectation parameters (p, probs, mean and E[x^2]): `stats` turns posterior flows
+gamma [M,B,K] into expected sufficient statistics; `estimate` turns statistics into parameters.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+from ..ir import Family
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+class LeafFamily:
+    """Interface of a leaf family's runtime (all shapes per group: M slots, K units, B samples)."""
+
+    fields: tuple[str, ...] = ()
+    ir_fields: tuple[str, ...] = ()  # names of the probability-space fields in .pc `param`
+
+    def __init__(self, family: Family):
+        self.family = family
+        self.n = int(family.arg("n", 1))
+
+    def log_density(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """x [M, B] (missing entries filled with 0) -> log f [M, B, K]."""
+        raise NotImplementedError
+
+    def init(self, m: int, k: int, generator: torch.Generator) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def to_ir(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Stored parameters -> probability-space fields [M, K, ...] as written in .pc files."""
+        raise NotImplementedError
+
+    def from_ir(self, fields: dict[str, Tensor]) -> dict[str, Tensor]:
+        raise NotImplementedError
+
+    def stats(self, x: Tensor, obs: Tensor, gamma: Tensor) -> dict[str, Tensor]:
+        """Expected sufficient statistics: x [M,B], obs [M,B] float, gamma [M,B,K] -> sums [M,K,..].
+
+        Always contains 'n' = sum_b gamma * obs (the expected count of observed values)."""
+        w = gamma * obs.unsqueeze(-1)
+        return {"n": w.sum(1), "t": torch.einsum("mbk,mb->mk", w, x)}
+
+    def estimate(self, stats: dict[str, Tensor], old: dict[str, Tensor], step: float,
+                 pseudocount: float, min_prob: float, min_var: float) -> dict[str, Tensor]:
+        """Online EM update: new = (1-step) old + step * MAP estimate, in expectation parameters.
+
+        Slots with no observed mass (n + pseudocount == 0) keep their old values."""
+        raise NotImplementedError
+
+    def sample(self, params: dict[str, Tensor], generator: torch.Generator | None) -> Tensor:
+        """One value per entry of the (already selected) parameters [...] -> [...]."""
+        raise NotImplementedError
+
+    def mode(self, params: dict[str, Tensor]) -> Tensor:
+        raise NotImplementedError
+
+    def support_max(self) -> float:
+        """Largest value in the support (inf for continuous families)."""
+        return math.inf
+
+    @property
+    def discrete(self) -> bool:
+        return True
+
+
+def _mix(old: Tensor, new: Tensor, keep: Tensor, step: float) -> Tensor:
+    out = (1 - step) * old + step * new
+    return torch.where(keep, old, out)
+
+
+def _xlogp(x: Tensor, logp: Tensor) -> Tensor:
+    """x * log p with 0 * log 0 = 0 (so p = 0 or 1 are exact)."""
+    return torch.where(x == 0, torch.zeros_like(logp), x * logp)
+
+
+class Bernoulli(LeafFamily):
+    fields = ("logit",)
+    ir_fields = ("p",)
+
+    def log_density(self, x, params):
+        t = params["logit"].unsqueeze(1)
+        xb = x.unsqueeze(-1)
+        return torch.where(xb > 0.5, F.logsigmoid(t), F.logsigmoid(-t))
+
+    def init(self, m, k, generator):
+        p = 0.25 + 0.5 * torch.rand(m, k, generator=generator, dtype=torch.float64)
+        return {"logit": torch.logit(p)}
+
+    def to_ir(self, params):
+        return {"p": torch.sigmoid(params["logit"])}
+
+    def from_ir(self, fields):
+        return {"logit": torch.logit(fields["p"].double())}
+
+    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+        n, t = stats["n"], stats["t"]
+        keep = (n + pseudocount) <= 0
+        p_new = (t + pseudocount) / (n + 2 * pseudocount).clamp_min(1e-300)
+        p = _mix(torch.sigmoid(old["logit"]), p_new, keep, step)
+        return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
+
+    def sample(self, params, generator):
+        return torch.bernoulli(torch.sigmoid(params["logit"]), generator=generator)
+
+    def mode(self, params):
+        return (params["logit"] > 0).to(params["logit"].dtype)
+
+    def support_max(self):
+        return 1.0
+
+
+class Binomial(LeafFamily):
+    fields = ("logit",)
+    ir_fields = ("p",)
+
+    def log_density(self, x, params):
+        t = params["logit"].unsqueeze(1)
+        xb = x.unsqueeze(-1)
+        n = float(self.n)
+        log_c = (math.lgamma(n + 1) - torch.lgamma(xb + 1) - torch.lgamma(n - xb + 1))
+        return log_c + _xlogp(xb, F.logsigmoid(t)) + _xlogp(n - xb, F.logsigmoid(-t))
+
+    def init(self, m, k, generator):
+        p = 0.25 + 0.5 * torch.rand(m, k, generator=generator, dtype=torch.float64)
+        return {"logit": torch.logit(p)}
+
+    def to_ir(self, params):
+        return {"p": torch.sigmoid(params["logit"])}
+
+    def from_ir(self, fields):
+        return {"logit": torch.logit(fields["p"].double())}
+
+    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+        n, t = stats["n"], stats["t"]
+        keep = (n + pseudocount) <= 0
+        p_new = (t + pseudocount) / (self.n * n + 2 * pseudocount).clamp_min(1e-300)
+        p = _mix(torch.sigmoid(old["logit"]), p_new, keep, step)
+        return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
+
+    def sample(self, params, generator):
+        p = torch.sigmoid(params["logit"])
+        return torch.binomial(torch.full_like(p, float(self.n)), p, generator=generator)
+
+    def mode(self, params):
+        p = torch.sigmoid(params["logit"])
+        return torch.floor((self.n + 1) * p).clamp(0, self.n)
+
+    def support_max(self):
+        return float(self.n)
+
+
+class Categorical(LeafFamily):
+    fields = ("logits",)
+    ir_fields = ("probs",)
+
+    def log_density(self, x, params):
+        logp = torch.log_softmax(params["logits"], -1)  # [M, K, n]
+        idx = x.long().clamp(0, self.n - 1)  # [M, B]
+        m, b = idx.shape
+        k = logp.shape[1]
+        return torch.gather(logp, 2, idx.unsqueeze(1).expand(m, k, b)).transpose(1, 2)
+
+    def init(self, m, k, generator):
+        p = 0.5 + torch.rand(m, k, self.n, generator=generator, dtype=torch.float64)
+        return {"logits": torch.log(p / p.sum(-1, keepdim=True))}
+
+    def to_ir(self, params):
+        return {"probs": torch.softmax(params["logits"], -1)}
+
+    def from_ir(self, fields):
+        return {"logits": torch.log(fields["probs"].double())}
+
+    def stats(self, x, obs, gamma):
+        w = gamma * obs.unsqueeze(-1)
+        onehot = F.one_hot(x.long().clamp(0, self.n - 1), self.n).to(gamma.dtype)  # [M,B,n]
+        return {"n": w.sum(1), "t": torch.einsum("mbk,mbc->mkc", w, onehot)}
+
+    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+        n, t = stats["n"], stats["t"]
+        keep = ((n + pseudocount) <= 0).unsqueeze(-1)
+        new = (t + pseudocount) / (n.unsqueeze(-1) + self.n * pseudocount).clamp_min(1e-300)
+        p = _mix(torch.softmax(old["logits"], -1), new, keep, step).clamp_min(min_prob)
+        return {"logits": torch.log(p / p.sum(-1, keepdim=True))}
+
+    def sample(self, params, generator):
+        probs = torch.softmax(params["logits"], -1)
+        flat = probs.reshape(-1, self.n)
+        return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1]).to(
+            probs.dtype)
+
+    def mode(self, params):
+        return params["logits"].argmax(-1).to(params["logits"].dtype)
+
+    def support_max(self):
+        return float(self.n - 1)
+
+
+class Normal(LeafFamily):
+    fields = ("mean", "log_std")
+    ir_fields = ("mean", "std")
+
+    def log_density(self, x, params):
+        mean = params["mean"].unsqueeze(1)
+        log_std = params["log_std"].unsqueeze(1)
+        z = (x.unsqueeze(-1) - mean) * torch.exp(-log_std)
+        return -0.5 * z * z - log_std - 0.5 * LOG_2PI
+
+    def init(self, m, k, generator):
+        return {"mean": torch.randn(m, k, generator=generator, dtype=torch.float64),
+                "log_std": torch.zeros(m, k, dtype=torch.float64)}
+
+    def to_ir(self, params):
+        return {"mean": params["mean"], "std": torch.exp(params["log_std"])}
+
+    def from_ir(self, fields):
+        return {"mean": fields["mean"].double(), "log_std": torch.log(fields["std"].double())}
+
+    def stats(self, x, obs, gamma):
+        out = super().stats(x, obs, gamma)
+        w = gamma * obs.unsqueeze(-1)
+        out["t2"] = torch.einsum("mbk,mb->mk", w, x * x)
+        return out
+
+    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+        n, t, t2 = stats["n"], stats["t"], stats["t2"]
+        keep = (n + pseudocount) <= 0
+        old_mean = old["mean"]
+        old_var = torch.exp(2 * old["log_std"])
+        denom = (n + pseudocount).clamp_min(1e-300)
+        # MAP-style shrinkage toward the old parameters with `pseudocount` virtual samples.
+        mean_new = (t + pseudocount * old_mean) / denom
+        m2_new = (t2 + pseudocount * (old_var + old_mean ** 2)) / denom
+        mean = _mix(old_mean, mean_new, keep, step)
+        m2 = _mix(old_var + old_mean ** 2, m2_new, keep, step)
+        var = (m2 - mean ** 2).clamp_min(min_var)
+        return {"mean": mean, "log_std": 0.5 * torch.log(var)}
+
+    def sample(self, params, generator):
+        noise = torch.randn(params["mean"].shape, generator=generator, dtype=params["mean"].dtype,
+                            device=params["mean"].device)
+        return params["mean"] + torch.exp(params["log_std"]) * noise
+
+    def mode(self, params):
+        return params["mean"]
+
+    @property
+    def discrete(self) -> bool:
+        return False
+
+
+LEAF_FAMILIES: dict[str, type[LeafFamily]] = {
+    "bernoulli": Bernoulli, "binomial": Binomial, "categorical": Categorical, "normal": Normal,
+}
+
+
+def leaf_family(family: Family) -> LeafFamily:
+    return LEAF_FAMILIES[family.name](family)

@@ -1,0 +1,326 @@
+"""`CompiledCircuit`: a plan lowered to a `torch.nn.Module`.
+
+    model(x)  ->  log p(x), [B] (or [B, K] when the root region has K > 1 units)
+
+`x` is a float tensor [B, num_vars]; NaN marks a missing value, which is integrated out exactly
+(its leaf log-density is 0). `marginalize` (bool [B, V] or [V]) does the same for integer data.
+
+Parameters (all unconstrained, so any torch optimizer can train them):
+    sum_logits[i]  [N, K_out, K1*...*Ka]  per einsum op with weights; W = softmax over the last dim
+    mix_logits[i]  [N, P, K]              per mix op; M = softmax over P (padded entries masked)
+    leaf_params[g] per leaf group, see `pcc.runtime.leaves`
+EM keeps the logits normalized (log W itself), so that in `em_mode()` the forward uses them as
+log-weights directly and their gradients are exactly the expected counts W * dlogP/dW.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from importlib import import_module
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..errors import BackendError, DataError, ShapeError
+from ..ir import Circuit, Param
+from ..passes import EinsumOp, Plan
+from .engine import CircuitFunction, LeafSlot, LoweredEinsum, LoweredMix, Program
+from .leaves import LeafFamily, leaf_family
+from .naive import naive_evaluate
+
+BACKENDS = ("auto", "torch", "triton", "naive")
+
+
+class LeafParams(nn.Module):
+    """The parameters of one leaf group, one nn.Parameter per stored field."""
+
+    def __init__(self, values: dict[str, Tensor]):
+        super().__init__()
+        for name, v in values.items():
+            self.register_parameter(name, nn.Parameter(v.float()))
+
+    def as_dict(self) -> dict[str, Tensor]:
+        return dict(self.named_parameters())
+
+
+class CompiledCircuit(nn.Module):
+    """A compiled circuit. Build with `pcc.compile`; see the module doc for inputs and parameters."""
+
+    def __init__(self, circuit: Circuit, plan: Plan, backend: str = "auto", seed: int = 0):
+        super().__init__()
+        if backend not in BACKENDS:
+            raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
+        self.circuit, self.plan, self.backend = circuit, plan, backend
+        self._raw_weights = False
+        gen = torch.Generator().manual_seed(seed)
+
+        self.families: list[LeafFamily] = [leaf_family(g.family) for g in plan.leaf_groups]
+        self.leaf_params = nn.ModuleList(
+            LeafParams(fam.init(len(g.var_index), g.k, gen))
+            for fam, g in zip(self.families, plan.leaf_groups))
+        for i, g in enumerate(plan.leaf_groups):
+            self.register_buffer(f"leaf_vars_{i}", torch.from_numpy(g.var_index), persistent=False)
+            self.register_buffer(f"leaf_slots_{i}", torch.from_numpy(g.slot_region),
+                                 persistent=False)
+
+        self.sum_logits = nn.ParameterList()
+        self.mix_logits = nn.ParameterList()
+        self._weight_of_op: list[tuple[str, int] | None] = []
+        for j, op in enumerate(plan.ops):
+            if isinstance(op, EinsumOp):
+                for s, rows in enumerate(op.child_rows):
+                    if not isinstance(rows, int):
+                        self.register_buffer(f"rows_{j}_{s}", torch.from_numpy(rows),
+                                             persistent=False)
+                if op.has_weights:
+                    w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
+                    self.sum_logits.append(nn.Parameter(torch.log_softmax(
+                        torch.log(w + 0.01), -1).float()))
+                    self._weight_of_op.append(("sum", len(self.sum_logits) - 1))
+                else:
+                    self._weight_of_op.append(None)
+            else:
+                self.register_buffer(f"rows_{j}_0", torch.from_numpy(op.part_rows),
+                                     persistent=False)
+                mask = torch.from_numpy(op.mask).unsqueeze(-1)
+                self.register_buffer(f"mix_mask_{len(self.mix_logits)}", mask, persistent=False)
+                w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64) + 0.01
+                logits = torch.log(w).masked_fill(~mask, -math.inf)
+                logits = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
+                self.mix_logits.append(nn.Parameter(logits.float()))
+                self._weight_of_op.append(("mix", len(self.mix_logits) - 1))
+
+        var_max = torch.full((plan.num_vars,), math.inf, dtype=torch.float64)
+        var_discrete = torch.zeros(plan.num_vars, dtype=torch.bool)
+        for fam, g in zip(self.families, plan.leaf_groups):
+            idx = torch.from_numpy(g.var_index)
+            var_max[idx] = fam.support_max()
+            var_discrete[idx] = fam.discrete
+        self.register_buffer("var_max", var_max, persistent=False)
+        self.register_buffer("var_discrete", var_discrete, persistent=False)
+        self.load_ir_params(circuit.params)
+
+    # ----------------------------------------------------------------- evaluation
+    @property
+    def num_vars(self) -> int:
+        return self.plan.num_vars
+
+    @property
+    def root_k(self) -> int:
+        return self.plan.region_row[self.plan.root][0]
+
+    def forward(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
+        """log p(x) for each row of x: [B] (or [B, K_root])."""
+        out = self.evaluate(self.leaf_values(self.prepare_input(x, marginalize)))
+        return out.squeeze(-1) if self.root_k == 1 else out
+
+    log_prob = forward
+
+    def evaluate(self, leaf_values: list[Tensor]) -> Tensor:
+        """The root values [B, K_root] from leaf group values (see `leaf_values`)."""
+        if self.backend == "naive":
+            return naive_evaluate(self, leaf_values)
+        program = self.program(leaf_values[0].device)
+        return CircuitFunction.apply(program, len(leaf_values), *leaf_values,
+                                     *self.log_weights())
+
+    def upward(self, x: Tensor, semiring: str = "sum",
+               marginalize: Tensor | None = None) -> dict[int, Tensor]:
+        """All node values (arenas, see `pcc_kernels`) for a batch, without autograd."""
+        with torch.no_grad():
+            x = self.prepare_input(x, marginalize)
+            leaf_values = self.leaf_values(x, semiring)
+            return self.program(x.device).upward(leaf_values, self.log_weights(), semiring)
+
+    def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
+        """Check x's shape and support; turn it into floats with NaN for missing values."""
+        if not isinstance(x, Tensor):
+            x = torch.as_tensor(np.asarray(x))
+        if x.dim() != 2 or x.shape[1] != self.num_vars:
+            raise ShapeError(f"expected input of shape [B, {self.num_vars}] (batch, variables), "
+                             f"got {list(x.shape)}")
+        x = x.to(self._param_dtype())
+        if marginalize is not None:
+            mask = torch.as_tensor(marginalize, device=x.device, dtype=torch.bool)
+            if mask.shape not in (x.shape, x.shape[1:]):
+                raise ShapeError(f"marginalize mask must have shape {list(x.shape)} or "
+                                 f"[{x.shape[1]}], got {list(mask.shape)}")
+            x = x.masked_fill(mask, math.nan)
+        self._check_support(x)
+        return x
+
+    def _check_support(self, x: Tensor) -> None:
+        obs = ~torch.isnan(x)
+        vmax = self.var_max.to(x.device, x.dtype)
+        disc = self.var_discrete.to(x.device)
+        bad = obs & (torch.isinf(x) | (disc & ((x < 0) | (x > vmax) | (x != torch.floor(x)))))
+        if bool(bad.any()):
+            row, col = (int(i) for i in bad.nonzero()[0])
+            value = float(x[row, col])
+            limit = vmax[col].item()
+            what = ("a finite number" if not disc[col] else
+                    f"an integer in 0..{int(limit)}")
+            raise DataError(f"value {value:g} of variable '{self.plan.var_names[col]}' is outside "
+                            f"its leaf family's support (expected {what})", row=row, column=col)
+
+    def leaf_values(self, x: Tensor, semiring: str = "sum") -> list[Tensor]:
+        """Per leaf group, the log-densities of its regions' units: [R, B, K] each.
+
+        A missing value contributes log 1 = 0 (it is summed out); under the max semiring it
+        contributes the density at the mode instead (it is maximized out)."""
+        xt = x.t()
+        out = []
+        for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
+                                                 self.plan.leaf_groups)):
+            p = params.as_dict()
+            xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
+            obs = ~torch.isnan(xs)
+            ld = fam.log_density(torch.where(obs, xs, torch.zeros_like(xs)), p)
+            if semiring == "max":
+                missing = fam.log_density(fam.mode(p), p).diagonal(0, 1, 2).unsqueeze(1)
+            else:
+                missing = torch.zeros_like(ld)
+            ld = torch.where(obs.unsqueeze(-1), ld, missing)
+            out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
+        return out
+
+    @staticmethod
+    def _sum_slots(ld: Tensor, g, slots: Tensor) -> Tensor:
+        """Slot log-densities [M, B, K] -> region values [R, B, K] (product over each scope)."""
+        r = len(g.regions)
+        size = g.scope_size
+        if size == 1:
+            return ld
+        if size is not None:
+            return ld.view(r, size, *ld.shape[1:]).sum(1)
+        return torch.zeros(r, *ld.shape[1:], dtype=ld.dtype, device=ld.device).index_add(
+            0, slots, ld)
+
+    def log_weights(self) -> list[Tensor]:
+        """Per weighted op, log W (einsum: [N, Ko, width]) or log M (mix: [N, P, K])."""
+        out = []
+        for kind, i in filter(None, self._weight_of_op):
+            if kind == "sum":
+                logits = self.sum_logits[i]
+                out.append(logits if self._raw_weights else torch.log_softmax(logits, -1))
+            else:
+                mask = getattr(self, f"mix_mask_{i}")
+                logits = self.mix_logits[i].masked_fill(~mask, -math.inf)
+                out.append(logits if self._raw_weights else torch.log_softmax(logits, 1))
+        return out
+
+    @contextlib.contextmanager
+    def em_mode(self):
+        """Use the logits as log-weights directly (EM keeps them normalized), so that their
+        gradients are the expected counts."""
+        old, self._raw_weights = self._raw_weights, True
+        try:
+            yield self
+        finally:
+            self._raw_weights = old
+
+    def kernels(self, device: torch.device):
+        """The kernel set for a device: Triton on CUDA (backend auto/triton), torch otherwise."""
+        if self.backend == "torch" or (self.backend == "auto" and device.type != "cuda"):
+            return import_module("pcc_kernels.reference")
+        from .backend import triton_kernels
+        return triton_kernels(device)
+
+    def program(self, device: torch.device) -> Program:
+        ops = []
+        weight_index = 0
+        for j, (op, w) in enumerate(zip(self.plan.ops, self._weight_of_op)):
+            wi = None
+            if w is not None:
+                wi, weight_index = weight_index, weight_index + 1
+            if isinstance(op, EinsumOp):
+                rows = tuple(r if isinstance(r, int) else getattr(self, f"rows_{j}_{s}")
+                             for s, r in enumerate(op.child_rows))
+                ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
+                                         len(op.members), wi))
+            else:
+                ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), op.out_start,
+                                      len(op.members), wi))
+        root_k, root_row = self.plan.region_row[self.plan.root]
+        leaves = tuple(LeafSlot(g.k, g.out_start) for g in self.plan.leaf_groups)
+        return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row,
+                       self.kernels(device))
+
+    def _param_dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    # ----------------------------------------------------------------- parameters <-> IR
+    def _locate(self):
+        """Maps from IR names to parameter positions: (region, p) -> (sum index, member),
+        region -> (mix index, member), region -> (leaf group, member)."""
+        part, mix, leaf = {}, {}, {}
+        for op, w in zip(self.plan.ops, self._weight_of_op):
+            if w is None:
+                continue
+            kind, i = w
+            for m, member in enumerate(op.members):
+                (part if kind == "sum" else mix)[member] = (i, m)
+        for gi, g in enumerate(self.plan.leaf_groups):
+            for m, r in enumerate(g.regions):
+                leaf[r] = (gi, m)
+        return part, mix, leaf
+
+    @torch.no_grad()
+    def load_ir_params(self, params: tuple[Param, ...]) -> None:
+        """Set parameters from a circuit's inline `param` statements (probability space)."""
+        part, mix, leaf = self._locate()
+        for prm in params:
+            values = torch.tensor(prm.values, dtype=torch.float64).reshape(prm.shape)
+            if prm.field == "weights":
+                if (prm.region, prm.index or 0) in part:
+                    i, m = part[(prm.region, prm.index or 0)]
+                    self.sum_logits[i][m] = torch.log(values.reshape(values.shape[0], -1))
+            elif prm.field == "mixing":
+                i, m = mix[prm.region]
+                n_parts = values.shape[1]
+                self.mix_logits[i][m, :n_parts] = torch.log(values).t()
+            else:
+                gi, m = leaf[prm.region]
+                fam, g = self.families[gi], self.plan.leaf_groups[gi]
+                slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                current = fam.to_ir({k: v[slots].double() for k, v in
+                                     self.leaf_params[gi].as_dict().items()})
+                current[prm.field] = values.transpose(0, 1)  # [K, S, ..] -> [S, K, ..]
+                for name, v in fam.from_ir(current).items():
+                    getattr(self.leaf_params[gi], name)[slots] = v.to(
+                        getattr(self.leaf_params[gi], name).dtype)
+
+    @torch.no_grad()
+    def ir_params(self) -> tuple[Param, ...]:
+        """All parameters as inline `param` statements (probability space), in region order."""
+        part, mix, leaf = self._locate()
+        out = []
+        for region in self.circuit.regions:
+            name = region.name
+            if name in leaf:
+                gi, m = leaf[name]
+                fam, g = self.families[gi], self.plan.leaf_groups[gi]
+                slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                fields = fam.to_ir({k: v[slots].double() for k, v in
+                                    self.leaf_params[gi].as_dict().items()})
+                for fname in fam.ir_fields:
+                    out.append(_param(name, fname, None, fields[fname].transpose(0, 1)))
+                continue
+            partitions = region.partitions
+            for p, children in enumerate(partitions):
+                if (name, p) in part:
+                    i, m = part[(name, p)]
+                    ks = [self.circuit.region(c).k for c in children]
+                    w = torch.softmax(self.sum_logits[i][m].double(), -1)
+                    out.append(_param(name, "weights", p, w.reshape(region.k, *ks)))
+            if name in mix:
+                i, m = mix[name]
+                logits = self.mix_logits[i][m, : len(partitions)].double()
+                out.append(_param(name, "mixing", None, torch.softmax(logits, 0).t()))
+        return tuple(out)
+
+
+def _param(region: str, field: str, index: int | None, values: Tensor) -> Param:
+    return Param(region, field, index, tuple(values.shape),
+                 tuple(float(v) for v in values.reshape(-1).tolist()))

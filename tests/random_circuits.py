@@ -1,0 +1,60 @@
+"""Random small valid circuits for runtime tests: DAG region graphs with shared regions, K in 1..5,
+arity 1..3, several partitions per region, and every leaf family."""
+from __future__ import annotations
+
+import random
+
+from pcc.ir import Circuit, Family, Input, Sum, default_var_names
+
+FAMILIES = {
+    "bernoulli": Family("bernoulli"),
+    "categorical": Family("categorical", (("n", 3),)),
+    "binomial": Family("binomial", (("n", 2),)),
+    "normal": Family("normal"),
+}
+SUPPORT = {"bernoulli": 2, "categorical": 3, "binomial": 3, "normal": None}
+
+
+def random_circuit(seed: int, num_vars: int = 4, families=("bernoulli",), max_k: int = 5,
+                   max_parts: int = 3, max_arity: int = 3, root_k: int = 1) -> Circuit:
+    """A random valid circuit; each variable gets one family from `families`."""
+    rng = random.Random(seed)
+    var_family = [rng.choice(families) for _ in range(num_vars)]
+    regions: list = []
+    by_scope: dict[frozenset, list[str]] = {}
+
+    def new_name(prefix: str) -> str:
+        return f"{prefix}{len(regions)}"
+
+    def build(scope: frozenset, k: int) -> str:
+        same_family = len({var_family[v] for v in scope}) == 1
+        if scope in by_scope and rng.random() < 0.4:
+            return rng.choice(by_scope[scope])  # share a region: the graph becomes a DAG
+        if same_family and (len(scope) == 1 or rng.random() < 0.25):
+            name = new_name("in")
+            fam = FAMILIES[var_family[next(iter(scope))]]
+            regions.append(Input(name, tuple(sorted(scope)), k, fam))
+        else:
+            parts = []
+            for _ in range(rng.randint(1, max_parts)):
+                arity = rng.randint(1 if len(parts) else 2, min(max_arity, len(scope)))
+                parts.append(tuple(build(s, rng.randint(1, max_k))
+                                   for s in _split(rng, scope, arity)))
+            parts = list(dict.fromkeys(parts))  # a partition listed twice is still one
+            name = new_name("s")
+            regions.append(Sum(name, k, tuple(parts)))
+        by_scope.setdefault(scope, []).append(name)
+        return name
+
+    root = build(frozenset(range(num_vars)), root_k)
+    leaf = FAMILIES[families[0]]
+    return Circuit(default_var_names(num_vars), tuple(regions), root, leaf)
+
+
+def _split(rng: random.Random, scope: frozenset, arity: int) -> list[frozenset]:
+    """`scope` cut into `arity` non-empty parts (arity 1: the scope itself)."""
+    items = sorted(scope)
+    rng.shuffle(items)
+    cuts = sorted(rng.sample(range(1, len(items)), arity - 1)) if arity > 1 else []
+    bounds = [0, *cuts, len(items)]
+    return [frozenset(items[a:b]) for a, b in zip(bounds, bounds[1:])]

@@ -68,7 +68,7 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
             regions.append(Input(name, tuple(scope), attrs["k"], attrs.get("declared_family")))
         else:
             partitions = sorted(G.successors(node), key=lambda part: part[2])
-            regions.append(Sum(name, attrs["k"], tuple(_children(G, part) for part in partitions)))
+            regions.append(Sum(name, attrs["k"], tuple(partition_children(G, part) for part in partitions)))
     return Circuit(
         vars=G.graph["vars"] if vars is None else tuple(vars),
         regions=tuple(regions),
@@ -79,7 +79,8 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
     )
 
 
-def _children(G: nx.DiGraph, partition) -> tuple[str, ...]:
+def partition_children(G: nx.DiGraph, partition) -> tuple[str, ...]:
+    """Child region names of a partition node of G, in product order."""
     ordered = sorted(G.out_edges(partition, data="position"), key=lambda edge: edge[2])
     return tuple(child[1] for _, child, _ in ordered)
 

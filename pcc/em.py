@@ -11,8 +11,8 @@ E-step by autodiff. With L = sum_b log p(x_b):
                   n = sum_b gamma * observed,  t = sum_b gamma * observed * T(x)
 M-step: W = (n + a) / sum(n + a) per sum unit (a = pseudocount), leaves by their family
 (`pcc.runtime.leaves`); online EM mixes in expectation parameters: new = (1 - s) old + s estimate.
-Missing (NaN or marginalized) values contribute no statistics; units that received no mass and
-no pseudocount keep their parameters. Probabilities are floored at `min_prob`, variances at
+Missing (NaN or marginalized) values contribute no statistics: a leaf that saw no observed value
+and a sum unit that received no flow keep their parameters. Probabilities are floored at `min_prob`, variances at
 `min_var`; nothing becomes NaN.
 """
 from __future__ import annotations
@@ -120,20 +120,24 @@ class EM:
         for fam, params, stats in zip(m.families, m.leaf_params, self._leaf_stats):
             old = {k: v.double() for k, v in params.as_dict().items()}
             new = fam.estimate(stats, old, s, a, self.min_prob, self.min_var)
+            unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
             for k, v in new.items():
-                getattr(params, k).copy_(v.to(getattr(params, k).dtype))
+                p = getattr(params, k)
+                keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
+                p.copy_(torch.where(keep, p, v.to(p.dtype)))
         self._reset()
 
     def _mix_in(self, log_w: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
                 floor: float) -> Tensor:
-        """log((1 - s) W + s (n + a) / sum(n + a)), keeping units that received nothing."""
-        counts = counts.double() + self.pseudocount
+        """log((1 - s) W + s (n + a) / sum(n + a)), keeping units that received no flow."""
+        counts = counts.double()
+        received = counts.sum(dim, keepdim=True) > 0
+        counts = counts + self.pseudocount
         if mask is not None:
             counts = counts * mask
-        total = counts.sum(dim, keepdim=True)
-        new = counts / total.clamp_min(1e-300)
+        new = counts / counts.sum(dim, keepdim=True).clamp_min(1e-300)
         mixed = (1 - self.step_size) * torch.exp(log_w) + self.step_size * new
-        mixed = torch.where(total > 0, mixed, torch.exp(log_w))
+        mixed = torch.where(received, mixed, torch.exp(log_w))
         if mask is not None:
             mixed = mixed * mask
         mixed = mixed.clamp_min(math.exp(floor)) if floor > -math.inf else mixed

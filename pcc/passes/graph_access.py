@@ -6,12 +6,6 @@ import networkx as nx
 from ..ir import Family
 
 
-def partition_children(graph: nx.DiGraph, partition) -> tuple[str, ...]:
-    """Child region names of a partition node, in product order."""
-    edges = sorted(graph.out_edges(partition, data="position"), key=lambda e: e[2])
-    return tuple(child[1] for _, child, _ in edges)
-
-
 def input_family(graph: nx.DiGraph, region) -> Family:
     """The family in force for an input region node: its own, else the circuit default."""
     own = graph.nodes[region].get("declared_family")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import networkx as nx
 
-from .graph_access import partition_children
+from ..region_graph import partition_children
 from .layerize import Layering
 
 

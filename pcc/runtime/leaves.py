@@ -58,8 +58,7 @@ class LeafFamily:
     def estimate(self, stats: dict[str, Tensor], old: dict[str, Tensor], step: float,
                  pseudocount: float, min_prob: float, min_var: float) -> dict[str, Tensor]:
         """Online EM update: new = (1-step) old + step * MAP estimate, in expectation parameters.
-
-        Slots with no observed mass (n + pseudocount == 0) keep their old values."""
+        (The caller keeps the old values where no observed value was seen, n == 0.)"""
         raise NotImplementedError
 
     def sample(self, params: dict[str, Tensor], generator: torch.Generator | None) -> Tensor:
@@ -78,9 +77,8 @@ class LeafFamily:
         return True
 
 
-def _mix(old: Tensor, new: Tensor, keep: Tensor, step: float) -> Tensor:
-    out = (1 - step) * old + step * new
-    return torch.where(keep, old, out)
+def _mix(old: Tensor, new: Tensor, step: float) -> Tensor:
+    return (1 - step) * old + step * new
 
 
 def _xlogp(x: Tensor, logp: Tensor) -> Tensor:
@@ -109,9 +107,8 @@ class Bernoulli(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        keep = (n + pseudocount) <= 0
         p_new = (t + pseudocount) / (n + 2 * pseudocount).clamp_min(1e-300)
-        p = _mix(torch.sigmoid(old["logit"]), p_new, keep, step)
+        p = _mix(torch.sigmoid(old["logit"]), p_new, step)
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
     def sample(self, params, generator):
@@ -147,9 +144,8 @@ class Binomial(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        keep = (n + pseudocount) <= 0
         p_new = (t + pseudocount) / (self.n * n + 2 * pseudocount).clamp_min(1e-300)
-        p = _mix(torch.sigmoid(old["logit"]), p_new, keep, step)
+        p = _mix(torch.sigmoid(old["logit"]), p_new, step)
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
     def sample(self, params, generator):
@@ -192,9 +188,8 @@ class Categorical(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        keep = ((n + pseudocount) <= 0).unsqueeze(-1)
         new = (t + pseudocount) / (n.unsqueeze(-1) + self.n * pseudocount).clamp_min(1e-300)
-        p = _mix(torch.softmax(old["logits"], -1), new, keep, step).clamp_min(min_prob)
+        p = _mix(torch.softmax(old["logits"], -1), new, step).clamp_min(min_prob)
         return {"logits": torch.log(p / p.sum(-1, keepdim=True))}
 
     def sample(self, params, generator):
@@ -238,15 +233,14 @@ class Normal(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t, t2 = stats["n"], stats["t"], stats["t2"]
-        keep = (n + pseudocount) <= 0
         old_mean = old["mean"]
         old_var = torch.exp(2 * old["log_std"])
         denom = (n + pseudocount).clamp_min(1e-300)
         # MAP-style shrinkage toward the old parameters with `pseudocount` virtual samples.
         mean_new = (t + pseudocount * old_mean) / denom
         m2_new = (t2 + pseudocount * (old_var + old_mean ** 2)) / denom
-        mean = _mix(old_mean, mean_new, keep, step)
-        m2 = _mix(old_var + old_mean ** 2, m2_new, keep, step)
+        mean = _mix(old_mean, mean_new, step)
+        m2 = _mix(old_var + old_mean ** 2, m2_new, step)
         var = (m2 - mean ** 2).clamp_min(min_var)
         return {"mean": mean, "log_std": 0.5 * torch.log(var)}
 

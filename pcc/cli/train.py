@@ -1,0 +1,64 @@
+"""`pcc train FILE --train T [--valid V] [--test S] -o model.pt`: learn parameters by EM.
+
+FILE is a .pc circuit (parameters initialized randomly unless the file gives them) or a
+checkpoint to continue training. Online EM over shuffled mini-batches; after each epoch the
+validation log-likelihood decides early stopping, and the best epoch's model is saved.
+"""
+from __future__ import annotations
+
+import argparse
+
+from ..train import TrainConfig
+
+D = TrainConfig()
+EXAMPLES = f"""examples:
+  pcc structure rat --vars 16 -o nltcs.pc
+  pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data \\
+            --test data/nltcs/nltcs.test.data -o nltcs.pt
+
+defaults: --epochs {D.epochs} --batch-size {D.batch_size} --em-step {D.step_size} \
+--pseudocount {D.pseudocount} --patience {D.patience}
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a circuit by EM on a data set",
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", help="a .pc circuit or a checkpoint (.pt) to continue")
+    p.add_argument("--train", required=True, help="training data (debd text, CSV, or .npy)")
+    p.add_argument("--valid", help="validation data (early stopping)")
+    p.add_argument("--test", help="test data (reported at the end)")
+    p.add_argument("-o", "--output", required=True, help="checkpoint to write")
+    p.add_argument("--epochs", type=int, default=D.epochs)
+    p.add_argument("--batch-size", type=int, default=D.batch_size)
+    p.add_argument("--em-step", type=float, default=D.step_size, help="online EM step size")
+    p.add_argument("--pseudocount", type=float, default=D.pseudocount)
+    p.add_argument("--patience", type=int, default=D.patience,
+                   help="epochs without validation improvement before stopping")
+    p.add_argument("--seed", type=int, default=D.seed)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from .. import checkpoint
+    from ..train import evaluate, fit
+    from .common import load_model, load_rows
+    model = load_model(args.file, seed=args.seed).to(args.device)
+    splits = {name: load_rows(path, model) for name, path in
+              (("train", args.train), ("valid", args.valid), ("test", args.test)) if path}
+    config = TrainConfig(args.epochs, args.batch_size, args.em_step, args.pseudocount,
+                         args.patience, args.seed)
+    history = fit(model, splits["train"], splits.get("valid"), config, progress=not args.quiet)
+    scores = {name: evaluate(model, rows) for name, rows in splits.items()}
+    checkpoint.save(model, args.output, {"train": vars_of(config), "best_epoch": history.best_epoch,
+                                         **{f"{k}_ll": s.mean for k, s in scores.items()}})
+    print(f"best epoch {history.best_epoch}; wrote {args.output}")
+    print("mean log-likelihood: " + ", ".join(f"{k} {s.mean:.4f}" for k, s in scores.items()))
+    return 0
+
+
+def vars_of(config: TrainConfig) -> dict:
+    return dict(config.__dict__)

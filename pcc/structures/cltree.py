@@ -22,6 +22,7 @@ from typing import Sequence, Union
 import networkx as nx
 import numpy as np
 
+from ..data import load_data
 from ..errors import DataError
 from ..families import FAMILIES
 from ..ir import Circuit, Family
@@ -36,14 +37,14 @@ _MAX_TABLE_BYTES = 2 << 30  # the (N*c)^2 pair-count table must stay below this
 def chow_liu_tree(data: DataSource, *, k: int = defaults.K, leaf: Family | None = None,
                   smoothing: float = defaults.CLTREE_SMOOTHING,
                   binarize: bool = defaults.CLTREE_BINARIZE) -> Circuit:
-    """Chow-Liu tree circuit for `data` (rows x variables of non-negative integers, or a debd file:
-    comma-separated values per line, no header). See the module doc for regions and counts.
+    """Chow-Liu tree circuit for `data`: rows x variables of non-negative integers, as an array or
+    a file `pcc.data.load_data` reads (debd, CSV, .npy). See the module doc for regions and counts.
 
     `leaf` defaults to bernoulli for 0/1 data, else categorical(n = largest value + 1); a given
     family must be discrete and hold every value of the data."""
     require_at_least("k", k, 1)
     path = None if isinstance(data, np.ndarray) else os.fspath(data)
-    values = _load_debd(path) if path is not None else _check_values(data, None)
+    values = _check_values(data if path is None else load_data(path), path)
     leaf = _leaf_for(values, leaf, path)
     tree = learn_tree(values, smoothing)
     root = _center(tree)
@@ -137,27 +138,8 @@ def _check_values(data, path: str | None) -> np.ndarray:
         bad |= ~np.isfinite(array) | (array != np.floor(array))
     if bad.any():
         row, col = np.argwhere(bad)[0]
-        raise DataError(f"value {array[row, col]!r} is not a non-negative integer", path, int(row), int(col))
+        value = array[row, col]
+        problem = "missing value: a Chow-Liu tree needs complete data" if np.isnan(value) \
+            else f"value {value:g} is not a non-negative integer"
+        raise DataError(problem, path, int(row), int(col))
     return array.astype(np.int64)
-
-
-def _load_debd(path: str) -> np.ndarray:
-    """A debd-style file: one row per line, comma-separated non-negative integers, no header."""
-    try:
-        with open(path, encoding="ascii") as file:
-            lines = file.read().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read data file: {getattr(e, 'strerror', None) or e}", path) from None
-    rows: list[list[int]] = []
-    for row, line in enumerate(lines):
-        fields = line.split(",")
-        if rows and len(fields) != len(rows[0]):
-            raise DataError(f"expected {len(rows[0])} comma-separated values, found {len(fields)}", path, row)
-        try:
-            rows.append([int(field) for field in fields])
-        except ValueError:
-            col = next(c for c, field in enumerate(fields) if not field.strip().isdigit())
-            raise DataError(f"value {fields[col]!r} is not a non-negative integer", path, row, col) from None
-    if not rows:
-        raise DataError("data file has no rows", path)
-    return _check_values(np.array(rows, dtype=np.int64), path)

@@ -16,7 +16,7 @@ CATEGORICAL3 = Family("categorical", (("n", 3),))
 
 
 def small_circuit() -> Circuit:
-    """root = mix of a*b and e*b; e = c*d. Input `b` names its own family, `a` lists its scope unsorted."""
+    """top = mix of a*b and e*b; e = c*d. Input `b` names its own family, `a` lists its scope unsorted."""
     return Circuit(
         vars=("x0", "x1", "x2", "x3"),
         regions=(
@@ -25,9 +25,9 @@ def small_circuit() -> Circuit:
             Input("c", (0,), 2),
             Input("d", (1,), 2),
             Sum("e", 2, (("c", "d"),)),
-            Sum("root", 1, (("a", "b"), ("e", "b"))),
+            Sum("top", 1, (("a", "b"), ("e", "b"))),
         ),
-        root="root",
+        root="top",
         leaf=Family("bernoulli"),
         params=(Param("e", "weights", 0, (2, 2, 2), (0.125,) * 8),),
     )
@@ -35,18 +35,18 @@ def small_circuit() -> Circuit:
 
 def test_to_graph_nodes_edges_and_attributes():
     g = to_graph(small_circuit())
-    assert set(g.nodes) == {("region", n) for n in "abcde"} | {("region", "root")} | {
-        ("partition", "e", 0), ("partition", "root", 0), ("partition", "root", 1)}
-    assert g.nodes["region", "root"] == {"kind": "sum", "scope": frozenset({0, 1, 2, 3}), "k": 1}
+    assert set(g.nodes) == {("region", n) for n in "abcde"} | {("region", "top")} | {
+        ("partition", "e", 0), ("partition", "top", 0), ("partition", "top", 1)}
+    assert g.nodes["region", "top"] == {"kind": "sum", "scope": frozenset({0, 1, 2, 3}), "k": 1}
     assert g.nodes["region", "a"]["family"] == "bernoulli"
     assert g.nodes["region", "a"]["declared_family"] is None
     assert g.nodes["region", "b"]["family"] == "categorical(n=3)"
     assert g.nodes["region", "b"]["scope"] == frozenset({2, 3})
-    assert g.nodes["partition", "root", 1]["scope"] == frozenset({0, 1, 2, 3})
-    assert set(g.successors(("partition", "root", 1))) == {("region", "e"), ("region", "b")}
-    assert g.edges[("partition", "root", 1), ("region", "e")]["position"] == 0
-    assert g.edges[("partition", "root", 1), ("region", "b")]["position"] == 1
-    assert list(g.predecessors(("region", "b"))) == [("partition", "root", 0), ("partition", "root", 1)]
+    assert g.nodes["partition", "top", 1]["scope"] == frozenset({0, 1, 2, 3})
+    assert set(g.successors(("partition", "top", 1))) == {("region", "e"), ("region", "b")}
+    assert g.edges[("partition", "top", 1), ("region", "e")]["position"] == 0
+    assert g.edges[("partition", "top", 1), ("region", "b")]["position"] == 1
+    assert list(g.predecessors(("region", "b"))) == [("partition", "top", 0), ("partition", "top", 1)]
     assert nx.is_directed_acyclic_graph(g)
     assert g.number_of_edges() == 3 + 6  # region -> partition, partition -> child
 
@@ -71,7 +71,7 @@ def test_from_graph_follows_the_graph_node_order_and_overrides():
     assert [r.name for r in back.regions] == [r.name for r in reversed(c.regions)]
     assert set(back.regions) == set(c.regions)
     assert back.vars == ("a", "b", "c", "d") and back.leaf == Family("normal")
-    assert back.root == "root"
+    assert back.root == "top"
 
 
 def test_from_graph_of_a_hand_built_graph():
@@ -89,14 +89,14 @@ def test_from_graph_of_a_hand_built_graph():
 
 def test_to_graph_rejects_a_repeated_child():
     c = dataclasses.replace(small_circuit(), regions=small_circuit().regions[:-1] + (
-        Sum("root", 1, (("a", "a"),)),))
+        Sum("top", 1, (("a", "a"),)),))
     with pytest.raises(ValueError, match="twice"):
         to_graph(c)
 
 
 def test_depth_and_counts():
     c = small_circuit()
-    assert depth(c) == 2  # root -> e -> c
+    assert depth(c) == 2  # top -> e -> c
     assert counts(c) == {"regions": 6, "inputs": 4, "sums": 2, "partitions": 3, "edges": 6}
     leaf_only = Circuit(("x0",), (Input("a", (0,), 1),), "a", Family("bernoulli"))
     assert depth(leaf_only) == 0
@@ -105,7 +105,7 @@ def test_depth_and_counts():
 
 def test_parameter_count_by_hand():
     c = small_circuit()
-    # root: 1*2*3 + 1*2*3 weights + 1*2 mixing; e: 2*2*2
+    # top: 1*2*3 + 1*2*3 weights + 1*2 mixing; e: 2*2*2
     assert sum_parameter_count(c) == 6 + 6 + 2 + 8
     # a: bernoulli 2 units * 2 vars; b: categorical(n=3) 3 * 2 * 3; c, d: 2 * 1 each
     assert leaf_parameter_count(c) == 4 + 18 + 2 + 2

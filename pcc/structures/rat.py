@@ -12,7 +12,7 @@ leaf sits at that depth. For N variables, depth D (after clamping) and R replica
     partitions = R * (2^D - 1)
 Depth 0 (N = 1, or depth=0) makes the root a mixture: R partitions of one input region each.
 Region names are `rep{r}_{i}`, with i the heap index of the tree node (children of i are 2i, 2i+1;
-node 1 is the shared root, named `root`).
+node 1 is the shared root, named `top`; `root` is a reserved word).
 """
 from __future__ import annotations
 
@@ -47,9 +47,7 @@ def random_binary_trees(num_vars: int, depth: int | None = None, replicas: int =
         rng.shuffle(order)
         partitions.append(_halves(builder, replica, 1, order, depth) if depth
                           else (_tree(builder, replica, 1, order, 0),))
-    root = "root"
-    builder.sum(root, partitions)
-    return builder.build(root)
+    return builder.build(builder.sum("top", partitions))
 
 
 def effective_depth(num_vars: int, depth: int) -> int:

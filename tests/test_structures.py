@@ -1,0 +1,359 @@
+"""Structure generators: validity checked independently, known region counts, determinism, learning."""
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+
+from pcc.errors import DataError
+from pcc.ir import Circuit, Family, Input, Sum
+from pcc.structures import (StructureError, chow_liu_tree, parse_family, poon_domingos,
+                            random_binary_trees)
+from pcc.structures.cltree import learn_tree
+from pcc.structures.rat import effective_depth
+
+
+def region_scopes(c: Circuit) -> dict[str, frozenset[int]]:
+    """Scopes computed here, independently of `Circuit.scopes`, checking the region graph on the way:
+    unique names, known children, no cycle, decomposable and smooth partitions."""
+    by_name = {r.name: r for r in c.regions}
+    assert len(by_name) == len(c.regions), "region names repeat"
+    scopes: dict[str, frozenset[int]] = {}
+    visiting: set[str] = set()
+
+    def scope(name: str) -> frozenset[int]:
+        if name in scopes:
+            return scopes[name]
+        assert name not in visiting, f"cycle through {name}"
+        visiting.add(name)
+        r = by_name[name]
+        if isinstance(r, Input):
+            assert len(set(r.scope)) == len(r.scope) and r.scope, f"{name}: bad input scope"
+            result = frozenset(r.scope)
+        else:
+            assert r.partitions, f"{name}: no partitions"
+            unions = []
+            for part in r.partitions:
+                child_scopes = [scope(child) for child in part]
+                assert sum(map(len, child_scopes)) == len(frozenset().union(*child_scopes)), \
+                    f"{name}: partition {part} is not decomposable"
+                unions.append(frozenset().union(*child_scopes))
+            assert len(set(unions)) == 1, f"{name}: partitions differ in scope (not smooth)"
+            result = unions[0]
+        visiting.discard(name)
+        scopes[name] = result
+        return result
+
+    for r in c.regions:
+        scope(r.name)
+    return scopes
+
+
+def assert_valid(c: Circuit) -> dict[str, frozenset[int]]:
+    """Independent checks, then the frontend's own checker; returns the scopes."""
+    scopes = region_scopes(c)
+    assert scopes[c.root] == frozenset(range(c.num_vars)), "root does not cover all variables"
+    assert c.region(c.root).k == 1
+    assert frozenset().union(*(frozenset(r.scope) for r in c.inputs)) == frozenset(range(c.num_vars))
+    reachable, stack = set(), [c.root]
+    while stack:
+        name = stack.pop()
+        if name not in reachable:
+            reachable.add(name)
+            stack.extend(c.region(name).children if isinstance(c.region(name), Sum) else ())
+    assert reachable == set(scopes), "regions unreachable from the root"
+    names = [r.name for r in c.regions]
+    for r in c.sums:  # children come before their parents in the file
+        assert all(names.index(child) < names.index(r.name) for child in r.children)
+    from pcc.frontend import validate
+    errors = [d for d in validate(c) if d.severity == "error"]
+    assert not errors, [d.message for d in errors]
+    return scopes
+
+
+# ---------------------------------------------------------------- Poon-Domingos
+
+
+def grid_lines(size: int, delta: float) -> list[int]:
+    lines = {0, size}
+    i = 1
+    while math.ceil(i * delta) < size:
+        lines.add(math.ceil(i * delta))
+        i += 1
+    return sorted(lines)
+
+
+def rectangles(rows: list[int], cols: list[int]) -> set[tuple[int, int, int, int]]:
+    """Every rectangle whose sides lie on the given grid lines."""
+    return {(t, l, b, r) for t, b in combinations(rows, 2) for l, r in combinations(cols, 2)}
+
+
+def pixels(rect, width: int, channels: int = 1) -> frozenset[int]:
+    t, l, b, r = rect
+    return frozenset((y * width + x) * channels + ch
+                     for y in range(t, b) for x in range(l, r) for ch in range(channels))
+
+
+@pytest.mark.parametrize("height,width,delta,delta_w", [
+    (28, 28, 7, 7), (5, 7, 2, 2), (6, 4, 3, 1), (10, 10, 28 / 3, 4), (6, 6, 6, 2), (1, 1, 1, 1)])
+def test_pd_single_delta_regions_are_the_grid_rectangles(height, width, delta, delta_w):
+    c = poon_domingos(height, width, [delta], deltas_w=[delta_w], k=2)
+    scopes = assert_valid(c)
+    rows, cols = grid_lines(height, delta), grid_lines(width, delta_w)
+    expected = rectangles(rows, cols)
+    assert sorted(scopes.values(), key=sorted) == sorted((pixels(r, width) for r in expected), key=sorted)
+    cells = {r for r in expected if rows.index(r[2]) - rows.index(r[0]) == 1
+             and cols.index(r[3]) - cols.index(r[1]) == 1}
+    assert {frozenset(i.scope) for i in c.inputs} == {pixels(r, width) for r in cells}
+    # an a x b cell rectangle splits at its a - 1 inner row lines and b - 1 inner column lines
+    assert sum(len(s.partitions) for s in c.sums) == sum(
+        rows.index(b) - rows.index(t) - 1 + cols.index(r) - cols.index(l) - 1 for t, l, b, r in expected)
+    assert all(len(p) == 2 for s in c.sums for p in s.partitions)
+
+
+def test_pd_28x28_delta7_counts():
+    c = poon_domingos(28, 28, 7)
+    assert (len(c.regions), len(c.inputs), len(c.sums)) == (100, 16, 84)
+    assert sum(len(s.partitions) for s in c.sums) == 200
+    assert {len(i.scope) for i in c.inputs} == {49}
+    assert len(c.region(c.root).partitions) == 6
+
+
+def test_pd_two_deltas_refine_inside_the_coarse_cells():
+    c = poon_domingos(8, 8, [4, 2])
+    scopes = assert_valid(c)
+    coarse = rectangles([0, 4, 8], [0, 4, 8])
+    cells = [(t, l, t + 4, l + 4) for t in (0, 4) for l in (0, 4)]
+    fine = {(t + a, l + b, t + c_, l + d) for t, l, _, _ in cells
+            for a, b, c_, d in rectangles([0, 2, 4], [0, 2, 4])}
+    assert set(scopes.values()) == {pixels(r, 8) for r in coarse | fine}
+    assert len(c.regions) == 9 + 4 * (9 - 1)
+    assert {len(i.scope) for i in c.inputs} == {4} and len(c.inputs) == 16
+    # a coarse cell splits only at the fine lines inside it
+    assert c.region("r0_0_4_4").partitions == (("r0_0_2_4", "r2_0_4_4"), ("r0_0_4_2", "r0_2_4_4"))
+
+
+def test_pd_28x28_single_pixels_with_deltas_7_and_1():
+    c = poon_domingos(28, 28, [7, 1], k=1)
+    assert len(c.regions) == 100 + 16 * (28 * 28 - 1)  # 4x4 coarse grid, then 28 rectangles^2 per cell - 1
+    assert len(c.inputs) == 784 and all(len(i.scope) == 1 for i in c.inputs)
+
+
+def test_pd_channels_are_folded_into_pixels():
+    c = poon_domingos(4, 6, 2, channels=3)
+    scopes = assert_valid(c)
+    assert c.num_vars == 4 * 6 * 3
+    assert set(scopes.values()) == {pixels(r, 6, 3) for r in rectangles([0, 2, 4], [0, 2, 4, 6])}
+    assert c.region("r0_0_2_2").scope == tuple(sorted(pixels((0, 0, 2, 2), 6, 3)))
+
+
+def test_pd_k_leaf_and_names():
+    c = poon_domingos(4, 4, 2, k=7, leaf=Family("binomial", (("n", 255),)))
+    assert c.leaf == Family("binomial", (("n", 255),))
+    assert all(r.k == 7 for r in c.regions if r.name != c.root)
+    assert c.root == "r0_0_4_4" and c.vars[:2] == ("x0", "x1")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(height=0, width=4, deltas=2), "height"),
+    (dict(height=4, width=4, deltas=0.5), "delta"),
+    (dict(height=4, width=4, deltas=[]), "at least one"),
+    (dict(height=4, width=4, deltas=[2, 1], deltas_w=[2]), "as many deltas"),
+    (dict(height=4, width=4, deltas=2, k=0), "k must"),
+    (dict(height=4, width=4, deltas=2, channels=0), "channels"),
+    (dict(height=4, width=4, deltas=2, leaf=Family("poisson")), "unknown leaf family"),
+])
+def test_pd_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(StructureError, match=message):
+        poon_domingos(**kwargs)
+
+
+# ---------------------------------------------------------------- RAT-SPN
+
+
+def tree_leaves(c: Circuit, name: str, level: int = 0):
+    """(input, level) pairs below region `name`, following its one partition."""
+    r = c.region(name)
+    if isinstance(r, Input):
+        yield r, level
+        return
+    assert len(r.partitions) == 1
+    for child in r.partitions[0]:
+        yield from tree_leaves(c, child, level + 1)
+
+
+@pytest.mark.parametrize("num_vars,depth,replicas", [
+    (16, 4, 3), (16, 2, 10), (17, 3, 2), (100, 5, 4), (1, 3, 2), (2, 5, 3), (3, 5, 2), (3, 0, 2), (5, 9, 1)])
+def test_rat_structure(num_vars, depth, replicas):
+    c = random_binary_trees(num_vars, depth, replicas, k=4, seed=1)
+    assert_valid(c)
+    d = min(depth, int(math.log2(num_vars)))
+    root = c.region(c.root)
+    assert len(root.partitions) == replicas
+    assert len(c.inputs) == replicas * 2 ** d
+    assert len(c.sums) == (1 + replicas * (2 ** d - 2) if d else 1)
+    for part in root.partitions:
+        assert len(part) == (2 if d else 1)
+        leaves = [leaf for child in part for leaf in tree_leaves(c, child, 1)]
+        assert {level for _, level in leaves} == {max(d, 1)}  # the root's children are level 1
+        assert sorted(v for leaf, _ in leaves for v in leaf.scope) == list(range(num_vars))
+        sizes = {len(leaf.scope) for leaf, _ in leaves}
+        assert sizes <= {num_vars // 2 ** d, -(-num_vars // 2 ** d)}
+    replica_regions = [{r.name for r in c.regions if r.name.startswith(f"rep{i}_")} for i in range(replicas)]
+    assert sum(map(len, replica_regions)) == len(c.regions) - 1  # replicas share nothing but the root
+
+
+def test_rat_is_deterministic_by_seed():
+    assert random_binary_trees(32, 3, 4, seed=7) == random_binary_trees(32, 3, 4, seed=7)
+    assert random_binary_trees(32, 3, 4, seed=7) != random_binary_trees(32, 3, 4, seed=8)
+    c = random_binary_trees(32, 3, 4, seed=7)
+    scopes = region_scopes(c)
+    assert len({scopes[f"rep{i}_2"] for i in range(4)}) > 1  # replicas split differently
+
+
+def test_rat_defaults_and_depth_clamp():
+    assert effective_depth(1, 5) == 0 and effective_depth(3, 5) == 1 and effective_depth(1024, 20) == 10
+    c = random_binary_trees(784)
+    assert len(c.region(c.root).partitions) == 10  # replicas
+    assert len(c.inputs) == 10 * 2 ** 5  # depth 5
+    assert {r.k for r in c.regions if r.name != c.root} == {10}
+    assert c.leaf == Family("bernoulli")
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_vars=0), "vars"), (dict(num_vars=4, depth=-1), "depth"), (dict(num_vars=4, replicas=0), "replicas"),
+    (dict(num_vars=4, k=0), "k must"), (dict(num_vars=4, seed=-3), "seed")])
+def test_rat_rejects_bad_arguments(kwargs, message):
+    with pytest.raises(StructureError, match=message):
+        random_binary_trees(**kwargs)
+
+
+# ---------------------------------------------------------------- Chow-Liu trees
+
+
+def chain_data(order: list[int], rows: int = 3000, flip: float = 0.1, seed: int = 0) -> np.ndarray:
+    """Binary samples of a Markov chain visiting the variables in `order`, each step flipping w.p. `flip`."""
+    rng = np.random.default_rng(seed)
+    data = np.zeros((rows, len(order)), dtype=np.int64)
+    data[:, order[0]] = rng.integers(0, 2, rows)
+    for prev, var in zip(order, order[1:]):
+        data[:, var] = data[:, prev] ^ (rng.random(rows) < flip)
+    return data
+
+
+CHAIN = [3, 0, 5, 1, 6, 2, 4]
+
+
+def test_learn_tree_recovers_a_chain():
+    tree = learn_tree(chain_data(CHAIN))
+    assert {frozenset(e) for e in tree.edges} == {frozenset(e) for e in zip(CHAIN, CHAIN[1:])}
+
+
+@pytest.mark.parametrize("binarize", [True, False])
+def test_cltree_on_a_chain(binarize):
+    c = chow_liu_tree(chain_data(CHAIN), k=3, binarize=binarize)
+    scopes = assert_valid(c)
+    assert len(c.inputs) == len(CHAIN) and all(len(i.scope) == 1 for i in c.inputs)
+    # binarized: one sum per tree edge; plain: one per inner node (7 minus the chain's 2 ends)
+    assert len(c.sums) == (len(CHAIN) - 1 if binarize else len(CHAIN) - 2)
+    positions = {v: i for i, v in enumerate(CHAIN)}
+    for s in scopes.values():  # every region covers a stretch of the chain
+        where = sorted(positions[v] for v in s)
+        assert where == list(range(where[0], where[-1] + 1))
+    # rooted at the chain's middle: the root splits it at the center variable
+    assert c.root == f"tree{CHAIN[3]}"
+    assert len(c.region(c.root).partitions) == 1
+
+
+def star_data(rows: int = 3000, leaves: int = 6) -> np.ndarray:
+    rng = np.random.default_rng(1)
+    hub = rng.integers(0, 2, rows)
+    return np.stack([hub] + [hub ^ (rng.random(rows) < 0.1) for _ in range(leaves)], axis=1)
+
+
+def test_cltree_binarizes_a_star():
+    plain = chow_liu_tree(star_data(), binarize=False)
+    assert_valid(plain)
+    assert plain.root == "tree0" and len(plain.sums) == 1
+    assert len(plain.region("tree0").partitions[0]) == 7  # leaf0 and its 6 children
+    binary = chow_liu_tree(star_data(), binarize=True)
+    assert_valid(binary)
+    assert len(binary.sums) == 6 and all(len(p) == 2 for s in binary.sums for p in s.partitions)
+    from pcc.region_graph import depth
+    assert depth(binary) == 3  # balanced over 7 parts: ceil(log2 7)
+
+
+def test_cltree_categorical_data_and_leaf_choice():
+    data = chain_data([0, 1, 2, 3]) + chain_data([0, 1, 2, 3], seed=5)  # values 0..2
+    c = chow_liu_tree(data)
+    assert_valid(c)
+    assert c.leaf == Family("categorical", (("n", 3),))
+    assert chow_liu_tree(data, leaf=Family("binomial", (("n", 4),))).leaf == Family("binomial", (("n", 4),))
+
+
+def test_cltree_single_variable():
+    c = chow_liu_tree(np.array([[0], [1], [1]]), k=5)
+    assert_valid(c)
+    assert c.regions == (Input("leaf0", (0,), 1),) and c.root == "leaf0"
+
+
+def test_cltree_loads_debd_files(tmp_path):
+    data = chain_data(CHAIN, rows=500)
+    path = tmp_path / "chain.train.data"
+    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    assert chow_liu_tree(path) == chow_liu_tree(data)
+
+
+@pytest.mark.parametrize("text,row,col", [
+    ("0,1\n1,x\n", 1, 1), ("0,1\n1,-1\n", 1, 1), ("0,1\n1,1.5\n", 1, 1), ("0,1\n1\n", 1, None), ("", None, None)])
+def test_cltree_bad_debd_files_name_the_cell(tmp_path, text, row, col):
+    path = tmp_path / "bad.data"
+    path.write_text(text)
+    with pytest.raises(DataError) as info:
+        chow_liu_tree(path)
+    assert (info.value.path, info.value.row, info.value.column) == (str(path), row, col)
+    assert str(path) in str(info.value)
+
+
+def test_cltree_bad_data():
+    with pytest.raises(DataError, match="missing.data: no such data file"):
+        chow_liu_tree("/nonexistent/missing.data")
+    with pytest.raises(DataError, match="row 1, column 0"):
+        chow_liu_tree(np.array([[0.0, 1.0], [np.nan, 0.0]]))
+    with pytest.raises(DataError, match="2-D"):
+        chow_liu_tree(np.array([0, 1]))
+    with pytest.raises(DataError, match="outside the support"):
+        chow_liu_tree(np.array([[0, 1], [2, 0]]), leaf=Family("bernoulli"))
+    with pytest.raises(StructureError, match="discrete"):
+        chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal"))
+
+
+# ---------------------------------------------------------------- leaf families
+
+
+def test_parse_family():
+    assert parse_family("bernoulli") == Family("bernoulli")
+    assert parse_family("categorical(n=4)") == Family("categorical", (("n", 4),))
+    assert parse_family(" binomial( n = 255 ) ") == Family("binomial", (("n", 255),))
+    assert parse_family("normal()") == Family("normal")
+    for bad, message in [("categorical", "needs n="), ("categorical(n=1)", ">= 2"), ("poisson", "unknown"),
+                         ("normal(n=3)", "no argument"), ("binomial(n=2.5)", "integer"),
+                         ("categorical(n)", "KEY=NUMBER"), ("cat egorical", "expected NAME")]:
+        with pytest.raises(StructureError, match=message):
+            parse_family(bad)
+
+
+# ---------------------------------------------------------------- committed examples
+
+
+def test_committed_examples_are_what_the_generators_make():
+    from pathlib import Path
+
+    from pcc.frontend import load
+    examples = Path(__file__).resolve().parent.parent / "ir_examples"
+    pd = load(examples / "pd28x28_k10.pc")  # pcc structure pd --height 28 --width 28 --delta 7 -k 10 --leaf 'binomial(n=255)'
+    assert pd == poon_domingos(28, 28, 7, k=10, leaf=Family("binomial", (("n", 255),)))
+    assert load(examples / "rat16.pc") == random_binary_trees(16)  # pcc structure rat --vars 16
+    assert_valid(pd)

@@ -251,6 +251,25 @@ def test_learn_tree_recovers_a_chain():
     assert {frozenset(e) for e in tree.edges} == {frozenset(e) for e in zip(CHAIN, CHAIN[1:])}
 
 
+def test_mutual_information_matches_a_direct_count(monkeypatch):
+    from pcc.structures import cltree
+    data = np.array([[0, 1, 2], [1, 1, 0], [1, 0, 2], [0, 0, 1], [1, 1, 2]])
+    alpha, c = 0.5, 3
+    expected = np.zeros((3, 3))
+    for i, j in combinations(range(3), 2):
+        table = np.full((c, c), alpha)
+        for row in data:
+            table[row[i], row[j]] += 1
+        p = table / table.sum()
+        expected[i, j] = expected[j, i] = sum(
+            p[a, b] * math.log(p[a, b] / (p[a].sum() * p[:, b].sum())) for a in range(c) for b in range(c))
+    mi = cltree._mutual_information(data, alpha)
+    off_diagonal = ~np.eye(3, dtype=bool)
+    assert np.allclose(mi[off_diagonal], expected[off_diagonal])
+    monkeypatch.setattr(cltree, "_ROWS_PER_CHUNK", 2)  # counting in chunks changes nothing
+    assert np.allclose(cltree._mutual_information(data, alpha), mi)
+
+
 @pytest.mark.parametrize("binarize", [True, False])
 def test_cltree_on_a_chain(binarize):
     c = chow_liu_tree(chain_data(CHAIN), k=3, binarize=binarize)

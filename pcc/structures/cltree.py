@@ -10,7 +10,8 @@ node v with children c1..cm has a sum region `tree{v}` over the variables of its
 one partition is `leaf{v} * sub(c1) * ... * sub(cm)` (sub(c) = `tree{c}`, or `leaf{c}` for a tree
 leaf). Binarized (the default), that product of m+1 parts is built as a balanced binary tree of
 sum regions `tree{v}_{j}`, so every partition has arity 2:
-    binarized: N inputs, N - 1 sums, N - 1 partitions, depth = about the tree height * log2
+    binarized: N inputs, N - 1 sums, N - 1 partitions of arity 2; a node with m children adds
+               ceil(log2(m + 1)) sum layers to the depth
     plain:     N inputs, one sum per inner tree node, partitions of arity m + 1.
 The root region (the root's `tree{v}`) holds 1 unit; for N = 1 it is `leaf0` itself.
 """
@@ -31,7 +32,8 @@ from .arguments import StructureError, check_family, require_at_least
 from .builder import CircuitBuilder
 
 DataSource = Union[np.ndarray, str, os.PathLike]
-_MAX_TABLE_BYTES = 2 << 30  # the (N*c)^2 pair-count table must stay below this
+_MAX_TABLE_BYTES = 256 << 20  # the (N*c)^2 pair-count table (a few copies of it live at once)
+_ROWS_PER_CHUNK = 8192  # rows one-hot encoded at a time while counting pairs
 
 
 def chow_liu_tree(data: DataSource, *, k: int = defaults.K, leaf: Family | None = None,
@@ -46,7 +48,7 @@ def chow_liu_tree(data: DataSource, *, k: int = defaults.K, leaf: Family | None 
     path = None if isinstance(data, np.ndarray) else os.fspath(data)
     values = _check_values(data if path is None else load_data(path), path)
     leaf = _leaf_for(values, leaf, path)
-    tree = learn_tree(values, smoothing)
+    tree = _spanning_tree(values, smoothing)
     root = _center(tree)
 
     builder = CircuitBuilder(values.shape[1], k, leaf)
@@ -62,7 +64,10 @@ def chow_liu_tree(data: DataSource, *, k: int = defaults.K, leaf: Family | None 
 def learn_tree(data: np.ndarray, smoothing: float = defaults.CLTREE_SMOOTHING) -> nx.Graph:
     """The Chow-Liu tree of `data` (rows x variables, non-negative ints): a maximum spanning tree
     of the complete graph over the variables weighted by smoothed mutual information ('weight')."""
-    values = _check_values(data, None)
+    return _spanning_tree(_check_values(data, None), smoothing)
+
+
+def _spanning_tree(values: np.ndarray, smoothing: float) -> nx.Graph:
     if not smoothing > 0:
         raise StructureError(f"smoothing must be > 0, got {smoothing!r}")
     mi = _mutual_information(values, smoothing)
@@ -79,11 +84,15 @@ def _mutual_information(values: np.ndarray, smoothing: float) -> np.ndarray:
     c = int(values.max()) + 1
     if (num_vars * c) ** 2 * 8 > _MAX_TABLE_BYTES:
         raise StructureError(f"{num_vars} variables with {c} values each need a pair table over "
-                             f"{_MAX_TABLE_BYTES >> 30} GiB; bin the data to fewer values")
-    one_hot = np.zeros((rows, num_vars, c))
-    np.put_along_axis(one_hot, values[:, :, None], 1.0, axis=2)
-    flat = one_hot.reshape(rows, num_vars * c)
-    joint = (flat.T @ flat).reshape(num_vars, c, num_vars, c).transpose(0, 2, 1, 3) + smoothing
+                             f"{_MAX_TABLE_BYTES >> 20} MiB; bin the data to fewer values")
+    counts = np.zeros((num_vars * c, num_vars * c))
+    for start in range(0, rows, _ROWS_PER_CHUNK):
+        chunk = values[start:start + _ROWS_PER_CHUNK]
+        one_hot = np.zeros((len(chunk), num_vars, c), dtype=np.float32)  # exact: counts < 2^24 per chunk
+        np.put_along_axis(one_hot, chunk[:, :, None], 1.0, axis=2)
+        flat = one_hot.reshape(len(chunk), num_vars * c)
+        counts += flat.T @ flat
+    joint = counts.reshape(num_vars, c, num_vars, c).transpose(0, 2, 1, 3) + smoothing
     joint /= joint.sum(axis=(2, 3), keepdims=True)
     left = joint.sum(axis=3, keepdims=True)
     right = joint.sum(axis=2, keepdims=True)

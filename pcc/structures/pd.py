@@ -31,6 +31,7 @@ from .builder import CircuitBuilder
 
 Deltas = Union[float, Sequence[float]]
 Rect = tuple[int, int, int, int]  # top, left, bottom, right; bottom and right exclusive
+Levels = list[tuple[tuple[int, ...], tuple[int, ...]]]  # per delta level: cut points on height, width
 
 
 def poon_domingos(height: int, width: int, deltas: Deltas, *, deltas_w: Deltas | None = None,
@@ -78,14 +79,14 @@ def _cut_points(size: int, delta: float) -> tuple[int, ...]:
     return tuple(math.ceil(i * delta) for i in range(1, int((size - 1) // delta) + 1))
 
 
-def _cut_levels(height: int, width: int, deltas_h: list[float], deltas_w: list[float]):
+def _cut_levels(height: int, width: int, deltas_h: list[float], deltas_w: list[float]) -> Levels:
     if len(deltas_h) != len(deltas_w):
         raise StructureError(
             f"height and width need as many deltas each, got {len(deltas_h)} and {len(deltas_w)}")
     return [(_cut_points(height, dh), _cut_points(width, dw)) for dh, dw in zip(deltas_h, deltas_w)]
 
 
-def _splits(rect: Rect, levels) -> list[tuple[Rect, Rect]]:
+def _splits(rect: Rect, levels: Levels) -> list[tuple[Rect, Rect]]:
     """The binary splits of `rect` at the first level with a cut point inside it."""
     top, left, bottom, right = rect
     for cuts_h, cuts_w in levels:

@@ -6,6 +6,7 @@
     │   └── PcCheckError       it parses but is not a valid circuit
     ├── DataError              a data file or tensor is wrong (names file, row, column)
     ├── ShapeError             a tensor has the wrong shape (names both shapes); also a ValueError
+    ├── StructureError         a structure generator got arguments it cannot build from
     ├── BackendError           a backend cannot run here (e.g. Triton without CUDA or interpreter)
     └── CheckpointError        a checkpoint cannot be read or written
 
@@ -96,6 +97,10 @@ class DataError(PcError, ValueError):
 
 class ShapeError(PcError, ValueError):
     """A tensor has the wrong shape; the message names the expected and the actual shape."""
+
+
+class StructureError(PcError, ValueError):
+    """A structure generator was given an argument it cannot build from."""
 
 
 class BackendError(PcError, RuntimeError):

@@ -183,3 +183,9 @@ def summary(circuit: Circuit) -> Summary:
         sum_parameters=sum_parameter_count(circuit),
         leaf_parameters=leaf_parameter_count(circuit),
     )
+
+
+def input_family(G: nx.DiGraph, region) -> Family:
+    """The family in force for an input region node: its own, else the circuit's default."""
+    own = G.nodes[region].get("declared_family")
+    return own if own is not None else G.graph["leaf"]

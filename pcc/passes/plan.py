@@ -18,8 +18,7 @@ import networkx as nx
 import numpy as np
 
 from ..ir import Family
-from ..region_graph import partition_children
-from .graph_access import input_family
+from ..region_graph import input_family, partition_children
 from .group import EinsumGroup, MixGroup
 
 Rows = "np.ndarray | int"  # an index array [N] of rows, or the first row of N contiguous rows

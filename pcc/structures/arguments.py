@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import re
 
-from ..errors import PcError
+from ..errors import StructureError
 from ..families import FAMILIES
 from ..ir import Family
-
-
-class StructureError(PcError, ValueError):
-    """A structure generator was given an argument it cannot build from."""
 
 
 def require_at_least(name: str, value: int, minimum: int) -> int:

@@ -1,0 +1,1 @@
+"""Reading and writing circuits in other tools' formats (PSDD, Juice, SPFlow, cirkit)."""

@@ -1,0 +1,1 @@
+"""Queries on compiled circuits: sampling, conditional sampling, MPE, marginals and conditionals."""

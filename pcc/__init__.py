@@ -2,5 +2,6 @@
 from .errors import (BackendError, CheckpointError, DataError, Diagnostic, PcCheckError, PcError,
                      PcSyntaxError, ShapeError, SourceError)
 from .ir import Circuit, Family, Input, Param, Span, Sum
+from .frontend import parse, load, to_text, validate
 
 __version__ = "0.1.0"

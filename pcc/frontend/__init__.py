@@ -1,0 +1,71 @@
+"""The `.pc` frontend: text -> checked `Circuit`, and `Circuit` -> canonical text.
+
+    text --syntax--> statements --build--> Circuit --validate--> diagnostics
+
+`parse` raises `PcSyntaxError` or `PcCheckError` holding every diagnostic; `check_source` returns
+them instead. Warnings (e.g. unreachable regions) go through `warnings.warn` as `PcWarning`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import warnings
+
+from ..errors import Diagnostic, PcCheckError, PcSyntaxError, SourceError
+from ..ir import Circuit
+from .builder import build
+from .diagnostics import PcWarning, Reporter
+from .files import read_source
+from .printer import to_text
+from .syntax import comments, parse_statements
+from .checks import check, validate
+
+__all__ = ["parse", "load", "check_source", "validate", "to_text", "read_source", "error_for", "PcWarning"]
+
+
+def check_source(text: str, path: str | None = None) -> tuple[Circuit | None, list[Diagnostic]]:
+    """The circuit of `text` (None if it has errors) and all diagnostics, in source order.
+    Never raises for bad input."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    report = Reporter(path, text)
+    collecting = gc.isenabled()
+    gc.disable()  # parsing makes many small objects and no cycles; collection would cost 2x
+    try:
+        statements = parse_statements(text, report)
+        if statements is None:
+            return None, report.sorted()
+        circuit, info = build(statements, report)
+        circuit = dataclasses.replace(circuit, comments=comments(text), path=path, source=text)
+        check(circuit, report, info)
+    finally:
+        if collecting:
+            gc.enable()
+    return (None if report.has_errors else circuit), report.sorted()
+
+
+def parse(text: str, path: str | None = None) -> Circuit:
+    """The checked circuit of `text`. Raises PcSyntaxError (it does not parse) or PcCheckError
+    (it is not a valid circuit), each holding every diagnostic; warns PcWarning for warnings."""
+    circuit, diagnostics = check_source(text, path)
+    if circuit is None:
+        raise error_for(diagnostics)
+    for d in diagnostics:
+        warnings.warn(d.render(), PcWarning, stacklevel=2)
+    return circuit
+
+
+def error_for(diagnostics: list[Diagnostic]) -> SourceError:
+    """The exception for a source with errors: PcSyntaxError if it did not parse (or could not be
+    read), else PcCheckError."""
+    syntax = any(d.kind in ("syntax-error", "unreadable-file") for d in diagnostics)
+    return (PcSyntaxError if syntax else PcCheckError)(diagnostics)
+
+
+def load(path: "str | os.PathLike") -> Circuit:
+    """The checked circuit in the `.pc` file at `path` (see `parse`; an unreadable file raises
+    PcSyntaxError)."""
+    name = os.fspath(path)
+    return parse(read_source(name), name)
+

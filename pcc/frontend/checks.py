@@ -1,0 +1,447 @@
+"""Structural checks on a circuit's IR, parsed (spans give carets) or built by hand (messages name
+the region). Every check is linear in the size of the circuit."""
+from __future__ import annotations
+
+import math
+from ..errors import Diagnostic
+from ..families import FAMILIES, family_spec
+from ..ir import Circuit, Family, Input, Param, Span, Sum
+from .builder import SourceInfo, out_of_range
+from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
+from .naming import RESERVED_WORDS, describe_vars, is_name, var_label
+
+ROW_TOLERANCE = 1e-6  # |sum of a row - 1| allowed for weights, mixing and probs
+_DONE = object()
+
+
+def validate(circuit: Circuit) -> list[Diagnostic]:
+    """Every problem of `circuit` (warnings too), in source order."""
+    report = Reporter(circuit.path, circuit.source)
+    check(circuit, report)
+    return report.sorted()
+
+
+def check(circuit: Circuit, report: Reporter, info: SourceInfo = SourceInfo()) -> None:
+    """Report the problems of `circuit`; `info` tells what parsing knew (see `SourceInfo`)."""
+    _Checker(circuit, report, info).run()
+
+
+class _Checker:
+    def __init__(self, circuit: Circuit, report: Reporter, info: SourceInfo):
+        self.c = circuit
+        self.report = report
+        self.info = info
+        self.regions: dict[str, Input | Sum] = {}  # the first definition of each name
+        self.edges: dict[str, list[tuple[int, int, str]]] = {}
+        self.unusable_family: set[str] = set()  # inputs whose family was reported
+
+    def run(self) -> None:
+        if self.c.version != 1:
+            self.report.error("unsupported-version", f"unsupported format version {self.c.version}; "
+                              "this pcc reads version 1 (`pc 1`)", self.info.version)
+        self._vars()
+        leaf_ok = self.c.leaf is None or self._family(self.c.leaf, "the `leaf` default")
+        for r in self.c.regions:
+            self._region(r, leaf_ok)
+        self.edges = self._edges()
+        order = self._acyclic_order()
+        scopes = self._scopes(order)
+        self._root(scopes)
+        self._family_conflicts()
+        self._params()
+
+    # ------------------------------------------------------------------ variables and regions
+
+    def _vars(self) -> None:
+        names, spans = self.c.vars, self.info.var_names
+        if not names and self.info.vars_known:
+            self.report.error("no-vars", "the circuit has no variables", self.info.vars)
+        first: dict[str, int] = {}
+        for i, name in enumerate(names):
+            span = spans[i] if i < len(spans) else self.info.vars
+            self._name(name, "variable", span)
+            if name in first:
+                self.report.error("duplicate-var", f"variable '{name}' is declared twice "
+                                  f"(positions {first[name]} and {i})", span)
+            else:
+                first[name] = i
+
+    def _name(self, name: str, what: str, span: Span | None) -> None:
+        if not is_name(name):
+            self.report.error("bad-name", f"{what} name {name!r} is not a name: use letters, digits "
+                              "and '_', not starting with a digit", span)
+        elif name in RESERVED_WORDS:
+            self.report.error("reserved-word", f"'{name}' is a reserved word and cannot name a {what}", span)
+
+    def _region(self, r: Input | Sum, leaf_ok: bool) -> None:
+        self._name(r.name, "region", r.span)
+        if r.name in self.regions:
+            self.report.error("duplicate-region", f"region '{r.name}' is defined twice"
+                              f"{line_of(self.regions[r.name].span)}", r.span)
+            return
+        self.regions[r.name] = r
+        what = "input" if isinstance(r, Input) else "sum"
+        if type(r.k) is not int:
+            self.report.error("bad-k", f"k of {what} '{r.name}' must be a whole number, got {r.k!r}",
+                              r.k_span or r.span)
+        elif r.k < 1:
+            self.report.error("bad-k", f"k of {what} '{r.name}' must be at least 1, got {r.k}",
+                              r.k_span or r.span)
+        if isinstance(r, Input):
+            self._input(r, leaf_ok)
+        else:
+            self._sum(r)
+
+    def _input(self, r: Input, leaf_ok: bool) -> None:
+        if not r.scope and r.name not in self.info.doubtful:
+            self.report.error("empty-scope", f"input '{r.name}' has an empty scope", r.span)
+        spans = r.scope_spans or ()
+        n = len(self.c.vars)
+        seen: set[int] = set()
+        for pos, v in enumerate(r.scope):
+            if type(v) is int and 0 <= v < n and v not in seen:
+                seen.add(v)
+                continue
+            span = spans[pos] if len(spans) == len(r.scope) else \
+                join_spans(spans[0], spans[-1]) if spans else r.span
+            if type(v) is not int:
+                self.report.error("var-out-of-range", f"the scope of input '{r.name}' holds {v!r}, "
+                                  "which is not a variable index", span)
+            elif not 0 <= v < n:
+                if self.info.vars_known:
+                    self.report.error("var-out-of-range", out_of_range(v, r.name, n), span)
+            elif v in seen:
+                self.report.error("duplicate-scope-var", f"variable {var_label(v, self.c.vars)} appears twice "
+                                  f"in the scope of input '{r.name}'", span)
+            seen.add(v)
+        if r.family is not None:
+            if not self._family(r.family, f"input '{r.name}'"):
+                self.unusable_family.add(r.name)
+        elif self.c.leaf is None:
+            self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after its k "
+                              "(e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
+            self.unusable_family.add(r.name)
+        elif not leaf_ok:
+            self.unusable_family.add(r.name)
+
+    def _family(self, family: Family, owner: str) -> bool:
+        """Check a family and its arguments; whether it is usable."""
+        spec = family_spec(family.name)
+        if spec is None:
+            hint = did_you_mean(family.name, FAMILIES) or f" (known: {', '.join(FAMILIES)})"
+            self.report.error("unknown-family", f"unknown leaf family '{family.name}' for {owner}{hint}",
+                              family.span)
+            return False
+        problems = []
+        given: set[str] = set()
+        for key, value in family.args:
+            if key in given:
+                problems.append(f"argument {key} of {family.name} is given twice")
+            elif key not in spec.int_args:
+                takes = f"it takes {', '.join(spec.int_args)}" if spec.int_args else "it takes no arguments"
+                problems.append(f"unknown argument '{key}' for {family.name}; {takes}")
+            elif type(value) is not int or value < spec.arg_min:
+                problems.append(f"{key} of {family.name} must be a whole number >= {spec.arg_min}, got {value!r}")
+            given.add(key)
+        problems += [f"{family.name} needs {key}, e.g. {family.name}({key}={max(spec.arg_min, 4)})"
+                     for key in spec.int_args if key not in given]
+        for problem in problems:
+            self.report.error("bad-family-args", f"{problem} (in {owner})", family.span)
+        return not problems
+
+    def _sum(self, r: Sum) -> None:
+        if not r.partitions:
+            self.report.error("empty-partition", f"sum '{r.name}' has no partitions", r.span)
+        for p, part in enumerate(r.partitions):
+            if not part:
+                self.report.error("empty-partition", f"sum '{r.name}' has an empty partition (index {p})",
+                                  r.span)
+            for i, child in enumerate(part):
+                if child not in self.c.by_name:
+                    self.report.error("unknown-region", f"sum '{r.name}' uses unknown region '{child}'"
+                                      f"{did_you_mean(child, self.c.by_name)}", _child_span(r, p, i))
+
+    # ------------------------------------------------------------------ graph structure
+
+    def _edges(self) -> dict[str, list[tuple[int, int, str]]]:
+        """(partition, position, child) of each region, for the children that are regions."""
+        return {name: [(p, i, child) for p, part in enumerate(r.partitions) for i, child in enumerate(part)
+                       if child in self.regions] if isinstance(r, Sum) else []
+                for name, r in self.regions.items()}
+
+    def _acyclic_order(self) -> list[str]:
+        """Regions, children before parents (depth-first); reports each cycle once."""
+        order: list[str] = []
+        state: dict[str, int] = {}  # 1: on the current path, 2: done
+        reported: set[frozenset[str]] = set()
+        for start in self.regions:
+            if start in state:
+                continue
+            state[start] = 1
+            stack = [(start, iter(self.edges[start]))]
+            while stack:
+                name, children = stack[-1]
+                p, i, child = next(children, (None, None, _DONE))
+                if child is _DONE:
+                    stack.pop()
+                    state[name] = 2
+                    order.append(name)
+                elif state.get(child) == 1:
+                    path = [n for n, _ in stack]
+                    cycle = path[path.index(child):] + [child]
+                    if frozenset(cycle) not in reported:
+                        reported.add(frozenset(cycle))
+                        self.report.error("cycle", f"cycle in the region graph: {' -> '.join(cycle)}",
+                                          _child_span(self.regions[name], p, i))
+                elif child not in state:
+                    state[child] = 1
+                    stack.append((child, iter(self.edges[child])))
+        return order
+
+    def _scopes(self, order: list[str]) -> dict[str, frozenset[int] | None]:
+        """Scope of each region (None where unknown: on a cycle, doubtful, or below a problem);
+        reports products that are not decomposable and sums that are not smooth."""
+        scopes: dict[str, frozenset[int] | None] = {}
+        for name in order:
+            r = self.regions[name]
+            if name in self.info.doubtful:
+                scopes[name] = None
+            elif isinstance(r, Input):
+                scopes[name] = frozenset(r.scope)
+            else:
+                scopes[name] = self._sum_scope(r, scopes)
+        return scopes
+
+    def _sum_scope(self, r: Sum, scopes: dict[str, frozenset[int] | None]) -> frozenset[int] | None:
+        part_scopes: list[frozenset[int] | None] = []
+        for p, part in enumerate(r.partitions):
+            child_scopes = [scopes.get(child) for child in part]
+            if not part or any(s is None for s in child_scopes):
+                part_scopes.append(None)
+                continue
+            union = frozenset().union(*child_scopes)
+            if sum(map(len, child_scopes)) != len(union):
+                self._not_decomposable(r, p, child_scopes)
+            part_scopes.append(union)
+        known = [(p, s) for p, s in enumerate(part_scopes) if s is not None]
+        clashing = [(p, s) for p, s in known[1:] if s != known[0][1]]
+        for p, s in clashing:
+            self._not_smooth(r, *known[0], p, s)
+        if clashing or not known or len(known) != len(part_scopes):
+            return None
+        return known[0][1]
+
+    def _not_smooth(self, r: Sum, p: int, scope_p: frozenset[int], q: int, scope_q: frozenset[int]) -> None:
+        a, b = _partition_text(r, p), _partition_text(r, q)
+        only = [f"only {text} has {describe_vars(vs, self.c.vars)}"
+                for text, vs in ((a, scope_p - scope_q), (b, scope_q - scope_p)) if vs]
+        self.report.error("not-smooth", f"sum '{r.name}' is not smooth: partitions {a} and {b} cover "
+                          f"different variables ({'; '.join(only)})", _child_span(r, q, 0))
+
+    def _not_decomposable(self, r: Sum, p: int, child_scopes: list[frozenset[int]]) -> None:
+        part = r.partitions[p]
+        pairs = [(i, j, child_scopes[i] & child_scopes[j])
+                 for i in range(len(part)) for j in range(i + 1, len(part))
+                 if child_scopes[i] & child_scopes[j]]
+        shared = "; ".join(f"'{part[i]}' and '{part[j]}' share {describe_vars(vs, self.c.vars)}"
+                           for i, j, vs in pairs)
+        self.report.error("not-decomposable", f"product {_partition_text(r, p)} in sum '{r.name}' is not "
+                          f"decomposable: {shared}", _child_span(r, p, pairs[0][1]))
+
+    def _root(self, scopes: dict[str, frozenset[int] | None]) -> None:
+        root = self.c.root
+        if not root:
+            self._missing_root()
+            return
+        if root not in self.regions:
+            self.report.error("unknown-region", f"the root '{root}' is not a region"
+                              f"{did_you_mean(root, self.regions)}", self.info.root)
+            return
+        scope = scopes.get(root)
+        if scope is not None and self.info.vars_known:
+            missing = set(range(len(self.c.vars))) - scope
+            if missing:
+                self.report.error("root-scope", f"root '{root}' does not cover "
+                                  f"{describe_vars(missing, self.c.vars)}: its scope must hold every variable",
+                                  self.info.root)
+        reached, todo = {root}, [root]
+        while todo:
+            for _, _, child in self.edges[todo.pop()]:
+                if child not in reached:
+                    reached.add(child)
+                    todo.append(child)
+        for name, r in self.regions.items():
+            if name not in reached:
+                self.report.warning("unreachable", f"region '{name}' is not reachable from the root '{root}'",
+                                    r.span)
+
+    def _missing_root(self) -> None:
+        if not self.regions:
+            self.report.error("missing-root", "no `root` statement and no regions")
+            return
+        children = {child for edges in self.edges.values() for _, _, child in edges}
+        tops = [name for name in self.regions if name not in children]
+        if len(tops) == 1:
+            hint = f"; add `root {tops[0]}` (the only region without a parent)"
+        elif tops:
+            hint = f"; regions without a parent: {', '.join(tops[:8])}" + (" ..." if len(tops) > 8 else "")
+        else:
+            hint = ""
+        self.report.error("missing-root", f"no `root` statement{hint}")
+
+    def _family_conflicts(self) -> None:
+        """Every variable must have one family (with the same arguments) in all inputs."""
+        owner: dict[int, tuple[Family, str]] = {}
+        for r in self.regions.values():
+            if not isinstance(r, Input) or r.name in self.unusable_family:
+                continue
+            family = self.c.family_of(r)
+            clashes: dict[str, tuple[Family, list[int]]] = {}
+            for v in r.scope:
+                first = owner.setdefault(v, (family, r.name))
+                if first[0] != family:
+                    clashes.setdefault(first[1], (first[0], []))[1].append(v)
+            for other, (other_family, vs) in clashes.items():
+                subject = f"variable {describe_vars(vs, self.c.vars)} is" if len(vs) == 1 else \
+                    f"variables {describe_vars(vs, self.c.vars)} are"
+                self.report.error("family-conflict", f"{subject} {family} in input '{r.name}' but "
+                                  f"{other_family} in input '{other}'", r.family.span if r.family else r.span)
+
+    # ------------------------------------------------------------------ params
+
+    def _params(self) -> None:
+        first: dict[tuple, Param] = {}
+        for prm in self.c.params:
+            target = self._target(prm)
+            key = (prm.region, prm.field, prm.index)
+            if key in first:
+                self.report.error("duplicate-param", f"param {target} is given twice{line_of(first[key].span)}",
+                                  prm.span)
+                continue
+            first[key] = prm
+            r = self.regions.get(prm.region)
+            if r is None:
+                self.report.error("unknown-region", f"param {target} names unknown region '{prm.region}'"
+                                  f"{did_you_mean(prm.region, self.regions)}", prm.span)
+                continue
+            expected = self._param_shape(prm, r, target)
+            if expected is None:
+                continue
+            shape = tuple(prm.shape)
+            if shape != expected:
+                self.report.error("param-shape", f"param {target} has shape {format_shape(shape)}, expected "
+                                  f"{format_shape(expected)}", prm.span)
+            elif len(prm.values) != math.prod(shape):
+                self.report.error("param-shape", f"param {target} has {len(prm.values)} values for shape "
+                                  f"{format_shape(shape)}", prm.span)
+            else:
+                self._param_values(prm, r, target)
+
+    def _target(self, prm: Param) -> str:
+        r = self.regions.get(prm.region)
+        implied = prm.field == "weights" and prm.index == 0 and isinstance(r, Sum) and len(r.partitions) == 1
+        return f"{prm.region}.{prm.field}" + ("" if prm.index is None or implied else f"[{prm.index}]")
+
+    def _param_shape(self, prm: Param, r: Input | Sum, target: str) -> tuple[int, ...] | None:
+        """The shape `prm` must have, or None when it cannot be known (the reason reported, or an
+        earlier error)."""
+        doubtful = self.info.doubtful
+        if isinstance(r, Sum):
+            parts = len(r.partitions)
+            if prm.field == "weights":
+                if prm.index is None:
+                    self.report.error("param-index", f"param {target} needs a partition index: sum '{r.name}' "
+                                      f"has {parts} partitions, {r.name}.weights[0] .. "
+                                      f"{r.name}.weights[{parts - 1}]", prm.span)
+                    return None
+                if type(prm.index) is not int or not 0 <= prm.index < parts:
+                    self.report.error("param-index", f"partition index {prm.index} of param {target} is out "
+                                      f"of range: sum '{r.name}' has {_count(parts, 'partition')}", prm.span)
+                    return None
+                children = r.partitions[prm.index]
+                if r.name in doubtful or any(c not in self.regions or c in doubtful for c in children):
+                    return None
+                return (r.k, *(self.regions[c].k for c in children))
+            if prm.field == "mixing" and parts > 1:
+                return None if self._has_index(prm, target) or r.name in doubtful else (r.k, parts)
+            fields = ["weights", "mixing"] if parts > 1 else ["weights"]
+            reason = f"sum '{r.name}' has one partition, so no mixing weights" if prm.field == "mixing" else \
+                f"'{prm.field}' is not a parameter of sum '{r.name}'; its parameters: {', '.join(fields)}" \
+                f"{did_you_mean(prm.field, fields)}"
+            self.report.error("param-unknown-field", reason, prm.span)
+            return None
+        if r.name in self.unusable_family:
+            return None
+        family = self.c.family_of(r)
+        fields = {f.name: f for f in family_spec(family.name).fields}
+        if prm.field not in fields:
+            self.report.error("param-unknown-field", f"'{prm.field}' is not a parameter of {family.name} input "
+                              f"'{r.name}'; its parameters: {', '.join(fields)}{did_you_mean(prm.field, fields)}",
+                              prm.span)
+            return None
+        if self._has_index(prm, target) or r.name in doubtful:
+            return None
+        return (r.k, len(r.scope), *fields[prm.field].extra(dict(family.args)))
+
+    def _has_index(self, prm: Param, target: str) -> bool:
+        if prm.index is not None:
+            self.report.error("param-index", f"param {target} takes no index", prm.span)
+        return prm.index is not None
+
+    def _param_values(self, prm: Param, r: Input | Sum, target: str) -> None:
+        """Values in range, and rows summing to 1 where they must."""
+        if isinstance(r, Sum):
+            check, row = "simplex", math.prod(prm.shape[1:])
+        else:
+            spec = family_spec(self.c.family_of(r).name)
+            check = next(f.check for f in spec.fields if f.name == prm.field)
+            row = prm.shape[-1]
+        ok, condition = _VALUE_CHECKS[check]
+        values = prm.values
+        bad = [i for i, v in enumerate(values) if not ok(v)]
+        if bad:
+            more = f" ({len(bad)} such values)" if len(bad) > 1 else ""
+            self.report.error("param-value", f"param {target}: {values[bad[0]]!r} at "
+                              f"{_unravel(bad[0], prm.shape)} is {condition}{more}", prm.span)
+            return
+        if check != "simplex" or row == 0:
+            return
+        off = [start for start in range(0, len(values), row)
+               if abs(math.fsum(values[start:start + row]) - 1) > ROW_TOLERANCE]
+        if off:
+            where = [off[0] // row] if isinstance(r, Sum) else _unravel(off[0], prm.shape)[:-1]
+            total = math.fsum(values[off[0]:off[0] + row])
+            more = f" ({len(off)} rows are off)" if len(off) > 1 else ""
+            self.report.error("param-not-normalized", f"param {target}: row {where} sums to {total!r}, "
+                              f"not 1{more}", prm.span)
+
+
+_VALUE_CHECKS = {
+    "prob": (lambda v: 0 <= v <= 1, "not in [0, 1]"),
+    "simplex": (lambda v: 0 <= v < math.inf, "negative or not finite"),
+    "real": (math.isfinite, "not finite"),
+    "positive": (lambda v: 0 < v < math.inf, "not positive and finite"),
+}
+
+
+def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
+    index = []
+    for n in reversed(shape):
+        flat, i = divmod(flat, n)
+        index.append(i)
+    return index[::-1]
+
+
+def _partition_text(r: Sum, p: int) -> str:
+    return " * ".join(r.partitions[p])
+
+
+def _child_span(r: Sum, p: int, i: int) -> Span | None:
+    spans = r.child_spans
+    if spans and p < len(spans) and i < len(spans[p]):
+        return spans[p][i]
+    return r.span
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -34,6 +34,9 @@ class _Checker:
         self.regions: dict[str, Input | Sum] = {}  # the first definition of each name
         self.edges: dict[str, list[tuple[int, int, str]]] = {}
         self.unusable_family: set[str] = set()  # inputs whose family was reported
+        self.duplicated: set[str] = set()  # region names defined twice: which one is meant is unknown
+        self.dangling = False  # some sum uses an unknown region: reachability is uncertain
+        self.vars_ambiguous = False  # a variable name is declared twice
 
     def run(self) -> None:
         if self.c.version != 1:
@@ -61,6 +64,7 @@ class _Checker:
             span = spans[i] if i < len(spans) else self.info.vars
             self._name(name, "variable", span)
             if name in first:
+                self.vars_ambiguous = True
                 self.report.error("duplicate-var", f"variable '{name}' is declared twice "
                                   f"(positions {first[name]} and {i})", span)
             else:
@@ -76,6 +80,7 @@ class _Checker:
     def _region(self, r: Input | Sum, leaf_ok: bool) -> None:
         self._name(r.name, "region", r.span)
         if r.name in self.regions:
+            self.duplicated.add(r.name)
             self.report.error("duplicate-region", f"region '{r.name}' is defined twice"
                               f"{line_of(self.regions[r.name].span)}", r.span)
             return
@@ -108,7 +113,7 @@ class _Checker:
                 self.report.error("var-out-of-range", f"the scope of input '{r.name}' holds {v!r}, "
                                   "which is not a variable index", span)
             elif not 0 <= v < n:
-                if self.info.vars_known:
+                if self.info.vars_known and n:
                     self.report.error("var-out-of-range", out_of_range(v, r.name, n), span)
             elif v in seen:
                 self.report.error("duplicate-scope-var", f"variable {var_label(v, self.c.vars)} appears twice "
@@ -158,6 +163,7 @@ class _Checker:
                                   r.span)
             for i, child in enumerate(part):
                 if child not in self.c.by_name:
+                    self.dangling = True
                     self.report.error("unknown-region", f"sum '{r.name}' uses unknown region '{child}'"
                                       f"{did_you_mean(child, self.c.by_name)}", _child_span(r, p, i))
 
@@ -204,7 +210,7 @@ class _Checker:
         scopes: dict[str, frozenset[int] | None] = {}
         for name in order:
             r = self.regions[name]
-            if name in self.info.doubtful:
+            if name in self.info.doubtful or name in self.duplicated:
                 scopes[name] = None
             elif isinstance(r, Input):
                 scopes[name] = frozenset(r.scope)
@@ -258,12 +264,14 @@ class _Checker:
                               f"{did_you_mean(root, self.regions)}", self.info.root)
             return
         scope = scopes.get(root)
-        if scope is not None and self.info.vars_known:
+        if scope is not None and self.info.vars_known and not self.vars_ambiguous:
             missing = set(range(len(self.c.vars))) - scope
             if missing:
                 self.report.error("root-scope", f"root '{root}' does not cover "
                                   f"{describe_vars(missing, self.c.vars)}: its scope must hold every variable",
                                   self.info.root)
+        if self.dangling:
+            return
         reached, todo = {root}, [root]
         while todo:
             for _, _, child in self.edges[todo.pop()]:

@@ -26,11 +26,14 @@ def read_source(path: "str | os.PathLike") -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
+        start = data.rfind(b"\n", 0, e.start) + 1
+        end = data.find(b"\n", e.start)
+        line_text = data[start:end if end >= 0 else len(data)].decode("utf-8", "replace")
         line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - data.rfind(b"\n", 0, e.start)
-        _fail(name, f"not UTF-8 text: byte 0x{data[e.start]:02x} at line {line}, column {col}",
-              Span(line, col, line, col + 1))
+        col = len(data[start:e.start].decode("utf-8", "replace")) + 1
+        _fail(name, f"cannot read {name}: not UTF-8 text (byte 0x{data[e.start]:02x})",
+              Span(line, col, line, col + 1), line_text)
 
 
-def _fail(path: str, message: str, span: Span | None = None) -> NoReturn:
-    raise PcSyntaxError([Diagnostic("error", "unreadable-file", message, span, path)])
+def _fail(path: str, message: str, span: Span | None = None, line: str | None = None) -> NoReturn:
+    raise PcSyntaxError([Diagnostic("error", "unreadable-file", message, span, path, line)])

@@ -40,7 +40,7 @@ def parse_statements(text: str, report: Reporter) -> list[Statement] | None:
     failing_line = (getattr(first, "line", 1) or 1) - 1
     found = False
     for begin, end in zip(bounds, bounds[1:]):
-        if end <= failing_line:
+        if end < failing_line:  # (a chunk may fail at the keyword that starts the next one)
             continue
         try:
             parser.parse("\n".join(lines[begin:end]))
@@ -163,6 +163,8 @@ class _ToStatements(Transformer):
     def setting(self, c):
         return _setting(c[0], c[1])
 
+    arg = setting
+
     def family(self, c):  # NAME, or NAME '(' setting ',' setting ... ')'
         name = _word(c[0])
         args = [s for s in c[2:-1:2] if s is not None]
@@ -198,7 +200,7 @@ class _ToStatements(Transformer):
         keyword, region, field, index, value = c
         region_word, field_word = _word(region), _word(field)
         target = join_spans(region_word.span, index[1] if index else field_word.span)
-        if isinstance(value, Tok):
+        if not isinstance(value, list):
             value = float(value.value)
         return ParamDecl(_span(keyword), region_word, field_word, index[0] if index else None, value,
                          target)
@@ -206,4 +208,4 @@ class _ToStatements(Transformer):
     def array(self, c):
         if c == [None]:
             return []
-        return [float(x.value) if x.__class__ is Tok else x for x in c]
+        return [x if x.__class__ is list else float(x.value) for x in c]

@@ -5,3 +5,6 @@ from .ir import Circuit, Family, Input, Param, Span, Sum
 from .frontend import parse, load, to_text, validate
 
 __version__ = "0.1.0"
+from .compiler import compile
+from .em import EM
+from .runtime.module import CompiledCircuit

@@ -1,0 +1,101 @@
+"""Train RAT circuits by EM on the debd data sets; tune on the validation split only.
+
+    python bench/debd.py --data ../shared/data/debd --sets nltcs plants \
+        --depth 3 4 --replicas 10 20 --k 10 20 --step 0.1 0.2 --out runs.jsonl
+    python bench/debd.py --report runs.jsonl          # best config per set (by valid), as markdown
+
+Every run appends one JSON line: the configuration, the epoch with the best validation mean
+log-likelihood, and train/valid/test mean log-likelihoods of the model at that epoch. The test
+split is never used to choose anything.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import torch  # noqa: E402
+
+import pcc  # noqa: E402
+from pcc.data import load_debd  # noqa: E402
+from pcc.structures import random_binary_trees  # noqa: E402
+from pcc.train import TrainConfig, evaluate, fit  # noqa: E402
+
+torch.set_num_threads(1)
+
+# Einsum Networks test log-likelihoods as commonly cited (the targets of docs/results.md).
+TARGETS = {"nltcs": -6.02, "plants": -13.68, "baudio": -39.88, "jester": -52.56,
+           "accidents": -35.59, "pumsb_star": -31.95, "bbc": -248.33}
+
+
+def run(name: str, splits, depth: int, replicas: int, k: int, config: TrainConfig,
+        seed: int) -> dict:
+    circuit = random_binary_trees(splits.train.shape[1], depth=depth, replicas=replicas, k=k,
+                                  seed=seed)
+    model = pcc.compile(circuit, backend="torch", seed=seed)
+    start = time.perf_counter()
+    history = fit(model, splits.train, splits.valid, config, progress=False)
+    seconds = time.perf_counter() - start
+    return {"set": name, "depth": depth, "replicas": replicas, "k": k, "seed": seed,
+            **config.__dict__, "best_epoch": history.best_epoch,
+            "epochs_run": len(history.epochs), "seconds": round(seconds, 1),
+            "train": evaluate(model, splits.train).mean, "valid": evaluate(model, splits.valid).mean,
+            "test": evaluate(model, splits.test).mean,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def report(path: str) -> str:
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    best = {}
+    for r in rows:
+        if r["set"] not in best or r["valid"] > best[r["set"]]["valid"]:
+            best[r["set"]] = r
+    out = ["| set | depth | replicas | K | EM step | batch | epochs | valid | test | EiNet | gap |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in TARGETS:
+        if name in best:
+            r = best[name]
+            out.append(f"| {name} | {r['depth']} | {r['replicas']} | {r['k']} | {r['step_size']} "
+                       f"| {r['batch_size']} | {r['best_epoch']} | {r['valid']:.2f} | "
+                       f"{r['test']:.2f} | {TARGETS[name]:.2f} | {r['test'] - TARGETS[name]:+.2f} |")
+    return "\n".join(out)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default="../shared/data/debd")
+    ap.add_argument("--sets", nargs="+", default=list(TARGETS))
+    ap.add_argument("--depth", type=int, nargs="+", default=[3])
+    ap.add_argument("--replicas", type=int, nargs="+", default=[10])
+    ap.add_argument("--k", type=int, nargs="+", default=[10])
+    ap.add_argument("--step", type=float, nargs="+", default=[TrainConfig.step_size])
+    ap.add_argument("--batch-size", type=int, nargs="+", default=[TrainConfig.batch_size])
+    ap.add_argument("--pseudocount", type=float, nargs="+", default=[TrainConfig.pseudocount])
+    ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    ap.add_argument("--patience", type=int, default=TrainConfig.patience)
+    ap.add_argument("--seed", type=int, nargs="+", default=[0])
+    ap.add_argument("--out", default="debd_runs.jsonl")
+    ap.add_argument("--report", help="print the best configuration per set from this file")
+    args = ap.parse_args()
+    if args.report:
+        print(report(args.report))
+        return
+    for name in args.sets:
+        splits = load_debd(name, args.data)
+        for depth, reps, k, step, bs, pc, seed in itertools.product(
+                args.depth, args.replicas, args.k, args.step, args.batch_size, args.pseudocount,
+                args.seed):
+            config = TrainConfig(args.epochs, bs, step, pc, args.patience, seed)
+            result = run(name, splits, depth, reps, k, config, seed)
+            print(json.dumps(result), flush=True)
+            with open(args.out, "a") as f:
+                f.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()

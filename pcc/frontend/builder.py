@@ -266,5 +266,5 @@ def _flatten(value) -> tuple[tuple[int, ...], tuple[float, ...]] | str:
         if lists == 0:
             return tuple(shape), tuple(flat)
         if lists != len(flat):
-            return f"numbers and lists are mixed at depth {len(shape) + 1}"
+            return f"the lists at depth {len(shape)} hold both numbers and lists"
         level = flat

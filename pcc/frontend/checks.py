@@ -35,6 +35,7 @@ class _Checker:
         self.edges: dict[str, list[tuple[int, int, str]]] = {}
         self.unusable_family: set[str] = set()  # inputs whose family was reported
         self.duplicated: set[str] = set()  # region names defined twice: which one is meant is unknown
+        self.odd_scope: set[str] = set()  # inputs whose scope holds something other than indices
         self.dangling = False  # some sum uses an unknown region: reachability is uncertain
         self.vars_ambiguous = False  # a variable name is declared twice
 
@@ -110,6 +111,7 @@ class _Checker:
             span = spans[pos] if len(spans) == len(r.scope) else \
                 join_spans(spans[0], spans[-1]) if spans else r.span
             if type(v) is not int:
+                self.odd_scope.add(r.name)
                 self.report.error("var-out-of-range", f"the scope of input '{r.name}' holds {v!r}, "
                                   "which is not a variable index", span)
             elif not 0 <= v < n:
@@ -210,7 +212,7 @@ class _Checker:
         scopes: dict[str, frozenset[int] | None] = {}
         for name in order:
             r = self.regions[name]
-            if name in self.info.doubtful or name in self.duplicated:
+            if name in self.info.doubtful or name in self.duplicated or name in self.odd_scope:
                 scopes[name] = None
             elif isinstance(r, Input):
                 scopes[name] = frozenset(r.scope)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+import warnings
 
 import torch
 
@@ -58,7 +59,9 @@ def load(path: "str | os.PathLike", backend: str = "auto",
     from .frontend import parse
     path = os.fspath(path)
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # torch warns about odd pickle protocols in bad files
+            warnings.simplefilter("ignore")
+            payload = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
     except Exception as e:  # torch raises many types for a file that is not a checkpoint

@@ -59,8 +59,8 @@ def _load_text(path: str) -> np.ndarray:
     if first == len(lines):
         raise DataError("is empty", path=path)
     cells0 = [c.strip() for c in lines[first].split(",")]
-    if not all(_is_number(c) for c in cells0):
-        first += 1  # a header line
+    if not any(_is_number(c) for c in cells0):
+        first += 1  # a header line: no cell is a number
     rows = []
     width = None
     for i in range(first, len(lines)):

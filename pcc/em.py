@@ -9,8 +9,10 @@ E-step by autodiff. With L = sum_b log p(x_b):
     sum weights   n[o,c] = W[o,c] * dL/dW[o,c]       (the engine's backward returns exactly this)
     leaves        gamma[r,b,k] = dL/d(log-density of unit k of region r at sample b)
                   n = sum_b gamma * observed,  t = sum_b gamma * observed * T(x)
-M-step: W = (n + a) / sum(n + a) per sum unit (a = pseudocount), leaves by their family
-(`pcc.runtime.leaves`); online EM mixes in expectation parameters: new = (1 - s) old + s estimate.
+M-step: W = (n + a/c) / sum(n + a/c) per sum unit with c entries, i.e. a Dirichlet prior of total
+mass a = pseudocount spread evenly; leaves likewise by their family (`pcc.runtime.leaves`), with
+a virtual observations in total per distribution. Online EM mixes in expectation parameters:
+new = (1 - s) old + s estimate.
 Missing (NaN or marginalized) values contribute no statistics: a leaf that saw no observed value
 and a sum unit that received no flow keep their parameters. Probabilities are floored at `min_prob`, variances at
 `min_var`; nothing becomes NaN.
@@ -129,18 +131,19 @@ class EM:
 
     def _mix_in(self, log_w: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
                 floor: float) -> Tensor:
-        """log((1 - s) W + s (n + a) / sum(n + a)), keeping units that received no flow."""
+        """log((1 - s) W + s (n + a/c) / sum(n + a/c)) over the c entries of each distribution
+        along `dim` (a = pseudocount, spread evenly), keeping units that received no flow."""
         counts = counts.double()
         received = counts.sum(dim, keepdim=True) > 0
-        counts = counts + self.pseudocount
+        entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
+        counts = counts + self.pseudocount / entries
         if mask is not None:
             counts = counts * mask
         new = counts / counts.sum(dim, keepdim=True).clamp_min(1e-300)
         mixed = (1 - self.step_size) * torch.exp(log_w) + self.step_size * new
         mixed = torch.where(received, mixed, torch.exp(log_w))
-        if mask is not None:
-            mixed = mixed * mask
-        mixed = mixed.clamp_min(math.exp(floor)) if floor > -math.inf else mixed
+        if floor > -math.inf:
+            mixed = mixed.clamp_min(math.exp(floor))
         if mask is not None:
             mixed = mixed * mask
         out = torch.log(mixed / mixed.sum(dim, keepdim=True))

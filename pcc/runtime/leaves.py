@@ -57,7 +57,8 @@ class LeafFamily:
 
     def estimate(self, stats: dict[str, Tensor], old: dict[str, Tensor], step: float,
                  pseudocount: float, min_prob: float, min_var: float) -> dict[str, Tensor]:
-        """Online EM update: new = (1-step) old + step * MAP estimate, in expectation parameters.
+        """Online EM update: new = (1-step) old + step * MAP estimate, in expectation parameters;
+        `pseudocount` virtual observations in total per distribution, spread over its values.
         (The caller keeps the old values where no observed value was seen, n == 0.)"""
         raise NotImplementedError
 
@@ -107,7 +108,7 @@ class Bernoulli(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p_new = (t + pseudocount) / (n + 2 * pseudocount).clamp_min(1e-300)
+        p_new = (t + pseudocount / 2) / (n + pseudocount).clamp_min(1e-300)
         p = _mix(torch.sigmoid(old["logit"]), p_new, step)
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
@@ -144,7 +145,7 @@ class Binomial(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p_new = (t + pseudocount) / (self.n * n + 2 * pseudocount).clamp_min(1e-300)
+        p_new = (t + pseudocount / 2) / (self.n * n + pseudocount).clamp_min(1e-300)
         p = _mix(torch.sigmoid(old["logit"]), p_new, step)
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
@@ -188,7 +189,7 @@ class Categorical(LeafFamily):
 
     def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        new = (t + pseudocount) / (n.unsqueeze(-1) + self.n * pseudocount).clamp_min(1e-300)
+        new = (t + pseudocount / self.n) / (n.unsqueeze(-1) + pseudocount).clamp_min(1e-300)
         p = _mix(torch.softmax(old["logits"], -1), new, step).clamp_min(min_prob)
         return {"logits": torch.log(p / p.sum(-1, keepdim=True))}
 

@@ -1,0 +1,96 @@
+"""The passes: layers are depth-minimal and respect dependencies; groups hold one shape each;
+the plan's rows and index arrays point at the right nodes."""
+import numpy as np
+import pytest
+
+from pcc.passes import EinsumOp, MixOp, group_by_shape, layerize, make_plan
+from pcc.passes.group import bucket
+from pcc.region_graph import partition_children, to_graph
+from pcc.structures import poon_domingos, random_binary_trees
+from random_circuits import random_circuit
+
+CIRCUITS = [random_circuit(s, num_vars=5, families=("bernoulli", "categorical")) for s in range(6)]
+CIRCUITS += [poon_domingos(4, 4, [2], k=3), random_binary_trees(9, depth=3, replicas=3, k=2)]
+
+
+@pytest.mark.parametrize("circuit", CIRCUITS)
+def test_layers_respect_dependencies_and_are_minimal(circuit):
+    graph = to_graph(circuit)
+    level = layerize(graph).level
+    for node in graph:
+        children = list(graph.successors(node))
+        if node[0] == "partition":
+            assert level[node] == 1 + max(level[c] for c in children)  # as early as possible
+        elif children:
+            assert level[node] == max(level[c] for c in children)
+        else:
+            assert level[node] == 0
+
+
+@pytest.mark.parametrize("circuit", CIRCUITS)
+def test_groups_partition_the_nodes_by_shape(circuit):
+    graph = to_graph(circuit)
+    layering = layerize(graph)
+    groups = group_by_shape(graph, layering)
+    seen = []
+    for g in groups:
+        if hasattr(g, "child_k"):
+            for region, p in g.members:
+                ks = tuple(graph.nodes[("region", c)]["k"]
+                           for c in partition_children(graph, ("partition", region, p)))
+                assert layering.level[("partition", region, p)] == g.level
+                assert graph.nodes[("region", region)]["k"] == g.k_out
+                if g.is_product:
+                    assert len(ks) <= len(g.child_k) == bucket(len(ks))
+                else:
+                    assert ks == g.child_k
+                seen.append(("partition", region, p))
+        else:
+            for region in g.members:
+                parts = graph.out_degree(("region", region))
+                assert 1 < parts <= g.num_parts == bucket(parts)
+    expected = {n for n in graph if n[0] == "partition"}
+    assert sorted(seen) == sorted(expected)  # every partition exactly once
+
+
+@pytest.mark.parametrize("circuit", CIRCUITS)
+def test_plan_rows_point_at_children(circuit):
+    graph = to_graph(circuit)
+    plan = make_plan(graph, group_by_shape(graph, layerize(graph)), circuit.root, circuit.vars)
+    written: dict[int, set] = {}
+    for g in plan.leaf_groups:
+        written.setdefault(g.k, set()).update(range(g.out_start, g.out_start + len(g.regions)))
+    for op in plan.ops:
+        if isinstance(op, EinsumOp):
+            for j, rows in enumerate(op.child_rows):
+                rows = np.arange(rows, rows + len(op.members)) if isinstance(rows, int) else rows
+                for (region, p), row in zip(op.members, rows):
+                    children = partition_children(graph, ("partition", region, p))
+                    if j < len(children):
+                        assert plan.region_row[children[j]] == (op.child_k[j], row)
+                        assert row in written[op.child_k[j]]  # produced before it is read
+                    else:
+                        assert row == 0  # padding reads log 1
+            k = op.k_out
+        else:
+            for (region, rows, mask) in zip(op.members, op.part_rows, op.mask):
+                parts = [plan.partition_row[(region, p)][1] for p in range(mask.sum())]
+                assert list(rows[mask]) == parts
+            k = op.k
+        block = set(range(op.out_start, op.out_start + len(op.members)))
+        assert not block & written.get(k, set())  # each row written once
+        written.setdefault(k, set()).update(block)
+
+
+def test_pd_children_are_read_as_views_where_contiguous():
+    """RAT trees are consumed once each: the planner lays children out so reads need no gather."""
+    c = random_binary_trees(16, depth=3, replicas=4, k=3)
+    graph = to_graph(c)
+    plan = make_plan(graph, group_by_shape(graph, layerize(graph)), c.root, c.vars)
+    einsums = [op for op in plan.ops if isinstance(op, EinsumOp)]
+    assert sum(isinstance(r, int) for op in einsums for r in op.child_rows) >= len(einsums)
+
+
+def test_bucket_pads_less_than_twice():
+    for n in range(1, 300):
+        assert n <= bucket(n) < 2 * n or n <= 4 and bucket(n) == n

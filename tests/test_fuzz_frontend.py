@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from pcc.errors import PcCheckError, PcSyntaxError, SourceError
 from pcc.frontend import check_source, load, parse, to_text
 
-EXAMPLES = {p.name: p.read_text() for p in sorted((Path(__file__).resolve().parent.parent / "ir_examples").glob("*.pc"))
-            if p.stat().st_size < 20_000}
+FOLDER = Path(__file__).resolve().parent.parent / "ir_examples"
+EXAMPLES = {p.name: p.read_text() for p in sorted(FOLDER.glob("*.pc")) if p.stat().st_size < 20_000}
 TOKEN = re.compile(r"\w+|[^\w\s]|\s+")
 VOCABULARY = ["pc", "vars", "leaf", "input", "sum", "root", "param", "k", "=", "*", "|", "{", "}", ",", "..",
               ".", "(", ")", "[", "]", "#", "0", "1", "-1", "2.5", "1e999", "-0.0", "1000001", "x0", "x99", "a",

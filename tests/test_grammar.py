@@ -81,13 +81,15 @@ def test_no_lark_object_leaves_the_frontend():
 
 def test_statements_may_share_lines_and_span_lines():
     one_line = parse("pc 1 vars 2 leaf bernoulli input a {x0, x1} k=2 sum s k=1 = a root s")
-    spread = parse("pc\n1\nvars\n2 leaf\nbernoulli\ninput a\n{\nx0\n,\nx1\n}\nk\n=\n2\nsum s k = 1 =\na\nroot\ns\n")
+    spread = parse("pc\n1\nvars\n2 leaf\nbernoulli\ninput a\n{\nx0\n,\nx1\n}\nk\n=\n2\n"
+                   "sum s k = 1 =\na\nroot\ns\n")
     assert one_line == spread
     assert one_line.region("a").scope == (0, 1)
 
 
 def test_comments_are_kept_with_their_lines_and_ignored_by_equality():
-    text = "# top\npc 1 # header\nvars 2\nleaf bernoulli\n# before a\ninput a {x0, x1} k=2\nsum s k=1 = a\nroot s #end\n"
+    text = ("# top\npc 1 # header\nvars 2\nleaf bernoulli\n# before a\ninput a {x0, x1} k=2\nsum s k=1 = a\n"
+            "root s #end\n")
     circuit = parse(text)
     assert [(c.text, c.line) for c in circuit.comments] == [
         ("# top", 1), ("# header", 2), ("# before a", 5), ("#end", 8)]
@@ -164,7 +166,8 @@ def test_spans_of_an_indexed_param_include_the_index():
     (HEAD + "input a {x0,} k=2", "4:13 expected a variable, found '}'"),
     (HEAD + "input a x0 k=2", "4:9 expected '{', found name 'x0'"),
     (HEAD + "input a {x0} k=", "4:16 expected a number, found end of file"),
-    (HEAD + "input a {x0} k=2 = 3", "4:18 expected an option such as k=4, a leaf family or a new statement, found '='"),
+    (HEAD + "input a {x0} k=2 = 3",
+     "4:18 expected an option such as k=4, a leaf family or a new statement, found '='"),
     (HEAD + "input a {x0} k=2 categorical(3)", "4:30 expected an argument name or ')', found number 3"),
     ("pc", "1:3 expected the format version (an integer), found end of file"),
     ("pc 1 vars", "1:10 expected the number of variables or their names, found end of file"),
@@ -178,8 +181,8 @@ def test_spans_of_an_indexed_param_include_the_index():
     ("hello", "1:1 expected a statement (pc, vars, leaf, input, sum, root, param), found name 'hello'"),
     ("pc 1 @", "1:6 expected a statement (pc, vars, leaf, input, sum, root, param), found character '@'"),
     ("pc 1 vars a\x00", "1:12 expected a variable name or a new statement, found character U+0000"),
-    ("pc 1 vars 1234567890123456789", "1:11 expected the number of variables or their names, found a number with more "
-                                      "than 18 digits"),
+    ("pc 1 vars 1234567890123456789",
+     "1:11 expected the number of variables or their names, found a number with more than 18 digits"),
     ("pc 1\ninput sum {x0} k=1", "2:7 expected a region name, found keyword 'sum'"),
 ])
 def test_syntax_errors_say_what_was_expected(text, error):
@@ -207,7 +210,8 @@ def test_syntax_errors_come_with_the_source_line_and_a_caret():
 
 
 def test_input_after_the_recovery_point_is_still_checked_for_syntax():
-    assert syntax_errors("pc 1 vars 2 input a {x0} k=2 sum\n" + "input b {x1} k=2\n" * 3 + "sum s k=1 = a *\n") == [
+    text = "pc 1 vars 2 input a {x0} k=2 sum\n" + "input b {x1} k=2\n" * 3 + "sum s k=1 = a *\n"
+    assert syntax_errors(text) == [
         "2:1 expected a region name, found keyword 'input'",
         "5:16 expected a region name, found end of file",
     ]

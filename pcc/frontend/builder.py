@@ -99,11 +99,11 @@ class _Builder:
             if kind not in first:
                 first[kind] = s
             elif kind is RootDecl:
-                self.report.error("multiple-roots", f"more than one `root` statement{line_of(first[kind].span)}",
-                                  s.span)
+                self.report.error("multiple-roots",
+                                  f"more than one `root` statement{line_of(first[kind].span)}", s.span)
             else:
-                self.report.error("duplicate-statement",
-                                  f"duplicate `{_SINGULAR[kind]}` statement{line_of(first[kind].span)}", s.span)
+                self.report.error("duplicate-statement", f"duplicate `{_SINGULAR[kind]}` statement"
+                                  f"{line_of(first[kind].span)}", s.span)
         if Header not in first:
             self.report.error("missing-header", "missing header: a .pc file must begin with `pc 1`",
                               statements[0].span if statements else None)

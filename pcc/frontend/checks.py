@@ -32,7 +32,7 @@ class _Checker:
         self.report = report
         self.info = info
         self.regions: dict[str, Input | Sum] = {}  # the first definition of each name
-        self.edges: dict[str, list[tuple[int, int, str]]] = {}
+        self.children: dict[str, list[str]] = {}  # of each region, those that are regions
         self.unusable_family: set[str] = set()  # inputs whose family was reported
         self.duplicated: set[str] = set()  # region names defined twice: which one is meant is unknown
         self.odd_scope: set[str] = set()  # inputs whose scope holds something other than indices
@@ -47,7 +47,8 @@ class _Checker:
         leaf_ok = self.c.leaf is None or self._family(self.c.leaf, "the `leaf` default")
         for r in self.c.regions:
             self._region(r, leaf_ok)
-        self.edges = self._edges()
+        self.children = {name: [c for part in r.partitions for c in part if c in self.regions]
+                         if isinstance(r, Sum) else [] for name, r in self.regions.items()}
         order = self._acyclic_order()
         scopes = self._scopes(order)
         self._root(scopes)
@@ -118,8 +119,8 @@ class _Checker:
                 if self.info.vars_known and n:
                     self.report.error("var-out-of-range", out_of_range(v, r.name, n), span)
             elif v in seen:
-                self.report.error("duplicate-scope-var", f"variable {var_label(v, self.c.vars)} appears twice "
-                                  f"in the scope of input '{r.name}'", span)
+                self.report.error("duplicate-scope-var", f"variable {var_label(v, self.c.vars)} appears "
+                                  f"twice in the scope of input '{r.name}'", span)
             seen.add(v)
         if r.family is not None:
             if not self._family(r.family, f"input '{r.name}'"):
@@ -148,7 +149,8 @@ class _Checker:
                 takes = f"it takes {', '.join(spec.int_args)}" if spec.int_args else "it takes no arguments"
                 problems.append(f"unknown argument '{key}' for {family.name}; {takes}")
             elif type(value) is not int or value < spec.arg_min:
-                problems.append(f"{key} of {family.name} must be a whole number >= {spec.arg_min}, got {value!r}")
+                problems.append(f"{key} of {family.name} must be a whole number >= {spec.arg_min}, "
+                                f"got {value!r}")
             given.add(key)
         problems += [f"{family.name} needs {key}, e.g. {family.name}({key}={max(spec.arg_min, 4)})"
                      for key in spec.int_args if key not in given]
@@ -171,12 +173,6 @@ class _Checker:
 
     # ------------------------------------------------------------------ graph structure
 
-    def _edges(self) -> dict[str, list[tuple[int, int, str]]]:
-        """(partition, position, child) of each region, for the children that are regions."""
-        return {name: [(p, i, child) for p, part in enumerate(r.partitions) for i, child in enumerate(part)
-                       if child in self.regions] if isinstance(r, Sum) else []
-                for name, r in self.regions.items()}
-
     def _acyclic_order(self) -> list[str]:
         """Regions, children before parents (depth-first); reports each cycle once."""
         order: list[str] = []
@@ -186,10 +182,10 @@ class _Checker:
             if start in state:
                 continue
             state[start] = 1
-            stack = [(start, iter(self.edges[start]))]
+            stack = [(start, iter(self.children[start]))]
             while stack:
                 name, children = stack[-1]
-                p, i, child = next(children, (None, None, _DONE))
+                child = next(children, _DONE)
                 if child is _DONE:
                     stack.pop()
                     state[name] = 2
@@ -199,45 +195,47 @@ class _Checker:
                     cycle = path[path.index(child):] + [child]
                     if frozenset(cycle) not in reported:
                         reported.add(frozenset(cycle))
+                        parent = self.regions[name]
                         self.report.error("cycle", f"cycle in the region graph: {' -> '.join(cycle)}",
-                                          _child_span(self.regions[name], p, i))
+                                          _child_span(parent, *_position(parent, child)))
                 elif child not in state:
                     state[child] = 1
-                    stack.append((child, iter(self.edges[child])))
+                    stack.append((child, iter(self.children[child])))
         return order
 
     def _scopes(self, order: list[str]) -> dict[str, frozenset[int] | None]:
         """Scope of each region (None where unknown: on a cycle, doubtful, or below a problem);
         reports products that are not decomposable and sums that are not smooth."""
         scopes: dict[str, frozenset[int] | None] = {}
+        unknown = self.info.doubtful | self.duplicated | self.odd_scope
         for name in order:
             r = self.regions[name]
-            if name in self.info.doubtful or name in self.duplicated or name in self.odd_scope:
+            if name in unknown:
                 scopes[name] = None
-            elif isinstance(r, Input):
+            elif r.__class__ is Input:
                 scopes[name] = frozenset(r.scope)
             else:
                 scopes[name] = self._sum_scope(r, scopes)
         return scopes
 
     def _sum_scope(self, r: Sum, scopes: dict[str, frozenset[int] | None]) -> frozenset[int] | None:
-        part_scopes: list[frozenset[int] | None] = []
+        """The scope of a sum, None if unknown or if it is not smooth (each partition checked)."""
+        first: tuple[int, frozenset[int]] | None = None
+        complete, smooth = True, True
         for p, part in enumerate(r.partitions):
             child_scopes = [scopes.get(child) for child in part]
-            if not part or any(s is None for s in child_scopes):
-                part_scopes.append(None)
+            if not part or None in child_scopes:
+                complete = False
                 continue
-            union = frozenset().union(*child_scopes)
-            if sum(map(len, child_scopes)) != len(union):
+            union = child_scopes[0] if len(part) == 1 else frozenset().union(*child_scopes)
+            if len(part) > 1 and sum(map(len, child_scopes)) != len(union):
                 self._not_decomposable(r, p, child_scopes)
-            part_scopes.append(union)
-        known = [(p, s) for p, s in enumerate(part_scopes) if s is not None]
-        clashing = [(p, s) for p, s in known[1:] if s != known[0][1]]
-        for p, s in clashing:
-            self._not_smooth(r, *known[0], p, s)
-        if clashing or not known or len(known) != len(part_scopes):
-            return None
-        return known[0][1]
+            if first is None:
+                first = (p, union)
+            elif union != first[1]:
+                smooth = False
+                self._not_smooth(r, *first, p, union)
+        return first[1] if first is not None and complete and smooth else None
 
     def _not_smooth(self, r: Sum, p: int, scope_p: frozenset[int], q: int, scope_q: frozenset[int]) -> None:
         a, b = _partition_text(r, p), _partition_text(r, q)
@@ -269,14 +267,14 @@ class _Checker:
         if scope is not None and self.info.vars_known and not self.vars_ambiguous:
             missing = set(range(len(self.c.vars))) - scope
             if missing:
-                self.report.error("root-scope", f"root '{root}' does not cover "
-                                  f"{describe_vars(missing, self.c.vars)}: its scope must hold every variable",
-                                  self.info.root)
+                missed = describe_vars(missing, self.c.vars)
+                self.report.error("root-scope", f"root '{root}' does not cover {missed}: its scope must hold "
+                                  "every variable", self.info.root)
         if self.dangling:
             return
         reached, todo = {root}, [root]
         while todo:
-            for _, _, child in self.edges[todo.pop()]:
+            for child in self.children[todo.pop()]:
                 if child not in reached:
                     reached.add(child)
                     todo.append(child)
@@ -289,7 +287,7 @@ class _Checker:
         if not self.regions:
             self.report.error("missing-root", "no `root` statement and no regions")
             return
-        children = {child for edges in self.edges.values() for _, _, child in edges}
+        children = {child for names in self.children.values() for child in names}
         tops = [name for name in self.regions if name not in children]
         if len(tops) == 1:
             hint = f"; add `root {tops[0]}` (the only region without a parent)"
@@ -325,8 +323,8 @@ class _Checker:
             target = self._target(prm)
             key = (prm.region, prm.field, prm.index)
             if key in first:
-                self.report.error("duplicate-param", f"param {target} is given twice{line_of(first[key].span)}",
-                                  prm.span)
+                self.report.error("duplicate-param",
+                                  f"param {target} is given twice{line_of(first[key].span)}", prm.span)
                 continue
             first[key] = prm
             r = self.regions.get(prm.region)
@@ -360,8 +358,8 @@ class _Checker:
             parts = len(r.partitions)
             if prm.field == "weights":
                 if prm.index is None:
-                    self.report.error("param-index", f"param {target} needs a partition index: sum '{r.name}' "
-                                      f"has {parts} partitions, {r.name}.weights[0] .. "
+                    self.report.error("param-index", f"param {target} needs a partition index: sum "
+                                      f"'{r.name}' has {parts} partitions, {r.name}.weights[0] .. "
                                       f"{r.name}.weights[{parts - 1}]", prm.span)
                     return None
                 if type(prm.index) is not int or not 0 <= prm.index < parts:
@@ -385,9 +383,9 @@ class _Checker:
         family = self.c.family_of(r)
         fields = {f.name: f for f in family_spec(family.name).fields}
         if prm.field not in fields:
-            self.report.error("param-unknown-field", f"'{prm.field}' is not a parameter of {family.name} input "
-                              f"'{r.name}'; its parameters: {', '.join(fields)}{did_you_mean(prm.field, fields)}",
-                              prm.span)
+            self.report.error("param-unknown-field", f"'{prm.field}' is not a parameter of {family.name} "
+                              f"input '{r.name}'; its parameters: {', '.join(fields)}"
+                              f"{did_you_mean(prm.field, fields)}", prm.span)
             return None
         if self._has_index(prm, target) or r.name in doubtful:
             return None
@@ -440,6 +438,11 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
         flat, i = divmod(flat, n)
         index.append(i)
     return index[::-1]
+
+
+def _position(r: Sum, child: str) -> tuple[int, int]:
+    """(partition, position) of the first place `child` appears in sum `r`."""
+    return next((p, i) for p, part in enumerate(r.partitions) for i, c in enumerate(part) if c == child)
 
 
 def _partition_text(r: Sum, p: int) -> str:

@@ -25,8 +25,9 @@ def var_items(indices: Sequence[int], names: Sequence[str]) -> list[str]:
     i, n = 0, len(indices)
     while i < n:
         j = i
-        while j + 1 < n and indices[j + 1] == indices[j] + 1 and 0 <= indices[i] and indices[j + 1] < len(names):
-            j += 1
+        if 0 <= indices[i]:
+            while j + 1 < n and indices[j + 1] == indices[j] + 1 and indices[j + 1] < len(names):
+                j += 1
         if j - i >= 2:
             items.append(f"{names[indices[i]]}..{names[indices[j]]}")
             i = j + 1

@@ -221,8 +221,9 @@ class CompiledCircuit(nn.Module):
             self._raw_weights = old
 
     def kernels(self, device: torch.device):
-        """The kernel set for a device: Triton on CUDA (backend auto/triton), torch otherwise."""
-        if self.backend == "torch" or (self.backend == "auto" and device.type != "cuda"):
+        """The kernel set for a device: Triton on CUDA (backend auto/triton), torch otherwise
+        (the naive backend's `upward` runs the torch kernels: the parameters are the same)."""
+        if self.backend in ("torch", "naive") or (self.backend == "auto" and device.type != "cuda"):
             return import_module("pcc_kernels.reference")
         from .backend import triton_kernels
         return triton_kernels(device)
@@ -319,6 +320,28 @@ class CompiledCircuit(nn.Module):
                 logits = self.mix_logits[i][m, : len(partitions)].double()
                 out.append(_param(name, "mixing", None, torch.softmax(logits, 0).t()))
         return tuple(out)
+
+    # ----------------------------------------------------------------- queries (pcc.queries)
+    def sample(self, n: int, evidence: Tensor | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None, root_unit=None) -> Tensor:
+        """`n` exact samples [n, V], given `evidence` [B, V] (NaN = free) if any."""
+        from ..queries import sample
+        return sample(self, n, evidence, temperature, generator, root_unit)
+
+    def mpe(self, evidence: Tensor, root_unit=None) -> tuple[Tensor, Tensor]:
+        """Max-product completion of `evidence` [B, V]: (states [B, V], log p(states) [B])."""
+        from ..queries import mpe
+        return mpe(self, evidence, root_unit)
+
+    def marginal(self, x: Tensor) -> Tensor:
+        """log p(x_obs), NaN = missing (the same as `forward`)."""
+        from ..queries import marginal
+        return marginal(self, x)
+
+    def conditional(self, query_mask: Tensor, x: Tensor) -> Tensor:
+        """log p(x_q | x_e): query_mask True marks x's query variables, the rest observed is e."""
+        from ..queries import conditional
+        return conditional(self, query_mask, x)
 
 
 def _param(region: str, field: str, index: int | None, values: Tensor) -> Param:

@@ -1,0 +1,113 @@
+"""The downward pass: walk a compiled circuit's plan from the root to the leaves, choosing units.
+
+Given the arenas of an upward pass (every node's log-values, [rows, B, K] per K) and a root unit
+per batch row b, the ops are visited in reverse execution order:
+
+    mix op     the chosen unit o of region r picks a partition p by   log M[r,p,o] + S_p[b,o]
+    einsum op  the chosen unit o of partition (r,p) picks child units (i, j, ..) by
+               log W[o,i,j,..] + L[b,i] + R[b,j] + ...
+    leaves     the chosen unit k of input region r gives each variable v of its scope a value
+               drawn from (or the mode of) f(.; theta[v, k])
+
+`pick` turns these logits into choices: a sample from their softmax (sampling, where the sum
+semiring's arenas make the logits the exact posterior of the choice given the evidence below it),
+or their argmax (MPE, over max-semiring arenas).
+
+State: per arena a LongTensor `chosen` [rows, B], the unit chosen at each node for row b, -1 when
+the node is outside row b's induced tree. A region is reached at most once per row (its parents'
+products have disjoint scopes), so writes never collide; only the (node, row) pairs that are
+active are computed. Padded children of product ops point at row 0 of their arena (log 1), so
+their writes land in row 0, which no op reads back.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from ..runtime.engine import LoweredEinsum, LoweredMix
+from ..runtime.leaves import LeafFamily
+
+Pick = Callable[[Tensor], Tensor]  # logits [A, C] -> chosen index [A] (long)
+Draw = Callable[[LeafFamily, dict[str, Tensor]], Tensor]  # params [A, ...] -> values [A]
+
+
+@torch.no_grad()
+def descend(model, arenas: dict[int, Tensor], root_units: Tensor, pick: Pick,
+            draw: Draw) -> Tensor:
+    """Complete states [B, V] by walking `model`'s plan down from `root_units` [B] (long).
+
+    `arenas` come from `model.upward` on a batch of B rows (or are broadcast to B columns)."""
+    device = root_units.device
+    program = model.program(device)
+    log_w = model.log_weights()
+    batch = root_units.shape[0]
+    chosen = {k: torch.full((rows, batch), -1, dtype=torch.long, device=device)
+              for k, rows in program.arena_rows.items()}
+    chosen[program.root_k][program.root_row] = root_units
+    for op in reversed(program.ops):
+        if isinstance(op, LoweredMix):
+            _choose_partitions(op, arenas, chosen, log_w[op.weight], pick)
+        else:
+            _choose_children(op, arenas, chosen,
+                             None if op.weight is None else log_w[op.weight], pick)
+    return _leaf_values(model, program, chosen, batch, draw)
+
+
+def _active(chosen: Tensor, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """(member, row, unit) of every active node among rows [start, start + n): each [A]."""
+    block = chosen.narrow(0, start, n)
+    member, row = (block >= 0).nonzero(as_tuple=True)
+    return member, row, block[member, row]
+
+
+def _choose_partitions(op: LoweredMix, arenas, chosen, log_m: Tensor, pick: Pick) -> None:
+    member, row, unit = _active(chosen[op.k], op.out_start, op.n)
+    part_rows = op.part_rows[member]  # [A, P]; padded partitions have log M = -inf
+    logits = log_m[member, :, unit] + arenas[op.k][part_rows, row.unsqueeze(1), unit.unsqueeze(1)]
+    p = pick(logits)
+    chosen[op.k][part_rows.gather(1, p.unsqueeze(1)).squeeze(1), row] = unit
+
+
+def _choose_children(op: LoweredEinsum, arenas, chosen, log_w: Tensor | None,
+                     pick: Pick) -> None:
+    member, row, unit = _active(chosen[op.k_out], op.out_start, op.n)
+    child_rows = [member + r if isinstance(r, int) else r[member] for r in op.child_rows]
+    logits = _outer_sum([arenas[k][rows, row] for k, rows in zip(op.child_k, child_rows)])
+    if log_w is not None:
+        logits = logits + log_w[member, unit]
+    for k, rows, index in zip(op.child_k, child_rows, _unravel(pick(logits), op.child_k)):
+        chosen[k][rows, row] = index
+
+
+def _outer_sum(values: list[Tensor]) -> Tensor:
+    """[A, K1], ..., [A, Ka] -> [A, K1*...*Ka], row-major (as the kernels lay out W)."""
+    acc = values[0]
+    for v in values[1:]:
+        acc = (acc.unsqueeze(-1) + v.unsqueeze(-2)).flatten(-2)
+    return acc
+
+
+def _unravel(flat: Tensor, sizes: tuple[int, ...]) -> list[Tensor]:
+    """Row-major flat indices into K1 x ... x Ka -> one index tensor per dimension."""
+    out = []
+    for size in reversed(sizes):
+        out.append(flat % size)
+        flat = flat // size
+    return out[::-1]
+
+
+def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
+    """Each variable's value from the leaf unit chosen for it: [B, V] (NaN where none was)."""
+    x = torch.full((batch, model.num_vars), math.nan, dtype=model._param_dtype(),
+                   device=chosen[program.root_k].device)
+    for i, (family, params, slot) in enumerate(zip(model.families, model.leaf_params,
+                                                  program.leaves)):
+        variables = getattr(model, f"leaf_vars_{i}")
+        units = chosen[slot.k][slot.start + getattr(model, f"leaf_slots_{i}")]  # [M, B]
+        m, row = (units >= 0).nonzero(as_tuple=True)
+        selected = {name: p[m, units[m, row]] for name, p in params.as_dict().items()}
+        x[row, variables[m]] = draw(family, selected).to(x.dtype)
+    return x

@@ -10,13 +10,13 @@ import dataclasses
 from dataclasses import dataclass
 
 from ..ir import Circuit, Family, Input, Param, Span, Sum, default_var_names
-from .diagnostics import Reporter, did_you_mean, line_of
+from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, Option, ParamDecl, RootDecl,
                          ScopeItem, Setting, Statement, SumDecl, VarsDecl, Word)
 
 MAX_VARS = 1_000_000
-OPTIONS = ("k",)  # the settings a region takes
+OPTIONS = ("k",)  # the settings a region takes (k, its number of units, is the only one)
 _SINGULAR = {Header: "pc", VarsDecl: "vars", LeafDecl: "leaf", RootDecl: "root"}
 
 
@@ -52,6 +52,7 @@ class _Builder:
         self.var_index: dict[str, int] = {}
         self.vars_known = False
         self.doubtful: set[str] = set()
+        self._vars_text: str | None = None  # all variables, compressed, for unknown-var hints
 
     def build(self, statements: list[Statement]) -> tuple[Circuit, SourceInfo]:
         first = self._singular_statements(statements)
@@ -79,8 +80,7 @@ class _Builder:
         )
         info = SourceInfo(
             version=header.version.span if header else None,
-            vars=Span(vars_decl.span.line, vars_decl.span.col, vars_decl.end.end_line,
-                      vars_decl.end.end_col) if vars_decl else None,
+            vars=join_spans(vars_decl.span, vars_decl.end) if vars_decl else None,
             var_names=tuple(w.span for w in vars_decl.names) if vars_decl else (),
             root=root.name.span if root else None,
             vars_known=self.vars_known,
@@ -127,7 +127,7 @@ class _Builder:
         else:
             self.vars = tuple(w.text for w in decl.names)
         for i, name in enumerate(self.vars):
-            self.var_index.setdefault(name, i)  # a repeated name is reported by validate
+            self.var_index.setdefault(name, i)  # a repeated name is reported by the checker
         self.vars_known = True
 
     def _input(self, decl: InputDecl) -> Input:
@@ -166,7 +166,7 @@ class _Builder:
 
     def _var(self, word: Word, region: str, is_range_end: bool) -> int | None:
         """The index `word` stands for, or None (reported unless the variables are unknown). A bare
-        index is checked here only as a range end (validate checks the others)."""
+        index is checked here only as a range end (the checker checks the others)."""
         if not self.vars_known:
             self.doubtful.add(region)
             return None
@@ -179,8 +179,9 @@ class _Builder:
             return index
         index = self.var_index.get(word.text)
         if index is None:
-            hint = did_you_mean(word.text, self.vars) or \
-                f" (the variables are {describe_vars(range(len(self.vars)), self.vars)})"
+            if self._vars_text is None:
+                self._vars_text = describe_vars(range(len(self.vars)), self.vars)
+            hint = did_you_mean(word.text, self.vars) or f" (the variables are {self._vars_text})"
             self.report.error("unknown-var", f"unknown variable '{word.text}'{hint}", word.span)
             self.doubtful.add(region)
         return index
@@ -194,15 +195,15 @@ class _Builder:
         k_reported = False
         for opt in options:
             if isinstance(opt, Setting):
-                if opt.key.text not in OPTIONS:
+                if opt.key.text != "k":
                     self.report.error("unknown-option", f"unknown option '{opt.key.text}' for {what} "
                                       f"'{region}'{did_you_mean(opt.key.text, OPTIONS)}", opt.key.span)
                 elif k_setting is not None:
                     self.report.error("duplicate-option", f"k is given twice for {what} '{region}'", opt.span)
                 else:
                     k_setting = opt
-            elif opt.name.text in OPTIONS and not opt.args:
-                self.report.error("missing-k", f"{opt.name.text} needs a value, e.g. k=4", opt.span)
+            elif opt.name.text == "k" and not opt.args:
+                self.report.error("missing-k", "k needs a value, e.g. k=4", opt.span)
                 k_reported = True
             elif not takes_family:
                 self.report.error("unknown-option", f"a sum takes no leaf family: remove '{opt.name.text}' "
@@ -227,9 +228,9 @@ class _Builder:
         return k, k_setting.span if k_setting else None, _family(family) if family else None
 
     def _param(self, decl: ParamDecl) -> Param | None:
-        target = f"{decl.region.text}.{decl.field.text}" + (f"[{decl.index.text}]" if decl.index else "")
         flat = _flatten(decl.value)
         if isinstance(flat, str):
+            target = f"{decl.region.text}.{decl.field.text}" + (f"[{decl.index.text}]" if decl.index else "")
             self.report.error("param-ragged", f"param {target} is not a rectangular array: {flat}",
                               decl.target)
             return None

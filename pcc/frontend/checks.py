@@ -3,6 +3,7 @@ the region). Every check is linear in the size of the circuit."""
 from __future__ import annotations
 
 import math
+
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
 from ..ir import Circuit, Family, Input, Param, Span, Sum
@@ -258,20 +259,24 @@ class _Checker:
         root = self.c.root
         if not root:
             self._missing_root()
-            return
-        if root not in self.regions:
+        elif root not in self.regions:
             self.report.error("unknown-region", f"the root '{root}' is not a region"
                               f"{did_you_mean(root, self.regions)}", self.info.root)
-            return
-        scope = scopes.get(root)
-        if scope is not None and self.info.vars_known and not self.vars_ambiguous:
-            missing = set(range(len(self.c.vars))) - scope
-            if missing:
-                missed = describe_vars(missing, self.c.vars)
-                self.report.error("root-scope", f"root '{root}' does not cover {missed}: its scope must hold "
-                                  "every variable", self.info.root)
-        if self.dangling:
-            return
+        else:
+            scope = scopes.get(root)
+            if scope is not None and self.info.vars_known and not self.vars_ambiguous:
+                self._root_scope(root, scope)
+            if not self.dangling:
+                self._unreachable(root)
+
+    def _root_scope(self, root: str, scope: frozenset[int]) -> None:
+        missing = set(range(len(self.c.vars))) - scope
+        if missing:
+            missed = describe_vars(missing, self.c.vars)
+            self.report.error("root-scope", f"root '{root}' does not cover {missed}: its scope must hold "
+                              "every variable", self.info.root)
+
+    def _unreachable(self, root: str) -> None:
         reached, todo = {root}, [root]
         while todo:
             for child in self.children[todo.pop()]:

@@ -10,7 +10,7 @@ import re
 from pathlib import Path
 
 from lark import Lark, Transformer
-from lark.exceptions import UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedToken
 
 from ..ir import Comment, Span
 from .diagnostics import Reporter, join_spans
@@ -32,19 +32,19 @@ def parse_statements(text: str, report: Reporter) -> list[Statement] | None:
     parser = _parser()
     try:
         return parser.parse(text)
-    except UnexpectedInput as error:
+    except UnexpectedToken as error:  # the lexer never fails: odd characters become ERROR_CHAR tokens
         first = error
     lines = text.split("\n")
     starts = [i for i, line in enumerate(lines) if _STATEMENT_START.match(line)]
     bounds = sorted({0, *starts, len(lines)})
-    failing_line = (getattr(first, "line", 1) or 1) - 1
+    failing_line = first.token.line - 1
     found = False
     for begin, end in zip(bounds, bounds[1:]):
         if end < failing_line:  # (a chunk may fail at the keyword that starts the next one)
             continue
         try:
             parser.parse("\n".join(lines[begin:end]))
-        except UnexpectedInput as error:
+        except UnexpectedToken as error:
             follower = _STATEMENT_START.match(lines[end]) if end < len(lines) else None
             report.error("syntax-error", *_describe(error, begin, end, follower))
             found = True
@@ -63,14 +63,12 @@ def comments(text: str) -> tuple[Comment, ...]:
     return tuple(out)
 
 
-def _describe(error: UnexpectedInput, begin: int, end: int, follower) -> tuple[str, Span]:
+def _describe(error: UnexpectedToken, begin: int, end: int, follower) -> tuple[str, Span]:
     """Message and span of a syntax error in the chunk of lines [begin, end); `follower` is the
     keyword match that starts the next chunk, if any (what the parser really meets at the chunk's
     end)."""
-    token = getattr(error, "token", None)
-    if not isinstance(error, UnexpectedToken) or token is None:
-        line, col = begin + (getattr(error, "line", 1) or 1), getattr(error, "column", 1) or 1
-        return "unexpected input", Span(line, col, line, col + 1)
+    token = error.token
+    # The parser's value stack (lark internals, hence getattr) tells what was read just before.
     stack = getattr(getattr(error, "state", None), "value_stack", None) or []
     previous = stack[-1].type if stack and isinstance(stack[-1], Tok) else None
     statement = next((v.type for v in reversed(stack) if isinstance(v, Tok) and v.type in KEYWORDS),

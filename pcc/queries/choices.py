@@ -15,16 +15,23 @@ def argmax(logits: Tensor) -> Tensor:
 
 
 def sampler(temperature: float = 1.0, generator: torch.Generator | None = None) -> Pick:
-    """Draw index c with probability softmax(logits / T)[c] (Gumbel-max: argmax(logits/T + G),
-    G i.i.d. standard Gumbel). T = 1 is exact; T = 0 is the argmax. -inf logits are never drawn."""
+    """Draw index c with probability softmax(logits / T)[c], by inverting the cumulative sum at
+    one uniform number per row. T = 1 is exact; T = 0 is the argmax. A logit of -inf (probability
+    0) is never drawn; every row must have a finite logit."""
     if not (temperature >= 0 and math.isfinite(temperature)):
         raise ValueError(f"temperature must be a finite number >= 0, got {temperature}")
     if temperature == 0:
         return argmax
 
     def pick(logits: Tensor) -> Tensor:
-        u = torch.rand(logits.shape, generator=generator, dtype=logits.dtype,
-                       device=logits.device).clamp_min_(torch.finfo(logits.dtype).tiny)
-        return (logits / temperature - torch.log(-torch.log(u))).argmax(-1)
+        if logits.shape[-1] == 1:
+            return logits.new_zeros(logits.shape[0], dtype=torch.long)
+        scaled = logits / temperature
+        cumulative = torch.exp(scaled - scaled.amax(-1, keepdim=True)).cumsum(-1)
+        total = cumulative[:, -1:].contiguous()
+        u = torch.rand(total.shape, generator=generator, dtype=total.dtype, device=total.device)
+        index = torch.searchsorted(cumulative, u * total, right=True)
+        # u * total can round up to total: then take the last bin of positive probability
+        return torch.minimum(index, torch.searchsorted(cumulative, total)).squeeze(1)
 
     return pick

@@ -59,8 +59,9 @@ def descend(model, arenas: dict[int, Tensor], root_units: Tensor, pick: Pick,
 def _active(chosen: Tensor, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
     """(member, row, unit) of every active node among rows [start, start + n): each [A]."""
     block = chosen.narrow(0, start, n)
-    member, row = (block >= 0).nonzero(as_tuple=True)
-    return member, row, block[member, row]
+    position = (block >= 0).view(-1).nonzero().squeeze(1)
+    batch = block.shape[1]
+    return position // batch, position % batch, block.reshape(-1).index_select(0, position)
 
 
 def _choose_partitions(op: LoweredMix, arenas, chosen, log_m: Tensor, pick: Pick) -> None:
@@ -107,7 +108,21 @@ def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
                                                   program.leaves)):
         variables = getattr(model, f"leaf_vars_{i}")
         units = chosen[slot.k][slot.start + getattr(model, f"leaf_slots_{i}")]  # [M, B]
-        m, row = (units >= 0).nonzero(as_tuple=True)
-        selected = {name: p[m, units[m, row]] for name, p in params.as_dict().items()}
-        x[row, variables[m]] = draw(family, selected).to(x.dtype)
+        if bool((units >= 0).all()):  # every slot in every tree (e.g. one input per variable)
+            selected = {name: _at_units(p, units) for name, p in params.as_dict().items()}
+            x[:, variables] = draw(family, selected).t().to(x.dtype)
+            continue
+        m, row, unit = _active(units, 0, units.shape[0])
+        flat = m * slot.k + unit  # (slot, unit) into parameters viewed as [M * K, ...]
+        selected = {name: p.flatten(0, 1).index_select(0, flat)
+                    for name, p in params.as_dict().items()}
+        x.view(-1).scatter_(0, row * model.num_vars + variables[m],
+                            draw(family, selected).to(x.dtype))
     return x
+
+
+def _at_units(params: Tensor, units: Tensor) -> Tensor:
+    """Per-slot parameters [M, K, ...] at units [M, B] -> [M, B, ...]."""
+    extra = params.shape[2:]
+    index = units.view(*units.shape, *(1,) * len(extra)).expand(*units.shape, *extra)
+    return params.gather(1, index)

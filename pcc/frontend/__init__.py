@@ -1,6 +1,6 @@
 """The `.pc` frontend: text -> checked `Circuit`, and `Circuit` -> canonical text.
 
-    text --syntax--> statements --build--> Circuit --validate--> diagnostics
+    text --syntax--> statements --builder--> Circuit --checks--> diagnostics
 
 `parse` raises `PcSyntaxError` or `PcCheckError` holding every diagnostic; `check_source` returns
 them instead. Warnings (e.g. unreachable regions) go through `warnings.warn` as `PcWarning`.
@@ -15,11 +15,11 @@ import warnings
 from ..errors import Diagnostic, PcCheckError, PcSyntaxError, SourceError
 from ..ir import Circuit
 from .builder import build
+from .checks import check, validate
 from .diagnostics import PcWarning, Reporter
 from .files import read_source
 from .printer import to_text
 from .syntax import comments, parse_statements
-from .checks import check, validate
 
 __all__ = ["parse", "load", "check_source", "validate", "to_text", "read_source", "error_for", "PcWarning"]
 
@@ -31,7 +31,7 @@ def check_source(text: str, path: str | None = None) -> tuple[Circuit | None, li
         text = text[1:]
     report = Reporter(path, text)
     collecting = gc.isenabled()
-    gc.disable()  # parsing makes many small objects and no cycles; collection would cost 2x
+    gc.disable()  # parsing makes many objects and no cycles: collecting would triple the time
     try:
         statements = parse_statements(text, report)
         if statements is None:

@@ -167,6 +167,13 @@ def test_names_and_ranges_of_named_variables_resolve_in_declaration_order():
         "unknown-var", "unknown variable 'incme'; did you mean 'income'?", 5)
 
 
+def test_hints_in_a_big_circuit_look_one_edit_away():
+    inputs = "".join(f"input leaf_{i} {{x0}} k=1\n" for i in range(600))
+    _, diagnostics = check_source(f"pc 1\nvars 1\nleaf bernoulli\n{inputs}sum s k=1 = leaf_17 | laef_18\nroot s\n")
+    assert [d.message for d in diagnostics if d.severity == "error"] == [
+        "sum 's' uses unknown region 'laef_18'; did you mean 'leaf_18'?"]
+
+
 def test_use_before_definition_is_allowed_and_root_may_be_an_input():
     assert parse(HEAD + "sum s k=3 = a * b\nroot s\ninput a {x0, x1} k=2\ninput b {x2, x3} k=2\n")
     assert parse(HEAD + "input a {x0..x3} k=5\nroot a\n").root == "a"

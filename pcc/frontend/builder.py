@@ -181,7 +181,7 @@ class _Builder:
         if index is None:
             if self._vars_text is None:
                 self._vars_text = describe_vars(range(len(self.vars)), self.vars)
-            hint = did_you_mean(word.text, self.vars) or f" (the variables are {self._vars_text})"
+            hint = did_you_mean(word.text, self.var_index) or f" (the variables are {self._vars_text})"
             self.report.error("unknown-var", f"unknown variable '{word.text}'{hint}", word.span)
             self.doubtful.add(region)
         return index

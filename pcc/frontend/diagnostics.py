@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import difflib
-from typing import Iterable
+import string
+from typing import Collection
 
 from ..errors import Diagnostic
 from ..ir import Span
+
+_MANY = 500  # candidates beyond which hints look only one edit away
+_NAME_CHARS = string.ascii_letters + string.digits + "_"
 
 
 class PcWarning(UserWarning):
@@ -47,11 +51,26 @@ class Reporter:
         return self._lines[span.line - 1] if 0 < span.line <= len(self._lines) else None
 
 
-def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """`; did you mean 'x'?` for the closest candidate, or '' when none is close."""
+def did_you_mean(word: str, candidates: Collection[str]) -> str:
+    """`; did you mean 'x'?` for the closest candidate, or '' when none is close.
+
+    Few candidates are ranked by similarity (difflib); among many, only names one edit away
+    (a letter changed, added, dropped, or two swapped) are looked up, so a hint costs the same
+    in a circuit of any size. Pass many candidates as a set or dict."""
+    if len(candidates) > _MANY:
+        close = sorted(c for c in _one_edit_away(word) if c in candidates)
+        return f"; did you mean '{close[0]}'?" if close else ""
     lowered = {c.lower(): c for c in candidates if abs(len(c) - len(word)) <= 3}
     close = difflib.get_close_matches(word.lower(), list(lowered), n=1, cutoff=0.6)
     return f"; did you mean '{lowered[close[0]]}'?" if close else ""
+
+
+def _one_edit_away(word: str) -> set[str]:
+    splits = [(word[:i], word[i:]) for i in range(len(word) + 1)]
+    return ({a + b[1:] for a, b in splits if b}
+            | {a + b[1] + b[0] + b[2:] for a, b in splits if len(b) > 1}
+            | {a + c + b[1:] for a, b in splits if b for c in _NAME_CHARS}
+            | {a + c + b for a, b in splits for c in _NAME_CHARS})
 
 
 def join_spans(first: Span, last: Span) -> Span:

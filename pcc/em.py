@@ -1,6 +1,6 @@
 """Expectation-maximization for compiled circuits, stepped like an optimizer.
 
-    em = pcc.EM(model, step_size=0.05, pseudocount=0.1)
+    em = pcc.EM(model, step_size=0.1, pseudocount=0.01)
     for batch in loader:
         em.step(batch)               # online EM: accumulate one batch, then update
     # or full-batch EM: em.accumulate(b) for every batch, then em.update(), with step_size=1
@@ -9,13 +9,16 @@ E-step by autodiff. With L = sum_b log p(x_b):
     sum weights   n[o,c] = W[o,c] * dL/dW[o,c]       (the engine's backward returns exactly this)
     leaves        gamma[r,b,k] = dL/d(log-density of unit k of region r at sample b)
                   n = sum_b gamma * observed,  t = sum_b gamma * observed * T(x)
-M-step: W = (n + a/c) / sum(n + a/c) per sum unit with c entries, i.e. a Dirichlet prior of total
-mass a = pseudocount spread evenly; leaves likewise by their family (`pcc.runtime.leaves`), with
-a virtual observations in total per distribution. Online EM mixes in expectation parameters:
-new = (1 - s) old + s estimate.
-Missing (NaN or marginalized) values contribute no statistics: a leaf that saw no observed value
-and a sum unit that received no flow keep their parameters. Probabilities are floored at `min_prob`, variances at
-`min_var`; nothing becomes NaN.
+Online EM is stepwise EM on these statistics: each update mixes the statistics accumulated since
+the last one into running statistics, S = (1 - s) S + s S_new (the first update takes S_new), and
+the M-step reads the parameters off S: W = (n + a/c) / sum(n + a/c) per sum unit with c entries
+(a Dirichlet prior of total mass a = pseudocount, spread evenly), leaves by their family
+(`pcc.runtime.leaves`) with a virtual observations per distribution. Because statistics, not
+parameters, are averaged, a unit that saw little mass in a batch moves little. The prior weighs
+against one update's worth of data (a batch online; the whole data set in full-batch EM).
+Missing (NaN or marginalized) values contribute no statistics: a leaf that never saw an observed
+value and a sum unit that never received flow keep their parameters. Probabilities are floored
+at `min_prob`, variances at `min_var`; nothing becomes NaN.
 """
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from .runtime.module import CompiledCircuit
 class EM:
     """EM for a `CompiledCircuit` (any backend). See the module doc for the math."""
 
-    def __init__(self, model: CompiledCircuit, step_size: float = 0.05, pseudocount: float = 0.1,
+    def __init__(self, model: CompiledCircuit, step_size: float = 0.1, pseudocount: float = 0.01,
                  min_prob: float = 1e-6, min_var: float = 1e-4):
         if not 0 < step_size <= 1:
             raise ValueError(f"step_size must be in (0, 1], got {step_size}")
@@ -40,9 +43,11 @@ class EM:
         self.model, self.step_size, self.pseudocount = model, step_size, pseudocount
         self.min_prob, self.min_var = min_prob, min_var
         self._normalize_weights()
+        self.running: list | None = None  # statistics the M-step reads (see module doc)
         self._reset()
 
     def _reset(self) -> None:
+        """Clear the statistics accumulated since the last update."""
         self.rows = 0
         self._sum_counts: list[Tensor | None] = [None] * len(self.model.sum_logits)
         self._mix_counts: list[Tensor | None] = [None] * len(self.model.mix_logits)
@@ -109,45 +114,54 @@ class EM:
 
     @torch.no_grad()
     def update(self) -> None:
-        """M-step with everything accumulated since the last update, then clear it."""
+        """Mix the accumulated statistics into the running ones, then the M-step."""
         if self.rows == 0:
             return
-        m, s, a = self.model, self.step_size, self.pseudocount
+        fresh = [self._sum_counts, self._mix_counts, self._leaf_stats]
+        s = self.step_size
+        if self.running is None:
+            self.running = fresh
+        else:
+            self.running = [[_blend(old, new, s) for old, new in zip(olds, news)]
+                            for olds, news in zip(self.running, fresh)]
+        self._m_step(*self.running)
+        self._reset()
+
+    def _m_step(self, sum_counts, mix_counts, leaf_stats) -> None:
+        m = self.model
         floor = math.log(self.min_prob) if self.min_prob > 0 else -math.inf
-        for w, n in zip(m.sum_logits, self._sum_counts):
-            w.copy_(self._mix_in(w.double(), n, -1, None, floor).to(w.dtype))
-        for i, (w, n) in enumerate(zip(m.mix_logits, self._mix_counts)):
-            mask = getattr(m, f"mix_mask_{i}")
-            w.copy_(self._mix_in(w.double(), n, 1, mask, floor).to(w.dtype))
-        for fam, params, stats in zip(m.families, m.leaf_params, self._leaf_stats):
+        for w, n in zip(m.sum_logits, sum_counts):
+            w.copy_(self._normalized(w, n, -1, None, floor))
+        for i, (w, n) in enumerate(zip(m.mix_logits, mix_counts)):
+            w.copy_(self._normalized(w, n, 1, getattr(m, f"mix_mask_{i}"), floor))
+        for fam, params, stats in zip(m.families, m.leaf_params, leaf_stats):
             old = {k: v.double() for k, v in params.as_dict().items()}
-            new = fam.estimate(stats, old, s, a, self.min_prob, self.min_var)
+            new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
             unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
             for k, v in new.items():
                 p = getattr(params, k)
                 keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
                 p.copy_(torch.where(keep, p, v.to(p.dtype)))
-        self._reset()
 
-    def _mix_in(self, log_w: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
-                floor: float) -> Tensor:
-        """log((1 - s) W + s (n + a/c) / sum(n + a/c)) over the c entries of each distribution
-        along `dim` (a = pseudocount, spread evenly), keeping units that received no flow."""
+    def _normalized(self, logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
+                    floor: float) -> Tensor:
+        """log((n + a/c) / sum(n + a/c)) over the c entries along `dim` (a = pseudocount),
+        floored at `floor`; units that never received flow keep `logits`."""
         counts = counts.double()
         received = counts.sum(dim, keepdim=True) > 0
         entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
         counts = counts + self.pseudocount / entries
         if mask is not None:
             counts = counts * mask
-        new = counts / counts.sum(dim, keepdim=True).clamp_min(1e-300)
-        mixed = (1 - self.step_size) * torch.exp(log_w) + self.step_size * new
-        mixed = torch.where(received, mixed, torch.exp(log_w))
+        w = counts / counts.sum(dim, keepdim=True).clamp_min(1e-300)
         if floor > -math.inf:
-            mixed = mixed.clamp_min(math.exp(floor))
+            w = w.clamp_min(math.exp(floor))
         if mask is not None:
-            mixed = mixed * mask
-        out = torch.log(mixed / mixed.sum(dim, keepdim=True))
-        return out if mask is None else out.masked_fill(~mask, 0.0)
+            w = w * mask
+        out = torch.log(w / w.sum(dim, keepdim=True))
+        if mask is not None:
+            out = out.masked_fill(~mask, 0.0)
+        return torch.where(received, out, logits.double()).to(logits.dtype)
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
@@ -155,6 +169,13 @@ class EM:
         ll = self.accumulate(x, marginalize, target)
         self.update()
         return float(ll.mean())
+
+
+def _blend(old, new, step: float):
+    """(1 - step) old + step new, for tensors or dicts of tensors."""
+    if isinstance(old, dict):
+        return {k: (1 - step) * old[k] + step * new[k] for k in old}
+    return (1 - step) * old + step * new
 
 
 def _add(acc: Tensor | None, value: Tensor | None) -> Tensor | None:

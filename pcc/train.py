@@ -26,7 +26,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 100
     step_size: float = 0.1
-    pseudocount: float = 0.1
+    pseudocount: float = 0.01
     patience: int = 3
     seed: int = 0
 

@@ -8,8 +8,8 @@ and unit, [M, K, ...], in an unconstrained form (so gradient training needs no p
     categorical(n)  logits [M,K,n]     log f(x) = log_softmax(logits)[x]
     normal          mean, log_std      log f(x) = -((x-mean)/std)^2/2 - log std - log(2 pi)/2
 
-EM works in the expectation parameters (p, probs, mean and E[x^2]): `stats` turns posterior flows
-gamma [M,B,K] into expected sufficient statistics; `estimate` turns statistics into parameters.
+EM works with expected sufficient statistics: `stats` turns posterior flows gamma [M,B,K] into
+them; `estimate` turns (running) statistics into MAP parameters.
 """
 from __future__ import annotations
 
@@ -55,11 +55,11 @@ class LeafFamily:
         w = gamma * obs.unsqueeze(-1)
         return {"n": w.sum(1), "t": torch.einsum("mbk,mb->mk", w, x)}
 
-    def estimate(self, stats: dict[str, Tensor], old: dict[str, Tensor], step: float,
-                 pseudocount: float, min_prob: float, min_var: float) -> dict[str, Tensor]:
-        """Online EM update: new = (1-step) old + step * MAP estimate, in expectation parameters;
-        `pseudocount` virtual observations in total per distribution, spread over its values.
-        (The caller keeps the old values where no observed value was seen, n == 0.)"""
+    def estimate(self, stats: dict[str, Tensor], old: dict[str, Tensor], pseudocount: float,
+                 min_prob: float, min_var: float) -> dict[str, Tensor]:
+        """M-step: the MAP parameters for expected statistics `stats`, with `pseudocount` virtual
+        observations per distribution spread over its values. (The caller keeps the old values
+        where no observed value was seen, n == 0.)"""
         raise NotImplementedError
 
     def sample(self, params: dict[str, Tensor], generator: torch.Generator | None) -> Tensor:
@@ -76,10 +76,6 @@ class LeafFamily:
     @property
     def discrete(self) -> bool:
         return True
-
-
-def _mix(old: Tensor, new: Tensor, step: float) -> Tensor:
-    return (1 - step) * old + step * new
 
 
 def _xlogp(x: Tensor, logp: Tensor) -> Tensor:
@@ -106,10 +102,9 @@ class Bernoulli(LeafFamily):
     def from_ir(self, fields):
         return {"logit": torch.logit(fields["p"].double())}
 
-    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+    def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p_new = (t + pseudocount / 2) / (n + pseudocount).clamp_min(1e-300)
-        p = _mix(torch.sigmoid(old["logit"]), p_new, step)
+        p = (t + pseudocount / 2) / (n + pseudocount).clamp_min(1e-300)
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
     def sample(self, params, generator):
@@ -143,10 +138,9 @@ class Binomial(LeafFamily):
     def from_ir(self, fields):
         return {"logit": torch.logit(fields["p"].double())}
 
-    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+    def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p_new = (t + pseudocount / 2) / (self.n * n + pseudocount).clamp_min(1e-300)
-        p = _mix(torch.sigmoid(old["logit"]), p_new, step)
+        p = (t + pseudocount / 2) / (self.n * n + pseudocount).clamp_min(1e-300)
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
     def sample(self, params, generator):
@@ -187,10 +181,10 @@ class Categorical(LeafFamily):
         onehot = F.one_hot(x.long().clamp(0, self.n - 1), self.n).to(gamma.dtype)  # [M,B,n]
         return {"n": w.sum(1), "t": torch.einsum("mbk,mbc->mkc", w, onehot)}
 
-    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+    def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        new = (t + pseudocount / self.n) / (n.unsqueeze(-1) + pseudocount).clamp_min(1e-300)
-        p = _mix(torch.softmax(old["logits"], -1), new, step).clamp_min(min_prob)
+        p = (t + pseudocount / self.n) / (n.unsqueeze(-1) + pseudocount).clamp_min(1e-300)
+        p = p.clamp_min(min_prob)
         return {"logits": torch.log(p / p.sum(-1, keepdim=True))}
 
     def sample(self, params, generator):
@@ -232,16 +226,14 @@ class Normal(LeafFamily):
         out["t2"] = torch.einsum("mbk,mb->mk", w, x * x)
         return out
 
-    def estimate(self, stats, old, step, pseudocount, min_prob, min_var):
+    def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t, t2 = stats["n"], stats["t"], stats["t2"]
         old_mean = old["mean"]
         old_var = torch.exp(2 * old["log_std"])
         denom = (n + pseudocount).clamp_min(1e-300)
         # MAP-style shrinkage toward the old parameters with `pseudocount` virtual samples.
-        mean_new = (t + pseudocount * old_mean) / denom
-        m2_new = (t2 + pseudocount * (old_var + old_mean ** 2)) / denom
-        mean = _mix(old_mean, mean_new, step)
-        m2 = _mix(old_var + old_mean ** 2, m2_new, step)
+        mean = (t + pseudocount * old_mean) / denom
+        m2 = (t2 + pseudocount * (old_var + old_mean ** 2)) / denom
         var = (m2 - mean ** 2).clamp_min(min_var)
         return {"mean": mean, "log_std": 0.5 * torch.log(var)}
 

@@ -45,8 +45,8 @@ def test_grammar_is_lalr1_without_conflicts():
 
 
 def test_reserved_words_are_the_grammar_keywords():
-    keywords = set(re.findall(r'^[A-Z]+: "([a-z]+)"$', GRAMMAR.read_text(), re.MULTILINE))
-    assert keywords == set(RESERVED_WORDS)
+    keywords = re.findall(r'^([A-Z]+): "([a-z]+)"$', GRAMMAR.read_text(), re.MULTILINE)
+    assert keywords == [(word.upper(), word) for word in RESERVED_WORDS]
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Collection, Mapping
 
 from .lexer import ERROR_CHAR
+from .naming import RESERVED_WORDS
 
-KEYWORDS = {"PC": "pc", "VARS": "vars", "LEAF": "leaf", "INPUT": "input", "SUM": "sum",
-            "ROOT": "root", "PARAM": "param"}
+KEYWORDS = {word.upper(): word for word in RESERVED_WORDS}  # terminal -> keyword
 _REGION_BEFORE = {"INPUT", "SUM", "ROOT", "PARAM", "STAR", "VBAR"}
 _LONGEST = 24  # characters of a found token to quote
 

@@ -15,6 +15,7 @@ from typing import Iterator
 from lark.lexer import Lexer
 
 ERROR_CHAR = "ERROR_CHAR"
+NAME = "NAME"  # the grammar's terminal for names; a name spelled like a keyword is that keyword
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -60,18 +61,17 @@ class LineLexer(Lexer):
         self._match_line = re.compile(rf"(?:{groups}|(?P<{ERROR_CHAR}>.))").finditer
         self._keywords = keywords
         self._skip = frozenset(lexer_conf.ignore)
-        self._name = next(t.name for t in patterns if t.pattern.value == _WORD.pattern)
 
     def lex(self, lexer_state, parser_state) -> Iterator[Tok]:
         text = getattr(lexer_state.text, "text", lexer_state.text)
-        keywords, skip, name, match_line = self._keywords, self._skip, self._name, self._match_line
+        keywords, skip, match_line = self._keywords, self._skip, self._match_line
         for line_no, line in enumerate(text.split("\n"), 1):
             for m in match_line(line):
                 kind = m.lastgroup
                 if kind in skip:
                     continue
                 value = m.group()
-                if kind == name:
-                    kind = keywords.get(value, name)
+                if kind == NAME:
+                    kind = keywords.get(value, NAME)
                 start, end = m.span()
                 yield Tok(kind, value, line_no, start + 1, end + 1)

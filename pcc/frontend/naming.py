@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-RESERVED_WORDS = frozenset({"pc", "vars", "leaf", "input", "sum", "root", "param"})
+# The keywords, in the order a file uses them; each is the grammar terminal of its upper-case name.
+RESERVED_WORDS = ("pc", "vars", "leaf", "input", "sum", "root", "param")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -89,7 +89,7 @@ def einsum_fwd_kernel(
         CT: tl.constexpr, BO: tl.constexpr):
     """out[n, b-block, o-block] (see module doc)."""
     dtype = out.dtype.element_ty
-    n = tl.program_id(0)
+    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     o = tl.program_id(2) * BO + tl.arange(0, BO)
     bm = b < B
@@ -146,7 +146,7 @@ def einsum_bwd_kernel(
     dL/dX_j = e_j * dL/de_j, summed in registers and added to the gradient arenas atomically
     (rows repeat across partitions, and output blocks add shares)."""
     dtype = out.dtype.element_ty
-    n = tl.program_id(0)
+    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     o = tl.program_id(2) * BO + tl.arange(0, BO)
     bm = b < B

@@ -35,7 +35,7 @@ def mix_terms(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k, n, p
 def mix_fwd_kernel(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
                    out, out_n, out_b, out_k, B, K, P,
                    SEMIRING: tl.constexpr, BLOCK_B: tl.constexpr, BK: tl.constexpr):
-    n = tl.program_id(0)
+    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     k = tl.arange(0, BK)
     mask = (b < B)[:, None] & (k < K)[None, :]
@@ -63,7 +63,7 @@ def mix_bwd_kernel(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
                    out, out_n, out_b, out_k, gout, gout_n, gout_b, gout_k, gx, gx_r, gx_b, gx_k,
                    flows, B, K, P, BLOCK_B: tl.constexpr, BK: tl.constexpr):
     """Backward of the sum semiring; `flows` has the strides of lm."""
-    n = tl.program_id(0)
+    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     k = tl.arange(0, BK)
     mask = (b < B)[:, None] & (k < K)[None, :]

@@ -197,20 +197,22 @@ def _leaf_groups(graph: nx.DiGraph) -> dict[tuple[Family, int], list[str]]:
 
 
 def _producers(graph, leaves, groups) -> dict:
-    """The group key that computes each region's value (a leaf group, einsum group or mix group)."""
+    """The key of the group that computes each region's value: ("leaf", family, k) for a leaf
+    group, ("group", i) for groups[i] (a group itself is slow to hash: its hash covers all its
+    members)."""
     producer = {}
     for (family, k), regions in leaves.items():
         for r in regions:
             producer[r] = ("leaf", family, k)
-    for g in groups:
+    for i, g in enumerate(groups):
         if isinstance(g, EinsumGroup):
             for r, p in g.members:
-                producer[(r, p)] = g
+                producer[(r, p)] = ("group", i)
                 if graph.out_degree(("region", r)) == 1:
-                    producer[r] = g
+                    producer[r] = ("group", i)
         else:
             for r in g.members:
-                producer[r] = g
+                producer[r] = ("group", i)
     return producer
 
 
@@ -232,8 +234,9 @@ def _member_orders(graph, leaves, groups, producer, root) -> dict:
 
     want(root, root, region_member(root))
     order: dict = {}
-    for g in reversed(groups):
-        members = _finish(wanted[g], g.members)
+    for i in reversed(range(len(groups))):
+        g = groups[i]
+        members = _finish(wanted[("group", i)], g.members)
         order[g] = members
         if isinstance(g, EinsumGroup):
             children = [partition_children(graph, ("partition", r, p)) for r, p in members]

@@ -1,0 +1,66 @@
+"""`pcc export MODEL -o FILE [--format psdd|jpc|spflow]`: write a model in another tool's format.
+
+MODEL is a checkpoint (.pt) or a circuit file (.pc, or any format `pcc import` reads); its
+parameters come from the model (`CompiledCircuit.ir_params()`), those a circuit file gives
+inline taken exactly as written. The formats hold node-level circuits (K = 1 in every region);
+pcc says why when a circuit does not fit one.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+
+from ..errors import PcError
+
+EXAMPLES = """examples:
+  pcc export model.pt -o model.jpc                 Juice circuit (any node-level circuit fits)
+  pcc export imported.pc -o out.psdd               PSDD, and its vtree as out.vtree
+  pcc export model.pt -o model.spflow              SPFlow's text form (a tree)
+"""
+SUFFIXES = {".psdd": "psdd", ".jpc": "jpc", ".spflow": "spflow"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("export", help="write a model as a PSDD, Juice .jpc or SPFlow text file",
+                       description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="a checkpoint (.pt) or a circuit file")
+    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("--format", choices=sorted(set(SUFFIXES.values())),
+                   help="output format (default: from the extension of -o)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed for parameters a circuit file does not give")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from ..interchange.export import export_text
+    from .common import load_model
+    fmt = args.format or SUFFIXES.get(os.path.splitext(args.output)[1].lower())
+    if fmt is None:
+        raise PcError(f"cannot tell the format from {args.output!r}: give --format "
+                      f"({', '.join(sorted(set(SUFFIXES.values())))})")
+    model = load_model(args.model, seed=args.seed, backend="torch")
+    given = {} if args.model.endswith((".pt", ".pth", ".ckpt")) else \
+        {(p.region, p.field, p.index): p for p in model.circuit.params}
+    params = {(p.region, p.field, p.index): p for p in model.ir_params()} | given
+    files = export_text(dataclasses.replace(model.circuit, params=tuple(params.values())), fmt)
+    for suffix, text in files.items():
+        path = os.path.splitext(args.output)[0] + suffix if suffix else args.output
+        write_text(path, text)
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def write_text(path: str, text: str) -> None:
+    """Replace the file at `path` by `text` in one step, as an ordinary new file (umask mode)."""
+    from ..checkpoint import write_atomically
+    try:
+        write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(path, 0o666 & ~umask)
+    except OSError as e:
+        raise PcError(f"cannot write {path}: {e.strerror or e}") from None

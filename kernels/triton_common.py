@@ -17,7 +17,6 @@ from torch import Tensor
 
 Rows = Union[Tensor, int]
 
-NEG_INF = float("-inf")
 PRECISIONS = ("ieee", "tf32", "bf16")
 
 

@@ -65,6 +65,22 @@ def child_shift(base, b, bm, stride_b, stride_k, k, BK: tl.constexpr, USED: tl.c
 
 
 @triton.jit
+def children(xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
+             xl, xl_r, xl_b, xl_k, rl, sl, kl, n, b, bm, LEADS: tl.constexpr, SHIFT: tl.constexpr,
+             GA: tl.constexpr, GB: tl.constexpr, GL: tl.constexpr, BKA: tl.constexpr,
+             BKB: tl.constexpr, BKL: tl.constexpr):
+    """Row pointers of children A, B, L for partition n, and their max-shifts [BLOCK_B] (zeros
+    unless SHIFT)."""
+    base_a = row_base(xa, ra, sa, n, xa_r, GA)
+    base_b = row_base(xb, rb, sb, n, xb_r, GB)
+    base_l = row_base(xl, rl, sl, n, xl_r, GL)
+    shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, SHIFT and LEADS >= 1)
+    shift_b = child_shift(base_b, b, bm, xb_b, xb_k, kb, BKB, SHIFT and LEADS == 2)
+    shift_l = child_shift(base_l, b, bm, xl_b, xl_k, kl, BKL, SHIFT)
+    return base_a, base_b, base_l, shift_a, shift_b, shift_l
+
+
+@triton.jit
 def weight_tile(lw, lw_n, lw_o, lw_w, n, t0, T, j0, kl, o, KO, CT: tl.constexpr,
                 BJ: tl.constexpr):
     """log W[n, o, t*kl + j] for the chunk's lead combos t0.. and units j0..: [CT*BJ, BO] (-inf
@@ -93,34 +109,30 @@ def einsum_fwd_kernel(
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     o = tl.program_id(2) * BO + tl.arange(0, BO)
     bm = b < B
-    base_a = row_base(xa, ra, sa, n, xa_r, GA)
-    base_b = row_base(xb, rb, sb, n, xb_r, GB)
-    base_l = row_base(xl, rl, sl, n, xl_r, GL)
+    base_a, base_b, base_l, shift_a, shift_b, shift_l = children(
+        xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
+        xl, xl_r, xl_b, xl_k, rl, sl, kl, n, b, bm, LEADS, SEMIRING == "sum", GA, GB, GL,
+        BKA, BKB, BKL)
     if SEMIRING == "sum":
-        shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, LEADS >= 1)
-        shift_b = child_shift(base_b, b, bm, xb_b, xb_k, kb, BKB, LEADS == 2)
-        shift_l = child_shift(base_l, b, bm, xl_b, xl_k, kl, BKL, True)
         acc = tl.zeros([BLOCK_B, BO], dtype)
     else:
-        shift_a = tl.zeros([BLOCK_B], dtype)
-        shift_b = shift_a
-        shift_l = shift_a
         acc = tl.full([BLOCK_B, BO], float("-inf"), dtype)
     T = ka * kb
     for j0 in range(0, kl, BJ):
         j = j0 + tl.arange(0, BJ)
-        x_last = load_cols(base_l, b, xl_b, j, xl_k, bm[:, None] & (j < kl)[None, :])
+        last = load_cols(base_l, b, xl_b, j, xl_k, bm[:, None] & (j < kl)[None, :])
+        if SEMIRING == "sum":
+            last = tl.exp(last - shift_l[:, None])
         for t0 in range(0, T, CT):
             t = t0 + tl.arange(0, CT)
             c = lead_factors(t, t < T, b, bm, base_a, xa_b, xa_k, shift_a, base_b, xb_b, xb_k,
                              shift_b, kb, LEADS, SEMIRING, BLOCK_B, CT, dtype)
             log_w, _, _ = weight_tile(lw, lw_n, lw_o, lw_w, n, t0, T, j0, kl, o, KO, CT, BJ)
             if SEMIRING == "sum":
-                e_last = tl.exp(x_last - shift_l[:, None])
-                tile = tl.reshape(c[:, :, None] * e_last[:, None, :], [BLOCK_B, CT * BJ])
+                tile = tl.reshape(c[:, :, None] * last[:, None, :], [BLOCK_B, CT * BJ])
                 acc += matmul(tile, tl.exp(log_w), PRECISION)
             else:
-                tile = tl.reshape(c[:, :, None] + x_last[:, None, :], [BLOCK_B, CT * BJ])
+                tile = tl.reshape(c[:, :, None] + last[:, None, :], [BLOCK_B, CT * BJ])
                 acc = tl.maximum(acc, tl.max(tile[:, :, None] + log_w[None, :, :], axis=1))
     if SEMIRING == "sum":
         acc = safe_log(acc) + (shift_a + shift_b + shift_l)[:, None]
@@ -150,12 +162,9 @@ def einsum_bwd_kernel(
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     o = tl.program_id(2) * BO + tl.arange(0, BO)
     bm = b < B
-    base_a = row_base(xa, ra, sa, n, xa_r, GA)
-    base_b = row_base(xb, rb, sb, n, xb_r, GB)
-    base_l = row_base(xl, rl, sl, n, xl_r, GL)
-    shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, LEADS >= 1)
-    shift_b = child_shift(base_b, b, bm, xb_b, xb_k, kb, BKB, LEADS == 2)
-    shift_l = child_shift(base_l, b, bm, xl_b, xl_k, kl, BKL, True)
+    base_a, base_b, base_l, shift_a, shift_b, shift_l = children(
+        xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
+        xl, xl_r, xl_b, xl_k, rl, sl, kl, n, b, bm, LEADS, True, GA, GB, GL, BKA, BKB, BKL)
 
     omask = bm[:, None] & (o < KO)[None, :]
     y = tl.load(out + n * out_n + b[:, None] * out_b + o[None, :] * out_k, mask=omask,

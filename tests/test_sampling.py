@@ -143,3 +143,10 @@ def test_the_chi_square_check_rejects_a_wrong_sampler():
     probs = model(all_states(c, families_of(c))).exp()
     x = sample(model, N, temperature=0.5, generator=gen(6))
     assert chi_square_p(x, probs, support_sizes(c)) < 1e-6
+
+
+def test_a_root_input_region_samples_its_chosen_unit():
+    model = pcc.compile("pc 1\nvars 2\nleaf bernoulli\ninput a {x0, x1} k=2\nroot a\n"
+                        "param a.p = [[0.0, 1.0], [1.0, 1.0]]\n", backend="torch")
+    x = sample(model, 4, root_unit=torch.tensor([0, 1, 1, 0]))
+    assert x.tolist() == [[0, 1], [1, 1], [1, 1], [0, 1]]

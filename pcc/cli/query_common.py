@@ -1,0 +1,62 @@
+"""What the query commands (sample, inpaint, mpe) share: options, the model, output rows, and the
+value range pictures map to black..white."""
+from __future__ import annotations
+
+import io
+import math
+
+import numpy as np
+import torch
+
+from ..errors import PcError
+
+
+def add_model_options(p) -> None:
+    p.add_argument("model", help="a checkpoint (.pt), or a .pc circuit (its parameters, if the "
+                                 "file gives none, are random)")
+    p.add_argument("--root-unit", type=int, metavar="U",
+                   help="for a root with K > 1 units (e.g. one density per class): which unit")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+
+
+def load_query_model(args):
+    """The model of `args.model` on `args.device`, with `--root-unit` checked against its root."""
+    from .common import load_model
+    model = load_model(args.model, seed=args.seed).to(args.device)
+    k = model.root_k
+    if args.root_unit is None and k > 1:
+        raise PcError(f"the model's root has {k} units (one density per class?): choose one "
+                      f"with --root-unit 0..{k - 1}")
+    if args.root_unit is not None and not 0 <= args.root_unit < k:
+        raise PcError(f"--root-unit must be in 0..{k - 1}, got {args.root_unit}")
+    return model
+
+
+def generator(args, model) -> torch.Generator:
+    return torch.Generator(model.var_max.device).manual_seed(args.seed)
+
+
+def value_range(model, rows: np.ndarray) -> tuple[float, float]:
+    """0..the largest value of the leaf supports when all are discrete, else the rows' range."""
+    top = float(model.var_max.max())
+    if math.isfinite(top):
+        return 0.0, top
+    finite = rows[np.isfinite(rows)]
+    return (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+
+
+def write_rows(path: str, rows: np.ndarray) -> None:
+    """Rows to `.npy`, or to comma-separated text (integers when every value is one)."""
+    from ..checkpoint import write_atomically
+    if path.endswith(".npy"):
+        write = lambda f: np.save(f, rows)  # noqa: E731
+    else:
+        integral = bool(np.all(rows == np.round(rows)))
+        text = io.StringIO()
+        np.savetxt(text, rows, fmt="%d" if integral else "%.9g", delimiter=",")
+        write = lambda f: f.write(text.getvalue().encode())  # noqa: E731
+    try:
+        write_atomically(path, write)
+    except OSError as e:
+        raise PcError(f"cannot write {path}: {e.strerror or e}") from None

@@ -27,7 +27,7 @@ def as_circuit(source: "str | os.PathLike | Circuit") -> Circuit:
     if isinstance(source, os.PathLike) or ("\n" not in source and not source.lstrip().startswith(
             "pc ")):
         path = os.fspath(source)
-        return load_circuit(path) if format_of_path(path) else load(path)
+        return as_circuit(load_circuit(path)) if format_of_path(path) else load(path)
     return parse(source)
 
 

@@ -10,7 +10,7 @@
     G id vtree v mean std           normal leaf
     P id vtree k child*k            product
     S id vtree k {child log(w)}*k   sum
-  The root is the node on the last node line.
+  The root is the node on the last node line (the last that no node refers to).
 
 .spn (the Libra-style text Juice reads; variables 0-based):
     (2 2 3)                         domain sizes, one per variable
@@ -18,7 +18,8 @@
     * c1 c2 ...                     product
     + c1 log(w1) c2 log(w2) ...     sum
     EOF                             end (optional; anything after it is ignored)
-  A node's id is its position among the node lines (0-based); the root is the last node.
+  A node's id is its position among the node lines (0-based); the root is the last node (that no
+  node refers to).
 """
 from __future__ import annotations
 
@@ -39,7 +40,6 @@ SPN_SYNTAX = "v var value | * child+ | + {child log(w)}+ | EOF"
 def read_jpc(source: Source) -> Circuit:
     """The circuit of a .jpc file (see the module doc)."""
     graph = NodeGraph(source, one_based=True)
-    root = None
     for line, tokens in source.token_lines(comment="c"):
         kind = tokens[0]
         if kind == "jpc":
@@ -55,10 +55,9 @@ def read_jpc(source: Source) -> Circuit:
             _read_inner(source, graph, kind, node, tokens, line)
         else:
             graph.add_leaf(node, _jpc_leaf(source, kind, tokens, line), span)
-        root = node
-    if root is None:
+    if not graph.nodes:
         source.syntax_error("no jpc nodes in the file", None)
-    return graph.to_circuit(root)
+    return graph.to_circuit()
 
 
 def _jpc_leaf(source: Source, kind: str, tokens: list[str], line: int) -> Leaf:
@@ -154,7 +153,7 @@ def read_spn(source: Source) -> Circuit:
                                 source.token_span(line, 0))
     if node < 0:
         source.syntax_error("no nodes in the .spn file", None)
-    return graph.to_circuit(node)
+    return graph.to_circuit()
 
 
 def _domains(source: Source, line: int, tokens: list[str]) -> list[int]:

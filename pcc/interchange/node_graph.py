@@ -36,6 +36,7 @@ from .source import Source
 NodeId = Hashable
 MAX_ERRORS = 20  # structural errors reported before giving up
 NORMALIZED = 1e-6  # |log of a row's sum| up to this counts as normalized (no warning)
+ROUNDING = 1e-12  # |log Z| up to this is rounding: the node counts as exactly normalized
 
 
 @dataclass(frozen=True)
@@ -112,9 +113,22 @@ class NodeGraph:
         raise PcCheckError([self.source.diagnostic(kind, message, span)])
 
     # ------------------------------------------------------------------ mapping
-    def to_circuit(self, root: NodeId) -> Circuit:
-        """The IR of the circuit below `root` (see the module doc); PcCheckError if invalid."""
-        return _Mapper(self, root).circuit()
+    def to_circuit(self, root: NodeId | None = None) -> Circuit:
+        """The IR of the circuit below `root` (see the module doc); PcCheckError if invalid.
+
+        The default root is the last node added that no node refers to: the last node line in a
+        file written children first (as PSDD and Juice files are), and still the root when some
+        children come after their parents."""
+        return _Mapper(self, self._last_parentless() if root is None else root).circuit()
+
+    def _last_parentless(self) -> NodeId:
+        referenced = {c for node in self.nodes.values() for term in node.terms for c in term}
+        for node_id in reversed(self.nodes):
+            if node_id not in referenced:
+                return node_id
+        last = self.nodes[next(reversed(self.nodes))]
+        self._invalid("no-root", "every node has a parent, so none is the root (a cycle?)",
+                      last.span)
 
 
 class _Mapper:
@@ -310,6 +324,8 @@ class _Mapper:
                 log_z[n] = _logsumexp(terms)
                 if log_z[n] == -math.inf:
                     self._error("zero-mass", f"sum node {n} has total weight 0", node.span)
+            if abs(log_z[n]) < ROUNDING:
+                log_z[n] = 0.0
         self._raise()
         return log_z
 
@@ -323,7 +339,7 @@ class _Mapper:
             node = self.nodes[n]
             if node.kind == "leaf":
                 family = families[node.leaf.var]
-                fields = leaf_fields(node.leaf, family)
+                fields = _leaf_fields(node.leaf, family)
                 key = (node.leaf.var, tuple((k, tuple(v)) for k, v in fields.items()))
                 if key not in by_leaf:
                     by_leaf[key] = name = _name(n)
@@ -338,7 +354,7 @@ class _Mapper:
                 partitions, weights = [], []
                 for w, term in zip(node.weights, node.terms):
                     part = tuple(region[c] for c in self._flatten(term))
-                    weight = math.exp(log_prob(w) + sum(log_z[c] for c in term) - log_z[n])
+                    weight = w * math.exp(sum(log_z[c] for c in term) - log_z[n])
                     key = frozenset(part)
                     if key in parts:
                         weights[parts[key]] += weight
@@ -381,7 +397,7 @@ class _Mapper:
                        f"(node {self.root}) left out", None)
 
 
-def leaf_fields(leaf: Leaf, family: Family) -> dict[str, list[float]]:
+def _leaf_fields(leaf: Leaf, family: Family) -> dict[str, list[float]]:
     """The probability-space fields of `leaf` as a leaf of `family` (normalized)."""
     kind, params = leaf.kind, leaf.params
     if family.name == "normal":

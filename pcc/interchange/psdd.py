@@ -6,7 +6,8 @@
     T id vtree v log(p)             "true" node: Bernoulli leaf, p(v = 1) = p
     D id vtree k {prime sub log(theta)}*k   decision node: sum of k products prime * sub
 
-Ids may be sparse and in any order; the root is the node on the last node line. A vtree file is
+Ids may be sparse and in any order; the root is the node on the last node line (the last that
+no node refers to, should children come after their parents). A vtree file is
 not needed to read a PSDD: every node's variables follow from its children. Variables are named
 v1..vN as the file counts them (column v1 of the data is variable 1).
 """
@@ -26,7 +27,6 @@ P_SLACK = 1e-9  # exp(log p) may exceed 1 by rounding in the file
 def read_psdd(source: Source) -> Circuit:
     """The circuit of a PSDD file (see the module doc)."""
     graph = NodeGraph(source, one_based=True)
-    root = None
     for line, tokens in source.token_lines(comment="c"):
         kind = tokens[0]
         if kind == "psdd":
@@ -66,10 +66,9 @@ def read_psdd(source: Source) -> Circuit:
                                                     "log(theta)")))
                 refs += [at, at + 1]
             graph.add_sum(node, terms, weights, span, refs)
-        root = node
-    if root is None:
+    if not graph.nodes:
         source.syntax_error("no PSDD nodes in the file", None)
-    return graph.to_circuit(root)
+    return graph.to_circuit()
 
 
 def write_psdd(nodes: list) -> tuple[str, str]:

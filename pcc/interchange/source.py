@@ -9,7 +9,7 @@ import os
 import re
 from typing import Iterator, NoReturn
 
-from ..errors import Diagnostic, PcCheckError, PcSyntaxError, SourceError
+from ..errors import Diagnostic, PcSyntaxError
 from ..frontend.files import read_source
 from ..ir import Span
 
@@ -75,11 +75,6 @@ class Source:
     def syntax_error(self, message: str, span: Span | None) -> NoReturn:
         """Raise PcSyntaxError: the file does not follow its format's syntax."""
         raise PcSyntaxError([self.diagnostic("syntax-error", message, span)])
-
-    def check_error(self, diagnostics: list[Diagnostic]) -> SourceError:
-        """PcCheckError: the file parses but is not a valid circuit."""
-        return PcCheckError(diagnostics)
-
 
 def parse_float(source: Source, token: str, line: int, index: int, what: str) -> float:
     """`token` as a float (decimal, `E` exponents, inf); NaN and non-numbers are syntax errors."""

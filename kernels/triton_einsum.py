@@ -227,6 +227,16 @@ class EinsumTiles:
                     BJ=self.bj, CT=self.ct, BO=self.bo)
 
 
+def chunk(k: int, smallest: int, largest: int) -> int:
+    """Power-of-two chunk for k units (largest >= 16): next_pow2(k) (at least `smallest`) if it is
+    <= largest, else the size in {16, ..., largest} whose cover of k pads least, the larger on
+    ties (K = 40 with largest 32: 16, covering 48 rather than 64)."""
+    if next_pow2(k) <= largest:
+        return next_pow2(k, smallest)
+    sizes = [s for s in (16, 32, 64) if s <= largest]
+    return min(sizes, key=lambda s: (triton.cdiv(k, s) * s, -s))
+
+
 def einsum_tiles(batch: int, n: int, child_k: Sequence[int], k_out: int, semiring: str,
                  backward: bool, interpret: bool) -> EinsumTiles:
     """Tile sizes for an einsum of N partitions over `batch` samples (see docs/kernels.md).
@@ -249,13 +259,13 @@ def einsum_tiles(batch: int, n: int, child_k: Sequence[int], k_out: int, semirin
         return EinsumTiles(block_b, bk, bj, ct, bo)
     if semiring == "sum":
         depth = 16 if backward else 32  # CT * BJ
-        bj, bo = min(bk[2], depth), min(32, next_pow2(k_out, 16))
+        bj, bo = chunk(kl, 1, depth), chunk(k_out, 16, 32)
         ct = max(16 // bj, min(next_pow2(combos), depth // bj))
         block_b = 16 if backward else 32
         if n * triton.cdiv(batch, block_b) * triton.cdiv(k_out, bo) < 1024:
             block_b = 16
         return EinsumTiles(block_b, bk, bj, ct, bo, num_warps=8)
-    bj, bo = min(bk[2], 16), min(16, next_pow2(k_out))
+    bj, bo = chunk(kl, 1, 16), chunk(k_out, 1, 16)
     block_b = min(16, next_pow2(batch))
     ct = max(1, min(next_pow2(combos), 4096 // (block_b * bj * bo)))
     return EinsumTiles(block_b, bk, bj, ct, bo)

@@ -74,9 +74,14 @@ def children(xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
     base_a = row_base(xa, ra, sa, n, xa_r, GA)
     base_b = row_base(xb, rb, sb, n, xb_r, GB)
     base_l = row_base(xl, rl, sl, n, xl_r, GL)
-    shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, SHIFT and LEADS >= 1)
-    shift_b = child_shift(base_b, b, bm, xb_b, xb_k, kb, BKB, SHIFT and LEADS == 2)
-    shift_l = child_shift(base_l, b, bm, xl_b, xl_k, kl, BKL, SHIFT)
+    if SHIFT:
+        shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, LEADS >= 1)
+        shift_b = child_shift(base_b, b, bm, xb_b, xb_k, kb, BKB, LEADS == 2)
+        shift_l = child_shift(base_l, b, bm, xl_b, xl_k, kl, BKL, True)
+    else:
+        shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, False)
+        shift_b = shift_a
+        shift_l = shift_a
     return base_a, base_b, base_l, shift_a, shift_b, shift_l
 
 

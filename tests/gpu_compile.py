@@ -35,16 +35,19 @@ CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia",
 
 
 def signature(launch: Launch) -> tuple[dict, dict]:
-    """ASTSource's signature and constexprs for a launch's arguments."""
+    """ASTSource's signature and constexprs for a launch's arguments; an int argument equal to 1
+    becomes a constexpr, as Triton's launcher specializes it."""
     names = launch.kernel.arg_names
-    sig, constexprs = {}, dict(launch.constexprs)
+    sig, constexprs = {}, {}
     for name, arg in zip(names, launch.args):
         if isinstance(arg, torch.Tensor):
             sig[name] = TYPES[arg.dtype]
+        elif arg == 1:
+            sig[name], constexprs[name] = "constexpr", 1
         else:
             sig[name] = "i32" if -2**31 <= arg < 2**31 else "i64"
-    for name in constexprs:
-        sig[name] = "constexpr"
+    for name, value in launch.constexprs.items():
+        sig[name], constexprs[name] = "constexpr", value
     assert list(sig) == names, (list(sig), names)
     return sig, constexprs
 

@@ -8,8 +8,9 @@ writes it as a .psdd file, then reports
     import      seconds to read the file into the IR (pcc.interchange.load_circuit)
     compile     seconds for validation + passes (layerize, group, plan) + lowering to a module
     ops         fused ops (and layers) of the plan, against the number of sum nodes
-    forward     seconds per batch of the compiled module (torch backend) and of the naive
-                backend, and their ratio (one run each after a warm-up; one torch thread)
+    forward     seconds per batch (of 1 and of --batch) of the compiled module (torch backend)
+                and of the naive backend, and their ratio (one run each after a warm-up run;
+                one torch thread)
 
 and the import time of a second file of about `--mb` megabytes.
 
@@ -50,44 +51,43 @@ def random_vtree(rng: random.Random, variables: list[int]):
 
 
 def psdd_text(num_nodes: int, num_vars: int, seed: int = 0) -> str:
-    """A random PSDD-like circuit with about `num_nodes` nodes (see the module doc)."""
-    rng = random.Random(seed)
+    """A random PSDD-like circuit with `num_nodes` nodes, within 1% (see the module doc)."""
+    per_node = num_nodes / (2 * num_vars - 1)  # nodes per vtree node; fewer at the top
+    while True:
+        lines = _psdd_lines(random.Random(seed), num_vars, max(2, round(per_node)))
+        if abs(len(lines) - num_nodes) <= 0.01 * num_nodes or per_node < 2:
+            return f"psdd {len(lines)}\n" + "\n".join(lines) + "\n"
+        per_node *= num_nodes / len(lines)
+
+
+def _psdd_lines(rng: random.Random, num_vars: int, per_node: int) -> list[str]:
     order = list(range(1, num_vars + 1))
     rng.shuffle(order)
     vtree = random_vtree(rng, order)
-    per_node = max(2, num_nodes // (2 * num_vars - 1))
     lines: list[str] = []
-
-    def new_id() -> int:
-        return len(lines)
 
     def build(v, count: int) -> list[int]:
         """`count` nodes normalized for vtree node v (children written first); their ids."""
         if isinstance(v, int):
-            ids = []
             for i in range(count):
-                ids.append(new_id())
-                if i < 2:
-                    lines.append(f"L {ids[-1]} 0 {v if i == 0 else -v}")
-                else:
-                    lines.append(f"T {ids[-1]} 0 {v} {math.log(rng.uniform(0.05, 0.95))!r}")
-            return ids
+                lines.append(f"L {len(lines)} 0 {v}" if i == 0 else f"L {len(lines)} 0 {-v}"
+                             if i == 1 else
+                             f"T {len(lines)} 0 {v} {math.log(rng.uniform(0.05, 0.95))!r}")
+            return list(range(len(lines) - count, len(lines)))
         sizes = [skewed_elements(rng) for _ in range(count)]
         left = build(v[0], min(per_node, sum(sizes)))
         right = build(v[1], min(per_node, sum(sizes)))
         primes, subs = _cycled(rng, left, sum(sizes)), _cycled(rng, right, sum(sizes))
-        ids = []
         for size in sizes:
             weights = [rng.random() + 0.05 for _ in range(size)]
             total = sum(weights)
             elements = " ".join(f"{primes.pop()} {subs.pop()} {math.log(w / total)!r}"
                                 for w in weights)
-            ids.append(new_id())
-            lines.append(f"D {ids[-1]} 0 {size} {elements}")
-        return ids
+            lines.append(f"D {len(lines)} 0 {size} {elements}")
+        return list(range(len(lines) - count, len(lines)))
 
     build(vtree, 1)
-    return f"psdd {len(lines)}\n" + "\n".join(lines) + "\n"
+    return lines
 
 
 def _cycled(rng: random.Random, pool: list[int], n: int) -> list[int]:
@@ -107,8 +107,9 @@ def timed(fn, *args):
 
 
 def forward_seconds(model, x: torch.Tensor) -> float:
+    """One timed forward after one warm-up run on the same batch."""
     with torch.no_grad():
-        model(x[:2])  # warm-up
+        model(x)
         start = time.perf_counter()
         model(x)
         return time.perf_counter() - start
@@ -127,8 +128,10 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as folder:
         path = os.path.join(folder, "bench.psdd")
+        text = psdd_text(args.nodes, args.vars, args.seed)
+        nodes = text.count("\n") - 1
         with open(path, "w") as f:
-            f.write(psdd_text(args.nodes, args.vars, args.seed))
+            f.write(text)
         size_mb = os.path.getsize(path) / 1e6
         circuit, t_import = timed(load_circuit, path)
 
@@ -150,10 +153,10 @@ def main() -> None:
     x = torch.randint(0, 2, (args.batch, circuit.num_vars)).float()
     with torch.no_grad():
         assert torch.allclose(model(x[:8]), naive(x[:8]), atol=1e-3)
-    t_fast = forward_seconds(model, x)
-    t_naive = forward_seconds(naive, x)
+    speed = {b: (forward_seconds(model, x[:b]), forward_seconds(naive, x[:b]))
+             for b in sorted({1, args.batch})}
 
-    print(f"circuit      {args.nodes:,} nodes asked: {len(circuit.regions):,} regions "
+    print(f"circuit      {nodes:,} nodes: {len(circuit.regions):,} regions "
           f"({len(circuit.inputs):,} inputs, {sums:,} sums, {partitions:,} partitions), "
           f"{circuit.num_vars} variables, max {max(len(s.partitions) for s in circuit.sums)} "
           "partitions per sum")
@@ -162,8 +165,9 @@ def main() -> None:
     print(f"compile      {t_validate + t_passes + t_lower:.2f} s (validate {t_validate:.2f}, passes "
           f"{t_passes:.2f}, lowering {t_lower:.2f})")
     print(f"fused ops    {len(p.ops)} in {p.depth} layers, for {sums:,} sum nodes")
-    print(f"forward      batch {args.batch}: compiled {t_fast * 1e3:.1f} ms, naive "
-          f"{t_naive * 1e3:.0f} ms, speedup {t_naive / t_fast:.0f}x (one torch thread)")
+    for b, (t_fast, t_naive) in speed.items():
+        print(f"forward      batch {b}: compiled {t_fast * 1e3:.1f} ms, naive {t_naive * 1e3:.0f} ms, "
+              f"speedup {t_naive / t_fast:.0f}x (one torch thread)")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,7 @@ NodeId = Hashable
 MAX_ERRORS = 20  # structural errors reported before giving up
 NORMALIZED = 1e-6  # |log of a row's sum| up to this counts as normalized (no warning)
 ROUNDING = 1e-12  # |log Z| up to this is rounding: the node counts as exactly normalized
+P_ROUNDING = 1e-9  # a leaf probability up to 1 + this is 1 (rounding of log p in the file)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class NodeGraph:
 
     # ------------------------------------------------------------------ filling
     def add_leaf(self, node_id: NodeId, leaf: Leaf, span: Span) -> None:
+        """A leaf; a probability up to 1 + 1e-9 (exp of a log rounded in the file) is read as 1."""
+        if leaf.kind in ("bernoulli", "binomial") and 1 < leaf.params[-1] <= 1 + P_ROUNDING:
+            leaf = Leaf(leaf.var, leaf.kind, (*leaf.params[:-1], 1.0))
         problem = _leaf_problem(leaf)
         if problem:
             self._invalid("bad-leaf", f"leaf node {node_id}: {problem}", span)

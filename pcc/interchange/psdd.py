@@ -7,9 +7,9 @@
     D id vtree k {prime sub log(theta)}*k   decision node: sum of k products prime * sub
 
 Ids may be sparse and in any order; the root is the node on the last node line (the last that
-no node refers to, should children come after their parents). A vtree file is
-not needed to read a PSDD: every node's variables follow from its children. Variables are named
-v1..vN as the file counts them (column v1 of the data is variable 1).
+no node refers to, should children come after their parents). A vtree file is not needed to
+read a PSDD: every node's variables follow from its children. Variables are named v1..vN as the
+file counts them (data column 0 is v1).
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from .node_graph import Leaf, NodeGraph, log_prob
 from .source import Source, expect_fields, parse_float, parse_int, parse_variable
 
 SYNTAX = "L id vtree literal | T id vtree var log(p) | D id vtree k {prime sub log(theta)}*k"
-P_SLACK = 1e-9  # exp(log p) may exceed 1 by rounding in the file
 
 
 def read_psdd(source: Source) -> Circuit:
@@ -49,7 +48,7 @@ def read_psdd(source: Source) -> Circuit:
             expect_fields(source, tokens, line, 5, SYNTAX)
             var = parse_variable(source, tokens[3], line, 3, base=1)
             p = math.exp(parse_float(source, tokens[4], line, 4, "log(p)"))
-            graph.add_leaf(node, Leaf(var, "bernoulli", (1.0 if 1 < p <= 1 + P_SLACK else p,)), span)
+            graph.add_leaf(node, Leaf(var, "bernoulli", (p,)), span)
         else:
             k = parse_int(source, tokens[3], line, 3, "the number of elements")
             if k < 1:

@@ -8,7 +8,7 @@ the classifier (argmax = the class of highest posterior). Cross-entropy trains t
 circuit's weights and leaves, and the class prior together: gradients flow through the circuit
 into its input. Runs on scikit-learn's 8x8 digits (pip install 'pcc[images]'):
 
-    python examples/embedding.py [--epochs 30] [--compile]
+    python examples/embedding.py [--epochs 60] [--compile]
 
 --compile wraps the model in torch.compile (first compile takes tens of seconds on a CPU).
 """
@@ -95,7 +95,7 @@ def digits(seed: int = 0) -> tuple[Tensor, Tensor, Tensor, Tensor]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--compile", action="store_true", help="train a torch.compile'd model")
     args = parser.parse_args()
     torch.set_num_threads(1)

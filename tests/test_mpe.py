@@ -6,7 +6,9 @@ import pytest
 import torch
 
 import pcc
+from pcc.compiler import plan
 from pcc.queries import mpe
+from pcc.runtime.module import CompiledCircuit
 from query_helpers import (all_states, compiled, families_of, is_selective, selective_circuit)
 from random_circuits import random_circuit
 
@@ -108,3 +110,12 @@ param top.weights = [[[0.1, 0.2], [0.3, 0.4]]]
         assert log_prob[0] == -math.inf and torch.isfinite(log_prob[1:]).all()
         assert not torch.isnan(found).any() and found[0, 1] == 0
         assert found[1].tolist() == [1.0, 1.0, 1.0]  # p = 0.3 * 0.3 + 0.4 * 0.9, the max
+
+
+def test_mpe_with_the_triton_kernels_equals_the_torch_kernels():
+    """The max-product upward pass through the Triton kernels (interpreter on CPU, see conftest)."""
+    c = random_circuit(850, num_vars=5, families=DISCRETE)
+    models = [CompiledCircuit(c, plan(c), backend=b, seed=2) for b in ("torch", "triton")]
+    evidence = random_evidence(all_states(c, families_of(c)), 6, 3).float()
+    (s1, lp1), (s2, lp2) = (mpe(m, evidence) for m in models)
+    assert torch.equal(s1, s2) and torch.allclose(lp1, lp2, atol=1e-4)

@@ -8,8 +8,10 @@ import torch
 from scipy import stats
 
 import pcc
+from pcc.compiler import plan
 from pcc.errors import DataError, ShapeError
 from pcc.queries import sample
+from pcc.runtime.module import CompiledCircuit
 from query_helpers import (all_states, chi_square_p, compiled, families_of, state_index,
                            support_sizes)
 from random_circuits import random_circuit
@@ -100,13 +102,18 @@ def test_normal_samples_follow_the_density():
     assert stats.kstest(x, lambda t: np.interp(t, grid.numpy(), cdf)).pvalue > P_MIN
 
 
-def test_naive_backend_draws_the_same_samples():
+@pytest.mark.parametrize("backend", ["naive", "triton"])
+def test_other_backends_draw_the_same_samples(backend):
+    """The same plan and downward pass: naive runs the torch kernels upward, triton its own
+    kernels (under the interpreter on CPU, see conftest), in float32 like the torch model."""
     c = random_circuit(700, num_vars=5, families=DISCRETE)
-    torch_model, naive_model = compiled(c, "torch", seed=1), compiled(c, "naive", seed=1)
-    evidence = torch.tensor([[1.0, math.nan, math.nan, 0.0, math.nan]])
+    reference = CompiledCircuit(c, plan(c), backend="torch", seed=1)
+    other = CompiledCircuit(c, plan(c), backend=backend, seed=1)
+    evidence = torch.tensor([[1.0, math.nan, math.nan, 0.0, math.nan],
+                             [math.nan, 1.0, 2.0, math.nan, math.nan]])
     for ev in (None, evidence):
-        assert torch.equal(sample(torch_model, 500, ev, generator=gen(4)),
-                           sample(naive_model, 500, ev, generator=gen(4)))
+        assert torch.equal(sample(reference, 500, ev, generator=gen(4)),
+                           sample(other, 500, ev, generator=gen(4)))
 
 
 def test_class_root_needs_a_unit_and_takes_one_per_sample():

@@ -35,6 +35,7 @@ def mix_terms(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k, n, p
 def mix_fwd_kernel(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
                    out, out_n, out_b, out_k, B, K, P,
                    SEMIRING: tl.constexpr, BLOCK_B: tl.constexpr, BK: tl.constexpr):
+    """out[n, b-block, :] by an online log-sum-exp (or max) over the P partitions."""
     n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     k = tl.arange(0, BK)
@@ -53,8 +54,7 @@ def mix_fwd_kernel(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
         else:
             top = tl.maximum(top, z)
     if SEMIRING == "sum":
-        top = tl.where(total > 0, safe_log(total) + tl.where(total > 0, top, 0.0),
-                       float("-inf"))
+        top = safe_log(total) + top  # total >= 1 unless every term is -inf (then -inf + -inf)
     tl.store(out + n * out_n + b[:, None] * out_b + k[None, :] * out_k, top, mask=mask)
 
 

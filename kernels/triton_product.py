@@ -38,6 +38,7 @@ def product_fwd_kernel(
         lw, lw_n, lw_o, lw_w, out, out_n, out_b, out_k, B, KO,
         LEADS: tl.constexpr, GA: tl.constexpr, GB: tl.constexpr, GL: tl.constexpr,
         BLOCK_B: tl.constexpr, BKO: tl.constexpr):
+    """out[n, b-block, :] = sum_j X_j[n, b, 0] + log W[n, :, 0]."""
     n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B
@@ -58,6 +59,7 @@ def product_bwd_kernel(
         gout, gout_n, gout_b, gout_k, flows, fl_n, fl_o, B, KO,
         LEADS: tl.constexpr, GA: tl.constexpr, GB: tl.constexpr, GL: tl.constexpr,
         BLOCK_B: tl.constexpr, BKO: tl.constexpr):
+    """flows[n, :, 0] += sum_b g;  dL/dX_j[n, b-block, 0] += sum_o g  (atomic)."""
     n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B

@@ -4,7 +4,8 @@ Shapes: an arena is [M, B, K] log-values (M rows, batch B, K units). `rows` pick
 arena: a LongTensor [N], or an int, the first of N contiguous rows (read as a view, no gather).
 
 einsum   out[n,b,o] = log sum_{i1..ia} W[n,o,i1..ia] prod_j exp(X_j[n,b,i_j]),  X_j = src_j[rows_j]
-         with log_w = log W of shape [N, Ko, K1*...*Ka] (row-major over i1..ia).
+         with log_w = log W of shape [N, Ko, K1*...*Ka] (row-major over i1..ia). When all
+         children have K = 1 (width 1) the weight is the constant 1: out = sum_j X_j.
 mix      out[n,b,k] = log sum_p M[n,p,k] exp(src[rows[n,p], b, k]),  log_m = log M of shape [N, P, K].
 
 The sum semiring max-shifts every child, so -inf (log 0) inputs are exact and all -inf rows give -inf
@@ -77,8 +78,8 @@ def einsum_forward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tenso
     for a, b in _chunks(n, per_item):
         xs = [gather_rows(s, _slice_rows(r, a, b), b - a) for s, r in zip(sources, rows)]
         lw = log_w[a:b]
-        if width == 1:  # one product per partition: no sum to take
-            out[a:b] = sum(xs) + lw.transpose(1, 2)
+        if width == 1:  # one product per partition, weight 1 (log_w = 0): a sum of logs
+            _sum_into(out[a:b], xs)
         elif semiring == "max":
             prod_ = xs[0]
             for x in xs[1:]:
@@ -89,6 +90,18 @@ def einsum_forward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tenso
             outer = _outer([torch.exp(x - s) for x, s in zip(xs, shifts)])
             res = torch.bmm(outer, torch.exp(lw).transpose(1, 2))
             out[a:b] = torch.log(res) + sum(shifts)
+
+
+def _sum_into(out: Tensor, xs: Sequence[Tensor]) -> None:
+    """out = sum(xs), broadcast over out's last dim."""
+    if out.shape[-1] == 1 and len(xs) > 1:
+        torch.add(xs[0], xs[1], out=out)
+        for x in xs[2:]:
+            out.add_(x)
+        return
+    out.copy_(xs[0].expand_as(out))
+    for x in xs[1:]:
+        out.add_(x)
 
 
 def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
@@ -140,10 +153,9 @@ def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
     for a, b in _chunks(n, p * batch * k):
         z = _mix_terms(source, rows[a:b], log_m[a:b])
         if semiring == "max":
-            out[a:b] = z.amax(1)
+            torch.amax(z, 1, out=out[a:b])
         else:
-            s = _shift(z, 1)
-            out[a:b] = torch.log(torch.exp(z - s).sum(1)) + s.squeeze(1)
+            torch.logsumexp(z, 1, out=out[a:b])  # all -inf -> -inf
 
 
 def mix_backward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor, grad_out: Tensor,

@@ -7,6 +7,8 @@ from __future__ import annotations
 import gc
 import os
 
+import torch
+
 from .errors import PcCheckError
 from .ir import Circuit
 from .passes import group_by_shape, layerize, make_plan, Plan
@@ -43,11 +45,12 @@ def plan(circuit: Circuit) -> Plan:
             gc.enable()
 
 
-def compile(source: "str | os.PathLike | Circuit", backend: str = "auto",
-            seed: int = 0) -> CompiledCircuit:
+def compile(source: "str | os.PathLike | Circuit", backend: str = "auto", seed: int = 0,
+            dtype: torch.dtype = torch.float32) -> CompiledCircuit:
     """Compile a circuit to a torch module computing log p(x); see `CompiledCircuit`.
 
     backend: 'auto' (Triton on CUDA tensors, torch elsewhere), 'torch', 'triton', or 'naive'
-    (node by node, the reference). `seed` initializes parameters the file does not give."""
+    (node by node, the reference). `seed` initializes parameters the file does not give;
+    `dtype` is the parameters' (inline parameters are read straight into it)."""
     circuit = as_circuit(source)
-    return CompiledCircuit(circuit, plan(circuit), backend=backend, seed=seed)
+    return CompiledCircuit(circuit, plan(circuit), backend=backend, seed=seed, dtype=dtype)

@@ -7,7 +7,7 @@ child region, each partition -> child edge holding its `position` in the product
                inputs also: family (str of the family in force, None if none is),
                declared_family (the Input's own Family, None when it uses the circuit default),
                variables (the scope as written, a tuple)
-    partition: kind 'partition', scope (frozenset)
+    partition: kind 'partition', scope (frozenset), children (names in product order)
 Graph attrs: vars, root, leaf, params, version.
 """
 from __future__ import annotations
@@ -43,7 +43,8 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
             if len(set(part)) != len(part):
                 raise ValueError(f"partition {p} of region '{r.name}' names a child twice")
             node = ("partition", r.name, p)
-            graph.add_node(node, kind="partition", scope=frozenset().union(*(scopes[c] for c in part)))
+            graph.add_node(node, kind="partition", scope=frozenset().union(*(scopes[c] for c in part)),
+                           children=tuple(part))
             graph.add_edge(("region", r.name), node)
             graph.add_edges_from((node, ("region", child), {"position": i}) for i, child in enumerate(part))
     return graph
@@ -80,9 +81,13 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
 
 
 def partition_children(G: nx.DiGraph, partition) -> tuple[str, ...]:
-    """Child region names of a partition node of G, in product order."""
-    ordered = sorted(G.out_edges(partition, data="position"), key=lambda edge: edge[2])
-    return tuple(child[1] for _, child, _ in ordered)
+    """Child region names of a partition node of G, in product order: the node's `children`
+    attribute (set by `to_graph`), else the edges sorted by `position`."""
+    children = G.nodes[partition].get("children")
+    if children is None:
+        ordered = sorted(G.out_edges(partition, data="position"), key=lambda edge: edge[2])
+        children = tuple(child[1] for _, child, _ in ordered)
+    return children
 
 
 def depth(circuit: Circuit) -> int:

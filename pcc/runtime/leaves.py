@@ -35,8 +35,19 @@ class LeafFamily:
         self.n = int(family.arg("n", 1))
 
     def log_density(self, x: Tensor, params: dict[str, Tensor]) -> Tensor:
-        """x [M, B] (missing entries filled with 0) -> log f [M, B, K]."""
+        """x [M, B] (no NaN) -> log f [M, B, K]."""
         raise NotImplementedError
+
+    def evaluate(self, x: Tensor, params: dict[str, Tensor], semiring: str = "sum") -> Tensor:
+        """x [M, B] with NaN for missing -> [M, B, K]: log f(x), and where x is missing log 1 = 0
+        (summed out) or, under the max semiring, max_x log f(x) (maximized out)."""
+        obs = ~torch.isnan(x)
+        ld = self.log_density(torch.where(obs, x, torch.zeros_like(x)), params)
+        if semiring == "max":
+            missing = self.log_density(self.mode(params), params).diagonal(0, 1, 2).unsqueeze(1)
+        else:
+            missing = torch.zeros_like(ld)
+        return torch.where(obs.unsqueeze(-1), ld, missing)
 
     def init(self, m: int, k: int, generator: torch.Generator) -> dict[str, Tensor]:
         raise NotImplementedError
@@ -78,12 +89,31 @@ class LeafFamily:
         return True
 
 
+class DiscreteFamily(LeafFamily):
+    """A family over {0, ..., S-1}: evaluated by one gather from a table of log-densities."""
+
+    def support_size(self) -> int:
+        return int(self.support_max()) + 1
+
+    def evaluate(self, x, params, semiring="sum"):
+        size = self.support_size()
+        values = torch.arange(size, dtype=x.dtype, device=x.device).expand(x.shape[0], size)
+        table = self.log_density(values, params).transpose(1, 2)  # [M, K, S]
+        missing = (table.amax(-1, keepdim=True) if semiring == "max"
+                   else torch.zeros_like(table[..., :1]))
+        table = torch.cat([table, missing], -1)
+        codes = torch.nan_to_num(x, nan=float(size)).long()  # the missing column for NaN
+        m, b = codes.shape
+        return torch.gather(table, 2, codes.unsqueeze(1).expand(m, table.shape[1], b)) \
+            .transpose(1, 2)
+
+
 def _xlogp(x: Tensor, logp: Tensor) -> Tensor:
     """x * log p with 0 * log 0 = 0 (so p = 0 or 1 are exact)."""
     return torch.where(x == 0, torch.zeros_like(logp), x * logp)
 
 
-class Bernoulli(LeafFamily):
+class Bernoulli(DiscreteFamily):
     fields = ("logit",)
     ir_fields = ("p",)
 
@@ -117,7 +147,7 @@ class Bernoulli(LeafFamily):
         return 1.0
 
 
-class Binomial(LeafFamily):
+class Binomial(DiscreteFamily):
     fields = ("logit",)
     ir_fields = ("p",)
 
@@ -155,7 +185,7 @@ class Binomial(LeafFamily):
         return float(self.n)
 
 
-class Categorical(LeafFamily):
+class Categorical(DiscreteFamily):
     fields = ("logits",)
     ir_fields = ("probs",)
 

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import BackendError, DataError, ShapeError
+from ..data import check_support
+from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, Plan
 from .engine import CircuitFunction, LeafSlot, LoweredEinsum, LoweredMix, Program
@@ -35,10 +36,10 @@ BACKENDS = ("auto", "torch", "triton", "naive")
 class LeafParams(nn.Module):
     """The parameters of one leaf group, one nn.Parameter per stored field."""
 
-    def __init__(self, values: dict[str, Tensor]):
+    def __init__(self, values: dict[str, Tensor], dtype: torch.dtype):
         super().__init__()
         for name, v in values.items():
-            self.register_parameter(name, nn.Parameter(v.float()))
+            self.register_parameter(name, nn.Parameter(v.to(dtype)))
 
     def as_dict(self) -> dict[str, Tensor]:
         return dict(self.named_parameters())
@@ -47,7 +48,8 @@ class LeafParams(nn.Module):
 class CompiledCircuit(nn.Module):
     """A compiled circuit. Build with `pcc.compile`; see the module doc for inputs and parameters."""
 
-    def __init__(self, circuit: Circuit, plan: Plan, backend: str = "auto", seed: int = 0):
+    def __init__(self, circuit: Circuit, plan: Plan, backend: str = "auto", seed: int = 0,
+                 dtype: torch.dtype = torch.float32):
         super().__init__()
         if backend not in BACKENDS:
             raise BackendError(f"unknown backend '{backend}' (choose from {', '.join(BACKENDS)})")
@@ -57,7 +59,7 @@ class CompiledCircuit(nn.Module):
 
         self.families: list[LeafFamily] = [leaf_family(g.family) for g in plan.leaf_groups]
         self.leaf_params = nn.ModuleList(
-            LeafParams(fam.init(len(g.var_index), g.k, gen))
+            LeafParams(fam.init(len(g.var_index), g.k, gen), dtype)
             for fam, g in zip(self.families, plan.leaf_groups))
         for i, g in enumerate(plan.leaf_groups):
             self.register_buffer(f"leaf_vars_{i}", torch.from_numpy(g.var_index), persistent=False)
@@ -76,7 +78,7 @@ class CompiledCircuit(nn.Module):
                 if op.has_weights:
                     w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
                     self.sum_logits.append(nn.Parameter(torch.log_softmax(
-                        torch.log(w + 0.01), -1).float()))
+                        torch.log(w + 0.01), -1).to(dtype)))
                     self._weight_of_op.append(("sum", len(self.sum_logits) - 1))
                 else:
                     self._weight_of_op.append(None)
@@ -88,7 +90,7 @@ class CompiledCircuit(nn.Module):
                 w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64) + 0.01
                 logits = torch.log(w).masked_fill(~mask, -math.inf)
                 logits = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
-                self.mix_logits.append(nn.Parameter(logits.float()))
+                self.mix_logits.append(nn.Parameter(logits.to(dtype)))
                 self._weight_of_op.append(("mix", len(self.mix_logits) - 1))
 
         var_max = torch.full((plan.num_vars,), math.inf, dtype=torch.float64)
@@ -147,22 +149,8 @@ class CompiledCircuit(nn.Module):
                 raise ShapeError(f"marginalize mask must have shape {list(x.shape)} or "
                                  f"[{x.shape[1]}], got {list(mask.shape)}")
             x = x.masked_fill(mask, math.nan)
-        self._check_support(x)
+        check_support(x, self.var_max, self.var_discrete, self.plan.var_names)
         return x
-
-    def _check_support(self, x: Tensor) -> None:
-        obs = ~torch.isnan(x)
-        vmax = self.var_max.to(x.device, x.dtype)
-        disc = self.var_discrete.to(x.device)
-        bad = obs & (torch.isinf(x) | (disc & ((x < 0) | (x > vmax) | (x != torch.floor(x)))))
-        if bool(bad.any()):
-            row, col = (int(i) for i in bad.nonzero()[0])
-            value = float(x[row, col])
-            limit = vmax[col].item()
-            what = ("a finite number" if not disc[col] else
-                    f"an integer in 0..{int(limit)}")
-            raise DataError(f"value {value:g} of variable '{self.plan.var_names[col]}' is outside "
-                            f"its leaf family's support (expected {what})", row=row, column=col)
 
     def leaf_values(self, x: Tensor, semiring: str = "sum") -> list[Tensor]:
         """Per leaf group, the log-densities of its regions' units: [R, B, K] each.
@@ -173,15 +161,8 @@ class CompiledCircuit(nn.Module):
         out = []
         for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
                                                  self.plan.leaf_groups)):
-            p = params.as_dict()
             xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
-            obs = ~torch.isnan(xs)
-            ld = fam.log_density(torch.where(obs, xs, torch.zeros_like(xs)), p)
-            if semiring == "max":
-                missing = fam.log_density(fam.mode(p), p).diagonal(0, 1, 2).unsqueeze(1)
-            else:
-                missing = torch.zeros_like(ld)
-            ld = torch.where(obs.unsqueeze(-1), ld, missing)
+            ld = fam.evaluate(xs, params.as_dict(), semiring)
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
         return out
 
@@ -193,7 +174,7 @@ class CompiledCircuit(nn.Module):
         if size == 1:
             return ld
         if size is not None:
-            return ld.view(r, size, *ld.shape[1:]).sum(1)
+            return ld.reshape(r, size, *ld.shape[1:]).sum(1)
         return torch.zeros(r, *ld.shape[1:], dtype=ld.dtype, device=ld.device).index_add(
             0, slots, ld)
 

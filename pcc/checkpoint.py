@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import warnings
 
 import torch
 
 from .errors import CheckpointError, PcError
+from .files import write_atomically
 from .runtime.module import CompiledCircuit
 
 FORMAT, VERSION = "pcc-checkpoint", 1
@@ -30,29 +30,6 @@ def save(model: CompiledCircuit, path: "str | os.PathLike", meta: dict | None = 
         "meta": dict(meta or {}),
     }
     write_atomically(path, lambda f: torch.save(payload, f))
-
-
-def write_atomically(path: "str | os.PathLike", write) -> None:
-    """Call write(file) on a temp file next to `path`, fsync it, then rename it over `path`."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
-    except OSError as e:
-        raise CheckpointError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load(path: "str | os.PathLike", backend: str = "auto",

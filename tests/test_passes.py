@@ -3,7 +3,7 @@ the plan's rows and index arrays point at the right nodes."""
 import numpy as np
 import pytest
 
-from pcc.passes import EinsumOp, MixOp, group_by_shape, layerize, make_plan
+from pcc.passes import EinsumOp, group_by_shape, layerize, make_plan
 from pcc.passes.group import bucket
 from pcc.region_graph import partition_children, to_graph
 from pcc.structures import poon_domingos, random_binary_trees

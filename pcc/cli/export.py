@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..errors import PcError
+from ..files import write_text
 
 EXAMPLES = """examples:
   pcc export model.pt -o model.jpc                 Juice circuit (any node-level circuit fits)
@@ -52,15 +53,3 @@ def run(args) -> int:
         write_text(path, text)
         print(f"wrote {path}", file=sys.stderr)
     return 0
-
-
-def write_text(path: str, text: str) -> None:
-    """Replace the file at `path` by `text` in one step, as an ordinary new file (umask mode)."""
-    from ..checkpoint import write_atomically
-    try:
-        write_atomically(path, lambda f: f.write(text.encode("utf-8")))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(path, 0o666 & ~umask)
-    except OSError as e:
-        raise PcError(f"cannot write {path}: {e.strerror or e}") from None

@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import stat
 import sys
-import tempfile
 
 from ..errors import PcError
+from ..files import write_text
 from ..frontend import check_source, error_for, read_source, to_text
 
 EXAMPLES = """\
@@ -51,27 +49,8 @@ def run(args: argparse.Namespace) -> int:
                 differ = True
         elif args.in_place:
             if canonical != original:
-                _replace(path, canonical)
+                write_text(path, canonical)
                 print(f"reformatted {path}", file=sys.stderr)
         else:
             sys.stdout.write(canonical)
     return 1 if differ else 0
-
-
-def _replace(path: str, text: str) -> None:
-    """Replace the file at `path` by `text` in one step, keeping its permissions."""
-    folder = os.path.dirname(os.path.abspath(path))
-    temp = None
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-        fd, temp = tempfile.mkstemp(dir=folder, prefix=".pcc-fmt-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except OSError as e:
-        if temp is not None and os.path.exists(temp):
-            os.unlink(temp)
-        raise PcError(f"cannot write {path}: {e.strerror or e}") from None

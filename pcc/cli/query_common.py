@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import PcError
+from ..files import write_atomically
 
 
 def add_model_options(p) -> None:
@@ -48,7 +49,6 @@ def value_range(model, rows: np.ndarray) -> tuple[float, float]:
 
 def write_rows(path: str, rows: np.ndarray) -> None:
     """Rows to `.npy`, or to comma-separated text (integers when every value is one)."""
-    from ..checkpoint import write_atomically
     if path.endswith(".npy"):
         write = lambda f: np.save(f, rows)  # noqa: E731
     else:
@@ -56,7 +56,4 @@ def write_rows(path: str, rows: np.ndarray) -> None:
         text = io.StringIO()
         np.savetxt(text, rows, fmt="%d" if integral else "%.9g", delimiter=",")
         write = lambda f: f.write(text.getvalue().encode())  # noqa: E731
-    try:
-        write_atomically(path, write)
-    except OSError as e:
-        raise PcError(f"cannot write {path}: {e.strerror or e}") from None
+    write_atomically(path, write)

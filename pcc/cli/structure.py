@@ -2,11 +2,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import tempfile
 
-from ..errors import PcError
+from ..files import write_text
 from ..ir import Circuit
 from ..region_graph import counts, parameter_count
 from ..structures import chow_liu_tree, defaults, parse_family, poon_domingos, random_binary_trees
@@ -127,19 +125,7 @@ def _write(circuit: Circuit, output: str) -> int:
     if output == "-":
         sys.stdout.write(text)
         return 0
-    temp = None
-    try:
-        fd, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(output)), prefix=".pcc-", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temp, 0o666 & ~umask)  # as an ordinary new file, not mkstemp's 0600
-        os.replace(temp, output)
-    except OSError as e:
-        if temp is not None:
-            os.unlink(temp)
-        raise PcError(f"cannot write {output}: {e.strerror or e}") from None
+    write_text(output, text)
     n = counts(circuit)
     print(f"wrote {output}: {n['regions']} regions ({n['inputs']} inputs, {n['sums']} sums, "
           f"{n['partitions']} partitions), {parameter_count(circuit):,} parameters", file=sys.stderr)

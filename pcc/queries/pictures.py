@@ -11,6 +11,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import PcError
+from ..files import write_atomically
 
 HIDDEN_RGB = (40, 90, 200)
 GAP_RGB = (255, 255, 255)
@@ -73,12 +74,8 @@ def _tile(table: np.ndarray, scale: int, gap: int = 2) -> np.ndarray:
 
 
 def _save(pixels: np.ndarray, path: "str | os.PathLike") -> None:
-    from ..checkpoint import write_atomically
     image = _pil().fromarray(pixels)
-    try:
-        write_atomically(path, lambda f: image.save(f, format="PNG"))
-    except OSError as e:
-        raise PcError(f"cannot write {os.fspath(path)}: {e.strerror or e}") from None
+    write_atomically(path, lambda f: image.save(f, format="PNG"))
 
 
 def _pil():

@@ -1,0 +1,47 @@
+"""Writing files atomically: a temp file next to the target, fsynced, then renamed over it, so a
+crash or a full disk never leaves a half-written file (the old one stays intact)."""
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from typing import BinaryIO, Callable
+
+from .errors import PcError
+
+
+def write_atomically(path: "str | os.PathLike", write: Callable[[BinaryIO], object]) -> None:
+    """Call write(file) on a temp file next to `path`, then rename it over `path`. The file gets
+    the mode of the file it replaces, or the usual mode of a new file (0666 minus the umask).
+    An OSError becomes a PcError naming the path; the temp file never outlives the call."""
+    path = os.fspath(path)
+    temp = None
+    try:
+        fd, temp = tempfile.mkstemp(prefix=".pcc-", suffix=".tmp",
+                                    dir=os.path.dirname(os.path.abspath(path)))
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(temp, _mode_for(path))
+        os.replace(temp, path)
+        temp = None
+    except OSError as e:
+        raise PcError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        if temp is not None and os.path.exists(temp):
+            os.unlink(temp)
+
+
+def write_text(path: "str | os.PathLike", text: str) -> None:
+    """Replace the file at `path` by UTF-8 `text` atomically."""
+    write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _mode_for(path: str) -> int:
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

@@ -38,9 +38,12 @@ class LeafFamily:
         """x [M, B] (no NaN) -> log f [M, B, K]."""
         raise NotImplementedError
 
-    def evaluate(self, x: Tensor, params: dict[str, Tensor], semiring: str = "sum") -> Tensor:
-        """x [M, B] with NaN for missing -> [M, B, K]: log f(x), and where x is missing log 1 = 0
-        (summed out) or, under the max semiring, max_x log f(x) (maximized out)."""
+    def evaluate(self, xt: Tensor, var_index: Tensor, params: dict[str, Tensor],
+                 semiring: str = "sum") -> Tensor:
+        """xt [V, B] (all variables, NaN for missing), var_index [M] (each slot's variable) ->
+        [M, B, K]: log f(x), and where x is missing log 1 = 0 (summed out) or, under the max
+        semiring, max_x log f(x) (maximized out)."""
+        x = xt.index_select(0, var_index)
         obs = ~torch.isnan(x)
         ld = self.log_density(torch.where(obs, x, torch.zeros_like(x)), params)
         if semiring == "max":
@@ -95,15 +98,18 @@ class DiscreteFamily(LeafFamily):
     def support_size(self) -> int:
         return int(self.support_max()) + 1
 
-    def evaluate(self, x, params, semiring="sum"):
+    def evaluate(self, xt, var_index, params, semiring="sum"):
         size = self.support_size()
-        values = torch.arange(size, dtype=x.dtype, device=x.device).expand(x.shape[0], size)
+        m = len(var_index)
+        values = torch.arange(size, dtype=xt.dtype, device=xt.device).expand(m, size)
         table = self.log_density(values, params).transpose(1, 2)  # [M, K, S]
         missing = (table.amax(-1, keepdim=True) if semiring == "max"
                    else torch.zeros_like(table[..., :1]))
         table = torch.cat([table, missing], -1)
-        codes = torch.nan_to_num(x, nan=float(size)).long()  # the missing column for NaN
-        m, b = codes.shape
+        # value codes per variable (column S for NaN), then per slot: [V, B] -> [M, B]
+        codes = torch.nan_to_num(xt, nan=float(size)).clamp(0, size).long().index_select(
+            0, var_index)
+        b = codes.shape[1]
         return torch.gather(table, 2, codes.unsqueeze(1).expand(m, table.shape[1], b)) \
             .transpose(1, 2)
 

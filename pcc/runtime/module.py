@@ -161,8 +161,7 @@ class CompiledCircuit(nn.Module):
         out = []
         for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
                                                  self.plan.leaf_groups)):
-            xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
-            ld = fam.evaluate(xs, params.as_dict(), semiring)
+            ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), params.as_dict(), semiring)
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
         return out
 

@@ -91,8 +91,8 @@ class EM:
                 xs = xt.index_select(0, getattr(m, f"leaf_vars_{i}"))
                 obs = ~torch.isnan(xs)
                 gamma = values.grad.index_select(0, getattr(m, f"leaf_slots_{i}"))
-                stats = fam.stats(torch.where(obs, xs, torch.zeros_like(xs)).double(),
-                                  obs.double(), gamma.double())
+                stats = fam.stats(torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype),
+                                  gamma)
                 old = self._leaf_stats[i]
                 self._leaf_stats[i] = stats if old is None else {
                     k: old[k] + v for k, v in stats.items()}
@@ -135,7 +135,7 @@ class EM:
         for i, (w, n) in enumerate(zip(m.mix_logits, mix_counts)):
             w.copy_(self._normalized(w, n, 1, getattr(m, f"mix_mask_{i}"), floor))
         for fam, params, stats in zip(m.families, m.leaf_params, leaf_stats):
-            old = {k: v.double() for k, v in params.as_dict().items()}
+            old = {k: v.detach() for k, v in params.as_dict().items()}
             new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
             unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
             for k, v in new.items():
@@ -147,13 +147,12 @@ class EM:
                     floor: float) -> Tensor:
         """log((n + a/c) / sum(n + a/c)) over the c entries along `dim` (a = pseudocount),
         floored at `floor`; units that never received flow keep `logits`."""
-        counts = counts.double()
         received = counts.sum(dim, keepdim=True) > 0
         entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
         counts = counts + self.pseudocount / entries
         if mask is not None:
             counts = counts * mask
-        w = counts / counts.sum(dim, keepdim=True).clamp_min(1e-300)
+        w = counts / counts.sum(dim, keepdim=True).clamp_min(torch.finfo(counts.dtype).tiny)
         if floor > -math.inf:
             w = w.clamp_min(math.exp(floor))
         if mask is not None:
@@ -161,7 +160,7 @@ class EM:
         out = torch.log(w / w.sum(dim, keepdim=True))
         if mask is not None:
             out = out.masked_fill(~mask, 0.0)
-        return torch.where(received, out, logits.double()).to(logits.dtype)
+        return torch.where(received, out, logits)
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
@@ -181,5 +180,5 @@ def _blend(old, new, step: float):
 def _add(acc: Tensor | None, value: Tensor | None) -> Tensor | None:
     if value is None:
         return acc
-    value = value.detach().double()
+    value = value.detach()
     return value.clone() if acc is None else acc + value

@@ -114,6 +114,11 @@ class DiscreteFamily(LeafFamily):
             .transpose(1, 2)
 
 
+def _tiny(t: Tensor) -> float:
+    """The smallest positive normal number of t's dtype (a safe floor for denominators)."""
+    return torch.finfo(t.dtype).tiny
+
+
 def _xlogp(x: Tensor, logp: Tensor) -> Tensor:
     """x * log p with 0 * log 0 = 0 (so p = 0 or 1 are exact)."""
     return torch.where(x == 0, torch.zeros_like(logp), x * logp)
@@ -140,7 +145,7 @@ class Bernoulli(DiscreteFamily):
 
     def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p = (t + pseudocount / 2) / (n + pseudocount).clamp_min(1e-300)
+        p = (t + pseudocount / 2) / (n + pseudocount).clamp_min(_tiny(n))
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
     def sample(self, params, generator):
@@ -176,7 +181,7 @@ class Binomial(DiscreteFamily):
 
     def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p = (t + pseudocount / 2) / (self.n * n + pseudocount).clamp_min(1e-300)
+        p = (t + pseudocount / 2) / (self.n * n + pseudocount).clamp_min(_tiny(n))
         return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
 
     def sample(self, params, generator):
@@ -219,7 +224,7 @@ class Categorical(DiscreteFamily):
 
     def estimate(self, stats, old, pseudocount, min_prob, min_var):
         n, t = stats["n"], stats["t"]
-        p = (t + pseudocount / self.n) / (n.unsqueeze(-1) + pseudocount).clamp_min(1e-300)
+        p = (t + pseudocount / self.n) / (n.unsqueeze(-1) + pseudocount).clamp_min(_tiny(n))
         p = p.clamp_min(min_prob)
         return {"logits": torch.log(p / p.sum(-1, keepdim=True))}
 
@@ -266,7 +271,7 @@ class Normal(LeafFamily):
         n, t, t2 = stats["n"], stats["t"], stats["t2"]
         old_mean = old["mean"]
         old_var = torch.exp(2 * old["log_std"])
-        denom = (n + pseudocount).clamp_min(1e-300)
+        denom = (n + pseudocount).clamp_min(_tiny(n))
         # MAP-style shrinkage toward the old parameters with `pseudocount` virtual samples.
         mean = (t + pseudocount * old_mean) / denom
         m2 = (t2 + pseudocount * (old_var + old_mean ** 2)) / denom

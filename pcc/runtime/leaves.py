@@ -124,40 +124,6 @@ def _xlogp(x: Tensor, logp: Tensor) -> Tensor:
     return torch.where(x == 0, torch.zeros_like(logp), x * logp)
 
 
-class Bernoulli(DiscreteFamily):
-    fields = ("logit",)
-    ir_fields = ("p",)
-
-    def log_density(self, x, params):
-        t = params["logit"].unsqueeze(1)
-        xb = x.unsqueeze(-1)
-        return torch.where(xb > 0.5, F.logsigmoid(t), F.logsigmoid(-t))
-
-    def init(self, m, k, generator):
-        p = 0.25 + 0.5 * torch.rand(m, k, generator=generator, dtype=torch.float64)
-        return {"logit": torch.logit(p)}
-
-    def to_ir(self, params):
-        return {"p": torch.sigmoid(params["logit"])}
-
-    def from_ir(self, fields):
-        return {"logit": torch.logit(fields["p"].double())}
-
-    def estimate(self, stats, old, pseudocount, min_prob, min_var):
-        n, t = stats["n"], stats["t"]
-        p = (t + pseudocount / 2) / (n + pseudocount).clamp_min(_tiny(n))
-        return {"logit": torch.logit(p.clamp(min_prob, 1 - min_prob))}
-
-    def sample(self, params, generator):
-        return torch.bernoulli(torch.sigmoid(params["logit"]), generator=generator)
-
-    def mode(self, params):
-        return (params["logit"] > 0).to(params["logit"].dtype)
-
-    def support_max(self):
-        return 1.0
-
-
 class Binomial(DiscreteFamily):
     fields = ("logit",)
     ir_fields = ("p",)
@@ -194,6 +160,21 @@ class Binomial(DiscreteFamily):
 
     def support_max(self):
         return float(self.n)
+
+
+class Bernoulli(Binomial):
+    """Binomial with one trial; the density is a select, not a formula."""
+
+    def __init__(self, family: Family):
+        super().__init__(family)
+        self.n = 1
+
+    def log_density(self, x, params):
+        t = params["logit"].unsqueeze(1)
+        return torch.where(x.unsqueeze(-1) > 0.5, F.logsigmoid(t), F.logsigmoid(-t))
+
+    def sample(self, params, generator):
+        return torch.bernoulli(torch.sigmoid(params["logit"]), generator=generator)
 
 
 class Categorical(DiscreteFamily):

@@ -178,6 +178,16 @@ class Circuit:
                 )
         return out
 
+    def reachable(self) -> set[str]:
+        """Names of the regions reachable from the root (the root included)."""
+        reached, todo = {self.root}, [self.root]
+        while todo:
+            for child in self._children(todo.pop()):
+                if child not in reached and child in self.by_name:
+                    reached.add(child)
+                    todo.append(child)
+        return reached
+
     def _children(self, name: str) -> Iterator[str]:
         r = self.by_name[name]
         return r.children if isinstance(r, Sum) else iter(())

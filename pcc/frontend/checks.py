@@ -277,12 +277,7 @@ class _Checker:
                               "every variable", self.info.root)
 
     def _unreachable(self, root: str) -> None:
-        reached, todo = {root}, [root]
-        while todo:
-            for child in self.children[todo.pop()]:
-                if child not in reached:
-                    reached.add(child)
-                    todo.append(child)
+        reached = self.c.reachable()
         for name, r in self.regions.items():
             if name not in reached:
                 self.report.warning("unreachable", f"region '{name}' is not reachable from the root '{root}'",

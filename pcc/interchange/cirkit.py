@@ -153,13 +153,7 @@ def _name(rid: str) -> str:
 
 def _reachable(circuit: Circuit, order: list[str]) -> Circuit:
     """The regions the root reaches, children first."""
-    reached, todo = {circuit.root}, [circuit.root]
-    while todo:
-        region = circuit.region(todo.pop())
-        for child in region.children if isinstance(region, Sum) else ():
-            if child not in reached:
-                reached.add(child)
-                todo.append(child)
+    reached = circuit.reachable()
     return dataclasses.replace(circuit, regions=tuple(
         circuit.region(name) for name in order if name in reached))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..errors import PcError
-from ..ir import Circuit, Input, Sum
+from ..ir import Circuit, Input
 from .node_graph import Leaf
 
 EXPORT_FORMATS = ("psdd", "jpc", "spflow")
@@ -77,13 +77,7 @@ def node_view(circuit: Circuit, format: str) -> list[NodeInput | NodeSum]:
 
 
 def _reachable_order(circuit: Circuit) -> list[str]:
-    reached, todo = {circuit.root}, [circuit.root]
-    while todo:
-        region = circuit.region(todo.pop())
-        for child in region.children if isinstance(region, Sum) else ():
-            if child not in reached:
-                reached.add(child)
-                todo.append(child)
+    reached = circuit.reachable()
     return [name for name in circuit.topological_order() if name in reached]
 
 

@@ -58,12 +58,13 @@ class Program:
     kernels: ModuleType
 
     def upward(self, leaf_values: Sequence[Tensor], weights: Sequence[Tensor],
-               semiring: str = "sum") -> dict[int, Tensor]:
-        """Arenas with every node's log-values for this batch (max-product if semiring='max')."""
+               semiring: str = "sum", arenas: dict[int, Tensor] | None = None
+               ) -> dict[int, Tensor]:
+        """Arenas with every node's log-values for this batch (max-product if semiring='max'),
+        written into `arenas` when given (see `new_arenas`)."""
         ref = leaf_values[0]
-        batch = ref.shape[1]
-        arenas = {k: torch.empty(rows, batch, k, dtype=ref.dtype, device=ref.device)
-                  for k, rows in self.arena_rows.items()}
+        if arenas is None:
+            arenas = self.new_arenas(ref.shape[1], ref)
         for arena in arenas.values():
             arena[0].zero_()
         for slot, values in zip(self.leaves, leaf_values):
@@ -78,6 +79,11 @@ class Program:
                     arenas[op.k], op.part_rows, weights[op.weight],
                     arenas[op.k][op.out_start: op.out_start + op.n], semiring)
         return arenas
+
+    def new_arenas(self, batch: int, like: Tensor) -> dict[int, Tensor]:
+        """Uninitialized arenas for a batch: {K: [rows, batch, K]} in like's dtype and device."""
+        return {k: torch.empty(rows, batch, k, dtype=like.dtype, device=like.device)
+                for k, rows in self.arena_rows.items()}
 
     def root(self, arenas: dict[int, Tensor]) -> Tensor:
         """The root region's values, [B, K_root]."""

@@ -124,8 +124,21 @@ class CompiledCircuit(nn.Module):
         if self.backend == "naive":
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)
-        return CircuitFunction.apply(program, len(leaf_values), *leaf_values,
-                                     *self.log_weights())
+        weights = self.log_weights()
+        if torch.is_grad_enabled():
+            return CircuitFunction.apply(program, len(leaf_values), *leaf_values, *weights)
+        # inference: nothing is kept for a backward pass, so the arenas can be reused
+        return program.root(program.upward(leaf_values, weights,
+                                           arenas=self._inference_arenas(program, leaf_values[0])
+                                           )).clone()
+
+    def _inference_arenas(self, program: Program, like: Tensor) -> dict[int, Tensor]:
+        """Arenas kept from the last inference batch of the same size, dtype and device (a fresh
+        large allocation costs page faults on the CPU); only the latest shape is kept."""
+        key = (like.shape[1], like.dtype, like.device)
+        if getattr(self, "_arena_key", None) != key:
+            self._arena_key, self._arena_cache = key, program.new_arenas(like.shape[1], like)
+        return self._arena_cache
 
     def upward(self, x: Tensor, semiring: str = "sum",
                marginalize: Tensor | None = None) -> dict[int, Tensor]:

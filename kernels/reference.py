@@ -30,7 +30,7 @@ from torch import Tensor
 Rows = Union[Tensor, int]
 
 # Elements of the largest temporary a chunk may build: 2^22 floats = 16 MiB fp32.
-CHUNK_ELEMENTS = 1 << 22
+CHUNK_ELEMENTS = 1 << 20
 
 
 class _Workspace(threading.local):

@@ -146,21 +146,21 @@ class EM:
     def _normalized(self, logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
                     floor: float) -> Tensor:
         """log((n + a/c) / sum(n + a/c)) over the c entries along `dim` (a = pseudocount),
-        floored at `floor`; units that never received flow keep `logits`."""
+        floored at `floor`; units that never received flow keep `logits`. One temporary."""
         received = counts.sum(dim, keepdim=True) > 0
         entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
-        counts = counts + self.pseudocount / entries
+        w = counts + self.pseudocount / entries
         if mask is not None:
-            counts = counts * mask
-        w = counts / counts.sum(dim, keepdim=True).clamp_min(torch.finfo(counts.dtype).tiny)
+            w.mul_(mask)
+        w.div_(w.sum(dim, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny))
         if floor > -math.inf:
-            w = w.clamp_min(math.exp(floor))
+            w.clamp_min_(math.exp(floor))
         if mask is not None:
-            w = w * mask
-        out = torch.log(w / w.sum(dim, keepdim=True))
+            w.mul_(mask)
+        w = w.div_(w.sum(dim, keepdim=True)).log_()
         if mask is not None:
-            out = out.masked_fill(~mask, 0.0)
-        return torch.where(received, out, logits)
+            w.masked_fill_(~mask, 0.0)
+        return w.where(received, logits)
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
@@ -171,14 +171,15 @@ class EM:
 
 
 def _blend(old, new, step: float):
-    """(1 - step) old + step new, for tensors or dicts of tensors."""
-    if isinstance(old, dict):
-        return {k: (1 - step) * old[k] + step * new[k] for k in old}
-    return (1 - step) * old + step * new
+    """old = (1 - step) old + step new, in place, for tensors or dicts of tensors."""
+    for k in (old if isinstance(old, dict) else [None]):
+        o, n = (old[k], new[k]) if k is not None else (old, new)
+        o.mul_(1 - step).add_(n, alpha=step)
+    return old
 
 
 def _add(acc: Tensor | None, value: Tensor | None) -> Tensor | None:
+    """acc + value, in place; the first value is taken as it is (the caller drops its grad)."""
     if value is None:
         return acc
-    value = value.detach()
-    return value.clone() if acc is None else acc + value
+    return value.detach() if acc is None else acc.add_(value)

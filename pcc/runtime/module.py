@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from collections.abc import Sequence
 from importlib import import_module
 
 import numpy as np
@@ -126,7 +127,7 @@ class CompiledCircuit(nn.Module):
         program = self.program(leaf_values[0].device)
         weights = self.log_weights()
         if torch.is_grad_enabled():
-            return CircuitFunction.apply(program, len(leaf_values), *leaf_values, *weights)
+            return CircuitFunction.apply(program, len(leaf_values), *leaf_values, *list(weights))
         # inference: nothing is kept for a backward pass, so the arenas can be reused
         return program.root(program.upward(leaf_values, weights,
                                            arenas=self._inference_arenas(program, leaf_values[0])
@@ -186,22 +187,23 @@ class CompiledCircuit(nn.Module):
         if size == 1:
             return ld
         if size is not None:
-            return ld.reshape(r, size, *ld.shape[1:]).sum(1)
+            return ld.unflatten(0, (r, size)).sum(1)
         return torch.zeros(r, *ld.shape[1:], dtype=ld.dtype, device=ld.device).index_add(
             0, slots, ld)
 
-    def log_weights(self) -> list[Tensor]:
-        """Per weighted op, log W (einsum: [N, Ko, width]) or log M (mix: [N, P, K])."""
-        out = []
-        for kind, i in filter(None, self._weight_of_op):
-            if kind == "sum":
-                logits = self.sum_logits[i]
-                out.append(logits if self._raw_weights else torch.log_softmax(logits, -1))
-            else:
-                mask = getattr(self, f"mix_mask_{i}")
-                logits = self.mix_logits[i].masked_fill(~mask, -math.inf)
-                out.append(logits if self._raw_weights else torch.log_softmax(logits, 1))
-        return out
+    def log_weights(self) -> "LogWeights":
+        """Per weighted op, log W (einsum: [N, Ko, width]) or log M (mix: [N, P, K]), each
+        computed when indexed."""
+        return LogWeights(self)
+
+    def log_weight(self, kind: str, i: int) -> Tensor:
+        """log W of sum_logits[i] (kind 'sum') or log M of mix_logits[i] (kind 'mix')."""
+        if kind == "sum":
+            logits = self.sum_logits[i]
+            return logits if self._raw_weights else torch.log_softmax(logits, -1)
+        mask = getattr(self, f"mix_mask_{i}")
+        logits = self.mix_logits[i].masked_fill(~mask, -math.inf)
+        return logits if self._raw_weights else torch.log_softmax(logits, 1)
 
     @contextlib.contextmanager
     def em_mode(self):
@@ -335,6 +337,21 @@ class CompiledCircuit(nn.Module):
         """log p(x_q | x_e): query_mask True marks x's query variables, the rest observed is e."""
         from ..queries import conditional
         return conditional(self, query_mask, x)
+
+
+class LogWeights(Sequence):
+    """The log-weights of a model's weighted ops in op order, each normalized when indexed: one
+    op's normalized copy exists at a time instead of a second copy of every weight."""
+
+    def __init__(self, model: CompiledCircuit):
+        self.model = model
+        self.ops = [w for w in model._weight_of_op if w is not None]
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def __getitem__(self, i: int) -> Tensor:
+        return self.model.log_weight(*self.ops[i])
 
 
 def _param(region: str, field: str, index: int | None, values: Tensor) -> Param:

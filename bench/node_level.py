@@ -8,13 +8,13 @@ writes it as a .psdd file, then reports
     import      seconds to read the file into the IR (pcc.interchange.load_circuit)
     compile     seconds for validation + passes (layerize, group, plan) + lowering to a module
     ops         fused ops (and layers) of the plan, against the number of sum nodes
-    forward     seconds per batch (of 1 and of --batch) of the compiled module (torch backend)
+    forward     seconds per batch (for each --batch size) of the compiled module (torch backend)
                 and of the naive backend, and their ratio (one run each after a warm-up run;
                 one torch thread)
 
 and the import time of a second file of about `--mb` megabytes.
 
-    OMP_NUM_THREADS=1 python bench/node_level.py [--nodes 50000] [--vars 128] [--batch 256]
+    OMP_NUM_THREADS=1 python bench/node_level.py [--nodes 50000] [--vars 128] [--batch 1 16 64 256]
 """
 from __future__ import annotations
 
@@ -119,7 +119,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=50_000)
     ap.add_argument("--vars", type=int, default=128)
-    ap.add_argument("--batch", type=int, default=256)
+    ap.add_argument("--batch", type=int, nargs="+", default=[1, 16, 64, 256],
+                    help="batch sizes to time")
     ap.add_argument("--mb", type=float, default=3.0, help="size of the second PSDD file")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -150,11 +151,11 @@ def main() -> None:
 
     sums = len(circuit.sums)
     partitions = sum(len(s.partitions) for s in circuit.sums)
-    x = torch.randint(0, 2, (args.batch, circuit.num_vars)).float()
+    x = torch.randint(0, 2, (max(args.batch), circuit.num_vars)).float()
     with torch.no_grad():
         assert torch.allclose(model(x[:8]), naive(x[:8]), atol=1e-3)
     speed = {b: (forward_seconds(model, x[:b]), forward_seconds(naive, x[:b]))
-             for b in sorted({1, args.batch})}
+             for b in sorted(set(args.batch))}
 
     print(f"circuit      {nodes:,} nodes: {len(circuit.regions):,} regions "
           f"({len(circuit.inputs):,} inputs, {sums:,} sums, {partitions:,} partitions), "

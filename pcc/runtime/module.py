@@ -120,8 +120,10 @@ class CompiledCircuit(nn.Module):
 
     log_prob = forward
 
+    @torch.compiler.disable
     def evaluate(self, leaf_values: list[Tensor]) -> Tensor:
-        """The root values [B, K_root] from leaf group values (see `leaf_values`)."""
+        """The root values [B, K_root] from leaf group values (see `leaf_values`). Opaque to
+        torch.compile (a graph break): the engine's kernels write arenas in place."""
         if self.backend == "naive":
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)

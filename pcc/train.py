@@ -23,11 +23,11 @@ from .runtime.module import CompiledCircuit
 class TrainConfig:
     """EM training settings; the defaults are the recipe tuned on the debd sets (docs/results.md)."""
 
-    epochs: int = 30
+    epochs: int = 60
     batch_size: int = 100
-    step_size: float = 0.1
+    step_size: float = 0.05
     pseudocount: float = 0.01
-    patience: int = 3
+    patience: int = 5
     seed: int = 0
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from pcc.errors import DataError
 from pcc.ir import Circuit, Family, Input, Sum
+from pcc.structures import defaults
 from pcc.structures import (StructureError, chow_liu_tree, parse_family, poon_domingos,
                             random_binary_trees)
 from pcc.structures.cltree import learn_tree
@@ -216,8 +217,8 @@ def test_rat_is_deterministic_by_seed():
 def test_rat_defaults_and_depth_clamp():
     assert effective_depth(1, 5) == 0 and effective_depth(3, 5) == 1 and effective_depth(1024, 20) == 10
     c = random_binary_trees(784)
-    assert len(c.region(c.root).partitions) == 10  # replicas
-    assert len(c.inputs) == 10 * 2 ** 5  # depth 5
+    assert len(c.region(c.root).partitions) == defaults.RAT_REPLICAS
+    assert len(c.inputs) == defaults.RAT_REPLICAS * 2 ** defaults.RAT_MAX_DEPTH
     assert {r.k for r in c.regions if r.name != c.root} == {10}
     assert c.leaf == Family("bernoulli")
 

@@ -2,7 +2,7 @@
 
     python bench/debd.py --data ../shared/data/debd --sets nltcs plants \
         --depth 3 4 --replicas 10 20 --k 10 20 --step 0.1 0.2 --out runs.jsonl
-    python bench/debd.py --report runs.jsonl          # best config per set (by valid), as markdown
+    python bench/debd.py --report runs.jsonl ...      # best config per set (by valid), as markdown
 
 Every run appends one JSON line: the configuration, the epoch with the best validation mean
 log-likelihood, and train/valid/test mean log-likelihoods of the model at that epoch. The test
@@ -48,8 +48,8 @@ def run(name: str, splits, depth: int, replicas: int, k: int, config: TrainConfi
             "parameters": sum(p.numel() for p in model.parameters())}
 
 
-def report(path: str) -> str:
-    rows = [json.loads(line) for line in open(path) if line.strip()]
+def report(paths: list[str]) -> str:
+    rows = [json.loads(line) for path in paths for line in open(path) if line.strip()]
     best = {}
     for r in rows:
         if r["set"] not in best or r["valid"] > best[r["set"]]["valid"]:
@@ -62,6 +62,13 @@ def report(path: str) -> str:
             out.append(f"| {name} | {r['depth']} | {r['replicas']} | {r['k']} | {r['step_size']} "
                        f"| {r['batch_size']} | {r['best_epoch']} | {r['valid']:.2f} | "
                        f"{r['test']:.2f} | {TARGETS[name]:.2f} | {r['test'] - TARGETS[name]:+.2f} |")
+    out += ["", "All runs (chosen by valid; test shown for information only):", "",
+            "| set | depth | replicas | K | EM step | pseudocount | best epoch / run | seconds "
+            "| train | valid | test |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in sorted(rows, key=lambda r: (list(TARGETS).index(r["set"]), -r["valid"])):
+        out.append(f"| {r['set']} | {r['depth']} | {r['replicas']} | {r['k']} | {r['step_size']} "
+                   f"| {r['pseudocount']} | {r['best_epoch']} / {r['epochs_run']} | "
+                   f"{r['seconds']:.0f} | {r['train']:.2f} | {r['valid']:.2f} | {r['test']:.2f} |")
     return "\n".join(out)
 
 
@@ -80,7 +87,8 @@ def main() -> None:
     ap.add_argument("--patience", type=int, default=TrainConfig.patience)
     ap.add_argument("--seed", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="debd_runs.jsonl")
-    ap.add_argument("--report", help="print the best configuration per set from this file")
+    ap.add_argument("--report", nargs="+", help="print the best configuration per set (and all "
+                    "runs) from these JSON-lines files")
     args = ap.parse_args()
     if args.report:
         print(report(args.report))

@@ -85,6 +85,7 @@ def main() -> None:
     ap.add_argument("--pseudocount", type=float, nargs="+", default=[TrainConfig.pseudocount])
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--patience", type=int, default=TrainConfig.patience)
+    ap.add_argument("--polish", type=int, default=TrainConfig.polish)
     ap.add_argument("--seed", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="debd_runs.jsonl")
     ap.add_argument("--report", nargs="+", help="print the best configuration per set (and all "
@@ -98,7 +99,8 @@ def main() -> None:
         for depth, reps, k, step, bs, pc, seed in itertools.product(
                 args.depth, args.replicas, args.k, args.step, args.batch_size, args.pseudocount,
                 args.seed):
-            config = TrainConfig(args.epochs, bs, step, pc, args.patience, seed)
+            config = TrainConfig(epochs=args.epochs, batch_size=bs, step_size=step, pseudocount=pc,
+                                 patience=args.patience, polish=args.polish, seed=seed)
             result = run(name, splits, depth, reps, k, config, seed)
             print(json.dumps(result), flush=True)
             with open(args.out, "a") as f:

@@ -1,8 +1,11 @@
 """Training by EM on data sets, with a progress bar and early stopping; evaluation.
 
 `fit` runs online EM over shuffled mini-batches for some epochs, tracks the validation mean
-log-likelihood after each epoch, stops after `patience` epochs without improvement, and leaves
-the model at its best epoch. `evaluate` gives a mean log-likelihood with its standard error.
+log-likelihood after each epoch, stops after `patience` epochs without improvement, and goes
+back to the best epoch. Then it polishes: full-batch EM iterations (which remove the noise
+online EM's last mini-batches leave in the parameters) as long as the validation likelihood
+improves, at most `polish` of them. `evaluate` gives a mean log-likelihood with its standard
+error.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ class TrainConfig:
     step_size: float = 0.05
     pseudocount: float = 0.01
     patience: int = 5
+    polish: int = 5
     seed: int = 0
 
 
@@ -106,7 +110,30 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if valid is not None:
+        _polish(model, x, valid, config, history, progress)
     return history
+
+
+def _polish(model: CompiledCircuit, x: torch.Tensor, valid, config: TrainConfig,
+            history: History, progress: bool) -> None:
+    """Full-batch EM iterations while the validation likelihood improves (see module doc)."""
+    device = next(model.parameters()).device
+    em = EM(model, step_size=1.0, pseudocount=config.pseudocount)
+    chunk = max(config.batch_size, 1000)
+    for i in range(config.polish):
+        best_state = copy.deepcopy(model.state_dict())
+        for start in range(0, len(x), chunk):
+            em.accumulate(x[start: start + chunk].to(device))
+        em.update()
+        record = {"epoch": f"polish {i + 1}", "valid_ll": evaluate(model, valid).mean}
+        history.epochs.append(record)
+        if progress:
+            tqdm.write(f"full-batch EM {i + 1}  valid {record['valid_ll']:.4f}", file=sys.stderr)
+        if record["valid_ll"] <= history.best_valid:
+            model.load_state_dict(best_state)
+            return
+        history.best_valid = record["valid_ll"]
 
 
 def _epoch_line(record: dict) -> str:

@@ -2,7 +2,8 @@
 
 FILE is a .pc circuit (parameters initialized randomly unless the file gives them) or a
 checkpoint to continue training. Online EM over shuffled mini-batches; after each epoch the
-validation log-likelihood decides early stopping, and the best epoch's model is saved.
+validation log-likelihood decides early stopping; then a few full-batch EM iterations polish the
+best epoch's model while validation improves, and the result is saved.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ EXAMPLES = f"""examples:
             --test data/nltcs/nltcs.test.data -o nltcs.pt
 
 defaults: --epochs {D.epochs} --batch-size {D.batch_size} --em-step {D.step_size} \
---pseudocount {D.pseudocount} --patience {D.patience}
+--pseudocount {D.pseudocount} --patience {D.patience} --polish {D.polish}
 """
 
 
@@ -36,6 +37,8 @@ def register(sub) -> None:
     p.add_argument("--pseudocount", type=float, default=D.pseudocount)
     p.add_argument("--patience", type=int, default=D.patience,
                    help="epochs without validation improvement before stopping")
+    p.add_argument("--polish", type=int, default=D.polish,
+                   help="full-batch EM iterations at the end, while validation improves")
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -49,8 +52,9 @@ def run(args) -> int:
     model = load_model(args.file, seed=args.seed).to(args.device)
     splits = {name: load_rows(path, model) for name, path in
               (("train", args.train), ("valid", args.valid), ("test", args.test)) if path}
-    config = TrainConfig(args.epochs, args.batch_size, args.em_step, args.pseudocount,
-                         args.patience, args.seed)
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, step_size=args.em_step,
+                         pseudocount=args.pseudocount, patience=args.patience,
+                         polish=args.polish, seed=args.seed)
     history = fit(model, splits["train"], splits.get("valid"), config, progress=not args.quiet)
     scores = {name: evaluate(model, rows) for name, rows in splits.items()}
     checkpoint.save(model, args.output, {"train": vars_of(config), "best_epoch": history.best_epoch,

@@ -22,13 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in COMMANDS:
-        try:
-            module = importlib.import_module(f"pcc.cli.{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"pcc.cli.{name}":
-                continue  # command not built yet
-            raise
-        module.register(sub)
+        importlib.import_module(f"pcc.cli.{name}").register(sub)
     return parser
 
 

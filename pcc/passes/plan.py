@@ -21,9 +21,6 @@ from ..ir import Family
 from ..region_graph import input_family, partition_children
 from .group import EinsumGroup, MixGroup
 
-Rows = "np.ndarray | int"  # an index array [N] of rows, or the first row of N contiguous rows
-
-
 @dataclass(frozen=True)
 class LeafGroup:
     """Input regions of one family and K, evaluated by one vectorized leaf op.
@@ -54,7 +51,7 @@ class EinsumOp:
     members: tuple[tuple[str, int], ...]
     child_k: tuple[int, ...]
     k_out: int
-    child_rows: tuple  # per child slot: np.ndarray [N] or int
+    child_rows: tuple  # per child slot: an index array [N] of rows, or the first of N contiguous rows
     out_start: int
 
     @property

@@ -20,7 +20,7 @@ def einet_style_forward(model, x: torch.Tensor) -> torch.Tensor:
     batch = x.shape[0]
     outputs: dict[int, list[tuple[int, torch.Tensor]]] = {}  # K -> [(first row, [B, K, n])]
     for k, rows in model.plan.arena_rows.items():
-        outputs[k] = [(0, torch.zeros(batch, k, 1, dtype=x.dtype))]
+        outputs[k] = [(0, torch.zeros(batch, k, 1, dtype=x.dtype, device=x.device))]
     for slot, values in zip(model.plan.leaf_groups, model.leaf_values(x)):
         outputs[slot.k].append((slot.out_start, values.permute(1, 2, 0)))
     log_w = model.log_weights()
@@ -36,7 +36,7 @@ def einet_style_forward(model, x: torch.Tensor) -> torch.Tensor:
             lm = left.amax(1, keepdim=True).detach().clamp_min(-1e30)
             rm = right.amax(1, keepdim=True).detach().clamp_min(-1e30)
             w = torch.exp(next(weight)) if op.has_weights else torch.ones(
-                len(op.members), op.k_out, 1, dtype=x.dtype)
+                len(op.members), op.k_out, 1, dtype=x.dtype, device=x.device)
             w = w.view(len(op.members), op.k_out, *op.child_k).permute(0, 2, 3, 1)
             prob = torch.einsum("bip,bjp,pijo->bop", torch.exp(left - lm), torch.exp(right - rm),
                                 w)
@@ -44,7 +44,7 @@ def einet_style_forward(model, x: torch.Tensor) -> torch.Tensor:
             outputs[op.k_out].append((op.out_start, out))
         else:
             n, p = op.part_rows.shape
-            idx = torch.as_tensor(op.part_rows).reshape(-1)
+            idx = torch.as_tensor(op.part_rows, device=x.device).reshape(-1)
             vals = cache[op.k].index_select(2, idx).view(batch, op.k, n, p)
             m = vals.amax(3, keepdim=True).detach().clamp_min(-1e30)
             mix = torch.exp(next(weight)).permute(2, 0, 1)  # [K, N, P]
@@ -62,4 +62,4 @@ def _concat(parts: list[tuple[int, torch.Tensor]]) -> torch.Tensor:
 def _gather(values: torch.Tensor, rows, n: int) -> torch.Tensor:
     if isinstance(rows, int):
         return values[:, :, rows: rows + n]
-    return values.index_select(2, torch.as_tensor(rows))
+    return values.index_select(2, torch.as_tensor(rows, device=values.device))

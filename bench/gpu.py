@@ -33,6 +33,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for einet_style
+EINET = "einet-style"  # bench/einet_style.py on the torch model: the EinsumNetworks pattern
 
 
 @dataclass
@@ -157,19 +159,26 @@ def run_config(pcc, circuit, label: str, k: int, batch: int, backend: str, devic
     import torch
     result = Result(label, k, batch, backend)
     try:
-        model = pcc.compile(circuit, backend=backend).to(device)
+        einet = backend == EINET
+        if einet:
+            from einet_style import einet_style_forward
+        model = pcc.compile(circuit, backend="torch" if einet else backend).to(device)
         x = data(batch, circuit.num_vars, device)
+        evaluate = (lambda: einet_style_forward(model, x)) if einet else (lambda: model(x))
 
         def forward():
             with torch.no_grad():
-                return model(x)
+                return evaluate()
 
         def train():
             model.zero_grad(set_to_none=True)
-            model(x).sum().backward()
+            evaluate().sum().backward()
 
-        em = pcc.EM(model, step_size=0.05)
-        for phase, fn in (("forward", forward), ("train", train), ("em", lambda: em.step(x))):
+        phases = [("forward", forward), ("train", train)]
+        if not einet:
+            em = pcc.EM(model, step_size=0.05)
+            phases.append(("em", lambda: em.step(x)))
+        for phase, fn in phases:
             peak = peak_mb(device, fn)
             if peak is not None:
                 result.peak_mb[phase] = peak
@@ -228,24 +237,40 @@ def precision(pcc, circuit, batch: int, device, clock: Clock, modes) -> list[dic
 
 
 def fmt(value, spec: str) -> str:
-    return "-".rjust(int(spec.split(".")[0])) if value is None else format(value, spec)
+    return "-".rjust(int(spec.split(".")[0] or 1)) if value is None else format(value, spec)
 
 
 def table(results: list[Result], ceil: dict[str, float]) -> str:
-    head = (f"{'structure':<16} {'K':>3} {'B':>5} {'backend':<7} {'fwd ms':>9} {'fwd+bwd':>9} "
+    head = (f"{'structure':<16} {'K':>3} {'B':>5} {'backend':<11} {'fwd ms':>9} {'fwd+bwd':>9} "
             f"{'EM step':>9} {'peak MB':>8} {'GFLOP/s':>8} {'%mm':>5} {'GB/s':>7} {'%copy':>5}")
     lines = [head, "-" * len(head)]
     for r in results:
         if r.error:
-            lines.append(f"{r.structure:<16} {r.k:>3} {r.batch:>5} {r.backend:<7} {r.error}")
+            lines.append(f"{r.structure:<16} {r.k:>3} {r.batch:>5} {r.backend:<11} {r.error}")
             continue
         peak = max(r.peak_mb.values()) if r.peak_mb else None
         lines.append(
-            f"{r.structure:<16} {r.k:>3} {r.batch:>5} {r.backend:<7} {fmt(r.forward_ms, '9.3f')} "
+            f"{r.structure:<16} {r.k:>3} {r.batch:>5} {r.backend:<11} {fmt(r.forward_ms, '9.3f')} "
             f"{fmt(r.train_ms, '9.3f')} {fmt(r.em_ms, '9.3f')} {fmt(peak, '8.1f')} "
             f"{fmt(r.gflops, '8.1f')} {100 * r.gflops / 1e3 / ceil['fp32_matmul_tflops']:5.1f} "
             f"{fmt(r.gbps, '7.1f')} {100 * r.gbps / ceil['copy_gbps']:5.1f}")
     return "\n".join(lines)
+
+
+def ratios(results: list[Result]) -> str:
+    """Triton against the other backends of the same configuration: time and peak-memory ratios."""
+    by_key = {(r.structure, r.k, r.batch, r.backend): r for r in results if not r.error}
+    lines = []
+    for (structure, k, batch, backend), other in by_key.items():
+        ours = by_key.get((structure, k, batch, "triton"))
+        if backend == "triton" or ours is None:
+            continue
+        parts = [f"{phase} {getattr(other, phase + '_ms') / getattr(ours, phase + '_ms'):.1f}x"
+                 for phase in ("forward", "train", "em") if getattr(other, phase + "_ms")]
+        if ours.peak_mb and other.peak_mb:
+            parts.append(f"peak memory {max(ours.peak_mb.values()) / max(other.peak_mb.values()):.2f}x")
+        lines.append(f"  triton vs {backend:<11} {structure} K={k} B={batch}: " + ", ".join(parts))
+    return "\n".join(["speedup of triton (their time / ours; memory = ours / theirs):"] + lines)
 
 
 def plan_runs(smoke: bool):
@@ -253,14 +278,14 @@ def plan_runs(smoke: bool):
     from pcc.structures import poon_domingos, random_binary_trees
     if smoke:
         return [("PD 8x8 d=4", lambda k: poon_domingos(8, 8, 4, k=k), (3,), (7,),
-                 ("triton", "torch", "naive")),
+                 ("triton", "torch", EINET, "naive")),
                 ("RAT 8", lambda k: random_binary_trees(8, k=k), (3,), (7,), ("triton", "torch"))]
     pd7 = ("PD 28x28 d=7", lambda k: poon_domingos(28, 28, 7, k=k))
     rat = ("RAT 784", lambda k: random_binary_trees(784, k=k))
     pd4 = ("PD 28x28 d=4", lambda k: poon_domingos(28, 28, 4, k=k))
-    return [(*pd7, (10, 20, 40), (100, 1000), ("triton", "torch")),
-            (*rat, (10, 20, 40), (100, 1000), ("triton", "torch")),
+    return [(*pd7, (10, 20, 40), (100, 1000), ("triton", "torch", EINET)),
             (*pd7, (10,), (100,), ("naive",)),
+            (*rat, (10, 20, 40), (100, 1000), ("triton", "torch")),
             (*pd4, (10, 20), (100, 1000), ("triton", "torch"))]
 
 
@@ -311,7 +336,7 @@ def main() -> int:
                                               clock))
                     r = results[-1]
                     print(f"  {label} K={k} B={batch} {backend}: "
-                          f"{r.error or f'{r.forward_ms:.3f} / {r.train_ms:.3f} / {r.em_ms:.3f} ms'}",
+                          f"{r.error or ' / '.join(fmt(t, '.3f') for t in (r.forward_ms, r.train_ms, r.em_ms))} ms",
                           flush=True)
 
     modes = ("ieee", "tf32") if args.smoke else ("ieee", "tf32", "bf16")
@@ -320,6 +345,8 @@ def main() -> int:
 
     print()
     print(table(results, ceil))
+    print()
+    print(ratios(results))
     print()
     print("precision (float32 Triton vs float64 torch, " +
           ("PD 8x8 d=4 K=3 B=7" if args.smoke else "PD 28x28 d=7 K=40 B=1000") + "):")

@@ -268,7 +268,8 @@ def ratios(results: list[Result]) -> str:
         parts = [f"{phase} {getattr(other, phase + '_ms') / getattr(ours, phase + '_ms'):.1f}x"
                  for phase in ("forward", "train", "em") if getattr(other, phase + "_ms")]
         if ours.peak_mb and other.peak_mb:
-            parts.append(f"peak memory {max(ours.peak_mb.values()) / max(other.peak_mb.values()):.2f}x")
+            ratio = max(ours.peak_mb.values()) / max(other.peak_mb.values())
+            parts.append(f"peak memory {ratio:.2f}x")
         lines.append(f"  triton vs {backend:<11} {structure} K={k} B={batch}: " + ", ".join(parts))
     return "\n".join(["speedup of triton (their time / ours; memory = ours / theirs):"] + lines)
 
@@ -335,8 +336,8 @@ def main() -> int:
                     results.append(run_config(pcc, circuit, label, k, batch, backend, device,
                                               clock))
                     r = results[-1]
-                    print(f"  {label} K={k} B={batch} {backend}: "
-                          f"{r.error or ' / '.join(fmt(t, '.3f') for t in (r.forward_ms, r.train_ms, r.em_ms))} ms",
+                    times = " / ".join(fmt(t, ".3f") for t in (r.forward_ms, r.train_ms, r.em_ms))
+                    print(f"  {label} K={k} B={batch} {backend}: {r.error or times + ' ms'}",
                           flush=True)
 
     modes = ("ieee", "tf32") if args.smoke else ("ieee", "tf32", "bf16")

@@ -20,6 +20,7 @@ fault per 4 KiB, which made gathers 2-3x slower than the copy itself.
 """
 from __future__ import annotations
 
+import math
 import threading
 from math import prod
 from typing import Sequence, Union
@@ -230,3 +231,15 @@ def _mix_terms(source: Tensor, rows: Tensor, log_m: Tensor) -> Tensor:
     n, p = rows.shape
     vals = gather_rows(source, rows.reshape(-1), n * p, "mix")
     return vals.view(n, p, *source.shape[1:]).add_(log_m.unsqueeze(2))
+
+
+def table_contraction(table: Tensor, onehot: Tensor) -> Tensor:
+    """out[r, k, b] = sum_w table[r, k, w] * onehot[r, w, b]: [R, K, W] x [R, W, B] -> [R, K, B].
+
+    For log-probability tables (entries in [-inf, 0]) and 0/1 columns: the sum of the table
+    entries each column selects. log 0 is exact: entries are clamped to the most negative finite
+    number (so 0 * entry stays 0 in the product) and any result at or below half of it (at least
+    one selected log 0) is -inf again; gradients reach the finite entries only."""
+    floor = torch.finfo(table.dtype).min
+    out = torch.bmm(table.clamp_min(floor), onehot)
+    return out.masked_fill(out <= floor / 2, -math.inf)

@@ -86,13 +86,8 @@ class EM:
                 self._sum_counts[i] = _add(self._sum_counts[i], w.grad)
             for i, w in enumerate(m.mix_logits):
                 self._mix_counts[i] = _add(self._mix_counts[i], w.grad)
-            xt = x.t()
-            for i, (fam, values) in enumerate(zip(m.families, leaf_values)):
-                xs = xt.index_select(0, getattr(m, f"leaf_vars_{i}"))
-                obs = ~torch.isnan(xs)
-                gamma = values.grad.index_select(0, getattr(m, f"leaf_slots_{i}"))
-                stats = fam.stats(torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype),
-                                  gamma)
+            leaf_stats = m.leaf_statistics(x, [v.grad for v in leaf_values])
+            for i, stats in enumerate(leaf_stats):
                 old = self._leaf_stats[i]
                 self._leaf_stats[i] = stats if old is None else {
                     k: old[k] + v for k, v in stats.items()}

@@ -98,11 +98,22 @@ class DiscreteFamily(LeafFamily):
     def support_size(self) -> int:
         return int(self.support_max()) + 1
 
+    def log_table(self, params: dict[str, Tensor]) -> Tensor:
+        """log f(s) for every value s of the support: [M, K, S]."""
+        ref = next(iter(params.values()))
+        size = self.support_size()
+        values = torch.arange(size, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], size)
+        return self.log_density(values, params).transpose(1, 2)
+
+    def stats_from_counts(self, counts: Tensor) -> dict[str, Tensor]:
+        """The statistics of `stats` from expected counts of each value, [M, K, S]."""
+        values = torch.arange(counts.shape[-1], dtype=counts.dtype, device=counts.device)
+        return {"n": counts.sum(-1), "t": counts @ values}
+
     def evaluate(self, xt, var_index, params, semiring="sum"):
         size = self.support_size()
         m = len(var_index)
-        values = torch.arange(size, dtype=xt.dtype, device=xt.device).expand(m, size)
-        table = self.log_density(values, params).transpose(1, 2)  # [M, K, S]
+        table = self.log_table(params)  # [M, K, S]
         missing = (table.amax(-1, keepdim=True) if semiring == "max"
                    else torch.zeros_like(table[..., :1]))
         table = torch.cat([table, missing], -1)
@@ -197,6 +208,9 @@ class Categorical(DiscreteFamily):
 
     def from_ir(self, fields):
         return {"logits": torch.log(fields["probs"].double())}
+
+    def stats_from_counts(self, counts):
+        return {"n": counts.sum(-1), "t": counts}
 
     def stats(self, x, obs, gamma):
         w = gamma * obs.unsqueeze(-1)

@@ -28,6 +28,7 @@ from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, Plan
 from .engine import CircuitFunction, LeafSlot, LoweredEinsum, LoweredMix, Program
+from .leaf_tables import table_counts, table_layout, table_values, uses_table
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
 
@@ -62,10 +63,17 @@ class CompiledCircuit(nn.Module):
         self.leaf_params = nn.ModuleList(
             LeafParams(fam.init(len(g.var_index), g.k, gen), dtype)
             for fam, g in zip(self.families, plan.leaf_groups))
-        for i, g in enumerate(plan.leaf_groups):
+        self.leaf_tables: list[bool] = []  # per group: evaluated as a table product
+        for i, (fam, g) in enumerate(zip(self.families, plan.leaf_groups)):
             self.register_buffer(f"leaf_vars_{i}", torch.from_numpy(g.var_index), persistent=False)
             self.register_buffer(f"leaf_slots_{i}", torch.from_numpy(g.slot_region),
                                  persistent=False)
+            self.leaf_tables.append(uses_table(fam, g.k))
+            if self.leaf_tables[-1]:
+                layout = table_layout(g.var_index, g.slot_region, len(g.regions), plan.num_vars)
+                for name in ("pad_vars", "pad_slots", "positions"):
+                    self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
+                        getattr(layout, name)), persistent=False)
 
         self.sum_logits = nn.ParameterList()
         self.mix_logits = nn.ParameterList()
@@ -177,8 +185,33 @@ class CompiledCircuit(nn.Module):
         out = []
         for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
                                                  self.plan.leaf_groups)):
+            if self.leaf_tables[i]:
+                out.append(table_values(
+                    fam, params.as_dict(), xt, getattr(self, f"leaf_pad_vars_{i}"),
+                    getattr(self, f"leaf_pad_slots_{i}"), len(g.regions), semiring))
+                continue
             ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), params.as_dict(), semiring)
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
+        return out
+
+    @torch.no_grad()
+    def leaf_statistics(self, x: Tensor, gammas: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """EM's expected sufficient statistics per leaf group (see `LeafFamily.stats`), from x
+        (as `prepare_input` returns it) and gamma = dL/d(region values) [R, B, K] per group.
+        Missing values contribute nothing."""
+        xt = x.t()
+        out = []
+        for i, (fam, gamma) in enumerate(zip(self.families, gammas)):
+            if self.leaf_tables[i]:
+                counts = table_counts(fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
+                                      getattr(self, f"leaf_positions_{i}"))
+                out.append(fam.stats_from_counts(counts))
+                continue
+            xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
+            obs = ~torch.isnan(xs)
+            slot_gamma = gamma.index_select(0, getattr(self, f"leaf_slots_{i}"))
+            out.append(fam.stats(torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype),
+                                 slot_gamma))
         return out
 
     @staticmethod

@@ -23,7 +23,7 @@ import torch  # noqa: E402
 import pcc  # noqa: E402
 from pcc.data import load_debd  # noqa: E402
 from pcc.structures import random_binary_trees  # noqa: E402
-from pcc.train import TrainConfig, evaluate, fit  # noqa: E402
+from pcc.train import TrainConfig, evaluate, fit_members  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -38,11 +38,12 @@ def run(name: str, splits, depth: int, replicas: int, k: int, config: TrainConfi
                                   seed=seed)
     model = pcc.compile(circuit, backend="torch", seed=seed)
     start = time.perf_counter()
-    history = fit(model, splits.train, splits.valid, config, progress=False)
+    model, histories = fit_members(model, splits.train, splits.valid, config, progress=False)
     seconds = time.perf_counter() - start
     return {"set": name, "depth": depth, "replicas": replicas, "k": k, "seed": seed,
-            **config.__dict__, "best_epoch": history.best_epoch,
-            "epochs_run": len(history.epochs), "seconds": round(seconds, 1),
+            **config.__dict__, "best_epoch": histories[0].best_epoch,
+            "member_best_epochs": [h.best_epoch for h in histories],
+            "epochs_run": len(histories[0].epochs), "seconds": round(seconds, 1),
             "train": evaluate(model, splits.train).mean, "valid": evaluate(model, splits.valid).mean,
             "test": evaluate(model, splits.test).mean,
             "parameters": sum(p.numel() for p in model.parameters())}
@@ -54,22 +55,30 @@ def report(paths: list[str]) -> str:
     for r in rows:
         if r["set"] not in best or r["valid"] > best[r["set"]]["valid"]:
             best[r["set"]] = r
-    out = ["| set | depth | replicas | K | EM step | batch | epochs | valid | test | EiNet | gap |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| set | depth | replicas | K | members | EM step | batch | epochs | valid | test | EiNet "
+           "| gap |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in TARGETS:
         if name in best:
             r = best[name]
-            out.append(f"| {name} | {r['depth']} | {r['replicas']} | {r['k']} | {r['step_size']} "
-                       f"| {r['batch_size']} | {r['best_epoch']} | {r['valid']:.2f} | "
+            out.append(f"| {name} | {r['depth']} | {r['replicas']} | {r['k']} "
+                       f"| {r.get('members', 1)} | {r['step_size']} "
+                       f"| {r['batch_size']} | {_epochs(r)} | {r['valid']:.2f} | "
                        f"{r['test']:.2f} | {TARGETS[name]:.2f} | {r['test'] - TARGETS[name]:+.2f} |")
     out += ["", "All runs (chosen by valid; test shown for information only):", "",
-            "| set | depth | replicas | K | EM step | pseudocount | best epoch / run | seconds "
-            "| train | valid | test |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| set | depth | replicas | K | members | EM step | pseudocount | best epoch / run "
+            "| seconds | train | valid | test |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in sorted(rows, key=lambda r: (list(TARGETS).index(r["set"]), -r["valid"])):
-        out.append(f"| {r['set']} | {r['depth']} | {r['replicas']} | {r['k']} | {r['step_size']} "
-                   f"| {r['pseudocount']} | {r['best_epoch']} / {r['epochs_run']} | "
+        out.append(f"| {r['set']} | {r['depth']} | {r['replicas']} | {r['k']} "
+                   f"| {r.get('members', 1)} | {r['step_size']} "
+                   f"| {r['pseudocount']} | {_epochs(r)} / {r['epochs_run']} | "
                    f"{r['seconds']:.0f} | {r['train']:.2f} | {r['valid']:.2f} | {r['test']:.2f} |")
     return "\n".join(out)
+
+
+def _epochs(run: dict) -> str:
+    """The best epoch of each member, e.g. '3' or '3,5,2,4'."""
+    return ",".join(str(e) for e in run.get("member_best_epochs", [run["best_epoch"]]))
 
 
 def main() -> None:
@@ -86,6 +95,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     ap.add_argument("--patience", type=int, default=TrainConfig.patience)
     ap.add_argument("--polish", type=int, default=TrainConfig.polish)
+    ap.add_argument("--members", type=int, nargs="+", default=[TrainConfig.members])
     ap.add_argument("--seed", type=int, nargs="+", default=[0])
     ap.add_argument("--out", default="debd_runs.jsonl")
     ap.add_argument("--report", nargs="+", help="print the best configuration per set (and all "
@@ -96,11 +106,12 @@ def main() -> None:
         return
     for name in args.sets:
         splits = load_debd(name, args.data)
-        for depth, reps, k, step, bs, pc, seed in itertools.product(
+        for depth, reps, k, step, bs, pc, members, seed in itertools.product(
                 args.depth, args.replicas, args.k, args.step, args.batch_size, args.pseudocount,
-                args.seed):
+                args.members, args.seed):
             config = TrainConfig(epochs=args.epochs, batch_size=bs, step_size=step, pseudocount=pc,
-                                 patience=args.patience, polish=args.polish, seed=seed)
+                                 patience=args.patience, polish=args.polish, seed=seed,
+                                 members=members)
             result = run(name, splits, depth, reps, k, config, seed)
             print(json.dumps(result), flush=True)
             with open(args.out, "a") as f:

@@ -81,9 +81,9 @@ def _slice_rows(rows: Rows, start: int, stop: int) -> Rows:
 
 
 def _shift(x: Tensor, dim: int = -1) -> Tensor:
-    """Max along `dim` (kept), with 0 where the max is -inf so that x - shift never gives NaN."""
-    m = x.amax(dim, keepdim=True)
-    return m.masked_fill_(~torch.isfinite(m), 0.0)
+    """Max along `dim` (kept), clamped to the most negative finite number so that x - shift
+    never gives NaN (-inf - that is -inf)."""
+    return x.amax(dim, keepdim=True).clamp_min_(torch.finfo(x.dtype).min)
 
 
 def _children(sources, rows, a: int, b: int) -> list[Tensor]:
@@ -219,7 +219,7 @@ def mix_backward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor, grad_
     flows = torch.zeros_like(log_m)
     for a, b in _chunks(n, p * batch * k):
         z = _mix_terms(source, rows[a:b], log_m[a:b])
-        o = _shift(out[a:b].unsqueeze(1), 1)  # out, or 0 where out = -inf (then every z = -inf)
+        o = _shift(out[a:b].unsqueeze(1), 1)  # out, finite (where out = -inf, every z is)
         contrib = z.sub_(o).exp_().mul_(grad_out[a:b].unsqueeze(1))  # posterior * dL/dout
         flows[a:b] = contrib.sum(2)
         grad_source.index_add_(0, rows[a:b].reshape(-1), contrib.reshape(-1, batch, k))

@@ -12,13 +12,15 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .em import EM
+from .compiler import compile as compile_circuit
+from .ensemble import ensemble_circuit
 from .runtime.module import CompiledCircuit
 
 
@@ -33,6 +35,7 @@ class TrainConfig:
     patience: int = 5
     polish: int = 5
     seed: int = 0
+    members: int = 1  # > 1: an ensemble of independently trained copies (see `fit_members`)
 
 
 @dataclass
@@ -113,6 +116,31 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     if valid is not None:
         _polish(model, x, valid, config, history, progress)
     return history
+
+
+def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
+                progress: bool = True) -> tuple[CompiledCircuit, list[History]]:
+    """`config.members` copies of `model`'s circuit, each trained by `fit`, mixed uniformly into
+    one model (`pcc.ensemble`). Member 0 is `model` itself; member i is initialized and shuffled
+    with seed `config.seed + i`. With one member: `model`, trained."""
+    if config.members < 1:
+        raise ValueError(f"members must be >= 1, got {config.members}")
+    device = next(model.parameters()).device
+    members, histories = [], []
+    for i in range(config.members):
+        member = model if i == 0 else CompiledCircuit(
+            model.circuit, model.plan, backend=model.backend, seed=config.seed + i,
+            dtype=model._param_dtype()).to(device)
+        if progress and config.members > 1:
+            tqdm.write(f"member {i + 1}/{config.members}", file=sys.stderr)
+        histories.append(fit(member, train, valid, replace(config, seed=config.seed + i),
+                             progress))
+        members.append(member)
+    if config.members == 1:
+        return model, histories
+    circuit = ensemble_circuit([replace(m.circuit, params=m.ir_params()) for m in members])
+    merged = compile_circuit(circuit, backend=model.backend, dtype=model._param_dtype())
+    return merged.to(device), histories
 
 
 def _polish(model: CompiledCircuit, x: torch.Tensor, valid, config: TrainConfig,

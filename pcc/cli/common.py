@@ -1,5 +1,8 @@
-"""Helpers the CLI commands share: loading a model from a .pc file or a checkpoint, and data."""
+"""Helpers the CLI commands share: loading a model from a .pc file or a checkpoint, data, and
+argument types."""
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 import torch
@@ -21,3 +24,14 @@ def load_rows(path: str, model) -> np.ndarray:
     check_support(torch.from_numpy(data), model.var_max.cpu(), model.var_discrete.cpu(),
                   model.plan.var_names, path=path)
     return data
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value

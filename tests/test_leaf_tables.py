@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from pcc.ir import Family
-from pcc.runtime.leaf_tables import table_counts, table_layout, table_values, uses_table
+from pcc.passes.plan import uses_table
+from pcc.runtime.leaf_tables import table_counts, table_layout, table_values
 from pcc.runtime.leaves import leaf_family
 
 FAMILIES = [Family("bernoulli"), Family("categorical", (("n", 3),)),
@@ -107,10 +108,11 @@ def test_table_counts_equal_slot_statistics(spec, seed):
 
 
 def test_which_groups_use_tables():
-    assert uses_table(leaf_family(Family("bernoulli")), 1)
-    assert uses_table(leaf_family(Family("binomial", (("n", 16),))), 10)
-    assert not uses_table(leaf_family(Family("binomial", (("n", 255),))), 10)
-    assert not uses_table(leaf_family(Family("normal")), 10)
+    assert uses_table(Family("bernoulli"), 1)
+    assert uses_table(Family("categorical", (("n", 8),)), 1)
+    assert uses_table(Family("binomial", (("n", 16),)), 10)
+    assert not uses_table(Family("binomial", (("n", 255),)), 10)
+    assert not uses_table(Family("normal"), 10)
 
 
 def test_layout_pads_every_region_to_the_widest_scope():

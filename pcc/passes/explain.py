@@ -55,7 +55,8 @@ def explain(plan: Plan) -> str:
     leaf_bytes = sum(FLOAT_BYTES * len(g.regions) * g.k for g in plan.leaf_groups)
     for g in plan.leaf_groups:
         lines.append(f"{0:>5}  {'leaf':<7} {len(g.regions):>7}  "
-                     f"{f'{g.family} K={g.k}, {len(g.var_index)} slots':<28} {'-':<8} "
+                     f"{f'{g.family} K={g.k}, {len(g.var_index)} slots':<28} "
+                     f"{'table' if g.table else 'slots':<8} "
                      f"{'':>10} {'':>13} {'':>13}")
     totals = OpCost(lp, leaf_flops, leaf_bytes)
     for op in plan.ops:

@@ -17,9 +17,21 @@ from math import prod
 import networkx as nx
 import numpy as np
 
+from ..families import FAMILIES
 from ..ir import Family
 from ..region_graph import input_family, partition_children
 from .group import EinsumGroup, MixGroup
+
+# A discrete leaf group is a table product when its support has at most this many values, or
+# at most 2 K: its one-hot codes (Z*S*B per region) then cost no more than per-slot densities.
+MAX_TABLE_SUPPORT = 8
+
+
+def uses_table(family: Family, k: int) -> bool:
+    """Whether a (family, K) leaf group is evaluated as a table product."""
+    support = FAMILIES[family.name].support_size(dict(family.args))
+    return support is not None and support <= max(MAX_TABLE_SUPPORT, 2 * k)
+
 
 @dataclass(frozen=True)
 class LeafGroup:
@@ -35,6 +47,12 @@ class LeafGroup:
     var_index: np.ndarray  # [M] variable of each slot
     slot_region: np.ndarray  # [M] member index of each slot
     out_start: int
+
+    @property
+    def table(self) -> bool:
+        """Evaluated as one product of its log-probability table with one-hot codes (see
+        `pcc.runtime.leaf_tables`) rather than slot by slot."""
+        return uses_table(self.family, self.k)
 
     @property
     def scope_size(self) -> int | None:

@@ -14,7 +14,8 @@ table entry max_s T (maximized out).
 
 The same product, transposed, gives EM's expected counts: with gamma[r, b, k] = dL/dL[r, b, k],
     counts[m, k, s] = sum_b gamma[r(m), b, k] [x[b, v(m)] = s]  = (gamma[r]^T @ F[r]^T)
-which is what every discrete family's statistics are made of.
+which is what every discrete family's statistics are made of. Which groups are evaluated so is
+the plan's choice (`pcc.passes.plan.uses_table`, shown by `pcc compile --explain`).
 """
 from __future__ import annotations
 
@@ -27,15 +28,6 @@ from torch import Tensor
 from pcc_kernels.reference import gather_rows, table_contraction
 
 from .leaves import LeafFamily
-
-# A discrete group uses the table product when its support is at most this, or at most 2 K
-# (the one-hot codes, Z*C*B per region, then cost no more than the per-slot densities, Z*K*B).
-MAX_TABLE_SUPPORT = 8
-
-
-def uses_table(family: LeafFamily, k: int) -> bool:
-    """Whether a (family, K) leaf group is evaluated as a table product (else slot by slot)."""
-    return family.discrete and family.support_size() <= max(MAX_TABLE_SUPPORT, 2 * k)
 
 
 @dataclass(frozen=True)

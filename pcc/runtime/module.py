@@ -28,7 +28,7 @@ from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, Plan
 from .engine import CircuitFunction, LeafSlot, LoweredEinsum, LoweredMix, Program
-from .leaf_tables import table_counts, table_layout, table_values, uses_table
+from .leaf_tables import table_counts, table_layout, table_values
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
 
@@ -63,13 +63,11 @@ class CompiledCircuit(nn.Module):
         self.leaf_params = nn.ModuleList(
             LeafParams(fam.init(len(g.var_index), g.k, gen), dtype)
             for fam, g in zip(self.families, plan.leaf_groups))
-        self.leaf_tables: list[bool] = []  # per group: evaluated as a table product
-        for i, (fam, g) in enumerate(zip(self.families, plan.leaf_groups)):
+        for i, g in enumerate(plan.leaf_groups):
             self.register_buffer(f"leaf_vars_{i}", torch.from_numpy(g.var_index), persistent=False)
             self.register_buffer(f"leaf_slots_{i}", torch.from_numpy(g.slot_region),
                                  persistent=False)
-            self.leaf_tables.append(uses_table(fam, g.k))
-            if self.leaf_tables[-1]:
+            if g.table:
                 layout = table_layout(g.var_index, g.slot_region, len(g.regions), plan.num_vars)
                 for name in ("pad_vars", "pad_slots", "positions"):
                     self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
@@ -185,7 +183,7 @@ class CompiledCircuit(nn.Module):
         out = []
         for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
                                                  self.plan.leaf_groups)):
-            if self.leaf_tables[i]:
+            if g.table:
                 out.append(table_values(
                     fam, params.as_dict(), xt, getattr(self, f"leaf_pad_vars_{i}"),
                     getattr(self, f"leaf_pad_slots_{i}"), len(g.regions), semiring))
@@ -201,8 +199,8 @@ class CompiledCircuit(nn.Module):
         Missing values contribute nothing."""
         xt = x.t()
         out = []
-        for i, (fam, gamma) in enumerate(zip(self.families, gammas)):
-            if self.leaf_tables[i]:
+        for i, (fam, g, gamma) in enumerate(zip(self.families, self.plan.leaf_groups, gammas)):
+            if g.table:
                 counts = table_counts(fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
                                       getattr(self, f"leaf_positions_{i}"))
                 out.append(fam.stats_from_counts(counts))

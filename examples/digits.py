@@ -42,7 +42,7 @@ def commands(data: str, pictures: str) -> list[str]:
         f"pcc structure pd --height 8 --width 8 --delta 4,2 -k 32 --leaf 'binomial(n=16)' "
         f"-o {d}/digits.pc",
         f"pcc train {d}/digits.pc --train {d}/digits.train.data --valid {d}/digits.valid.data "
-        f"--test {d}/digits.test.data --epochs 60 --em-step 0.2 --patience 5 --quiet "
+        f"--test {d}/digits.test.data --epochs 60 --em-step 0.2 --patience 5 --members 1 --quiet "
         f"-o {d}/digits.pt",
         f"pcc sample {d}/digits.pt -n 64 --columns 16 --scale 6 --png {img}/digits_samples.png",
         f"pcc inpaint {d}/digits.pt --data {d}/digits.test.data --mask left-half --rows 8 "

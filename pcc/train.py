@@ -35,7 +35,7 @@ class TrainConfig:
     patience: int = 5
     polish: int = 5
     seed: int = 0
-    members: int = 1  # > 1: an ensemble of independently trained copies (see `fit_members`)
+    members: int = 4  # > 1: an ensemble of independently trained copies (see `fit_members`)
 
 
 @dataclass

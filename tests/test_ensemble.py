@@ -103,3 +103,16 @@ def test_cli_train_members(tmp_path, capsys):
     model, _ = pcc.checkpoint.load(str(out))
     assert len(model.circuit.region(model.circuit.root).partitions) == 2
     assert main(["eval", str(out), "--data", str(data["valid"])]) == 0
+
+
+def test_continuing_a_checkpoint_trains_one_member(tmp_path):
+    pc = tmp_path / "c.pc"
+    pc.write_text(to_text(random_circuit(5, num_vars=4)))
+    train = tmp_path / "train.data"
+    train.write_text("\n".join(",".join(str(int(v)) for v in row) for row in toy_data(100)))
+    first, second = tmp_path / "a.pt", tmp_path / "b.pt"
+    args = ["--train", str(train), "--epochs", "1", "--quiet"]
+    assert main(["train", str(pc), *args, "--members", "2", "-o", str(first)]) == 0
+    assert main(["train", str(first), *args, "-o", str(second)]) == 0
+    a, b = (pcc.checkpoint.load(str(p))[0].circuit for p in (first, second))
+    assert len(b.regions) == len(a.regions)  # the ensemble is continued, not nested

@@ -12,9 +12,14 @@ def load_model(path: str, seed: int = 0, backend: str = "auto"):
     """A checkpoint (.pt) or a .pc circuit compiled with fresh parameters."""
     from .. import checkpoint
     from ..compiler import compile as compile_circuit
-    if path.endswith((".pt", ".pth", ".ckpt")):
+    if is_checkpoint(path):
         return checkpoint.load(path, backend=backend)[0]
     return compile_circuit(path, backend=backend, seed=seed)
+
+
+def is_checkpoint(path: str) -> bool:
+    """Whether `path` names a checkpoint (by its extension) rather than a circuit file."""
+    return path.endswith((".pt", ".pth", ".ckpt"))
 
 
 def load_rows(path: str, model) -> np.ndarray:

@@ -38,13 +38,13 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..interchange.export import export_text
-    from .common import load_model
+    from .common import is_checkpoint, load_model
     fmt = args.format or SUFFIXES.get(os.path.splitext(args.output)[1].lower())
     if fmt is None:
         raise PcError(f"cannot tell the format from {args.output!r}: give --format "
                       f"({', '.join(sorted(set(SUFFIXES.values())))})")
     model = load_model(args.model, seed=args.seed, backend="torch")
-    given = {} if args.model.endswith((".pt", ".pth", ".ckpt")) else \
+    given = {} if is_checkpoint(args.model) else \
         {(p.region, p.field, p.index): p for p in model.circuit.params}
     params = {(p.region, p.field, p.index): p for p in model.ir_params()} | given
     files = export_text(dataclasses.replace(model.circuit, params=tuple(params.values())), fmt)

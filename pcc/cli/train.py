@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ..train import TrainConfig
-from .common import positive_int
+from .common import is_checkpoint, positive_int
 
 D = TrainConfig()
 EXAMPLES = f"""examples:
@@ -21,7 +21,8 @@ EXAMPLES = f"""examples:
             --test data/nltcs/nltcs.test.data -o nltcs.pt
 
 defaults: --epochs {D.epochs} --batch-size {D.batch_size} --em-step {D.step_size} \
---pseudocount {D.pseudocount} --patience {D.patience} --polish {D.polish} --members {D.members}
+--pseudocount {D.pseudocount} --patience {D.patience} --polish {D.polish} \
+--members {D.members} (1 when FILE is a checkpoint)
 """
 
 
@@ -42,8 +43,9 @@ def register(sub) -> None:
                    help="epochs without validation improvement before stopping")
     p.add_argument("--polish", type=int, default=D.polish,
                    help="full-batch EM iterations at the end, while validation improves")
-    p.add_argument("--members", type=positive_int, default=D.members,
-                   help="train this many copies and save their uniform mixture (an ensemble)")
+    p.add_argument("--members", type=positive_int,
+                   help="train this many copies and save their uniform mixture (an ensemble; "
+                   f"default {D.members} for a .pc file, 1 to continue a checkpoint)")
     p.add_argument("--seed", type=int, default=D.seed)
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -55,11 +57,12 @@ def run(args) -> int:
     from ..train import evaluate, fit_members
     from .common import load_model, load_rows
     model = load_model(args.file, seed=args.seed).to(args.device)
+    members = args.members or (1 if is_checkpoint(args.file) else D.members)
     splits = {name: load_rows(path, model) for name, path in
               (("train", args.train), ("valid", args.valid), ("test", args.test)) if path}
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, step_size=args.em_step,
                          pseudocount=args.pseudocount, patience=args.patience,
-                         polish=args.polish, seed=args.seed, members=args.members)
+                         polish=args.polish, seed=args.seed, members=members)
     model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
                                    progress=not args.quiet)
     scores = {name: evaluate(model, rows) for name, rows in splits.items()}

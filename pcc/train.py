@@ -140,6 +140,7 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
         return model, histories
     circuit = ensemble_circuit([replace(m.circuit, params=m.ir_params()) for m in members])
     merged = compile_circuit(circuit, backend=model.backend, dtype=model._param_dtype())
+    merged.circuit = replace(circuit, params=())  # the values live in the parameters now
     return merged.to(device), histories
 
 

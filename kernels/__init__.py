@@ -6,4 +6,6 @@ from arena rows by index (the gather is part of the kernel) and writes its outpu
 
 Two implementations share one signature: `pcc_kernels.reference` (torch, runs anywhere; the torch
 backend) and `pcc_kernels.triton_ops` (Triton; CUDA, or CPU under TRITON_INTERPRET=1).
+Discrete leaf groups use one more kernel on every device, `reference.table_contraction` (a
+batched product of log-probability tables with one-hot codes; a cuBLAS/MKL product does it well).
 """

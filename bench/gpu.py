@@ -10,12 +10,14 @@ On a CUDA machine, in one run (budgeted to finish in under 8 minutes on an H100)
      phase), for PD 28x28 delta 7 and RAT-SPN on 784 variables at K in {10, 20, 40}, batch 100
      and 1000, backends triton and torch; naive on PD delta 7 K=10 batch 100 only; then PD 28x28
      delta 4 (finer) at K in {10, 20} while the time budget lasts;
-  4. precision: float32 log-likelihoods with contraction precision ieee / tf32 / bf16 against a
-     float64 torch-backend evaluation (max abs and max relative error), and their forward time.
+  4. precision: float32 log-likelihoods and weight gradients with contraction precision ieee /
+     tf32x3 / tf32 / bf16 against a float64 torch-backend evaluation (max abs and max relative
+     error), and their forward and forward+backward times (with --precision-only: on four
+     structures, each with its EinsumNetworks-style baseline, and nothing of 3.).
 Forward GFLOP/s and GB/s count the plan's einsum and mix ops (`pcc.passes.explain.op_cost`, per
 sample, times the batch) over the whole forward time (leaves included), against the ceilings.
 
-    python bench/gpu.py [--json PATH] [--budget SECONDS]
+    python bench/gpu.py [--json PATH] [--budget SECONDS] [--precision-only]
     python bench/gpu.py --smoke          # tiny configuration on CPU under TRITON_INTERPRET=1
 
 Configurations that fail (an error, or out of memory) are reported and the run goes on; the exit
@@ -57,6 +59,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--json", help="also write the results to this JSON file")
     parser.add_argument("--budget", type=float, default=400.0,
                         help="seconds after which remaining configurations are skipped")
+    parser.add_argument("--precision-only", action="store_true",
+                        help="only the check and the precision study (on several structures)")
     parser.add_argument("--smoke", action="store_true",
                         help="tiny configuration on the CPU under TRITON_INTERPRET=1")
     return parser.parse_args()
@@ -213,26 +217,41 @@ def check(pcc, circuit, batch: int, device) -> dict[str, float]:
 
 
 def precision(pcc, circuit, batch: int, device, clock: Clock, modes) -> list[dict]:
-    """Error of float32 Triton log-likelihoods per contraction precision vs float64 torch."""
+    """Per contraction precision: error of float32 Triton log-likelihoods and weight gradients
+    against a float64 torch evaluation, and forward / forward+backward times."""
     import torch
     from pcc_kernels import triton_ops
     x = data(batch, circuit.num_vars, device)
-    with torch.no_grad():
-        exact = pcc.compile(circuit, backend="torch").to(device).double()(x.double())
-        model = pcc.compile(circuit, backend="triton").to(device)
-        rows = []
-        for mode in modes:
-            triton_ops.set_precision(mode)
-            try:
-                ll = model(x).double()
-                err = (ll - exact).abs()
-                rows.append({"precision": mode, "max_abs_err": float(err.max()),
-                             "max_rel_err": float((err / exact.abs().clamp_min(1e-30)).max()),
-                             "forward_ms": clock.measure(lambda: model(x))})
-            except Exception as exc:
-                rows.append({"precision": mode, "error": f"{type(exc).__name__}: {exc}"})
-            finally:
-                triton_ops.set_precision("ieee")
+    exact_model = pcc.compile(circuit, backend="torch").to(device).double()
+    exact = exact_model(x.double())
+    exact.sum().backward()
+    exact_grads = torch.cat([p.grad.reshape(-1) for p in exact_model.parameters()])
+    exact = exact.detach()
+    model = pcc.compile(circuit, backend="triton").to(device)
+
+    def forward():
+        with torch.no_grad():
+            return model(x)
+
+    def train():
+        model.zero_grad(set_to_none=True)
+        model(x).sum().backward()
+
+    rows = []
+    for mode in modes:
+        triton_ops.set_precision(mode)
+        try:
+            err = (forward().double() - exact).abs()
+            train()
+            grads = torch.cat([p.grad.reshape(-1) for p in model.parameters()]).double()
+            rows.append({"precision": mode, "max_abs_err": float(err.max()),
+                         "max_rel_err": float((err / exact.abs().clamp_min(1e-30)).max()),
+                         "max_grad_err": float((grads - exact_grads).abs().max()),
+                         "forward_ms": clock.measure(forward), "train_ms": clock.measure(train)})
+        except Exception as exc:
+            rows.append({"precision": mode, "error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            triton_ops.set_precision("ieee")
     return rows
 
 
@@ -272,6 +291,19 @@ def ratios(results: list[Result]) -> str:
             parts.append(f"peak memory {ratio:.2f}x")
         lines.append(f"  triton vs {backend:<11} {structure} K={k} B={batch}: " + ", ".join(parts))
     return "\n".join(["speedup of triton (their time / ours; memory = ours / theirs):"] + lines)
+
+
+def precision_cases(smoke: bool, several: bool):
+    """(label, circuit, batch) for the precision study."""
+    from pcc.structures import poon_domingos, random_binary_trees
+    if smoke:
+        return [("PD 8x8 d=4 K=3 B=7", poon_domingos(8, 8, 4, k=3), 7)]
+    cases = [("PD 28x28 d=7 K=40 B=1000", poon_domingos(28, 28, 7, k=40), 1000)]
+    if several:
+        cases += [("PD 28x28 d=7 K=40 B=100", poon_domingos(28, 28, 7, k=40), 100),
+                  ("RAT 784 K=40 B=1000", random_binary_trees(784, k=40), 1000),
+                  ("PD 28x28 d=4 K=20 B=1000", poon_domingos(28, 28, 4, k=20), 1000)]
+    return cases
 
 
 def plan_runs(smoke: bool):
@@ -325,7 +357,8 @@ def main() -> int:
           flush=True)
 
     results, skipped = [], []
-    for label, make, ks, batches, backends in plan_runs(args.smoke):
+    for label, make, ks, batches, backends in ([] if args.precision_only else
+                                               plan_runs(args.smoke)):
         for k in ks:
             circuit = make(k)
             for batch in batches:
@@ -340,20 +373,25 @@ def main() -> int:
                     print(f"  {label} K={k} B={batch} {backend}: {r.error or times + ' ms'}",
                           flush=True)
 
-    modes = ("ieee", "tf32") if args.smoke else ("ieee", "tf32", "bf16")
-    big = poon_domingos(8, 8, 4, k=3) if args.smoke else poon_domingos(28, 28, 7, k=40)
-    prec = precision(pcc, big, 7 if args.smoke else 1000, device, clock, modes)
+    modes = ("ieee", "tf32") if args.smoke else ("ieee", "tf32x3", "tf32", "bf16")
+    prec = {}
+    for label, circuit, batch in precision_cases(args.smoke, args.precision_only):
+        prec[label] = precision(pcc, circuit, batch, device, clock, modes)
+        if args.precision_only:  # the EinsumNetworks-style baseline of the same case
+            einet = run_config(pcc, circuit, label, 0, batch, EINET, device, clock)
+            prec[label].append({"precision": EINET, "forward_ms": einet.forward_ms,
+                                "train_ms": einet.train_ms})
 
     print()
     print(table(results, ceil))
     print()
     print(ratios(results))
     print()
-    print("precision (float32 Triton vs float64 torch, " +
-          ("PD 8x8 d=4 K=3 B=7" if args.smoke else "PD 28x28 d=7 K=40 B=1000") + "):")
-    for row in prec:
-        print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                               for k, v in row.items()))
+    for label, rows in prec.items():
+        print(f"precision (float32 Triton vs float64 torch, {label}):")
+        for row in rows:
+            print("  " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                   for k, v in row.items()))
     if skipped:
         print(f"skipped (time budget {args.budget:.0f} s): " + "; ".join(skipped))
     total = time.perf_counter() - start

@@ -17,7 +17,7 @@ from torch import Tensor
 
 Rows = Union[Tensor, int]
 
-PRECISIONS = ("ieee", "tf32", "bf16")
+PRECISIONS = ("ieee", "tf32x3", "tf32", "bf16")
 
 
 @triton.jit
@@ -53,7 +53,8 @@ def safe_log(x):
 
 @triton.jit
 def matmul(a, b, PRECISION: tl.constexpr):
-    """a @ b accumulated in a's float type; PRECISION 'ieee' (exact fp32/fp64), 'tf32', or 'bf16'
+    """a @ b accumulated in a's float type; PRECISION 'ieee' (exact fp32/fp64, on FMAs), 'tf32x3'
+    (three tf32 tensor-core products of split operands: close to fp32), 'tf32', or 'bf16'
     (operands rounded to bfloat16, fp32 accumulation)."""
     if PRECISION == "bf16":
         res = tl.dot(a.to(tl.bfloat16), b.to(tl.bfloat16)).to(a.dtype)

@@ -33,7 +33,7 @@ _precision = "ieee"
 
 
 def set_precision(precision: str) -> None:
-    """Contraction precision of later einsum calls: 'ieee' (default), 'tf32' or 'bf16'."""
+    """Contraction precision of later einsum calls: 'ieee' (default), 'tf32x3', 'tf32' or 'bf16'."""
     global _precision
     _precision = _check_precision(precision)
 

@@ -92,7 +92,7 @@ def configurations():
             cases.append((f"{ks}->{k_out}", einsum_launches(ks, k_out, semiring, True)))
     cases.append(("(10, 10)->10 blocks", einsum_launches((10, 10), 10, "sum", False)))
     cases.append(("(3, 4, 5)->2 blocks", einsum_launches((3, 4, 5), 2, "sum", False)))
-    for precision in ("tf32", "bf16"):
+    for precision in ("tf32x3", "tf32", "bf16"):
         cases.append((f"(40, 40)->40 {precision}",
                       einsum_launches((40, 40), 40, "sum", True, precision=precision)))
     cases.append(("(10, 10)->10 fp64", einsum_launches((10, 10), 10, "sum", True, torch.float64)))

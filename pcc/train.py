@@ -88,8 +88,8 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     for epoch in range(config.epochs):
         order = torch.randperm(len(x), generator=gen)
         bar = tqdm(range(0, len(x), config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   unit="batch", disable=not progress, file=sys.stderr, leave=False,
-                   dynamic_ncols=True)
+                   unit="batch", disable=None if progress else True,  # None: on TTYs only
+                   file=sys.stderr, leave=False, dynamic_ncols=True)
         total = 0.0
         for start in bar:
             batch = x[order[start: start + config.batch_size]].to(device)

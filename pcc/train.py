@@ -4,8 +4,9 @@
 log-likelihood after each epoch, stops after `patience` epochs without improvement, and goes
 back to the best epoch. Then it polishes: full-batch EM iterations (which remove the noise
 online EM's last mini-batches leave in the parameters) as long as the validation likelihood
-improves, at most `polish` of them. `evaluate` gives a mean log-likelihood with its standard
-error.
+improves, at most `polish` of them. `fit_members` trains `members` copies so and mixes them
+into one ensemble circuit (`pcc.ensemble`). `evaluate` gives a mean log-likelihood with its
+standard error.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .em import EM
 from .compiler import compile as compile_circuit
+from .em import EM
 from .ensemble import ensemble_circuit
 from .runtime.module import CompiledCircuit
 

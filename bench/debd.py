@@ -1,7 +1,7 @@
 """Train RAT circuits by EM on the debd data sets; tune on the validation split only.
 
     python bench/debd.py --data ../shared/data/debd --sets nltcs plants \
-        --depth 3 4 --replicas 10 20 --k 10 20 --step 0.1 0.2 --out runs.jsonl
+        --depth 3 4 --replicas 10 20 --k 10 20 --step 0.1 0.2 --members 1 4 --out runs.jsonl
     python bench/debd.py --report runs.jsonl ...      # best config per set (by valid), as markdown
 
 Every run appends one JSON line: the configuration, the epoch with the best validation mean

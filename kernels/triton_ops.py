@@ -6,9 +6,9 @@
 Runs on CUDA tensors, or on CPU tensors when TRITON_INTERPRET=1 was set before this module was
 imported (`INTERPRETED`). float32 and float64 tensors; einsums of arity <= 3 (more children fall
 back to the reference). Contractions are exact fp32 (`input_precision="ieee"`) unless a precision
-is opted into: `set_precision("tf32" | "bf16")` or `precision=` on the einsum calls. Both are for
-GPUs: the interpreter computes tf32 dots in full fp32 and cannot run bf16 dots (refused there);
-float64 always uses "ieee".
+is opted into: `set_precision("tf32x3" | "tf32" | "bf16")` or `precision=` on the einsum calls.
+They are for GPUs: the interpreter computes tf32x3 and tf32 dots in full fp32 and cannot run bf16
+dots (refused there); float64 always uses "ieee".
 Gradient arenas and flows are accumulated with atomic adds, so the last bits of the backward may
 vary from run to run on a GPU. Every entry point is excluded from torch.compile tracing.
 """

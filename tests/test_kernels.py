@@ -332,3 +332,17 @@ def test_bad_arguments_are_refused():
         triton_ops.set_precision("fp16")
     assert triton_ops.get_precision() == "ieee"
 
+
+
+@pytest.mark.parametrize("precision", ["tf32x3", "tf32"])
+def test_tensor_core_precisions_run_under_the_interpreter(precision):
+    """The interpreter computes these dots in full fp32 (their real error is measured on a GPU by
+    bench/gpu.py): forward and backward run and match float32 math."""
+    sources, rows, log_w = einsum_case(3, (3, 4), 2, 2, 5, ("index", "index"), torch.float32)
+    out = torch.empty(2, 5, 2)
+    triton_ops.einsum_forward(sources, rows, log_w, out, precision=precision)
+    assert_close(out, brute_einsum(sources, rows, log_w, "sum"), torch.float32, precision)
+    flows = triton_ops.einsum_backward(sources, rows, log_w, out, torch.ones_like(out),
+                                       [torch.zeros_like(s) for s in sources],
+                                       precision=precision)
+    assert flows.shape == log_w.shape and torch.isfinite(flows).all()

@@ -31,13 +31,14 @@ def test_npy(tmp_path):
 
 def test_wrong_width_names_the_line(tmp_path):
     p = write(tmp_path, "a.data", "0,1,1\n1,0\n")
-    with pytest.raises(DataError, match="line 2 has 2 values, expected 3"):
+    with pytest.raises(DataError, match="a.data, line 2: has 2 values, expected 3 "
+                                        r"\(values separated by commas, as on line 1\)"):
         load_data(p)
 
 
 def test_non_numeric_cell_names_row_and_column(tmp_path):
     p = write(tmp_path, "a.data", "0,1,1\n1,x,0\n")
-    with pytest.raises(DataError, match=r"a.data, row 1, column 1: line 2: 'x' is not a number"):
+    with pytest.raises(DataError, match=r"a.data, line 2, column 2: 'x' is not a number"):
         load_data(p)
 
 

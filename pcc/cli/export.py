@@ -14,24 +14,26 @@ import sys
 
 from ..errors import PcError
 from ..files import write_text
+from .options import non_negative_int, output_file
 
-EXAMPLES = """examples:
-  pcc export model.pt -o model.jpc                 Juice circuit (any node-level circuit fits)
-  pcc export imported.pc -o out.psdd               PSDD, and its vtree as out.vtree
-  pcc export model.pt -o model.spflow              SPFlow's text form (a tree)
+HELP = "write a model as a PSDD, Juice .jpc or SPFlow text file"
+EXAMPLES = """examples (little.pc: see `pcc import --help`):
+  pcc export little.pc -o little_copy.jpc          # Juice circuit (any node-level circuit fits)
+  pcc export little.pc -o little_copy.psdd         # PSDD, and its vtree as little_copy.vtree
+  pcc export ir_examples/interchange/little.spflow -o little_copy.spflow   # SPFlow's text (a tree)
 """
 SUFFIXES = {".psdd": "psdd", ".jpc": "jpc", ".spflow": "spflow"}
 
 
 def register(sub) -> None:
-    p = sub.add_parser("export", help="write a model as a PSDD, Juice .jpc or SPFlow text file",
+    p = sub.add_parser("export", help=HELP,
                        description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a checkpoint (.pt) or a circuit file")
-    p.add_argument("-o", "--output", required=True, help="file to write")
+    p.add_argument("-o", "--output", required=True, type=output_file, help="file to write")
     p.add_argument("--format", choices=sorted(set(SUFFIXES.values())),
                    help="output format (default: from the extension of -o)")
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed for parameters a circuit file does not give")
     p.set_defaults(run=run)
 

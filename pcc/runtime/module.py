@@ -130,6 +130,8 @@ class CompiledCircuit(nn.Module):
     def evaluate(self, leaf_values: list[Tensor]) -> Tensor:
         """The root values [B, K_root] from leaf group values (see `leaf_values`). Opaque to
         torch.compile (a graph break): the engine's kernels write arenas in place."""
+        if leaf_values[0].shape[1] == 0:  # an empty batch: [0, K], still part of the graph
+            return leaf_values[0].sum() + leaf_values[0].new_zeros(0, self.root_k)
         if self.backend == "naive":
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)

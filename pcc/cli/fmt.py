@@ -12,7 +12,7 @@ HELP = "print .pc files in canonical form (or check, or rewrite them)"
 EXAMPLES = """\
 examples:
   pcc fmt ir_examples/gmm.pc        # print the canonical text to stdout
-  pcc fmt --check ir_examples/*.pc  # exit 1 (and name them) if any file is not canonical
+  pcc fmt --check ir_examples/gmm.pc ir_examples/mixture2.pc   # exit 1 (naming it) if a file is not canonical
   pcc fmt -i nltcs.pc               # rewrite the file in place (atomically)
 
 The canonical form: `pc`, `vars`, `leaf`; a blank line; the regions in file order; `root`;

@@ -16,7 +16,7 @@ EXAMPLES = """examples (nltcs.pt and by_x0.pt: see `pcc train --help`):
   pcc sample nltcs.pt -n 5                                    # print 5 samples as CSV
   pcc sample nltcs.pt -n 64 -o samples.npy --png samples.png --image-shape 4x4
   pcc sample nltcs.pt -n 3 --evidence data/nltcs/nltcs.missing.data -o completions.csv
-  pcc sample by_x0.pt -n 16 --root-unit 1 --png class1.png   # unit 1 of a class-conditional root
+  pcc sample by_x0.pt -n 16 --root-unit 1 -o class1.csv      # x1..x15 given x0 = 1
 
 --temperature T draws every latent choice (mixture component) from softmax(logits / T): 1 is
 exact, below 1 favours the heavier components (0: always the heaviest), above 1 flattens them;

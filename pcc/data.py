@@ -83,7 +83,8 @@ def select_columns(table: Table, var_names: tuple[str, ...],
         table = replace(table, values=table.values[:, keep],
                         names=None if table.names is None else tuple(table.names[c] for c in keep))
     if table.names is None or table.names == tuple(var_names):
-        _check_width(table, len(var_names))
+        _check_width(table, len(var_names), besides=" besides the label column" if labels is not
+                     None else "")
         return table, labels
     names, wanted = table.names, set(var_names)
     unknown = [n for n in names if n not in wanted]
@@ -118,11 +119,11 @@ def check_support(x, var_max, var_discrete, var_names, path: str | None = None,
                      f"its leaf family's support (expected {what})", path, lines, row, col)
 
 
-def _check_width(table: Table, num_vars: int) -> None:
+def _check_width(table: Table, num_vars: int, besides: str = "") -> None:
     width = table.values.shape[1]
     if width != num_vars:
-        raise DataError(f"has {width} column{'s' if width != 1 else ''} but the circuit has "
-                        f"{num_vars} variables", path=table.path)
+        raise DataError(f"has {width} column{'s' if width != 1 else ''}{besides} but the circuit "
+                        f"has {num_vars} variables", path=table.path)
 
 
 def _label_index(table: Table, label: "str | int") -> int:

@@ -40,6 +40,9 @@ def load_rows(path: str, model, label: "str | int | None" = None) -> Rows:
     names (or by position), values checked against the leaf supports, labels against the root."""
     import torch
     from ..data import check_support, read_table, select_columns
+    if label is not None and model.root_k == 1:
+        raise PcError("--label-column needs a circuit whose root has one unit per class (K > 1), "
+                      "e.g. from `pcc structure ... --classes C`; this one has 1")
     table, labels = select_columns(read_table(path), model.plan.var_names, label)
     if len(table.values) == 0:
         raise table.error("has no rows")
@@ -52,9 +55,6 @@ def load_rows(path: str, model, label: "str | int | None" = None) -> Rows:
 
 def _check_labels(table, labels: np.ndarray, units: int) -> np.ndarray:
     """Labels as root units 0..units-1, or a DataError naming the first bad one."""
-    if units == 1:
-        raise table.error("labels need a circuit whose root has one unit per class (K > 1), "
-                          "e.g. from `pcc structure ... --classes C`; this one has 1")
     bad = ~(np.isfinite(labels) & (labels >= 0) & (labels < units) & (labels == np.round(labels)))
     if bad.any():
         row = int(np.flatnonzero(bad)[0])

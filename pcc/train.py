@@ -171,8 +171,6 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
             if valid is not None:
                 record["valid_ll"] = evaluate(model, valid).mean
             history.epochs.append(record)
-            if progress:
-                tqdm.write(_epoch_line(record), file=sys.stderr)
             score = record.get("valid_ll", record["train_ll"])
             if score > history.best_valid:
                 history.best_valid, history.best_epoch = score, epoch + 1
@@ -182,6 +180,8 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
                 stale += 1
             if on_epoch is not None:
                 on_epoch(record)
+            if progress:  # last: an epoch shown is an epoch kept
+                tqdm.write(_epoch_line(record), file=sys.stderr)
             if valid is not None and stale >= config.patience:
                 break
     except KeyboardInterrupt:

@@ -176,11 +176,11 @@ def _load_text(path: str) -> Table:
     if not cells:
         raise DataError("has a header but no rows", path=path)
     width = len(names) if names is not None else len(cells[0])
-    for (line, _), row in zip(numbered, cells):
+    for r, ((line, _), row) in enumerate(zip(numbered, cells)):
         if len(row) != width:
             raise DataError(f"has {len(row)} value{'s' if len(row) != 1 else ''}, expected "
                             f"{width} (values separated by {SEPARATORS[separator]}, as on line "
-                            f"{first_line})", path=path, line=line)
+                            f"{first_line})", path=path, row=r, line=line)
     table = Table(np.empty(0), names, np.array([line for line, _ in numbered]), path)
     try:
         return replace(table, values=np.array(cells, dtype=np.float64))

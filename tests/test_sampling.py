@@ -161,7 +161,7 @@ def test_class_root_needs_a_unit_and_takes_one_per_sample():
 def test_impossible_evidence_and_bad_shapes_are_clear_errors():
     model = pcc.compile(MIXTURE.replace("[[0.5]]", "[[1.0]]"), backend="torch")  # x1 = 1 surely
     evidence = torch.tensor([[math.nan, 1.0], [math.nan, 0.0]])
-    with pytest.raises(DataError, match="row 1: .*probability 0"):
+    with pytest.raises(DataError, match="^row 2: .*probability 0"):  # the second row, from 1
         sample(model, 4, evidence)
     with pytest.raises(ShapeError, match="divide"):
         sample(model, 5, torch.full((2, 2), math.nan))

@@ -19,18 +19,10 @@ import torch
 from pcc import checkpoint
 from pcc.cli.main import main
 from pcc.train import evaluate
+from test_cli_runtime import CIRCUIT as RUNTIME_CIRCUIT
 
 REPO = Path(__file__).resolve().parent.parent
-CIRCUIT = """pc 1
-vars 4
-leaf bernoulli
-input a {x0, x1} k=3
-input b {x2, x3} k=3
-input c {x0, x2} k=3
-input d {x1, x3} k=3
-sum top k=K = a * b | c * d
-root top
-"""
+CIRCUIT = RUNTIME_CIRCUIT.replace("sum top k=1", "sum top k=K")
 
 
 def rows(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -40,44 +40,27 @@ def _finite(text: str) -> float:
     return value
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1 (counts, sizes)."""
-    value = _integer(text)
-    if value < 1:
-        raise Invalid(f"must be at least 1, got {value}")
-    return value
+def _checked(parse, ok, requirement: str, doc: str):
+    """An argparse type: `parse(text)`, then `ok(value)` or the error `requirement, got TEXT`."""
+    def check(text: str):
+        value = parse(text)
+        if not ok(value):
+            raise Invalid(f"{requirement}, got {text.strip()}")
+        return value
+    check.__doc__ = doc
+    return check
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (patience, iterations, unit indices)."""
-    value = _integer(text)
-    if value < 0:
-        raise Invalid(f"must be at least 0, got {value}")
-    return value
-
-
-def probability(text: str) -> float:
-    """A number in (0, 1] (step sizes)."""
-    value = _finite(text)
-    if not 0 < value <= 1:
-        raise Invalid(f"must be in (0, 1], got {text}")
-    return value
-
-
-def non_negative_float(text: str) -> float:
-    """A finite number >= 0 (pseudocounts, temperatures, smoothing)."""
-    value = _finite(text)
-    if value < 0:
-        raise Invalid(f"must be at least 0, got {text}")
-    return value
-
-
-def scale(text: str) -> int:
-    """Pixels per image pixel in a picture: 1..MAX_SCALE."""
-    value = _integer(text)
-    if not 1 <= value <= MAX_SCALE:
-        raise Invalid(f"must be in 1..{MAX_SCALE}, got {value}")
-    return value
+positive_int = _checked(_integer, lambda v: v >= 1, "must be at least 1",
+                        "An integer >= 1 (counts, sizes).")
+non_negative_int = _checked(_integer, lambda v: v >= 0, "must be at least 0",
+                            "An integer >= 0 (patience, iterations, seeds, unit indices).")
+probability = _checked(_finite, lambda v: 0 < v <= 1, "must be in (0, 1]",
+                       "A number in (0, 1] (step sizes).")
+non_negative_float = _checked(_finite, lambda v: v >= 0, "must be at least 0",
+                              "A finite number >= 0 (pseudocounts, temperatures, smoothing).")
+scale = _checked(_integer, lambda v: 1 <= v <= MAX_SCALE, f"must be in 1..{MAX_SCALE}",
+                 "Pixels per image pixel in a picture: 1..MAX_SCALE.")
 
 
 def device(text: str) -> str:

@@ -106,7 +106,7 @@ CASES = [
     (["structure", "rat", "--vars", "16", "-k", "1000000000"], 1,
      "too large to build: its input regions alone would hold at least 320,000,000,000 parameters"),
     (["structure", "rat", "--vars", "0"], 2, "argument --vars: must be at least 1, got 0"),
-    (["structure", "cltree", "--data", "{d}", "--smoothing", "-1"], 2,
+    (["structure", "hclt", "--data", "{d}", "--smoothing", "-1"], 2,
      "argument --smoothing: must be at least 0, got -1"),
     (["check", "{huge}"], 1, "huge.pc: too large to build: 500,000,000,001 parameters"),
     (["compile", "{huge}", "-o", "{out}/h.pt"], 1,

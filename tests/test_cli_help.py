@@ -68,7 +68,7 @@ def test_every_command_is_documented_and_has_examples():
     found = parsers()
     for name in COMMANDS:
         assert f"pcc {name}" in found and examples(found[f"pcc {name}"]), name
-    for kind in ("pd", "rat", "cltree"):
+    for kind in ("pd", "rat", "hclt"):
         assert examples(found[f"pcc structure {kind}"]), kind
 
 

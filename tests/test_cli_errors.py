@@ -191,3 +191,19 @@ def test_a_damaged_or_crafted_checkpoint_is_one_line(capsys, folder, damage):
                  ["info", str(path)], TRAIN[:1] + [str(path)] + TRAIN[2:]):
         status, out, err = run(capsys, folder, argv)
         assert (status, err.strip()) == (1, expected) and "nan" not in out
+
+
+@pytest.mark.parametrize("error, code, line", [
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't "
+                  "allocate memory: you tried to allocate 800000000000 bytes. Error code 12"), 1,
+     "out of memory: could not allocate 800,000,000,000 bytes (ask for less: fewer rows, samples "
+     "or units)"),
+    (PermissionError(13, "Permission denied", "train.data"), 1, "train.data: Permission denied"),
+    (KeyboardInterrupt(), 130, "interrupted"),
+    (ValueError("a bug\nwith two lines"), 70,
+     "internal error (please report it; PCC_TRACEBACK=1 shows where): ValueError: a bug"),
+])
+def test_every_other_error_is_one_line_too(capsys, error, code, line):
+    from pcc.cli.main import report
+    assert report(error) == code
+    assert capsys.readouterr().err == line + "\n"

@@ -8,7 +8,7 @@ traceback:
     argument errors      `pcc CMD: error: argument --OPT: why`      exit 2 (`options.Parser`)
     bad input (PcError)  its message, naming the file, line or option  exit 1
     a file system error  `PATH: reason`                               exit 1
-    out of memory        `out of memory: ...`                         exit 1
+    out of memory        `out of memory: could not allocate N bytes (...)`  exit 1
     Ctrl-C               `interrupted`                                exit 130
     a bug in pcc         `internal error (please report it): ...`     exit 70; PCC_TRACEBACK=1
                                                                       shows the traceback
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import re
 import sys
 import traceback
 import warnings
@@ -84,8 +85,12 @@ def report(error: BaseException) -> int:
         message, code = "interrupted", 130
     elif isinstance(error, PcError):
         message, code = one_line(error), 1
-    elif isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-        message, code = f"out of memory: {_first_line(str(error))}", 1
+    elif _out_of_memory(error):
+        wanted = re.search(r"tried to allocate (\d+) bytes", str(error))
+        message = ("out of memory: " + (f"could not allocate {int(wanted[1]):,} bytes" if wanted
+                                        else _first_line(str(error)) or type(error).__name__)
+                   + " (ask for less: fewer rows, samples or units)")
+        code = 1
     elif isinstance(error, OSError) and error.strerror:
         message, code = f"{error.filename or 'pcc'}: {error.strerror}", 1
     else:
@@ -106,6 +111,12 @@ def one_line(error: PcError) -> str:
         return head + (f" (and {more} more error{'s' if more > 1 else ''}: `pcc check` lists "
                        "them)" if more else "")
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """MemoryError, torch's OutOfMemoryError (CUDA), or the CPU allocator's RuntimeError."""
+    return (isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError"
+            or (isinstance(error, RuntimeError) and "can't allocate memory" in str(error)))
 
 
 def _first_line(text: str) -> str:

@@ -33,7 +33,7 @@ def folder(tmp_path_factory):
     (root / "d.data").write_text("0,1,1,0\n1,0,0,1\n0,0,1,1\n")
     (root / "missing_value.pc").write_text(CIRCUIT.replace("k=3\ninput b", "k=\ninput b"))
     checkpoint.save(compile_circuit(CIRCUIT), root / "m.pt")
-    checkpoint.save(compile_circuit(CLASSES), root / "classes.pt")
+    checkpoint.save(compile_circuit(CLASSES), root / "classes_model.pt")
     (root / "a_folder").mkdir()
     return root
 
@@ -75,7 +75,7 @@ CASES = [
      "argument --batch-size: must be at least 1, got -5"),
     (["eval", "{m}", "--data", "{d}", "--root-unit", "1"], 1,
      "--root-unit must be in 0..0 (the root has 1 unit), got 1"),
-    (["eval", "{classes}", "--data", "{d}", "--root-unit", "0", "--label-column", "1"], 1,
+    (["eval", "{classes_model}", "--data", "{d}", "--root-unit", "0", "--label-column", "1"], 1,
      "give --root-unit or --label-column, not both"),
     (["eval", "{m}", "--data", "{d}", "--device", "cuda:x"], 2,
      "expected auto, cpu, cuda or cuda:N, got 'cuda:x'"),

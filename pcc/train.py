@@ -21,6 +21,7 @@ import copy
 import math
 import signal
 import sys
+import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
@@ -37,16 +38,42 @@ from .runtime.module import CompiledCircuit
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """EM training settings; the defaults are the recipe tuned on the debd sets (docs/results.md)."""
+    """EM training settings. A setting left None comes from the recipe for the circuit
+    (`recipe_for`, see `resolved`): the recipes are tuned on the debd sets (docs/results.md)."""
 
-    epochs: int = 60
-    batch_size: int = 100
-    step_size: float = 0.05
-    pseudocount: float = 0.01
-    patience: int = 5
-    polish: int = 5
+    epochs: int | None = None  # online EM epochs, at most
+    batch_size: int | None = None
+    step_size: float | None = None  # online EM step
+    pseudocount: float | None = None
+    patience: int | None = None  # epochs without validation improvement before stopping
+    polish: int | None = None  # full-batch EM iterations at the end, at most
     seed: int = 0
-    members: int = 4  # > 1: an ensemble of independently trained copies (see `fit_members`)
+    members: int | None = None  # > 1: an ensemble of independently trained copies
+    init: str | None = None  # "data": from the training data (latent trees); "keep": as it is
+
+    def resolved(self, circuit) -> "TrainConfig":
+        """Every None setting filled in from `recipe_for(circuit)`."""
+        recipe = recipe_for(circuit)
+        return replace(self, **{f: getattr(recipe, f) for f in self.__dataclass_fields__
+                                if getattr(self, f) is None})
+
+
+# Latent trees (HCLT): initialized from the data, a few large-batch online EM epochs, then many
+# full-batch EM iterations while validation improves. Other circuits (RAT, PD, ...): random
+# initialization, small-batch online EM with early stopping, a short polish, and ensembles of 4.
+LATENT_TREE_RECIPE = TrainConfig(epochs=10, batch_size=512, step_size=0.2, pseudocount=0.1,
+                                 patience=3, polish=60, members=1, init="data")
+DEFAULT_RECIPE = TrainConfig(epochs=60, batch_size=100, step_size=0.05, pseudocount=0.01,
+                             patience=5, polish=5, members=4, init="keep")
+
+
+def recipe_for(circuit) -> TrainConfig:
+    """The training recipe for `circuit` (a Circuit): LATENT_TREE_RECIPE for latent-tree
+    circuits without inline parameters (`pcc.latent_tree`), else DEFAULT_RECIPE."""
+    from .latent_tree import find_latent_forest
+    if not circuit.params and find_latent_forest(circuit) is not None:
+        return LATENT_TREE_RECIPE
+    return DEFAULT_RECIPE
 
 
 @dataclass
@@ -145,9 +172,13 @@ OnEpoch = Callable[[dict], None]
 def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
         progress: bool = True, on_epoch: OnEpoch | None = None) -> History:
     """Online EM on `train` (array [N, V], NaN = missing, or `Labeled` rows); early stopping on
-    `valid`. `on_epoch(record)` after every epoch; an interrupt stops it (see the module doc)."""
+    `valid`. `on_epoch(record)` after every epoch; an interrupt stops it (see the module doc).
+    Settings left None in `config` come from the recipe for the model's circuit."""
+    config = config.resolved(model.circuit)
     x, units = _split(train)
     device = next(model.parameters()).device
+    if config.init == "data":
+        _initialize_from_data(model, x, config)
     em = EM(model, step_size=config.step_size, pseudocount=config.pseudocount)
     gen = torch.Generator().manual_seed(config.seed)
     history = History()
@@ -160,14 +191,15 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
                        desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                        disable=None if progress else True,  # None: on TTYs only
                        file=sys.stderr, leave=False, dynamic_ncols=True)
-            total = 0.0
+            total, started = 0.0, time.perf_counter()
             for start in bar:
                 rows = order[start: start + config.batch_size]
                 batch = x[rows].to(device)
                 ll = em.step(batch, target=None if units is None else units[rows].to(device))
                 total += ll * len(batch)
                 bar.set_postfix(ll=f"{ll:.3f}")
-            record = {"epoch": epoch + 1, "train_ll": total / len(x)}
+            record = {"epoch": epoch + 1, "train_ll": total / len(x),
+                      "seconds": time.perf_counter() - started}
             if valid is not None:
                 record["valid_ll"] = evaluate(model, valid).mean
             history.epochs.append(record)
@@ -193,6 +225,15 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     return history
 
 
+def _initialize_from_data(model: CompiledCircuit, x: torch.Tensor, config: TrainConfig) -> None:
+    """Parameters from the training data (`pcc.latent_tree`); circuits of another shape keep
+    theirs."""
+    from .latent_tree import find_latent_forest, initialize
+    forest = find_latent_forest(model.circuit)
+    if forest is not None:
+        initialize(model, x, forest, config.pseudocount, seed=config.seed)
+
+
 def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
                 progress: bool = True, on_epoch: OnEpoch | None = None
                 ) -> tuple[CompiledCircuit, list[History]]:
@@ -201,6 +242,7 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     with seed `config.seed + i`. With one member: `model`, trained. `on_epoch` gets each record
     with its "member" (from 1). After an interrupt, the members trained so far (the interrupted
     one at its best epoch, if it finished one) are mixed, and its History says `interrupted`."""
+    config = config.resolved(model.circuit)
     if config.members < 1:
         raise ValueError(f"members must be >= 1, got {config.members}")
     device = next(model.parameters()).device
@@ -239,15 +281,17 @@ def _polish(model: CompiledCircuit, train, valid, config: TrainConfig, history: 
     try:
         for i in range(config.polish):
             best_state = copy.deepcopy(model.state_dict())
+            started = time.perf_counter()
             for start in range(0, len(x), chunk):
                 em.accumulate(x[start: start + chunk].to(device),
                               target=None if units is None else units[start: start + chunk].to(device))
             em.update()
-            record = {"epoch": f"polish {i + 1}", "valid_ll": evaluate(model, valid).mean}
+            record = {"epoch": f"polish {i + 1}", "seconds": time.perf_counter() - started,
+                      "valid_ll": evaluate(model, valid).mean}
             history.epochs.append(record)
             if progress:
-                tqdm.write(f"full-batch EM {i + 1}  valid {record['valid_ll']:.4f}",
-                           file=sys.stderr)
+                tqdm.write(f"full-batch EM {i + 1:3d}  valid {record['valid_ll']:.4f}  "
+                           f"({record['seconds']:.1f} s)", file=sys.stderr)
             if on_epoch is not None:
                 on_epoch(record)
             if record["valid_ll"] <= history.best_valid:
@@ -264,4 +308,5 @@ def _epoch_line(record: dict) -> str:
     parts = [f"epoch {record['epoch']:3d}", f"train (running) {record['train_ll']:.4f}"]
     if "valid_ll" in record:
         parts.append(f"valid {record['valid_ll']:.4f}")
+    parts.append(f"({record['seconds']:.1f} s)")
     return "  ".join(parts)

@@ -1,11 +1,15 @@
 """`pcc train FILE --train T [--valid V] [--test S] -o model.pt`: learn parameters by EM.
 
-FILE is a .pc circuit (parameters initialized randomly unless the file gives them) or a
-checkpoint to continue training. Online EM over shuffled mini-batches; after each epoch the
-validation log-likelihood decides early stopping; then a few full-batch EM iterations polish the
-best epoch's model while validation improves, and the result is saved. With --members N, N
-copies are trained so (the first from FILE, the others initialized with seeds seed+1..) and saved
-as one circuit that mixes them uniformly: an ensemble, which over-fits less than one big model.
+FILE is a .pc circuit or a checkpoint to continue training. Online EM over shuffled
+mini-batches; after each epoch the validation log-likelihood decides early stopping; then
+full-batch EM iterations polish the best epoch's model while validation improves, and the result
+is saved. With --members N, N copies are trained so (the first from FILE, the others with seeds
+seed+1..) and saved as one circuit that mixes them uniformly: an ensemble.
+
+The recipe comes from the circuit; every option overrides its part of it:
+  latent trees (pcc structure hclt): parameters initialized from the training data (hidden
+      states clustered, then counted), {latent}
+  other circuits: parameters random (or as the file gives them), {other}
 A circuit whose root has one unit per class trains class-conditionally with --label-column.
 
 Ctrl-C (or SIGTERM) stops training: the best model so far is saved to -o and the command exits
@@ -29,19 +33,16 @@ of `pcc eval`, `info`, `sample`, `mpe` and `inpaint`):
   pcc structure rat --vars 15 --classes 2 -o by_x0.pc          # one density of x1..x15 per value of x0
   pcc train by_x0.pc --label-column 1 --members 1 --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data -o by_x0.pt
 
-defaults: {defaults} (--members 1 when FILE is a checkpoint)
+A checkpoint continues from its parameters, with --members 1 unless given.
 """
 
 
 def register(sub) -> None:
-    from ..train import TrainConfig
-    d = TrainConfig()
-    defaults = (f"--epochs {d.epochs} --batch-size {d.batch_size} --em-step {d.step_size} "
-                f"--pseudocount {d.pseudocount} --patience {d.patience} --polish {d.polish} "
-                f"--members {d.members}")
-    p = sub.add_parser("train", help=HELP, description=__doc__,
-                       epilog=EXAMPLES.format(defaults=defaults),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    from ..train import DEFAULT_RECIPE, LATENT_TREE_RECIPE
+    p = sub.add_parser("train", help=HELP,
+                       description=__doc__.format(latent=_options_text(LATENT_TREE_RECIPE),
+                                                  other=_options_text(DEFAULT_RECIPE)),
+                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="a .pc circuit or a checkpoint (.pt) to continue")
     p.add_argument("--train", required=True, metavar="FILE",
                    help="training data (debd text, CSV, or .npy; NaN or ? = missing)")
@@ -49,22 +50,24 @@ def register(sub) -> None:
     p.add_argument("--test", metavar="FILE", help="test data (scored at the end)")
     p.add_argument("-o", "--output", required=True, type=output_file,
                    help="checkpoint to write (atomically; also on Ctrl-C, with the best so far)")
-    p.add_argument("--epochs", type=positive_int, default=d.epochs,
+    p.add_argument("--epochs", type=positive_int,
                    help="at most this many passes over the training data")
-    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+    p.add_argument("--batch-size", type=positive_int,
                    help="rows per online EM step")
-    p.add_argument("--em-step", type=probability, default=d.step_size,
+    p.add_argument("--em-step", type=probability,
                    help="online EM step size, in (0, 1]")
-    p.add_argument("--pseudocount", type=non_negative_float, default=d.pseudocount,
+    p.add_argument("--pseudocount", type=non_negative_float,
                    help="Dirichlet prior mass per distribution (>= 0)")
-    p.add_argument("--patience", type=positive_int, default=d.patience,
+    p.add_argument("--patience", type=positive_int,
                    help="epochs without validation improvement before stopping")
-    p.add_argument("--polish", type=non_negative_int, default=d.polish,
+    p.add_argument("--polish", type=non_negative_int,
                    help="full-batch EM iterations at the end, while validation improves")
     p.add_argument("--members", type=positive_int,
-                   help="train this many copies and save their uniform mixture (an ensemble; "
-                        f"default {d.members} for a .pc file, 1 to continue a checkpoint)")
-    p.add_argument("--seed", type=non_negative_int, default=d.seed,
+                   help="train this many copies and save their uniform mixture (an ensemble)")
+    p.add_argument("--init", choices=("data", "keep"),
+                   help="data: initialize a latent tree from the training data; keep: start "
+                        "from the parameters FILE holds (random ones for a .pc without params)")
+    p.add_argument("--seed", type=non_negative_int, default=0,
                    help="seed of the initial parameters and the shuffling")
     p.add_argument("--label-column", type=column, metavar="NAME|N",
                    help="the data column holding each row's class, by header name or position "
@@ -86,7 +89,7 @@ def run(args) -> int:
     from .common import is_checkpoint, load_model, load_rows
     from .train_log import EpochLog
     model = load_model(args.file, seed=args.seed, device=args.device)
-    members = args.members or (1 if is_checkpoint(args.file) else TrainConfig().members)
+    continuing = is_checkpoint(args.file)
     splits = {}
     for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)):
         if path:
@@ -94,7 +97,10 @@ def run(args) -> int:
             splits[name] = rows.x if rows.labels is None else Labeled(rows.x, rows.labels)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, step_size=args.em_step,
                          pseudocount=args.pseudocount, patience=args.patience,
-                         polish=args.polish, seed=args.seed, members=members)
+                         polish=args.polish, seed=args.seed,
+                         members=args.members or (1 if continuing else None),
+                         init=args.init or ("keep" if continuing else None)
+                         ).resolved(model.circuit)
     log = EpochLog(args.log, args.plot)
     with interrupt_on(signal.SIGTERM):
         model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
@@ -124,3 +130,9 @@ def run(args) -> int:
     print(f"best epoch {', '.join(map(str, best))}; wrote {args.output}")
     print("mean log-likelihood: " + ", ".join(f"{k} {s.mean:.4f}" for k, s in scores.items()))
     return 0
+
+
+def _options_text(recipe) -> str:
+    return (f"--epochs {recipe.epochs} --batch-size {recipe.batch_size} --em-step "
+            f"{recipe.step_size} --pseudocount {recipe.pseudocount} --patience {recipe.patience} "
+            f"--polish {recipe.polish} --members {recipe.members}")

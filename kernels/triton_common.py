@@ -280,16 +280,16 @@ def rows_per_program(batch: int, k: int, interpret: bool, values: int = 4096) ->
     return min(next_pow2(batch), max(1, (16384 if interpret else values) // next_pow2(k)))
 
 
-def padding_pruner(sizes: Callable[[dict], dict[str, int]]):
+def padding_pruner(sizes: Callable[[dict], dict[tuple[str, ...], int]]):
     """An autotuner `early_config_prune`: the configurations whose blocks pad each tiled size by
-    at most 1.5x (else those with the least padding there is). `sizes(named_args)` maps block
-    names (BLOCK_C, ...) to the sizes they tile."""
+    at most 1.5x (else those with the least padding there is). `sizes(named_args)` maps tuples
+    of block names (whose sum tiles the size, e.g. ("BLOCK_C", "BLOCK_C2")) to sizes."""
     def prune(configs, named_args: dict, **kwargs) -> list:
         dims = sizes(named_args)
 
         def waste(cfg) -> float:
-            return max([padding(size, cfg.kwargs[name]) for name, size in dims.items()
-                        if name in cfg.kwargs] or [1.0])
+            return max([padding(size, sum(cfg.kwargs[name] for name in names))
+                        for names, size in dims.items() if names[0] in cfg.kwargs] or [1.0])
         least = min(waste(cfg) for cfg in configs)
         return [cfg for cfg in configs if waste(cfg) <= max(1.5, least)]
     return prune

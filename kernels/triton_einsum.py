@@ -45,58 +45,34 @@ from .triton_weights import weights_launch
 
 
 @triton.jit
-def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
-                    NF: tl.constexpr, GATHERS: tl.constexpr, SEMIRING: tl.constexpr,
-                    PRECISION: tl.constexpr, EPILOGUE: tl.constexpr, FLAT_Q: tl.constexpr,
-                    DOT: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr,
-                    BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr):
-    """acc for one (member, sample block, output block, split), then the EPILOGUE:
-    "out" (io = (out, s_n, s_b, s_c, shifts)), "partial" (io = (partial,)), or "grad"
-    (io = (E_j matrix, target arena); `grad` is the target's tensor)."""
-    pid = tl.program_id(0)
-    blocks_b = tl.cdiv(B, BLOCK_B)
-    blocks_c = tl.cdiv(C, BLOCK_C)
-    n = (pid // (blocks_b * blocks_c)).to(tl.int64)
-    b = (pid % blocks_b) * BLOCK_B + tl.arange(0, BLOCK_B)
-    c = ((pid // blocks_b) % blocks_c) * BLOCK_C + tl.arange(0, BLOCK_C)
-    bm = b < B
-    cm = c < C
-    Q = K1 * K2 * K3
-    share = tl.cdiv(tl.cdiv(Q, SPLIT), BLOCK_Q) * BLOCK_Q
-    q_lo = tl.program_id(1) * share
-    q_hi = tl.minimum(Q, q_lo + share)
-    hi, lo, s_n, s_1, s_2, s_3, s_c = weights
-    base1, base2, base3 = factor_rows(factors, n, GATHERS, NF)
-    if SEMIRING == "sum":
-        neutral = 0.0
+def accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING: tl.constexpr,
+               PRECISION: tl.constexpr, DOT: tl.constexpr):
+    """acc (+)= tile (x) V[q-chunk, c] for one block of columns c (see the module doc)."""
+    offs = offs_q[:, None] + c[None, :] * s_c
+    wmask = qm[:, None] & cm[None, :]
+    if SEMIRING == "max":
+        v = tl.load(hi + offs, mask=wmask, other=float("-inf"))
+        acc = tl.maximum(acc, tl.max(tile[:, :, None] + v[None, :, :], axis=1))
     else:
-        neutral = float("-inf")
-    acc = tl.full([BLOCK_B, BLOCK_C], neutral, factors[0][0].dtype.element_ty)
-    for q0 in range(q_lo, q_hi, BLOCK_Q):
-        q = q0 + tl.arange(0, BLOCK_Q)
-        qm = q < q_hi
-        tile = kron_tile(factors, base1, base2, base3, b, q, bm[:, None] & qm[None, :], K2, K3,
-                         NF, SEMIRING)
-        if FLAT_Q:  # q is the weights' own (unit-stride) width index
-            offs = q
+        v_hi = tl.load(hi + offs, mask=wmask, other=0.0)
+        if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
+            v_lo = tl.load(lo + offs, mask=wmask, other=0.0)
         else:
-            d1, d2, d3 = unravel(q, K2, K3)
-            offs = d1 * s_1 + d2 * s_2 + d3 * s_3
-        offs = n * s_n + offs[:, None] + c[None, :] * s_c
-        wmask = qm[:, None] & cm[None, :]
-        v_hi = tl.load(hi + offs, mask=wmask, other=neutral)
-        if SEMIRING == "max":
-            acc = tl.maximum(acc, tl.max(tile[:, :, None] + v_hi[None, :, :], axis=1))
+            v_lo = v_hi
+        if DOT:
+            acc = contract(acc, t_hi, t_lo, v_hi, v_lo, PRECISION)
         else:
-            if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
-                v_lo = tl.load(lo + offs, mask=wmask, other=0.0)
-            else:
-                v_lo = v_hi
-            if DOT:
-                t_hi, t_lo = split(tile, PRECISION)
-                acc = contract(acc, t_hi, t_lo, v_hi, v_lo, PRECISION)
-            else:
-                acc += tl.sum(tile[:, :, None] * joined(v_hi, v_lo, PRECISION)[None, :, :], axis=1)
+            acc += tl.sum(tile[:, :, None] * joined(v_hi, v_lo, PRECISION)[None, :, :], axis=1)
+    return acc
+
+
+@triton.jit
+def epilogue(acc, io, grad, n, b, bm, c, cm, B, C, members, SEMIRING: tl.constexpr,
+             EPILOGUE: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr):
+    """Write one block of columns: "out" (io = (out, s_n, s_b, s_c, shifts); out = log acc + S
+    for the sum semiring), "partial" (io = (partial [SPLIT, N, B, C],)), or "grad"
+    (io = (E_j matrix, target arena): target[rows, b, c] += E_j * acc; `grad` is the target's
+    tensor)."""
     mask = bm[:, None] & cm[None, :]
     if EPILOGUE == "out":
         out, o_n, o_b, o_c, shifts = io
@@ -104,7 +80,6 @@ def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
             acc = safe_log(acc) + tl.load(shifts + n * B + b, mask=bm, other=0.0)[:, None]
         tl.store(out + n * o_n + b[:, None] * o_b + c[None, :] * o_c, acc, mask=mask)
     elif EPILOGUE == "partial":
-        members = tl.num_programs(0) // (blocks_b * blocks_c)
         slab = (tl.program_id(1) * members + n) * B
         tl.store(io[0] + (slab + b[:, None]) * C + c[None, :], acc, mask=mask)
     else:
@@ -121,19 +96,83 @@ def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
                 tl.atomic_add(ptrs, acc, mask=mask, sem="relaxed")
 
 
+@triton.jit
+def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
+                    NF: tl.constexpr, GATHERS: tl.constexpr, SEMIRING: tl.constexpr,
+                    PRECISION: tl.constexpr, EPILOGUE: tl.constexpr, FLAT_Q: tl.constexpr,
+                    DOT: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr,
+                    BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_C2: tl.constexpr):
+    """One (member, sample block, column block, split): the column block is BLOCK_C columns
+    plus, if BLOCK_C2 > 0, BLOCK_C2 more in a second accumulator that shares the product tile
+    (C = 40 as 32 + 16: 1.2x padding, one tile build). See `epilogue` for `io` and `grad`."""
+    pid = tl.program_id(0)
+    blocks_b = tl.cdiv(B, BLOCK_B)
+    blocks_c = tl.cdiv(C, BLOCK_C + BLOCK_C2)
+    n = (pid // (blocks_b * blocks_c)).to(tl.int64)
+    b = (pid % blocks_b) * BLOCK_B + tl.arange(0, BLOCK_B)
+    c0 = ((pid // blocks_b) % blocks_c) * (BLOCK_C + BLOCK_C2)
+    c = c0 + tl.arange(0, BLOCK_C)
+    bm = b < B
+    cm = c < C
+    Q = K1 * K2 * K3
+    share = tl.cdiv(tl.cdiv(Q, SPLIT), BLOCK_Q) * BLOCK_Q
+    q_lo = tl.program_id(1) * share
+    q_hi = tl.minimum(Q, q_lo + share)
+    hi, lo, s_n, s_1, s_2, s_3, s_c = weights
+    base1, base2, base3 = factor_rows(factors, n, GATHERS, NF)
+    if SEMIRING == "sum":
+        neutral = 0.0
+    else:
+        neutral = float("-inf")
+    dtype = factors[0][0].dtype.element_ty
+    acc = tl.full([BLOCK_B, BLOCK_C], neutral, dtype)
+    if BLOCK_C2 > 0:
+        c2 = c0 + BLOCK_C + tl.arange(0, BLOCK_C2)
+        acc2 = tl.full([BLOCK_B, BLOCK_C2], neutral, dtype)
+    for q0 in range(q_lo, q_hi, BLOCK_Q):
+        q = q0 + tl.arange(0, BLOCK_Q)
+        qm = q < q_hi
+        tile = kron_tile(factors, base1, base2, base3, b, q, bm[:, None] & qm[None, :], K2, K3,
+                         NF, SEMIRING)
+        if FLAT_Q:  # q is the weights' own (unit-stride) width index
+            offs_q = n * s_n + q
+        else:
+            d1, d2, d3 = unravel(q, K2, K3)
+            offs_q = n * s_n + d1 * s_1 + d2 * s_2 + d3 * s_3
+        if SEMIRING == "sum" and DOT:
+            t_hi, t_lo = split(tile, PRECISION)
+        else:
+            t_hi = tile
+            t_lo = tile
+        acc = accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING,
+                         PRECISION, DOT)
+        if BLOCK_C2 > 0:
+            acc2 = accumulate(acc2, tile, t_hi, t_lo, hi, lo, offs_q, qm, c2, c2 < C, s_c,
+                              SEMIRING, PRECISION, DOT)
+    members = tl.num_programs(0) // (blocks_b * blocks_c)
+    epilogue(acc, io, grad, n, b, bm, c, cm, B, C, members, SEMIRING, EPILOGUE, EXCLUSIVE,
+             TARGET_GATHER)
+    if BLOCK_C2 > 0:
+        epilogue(acc2, io, grad, n, b, bm, c2, c2 < C, B, C, members, SEMIRING, EPILOGUE,
+                 EXCLUSIVE, TARGET_GATHER)
+
+
 # ------------------------------------------------------------------------------ tiles
-def _config(block_b: int, block_q: int, block_c: int | None, warps: int, stages: int
-            ) -> triton.Config:
+def _config(block_b: int, block_q: int, block_c: int | None, warps: int, stages: int,
+            block_c2: int = 0) -> triton.Config:
     kwargs = dict(BLOCK_B=block_b, BLOCK_Q=block_q)
     if block_c is not None:
-        kwargs["BLOCK_C"] = block_c
+        kwargs.update(BLOCK_C=block_c, BLOCK_C2=block_c2)
     return triton.Config(kwargs, num_warps=warps, num_stages=stages)
 
 
-# tl.dot tiles for tensor cores: every dim >= 16; tf32x3 keeps 2 parts of each operand.
+# tl.dot tiles for tensor cores: every dim >= 16; tf32x3 keeps 2 parts of each operand. The
+# (B, Q, C, warps, stages, C2) with C2 > 0 cover C = 40, 48 as 32 + 16 columns.
 DOT_CONFIGS = [_config(*c) for c in [(64, 32, 64, 4, 3), (128, 32, 64, 8, 3), (64, 64, 32, 8, 3),
-                                     (128, 32, 32, 4, 3), (64, 32, 16, 4, 3), (128, 32, 16, 4, 3),
-                                     (64, 16, 16, 4, 3), (64, 16, 32, 4, 3)]]
+                                     (128, 32, 32, 4, 3), (64, 32, 16, 4, 3), (128, 32, 16, 8, 3),
+                                     (64, 16, 16, 4, 3), (64, 16, 32, 4, 3),
+                                     (64, 32, 32, 4, 3, 16), (128, 32, 32, 8, 3, 16)]]
 # FMA reductions (C <= 8, BLOCK_C = next_pow2(C) given by the host): temp <= 8192 values.
 REDUCE_CONFIGS = [_config(*c) for c in [(32, 32, None, 4, 2), (64, 16, None, 4, 2),
                                         (16, 64, None, 4, 2)]]
@@ -144,7 +183,7 @@ KEY = ["B", "C", "K1", "K2", "K3", "SPLIT", "NF", "SEMIRING", "PRECISION", "EPIL
 
 
 prune_padding = padding_pruner(lambda args: {
-    "BLOCK_C": args["C"], "BLOCK_Q": args["K1"] * args["K2"] * args["K3"]})
+    ("BLOCK_C", "BLOCK_C2"): args["C"], ("BLOCK_Q",): args["K1"] * args["K2"] * args["K3"]})
 
 
 def _tuned(configs, restore: bool):
@@ -201,19 +240,20 @@ def contract_launch(factors: Sequence[tuple[Arena, bool]], weights: tuple, io: t
                       EPILOGUE=epilogue, FLAT_Q=flat_q, DOT=mode == "dot", EXCLUSIVE=exclusive,
                       TARGET_GATHER=target_gather)
     if mode == "reduce":
-        constexprs["BLOCK_C"] = next_pow2(c)
+        constexprs.update(BLOCK_C=next_pow2(c), BLOCK_C2=0)
     elif mode == "max":
-        constexprs["BLOCK_C"] = min(16, next_pow2(c))
+        constexprs.update(BLOCK_C=min(16, next_pow2(c)), BLOCK_C2=0)
     if config is not None and mode == "dot" and "BLOCK_C" not in config.kwargs:
         config = None  # a forced reduction / max-plus tile does not fit a tl.dot launch
     if config is None and interpreted(contract_kernel):
         config = fixed_config(batch, ks[0] * ks[1] * ks[2], c, mode)
     if config is not None and "BLOCK_C" in constexprs:
-        config = triton.Config({k: v for k, v in config.kwargs.items() if k != "BLOCK_C"},
+        config = triton.Config({k: v for k, v in config.kwargs.items()
+                                if k not in ("BLOCK_C", "BLOCK_C2")},
                                num_warps=config.num_warps, num_stages=config.num_stages)
 
     def grid(meta):
-        block_c = meta.get("BLOCK_C", constexprs.get("BLOCK_C"))
+        block_c = sum(meta.get(k, constexprs.get(k)) for k in ("BLOCK_C", "BLOCK_C2"))
         return (n * triton.cdiv(batch, meta["BLOCK_B"]) * triton.cdiv(c, block_c), split)
 
     restore = epilogue == "grad"

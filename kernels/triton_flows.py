@@ -88,7 +88,7 @@ KEY = ["B", "KO", "K1", "K2", "K3", "SPLIT", "NF", "PRECISION"]  # batch, K's, a
 
 
 prune_padding = padding_pruner(lambda args: {
-    "BLOCK_O": args["KO"], "BLOCK_Q": args["K1"] * args["K2"] * args["K3"]})
+    ("BLOCK_O",): args["KO"], ("BLOCK_Q",): args["K1"] * args["K2"] * args["K3"]})
 
 
 TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,

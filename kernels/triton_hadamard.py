@@ -104,7 +104,7 @@ MAX_CONFIGS = [_config(*c) for c in [(16, 16, None, 4, 2), (32, 16, None, 4, 2)]
 KEY = ["B", "K", "KO", "SEMIRING", "PRECISION"]
 
 
-prune_padding = padding_pruner(lambda args: {"BLOCK_O": args["KO"], "BLOCK_K": args["K"]})
+prune_padding = padding_pruner(lambda args: {("BLOCK_O",): args["KO"], ("BLOCK_K",): args["K"]})
 
 
 TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,

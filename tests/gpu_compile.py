@@ -1,14 +1,14 @@
 """Compile the kernel configurations the launchers produce for real GPU targets, without a GPU.
 
 Run as a script in a process where TRITON_INTERPRET is not set (see test_compile_gpu_targets.py):
-    python tests/gpu_compile.py [--resources] [--all-configs] 80 90
+    python tests/gpu_compile.py [--resources] [--full] 80 90
 prints one line per distinct configuration and target and exits 1 if any failed to compile, needs
 more shared memory than the target has, or (contraction kernels) uses tensor-core instructions
 against its precision: tf32x3, tf32 and bf16 must emit mma (sm80: mma.sync; sm90: wgmma or
 mma.sync), ieee must not. Launches are planned on meta tensors with GPU-sized shapes (B = 1000,
 N = 64), through the same functions the entry points use, so the tiles are those a GPU run would
 use; every configuration of an autotuned kernel's list that its pruning keeps is compiled for the
-K = 40 cases (all cases with --all-configs), the first one otherwise. `triton.compile` runs the
+K = 40 cases, the first one for the other cases (--full: more shapes, all configurations). `triton.compile` runs the
 whole pipeline down to a cubin with the bundled ptxas. --resources adds registers and spill stack
 per thread (from the bundled cuobjdump) and fails on heavy spills (> SPILL_LIMIT bytes).
 """
@@ -81,7 +81,8 @@ def launches(steps) -> list[Launch]:
     return [s for s in steps if isinstance(s, Launch)]
 
 
-def einsum_cases(ks, k_out, semiring, gather, dtype=torch.float32, precision="tf32x3"):
+def einsum_cases(ks, k_out, semiring, gather, dtype=torch.float32, precision="tf32x3",
+                 split=None):
     srcs = [meta_arena(k, dtype) for k in ks]
     rows = [rows_for(gather) for _ in ks]
     width = 1
@@ -93,10 +94,10 @@ def einsum_cases(ks, k_out, semiring, gather, dtype=torch.float32, precision="tf
         yield from launches(product_forward_steps(srcs, rows, log_w, out))
         yield from launches(product_backward_steps(srcs, rows, out, srcs, log_w)[0])
         return
-    yield from launches(einsum_forward_steps(srcs, rows, log_w, out, semiring, precision))
+    yield from launches(einsum_forward_steps(srcs, rows, log_w, out, semiring, precision, split))
     if semiring == "sum":
-        yield from launches(einsum_backward_steps(srcs, rows, log_w, out, out, srcs,
-                                                  precision)[0])
+        yield from launches(einsum_backward_steps(srcs, rows, log_w, out, out, srcs, precision,
+                                                  split)[0])
 
 
 def hadamard_cases(k, k_out, slots, semiring, precision="tf32x3"):
@@ -119,39 +120,50 @@ def mix_cases(k, p, dtype=torch.float32):
     yield from launches(mix_backward_steps(src, rows, log_m, src[:N], src[:N], src)[0])
 
 
-def configurations(all_configs: bool):
-    """(label, launch, configs to compile) for every configuration tests and benchmarks reach."""
-    cases = []
-    for ks, k_out in [((10,), 10), ((3, 4), 5), ((10, 10), 10), ((16, 16), 16), ((32, 32), 32),
-                      ((40, 40), 40), ((64, 64), 64), ((10, 10), 1), ((4, 4, 4), 4),
-                      ((16, 16, 16), 16), ((1, 10), 10), ((10, 1), 3)]:
-        for semiring in ("sum", "max"):
-            cases.append((f"{ks}->{k_out} {semiring}", einsum_cases(ks, k_out, semiring, True),
-                          ks == (40, 40)))
-    cases.append(("(10, 10)->10 blocks", einsum_cases((10, 10), 10, "sum", False), False))
-    cases.append(("(3, 4, 5)->2 blocks", einsum_cases((3, 4, 5), 2, "sum", False), False))
+def cases(full: bool):
+    """(label, launches, compile every tuned configuration) per case. The default set reaches
+    every code path (semirings, precisions, arity 1-3, the dot / FMA-reduction / max-plus modes,
+    the three epilogues, exclusive and shared gradient rows, float64, all kernels) with the
+    K = 40 layers' every tuned configuration; `full` adds more shapes."""
+    yield "(40, 40)->40 sum", einsum_cases((40, 40), 40, "sum", True), True
     for precision in ("ieee", "tf32", "bf16"):
-        cases.append((f"(40, 40)->40 {precision}",
-                      einsum_cases((40, 40), 40, "sum", True, precision=precision), False))
-    cases.append(("(10, 10)->10 fp64", einsum_cases((10, 10), 10, "sum", True, torch.float64,
-                                                     "ieee"), False))
-    for ks in [(1,), (1, 1), (1, 1, 1)]:
-        cases.append((f"width-1 {ks}->3", einsum_cases(ks, 3, "sum", True), False))
-    cases.append(("width-1 (1, 1)->1 blocks", einsum_cases((1, 1), 1, "sum", False), False))
-    for k, k_out, slots in [(40, 40, 2), (12, 12, 4), (40, 1, 3), (64, 64, 16)]:
-        for semiring in ("sum", "max"):
-            cases.append((f"hadamard K={k}->{k_out} A={slots} {semiring}",
-                          hadamard_cases(k, k_out, slots, semiring), k == 40 and k_out == 40))
+        yield (f"(40, 40)->40 {precision}",
+               einsum_cases((40, 40), 40, "sum", True, precision=precision), False)
+    yield "(40, 40)->40 split", einsum_cases((40, 40), 40, "sum", True, split=2), False
+    yield "(40, 40)->40 max", einsum_cases((40, 40), 40, "max", True), False
+    for ks, k_out in [((10, 10), 1), ((4, 4, 4), 4), ((16, 16, 16), 16), ((1, 10), 10),
+                      ((10,), 10)]:
+        yield f"{ks}->{k_out}", einsum_cases(ks, k_out, "sum", True), False
+    yield "(3, 4, 5)->2 blocks", einsum_cases((3, 4, 5), 2, "sum", False), False
+    yield "(10, 10)->10 fp64", einsum_cases((10, 10), 10, "sum", True, torch.float64, "ieee"), False
+    yield "width-1 (1, 1)->3", einsum_cases((1, 1), 3, "sum", True), False
+    yield "width-1 (1, 1, 1)->1 blocks", einsum_cases((1, 1, 1), 1, "sum", False), False
+    yield "hadamard K=40->40 A=2", hadamard_cases(40, 40, 2, "sum"), True
     for precision in ("ieee", "tf32", "bf16"):
-        cases.append((f"hadamard K=40->40 {precision}",
-                      hadamard_cases(40, 40, 2, "sum", precision), False))
-    for k, p in [(10, 4), (1, 16), (40, 2)]:
-        cases.append((f"mix K={k} P={p}", mix_cases(k, p), False))
-    cases.append(("mix K=10 P=3 fp64", mix_cases(10, 3, torch.float64), False))
-    for label, steps, every in cases:
+        yield (f"hadamard K=40->40 A=2 {precision}", hadamard_cases(40, 40, 2, "sum", precision),
+               False)
+    yield "hadamard K=40->1 A=3", hadamard_cases(40, 1, 3, "sum"), False
+    yield "hadamard K=12->12 A=4 max", hadamard_cases(12, 12, 4, "max"), False
+    for k, p in [(10, 4), (1, 16)]:
+        yield f"mix K={k} P={p}", mix_cases(k, p), False
+    yield "mix K=10 P=3 fp64", mix_cases(10, 3, torch.float64), False
+    if not full:
+        return
+    for ks, k_out in [((3, 4), 5), ((10, 10), 10), ((16, 16), 16), ((32, 32), 32),
+                      ((64, 64), 64), ((10, 1), 3)]:
+        for semiring in ("sum", "max"):
+            yield f"{ks}->{k_out} {semiring}", einsum_cases(ks, k_out, semiring, True), False
+    for k, k_out, slots in [(12, 12, 4), (64, 64, 16)]:
+        yield f"hadamard K={k}->{k_out} A={slots}", hadamard_cases(k, k_out, slots, "sum"), False
+    yield "mix K=40 P=2", mix_cases(40, 2), False
+
+
+def configurations(full: bool):
+    """(label, launch, configurations to compile)."""
+    for label, steps, every in cases(full):
         for launch in steps:
             configs = launch.candidates()
-            yield label, launch, configs if (every or all_configs) else configs[:1]
+            yield label, launch, configs if (every or full) else configs[:1]
 
 
 def resources(cubin: bytes) -> tuple[int, int]:
@@ -210,10 +222,10 @@ def describe(launch: Launch, config: triton.Config) -> str:
     return " ".join(str(p) for p in parts if p) + f" [{tiles} w{config.num_warps}]"
 
 
-def main(capabilities: list[int], with_resources: bool, all_configs: bool) -> int:
+def main(capabilities: list[int], with_resources: bool, full: bool) -> int:
     assert os.environ.get("TRITON_INTERPRET", "0") != "1", "run without TRITON_INTERPRET"
     failed, seen = 0, set()
-    for label, launch, configs in configurations(all_configs):
+    for label, launch, configs in configurations(full):
         for config in configs:
             sig, consts = signature(launch, config)
             key = (launch.kernel.fn.__name__, str(sig), str(sorted(consts.items())),
@@ -238,4 +250,4 @@ def main(capabilities: list[int], with_resources: bool, all_configs: bool) -> in
 if __name__ == "__main__":
     args = sys.argv[1:]
     sys.exit(main([int(a) for a in args if a.isdigit()] or [80, 90], "--resources" in args,
-                  "--all-configs" in args))
+                  "--full" in args))

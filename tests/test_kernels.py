@@ -250,7 +250,7 @@ def test_tuned_dot_tiles_and_split(config, flow_config):
     """Every tile configuration the GPU autotuner may pick (several sample, column and output
     blocks per member) and a split of the contraction in 2 (partials in the forward, shared
     gradient adds, batch shares of the flows) give the exact results."""
-    sources, rows, log_w = einsum_case(11, (5, 8), 20, 2, 70, ("index", "block"), torch.float64)
+    sources, rows, log_w = einsum_case(11, (5, 8), 40, 2, 70, ("index", "block"), torch.float64)
     check_einsum_run(sources, rows, log_w, "sum", 2, config, flow_config)
 
 
@@ -271,14 +271,16 @@ def test_tuned_max_tiles(config):
 
 def test_padding_of_tiles_is_bounded():
     """The autotuner's candidates pad C and the contraction Q by at most 1.5x: K = 40 (Q = 1600,
-    C = 40) never runs a 64-wide output tile, and a K_out = 1 root takes the FMA reduction path
-    (no 16-wide output tile)."""
-    args = dict(K1=40, K2=40, K3=1, C=40)
-    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, args)
-    assert kept and all(c.kwargs["BLOCK_C"] == 16 for c in kept)
-    args = dict(K1=40, K2=1, K3=1, C=40)
-    assert all(triton.cdiv(40, c.kwargs["BLOCK_Q"]) * c.kwargs["BLOCK_Q"] <= 60
-               for c in triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, args))
+    C = 40) runs 16 or 32 + 16 output columns, never 64; Q = 40 chunks of 16; a K_out = 1 root
+    takes the FMA reduction path (no 16-wide output tile)."""
+    def covered(size, cfg, names):
+        block = sum(cfg.kwargs[name] for name in names)
+        return triton.cdiv(size, block) * block
+    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, dict(K1=40, K2=40, K3=1, C=40))
+    assert {covered(40, c, ("BLOCK_C", "BLOCK_C2")) for c in kept} == {48}
+    assert any(c.kwargs["BLOCK_C2"] for c in kept)
+    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, dict(K1=40, K2=1, K3=1, C=40))
+    assert kept and all(covered(40, c, ("BLOCK_Q",)) <= 60 for c in kept)
     assert triton_einsum.mode_of("sum", 1) == "reduce" and triton_einsum.mode_of("sum", 40) == "dot"
 
 

@@ -30,6 +30,18 @@ class LoweredEinsum:
 
 
 @dataclass(frozen=True)
+class LoweredHadamard:
+    """A HadamardOp: children rows [N, A] of arena k_in, output rows of arena k_out."""
+
+    k_in: int
+    k_out: int
+    child_rows: Tensor  # [N, A]
+    out_start: int
+    n: int
+    weight: int  # index into the weights list
+
+
+@dataclass(frozen=True)
 class LoweredMix:
     k: int
     part_rows: Tensor  # [N, P]
@@ -74,6 +86,10 @@ class Program:
                 self.kernels.einsum_forward(
                     [arenas[k] for k in op.child_k], op.child_rows, self._log_w(op, weights, ref),
                     arenas[op.k_out][op.out_start: op.out_start + op.n], semiring)
+            elif isinstance(op, LoweredHadamard):
+                self.kernels.hadamard_forward(
+                    arenas[op.k_in], op.child_rows, weights[op.weight],
+                    arenas[op.k_out][op.out_start: op.out_start + op.n], semiring)
             else:
                 self.kernels.mix_forward(
                     arenas[op.k], op.part_rows, weights[op.weight],
@@ -104,6 +120,11 @@ class Program:
                     arenas[op.k_out][out], grads[op.k_out][out], [grads[k] for k in op.child_k])
                 if op.weight is not None:
                     flows[op.weight] = f
+            elif isinstance(op, LoweredHadamard):
+                out = slice(op.out_start, op.out_start + op.n)
+                flows[op.weight] = self.kernels.hadamard_backward(
+                    arenas[op.k_in], op.child_rows, weights[op.weight], arenas[op.k_out][out],
+                    grads[op.k_out][out], grads[op.k_in])
             else:
                 out = slice(op.out_start, op.out_start + op.n)
                 flows[op.weight] = self.kernels.mix_backward(

@@ -138,11 +138,6 @@ def hadamard_backward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor, 
     return flows
 
 
-# Element-wise (Hadamard) layers run on the torch kernels until their Triton kernel lands.
-hadamard_forward = torch.compiler.disable(reference.hadamard_forward)
-hadamard_backward = torch.compiler.disable(reference.hadamard_backward)
-
-
 @torch.compiler.disable
 def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
                 semiring: str = "sum") -> None:

@@ -1,14 +1,15 @@
 """Compile the kernel configurations the launchers produce for real GPU targets, without a GPU.
 
 Run as a script in a process where TRITON_INTERPRET is not set (see test_compile_gpu_targets.py):
-    python tests/gpu_compile.py [--resources] [--full] 80 90
+    python tests/gpu_compile.py [--resources] [--wide | --full] 80 90
 prints one line per distinct configuration and target and exits 1 if any failed to compile, needs
 more shared memory than the target has, or (contraction kernels) uses tensor-core instructions
 against its precision: tf32x3, tf32 and bf16 must emit mma (sm80: mma.sync; sm90: wgmma or
 mma.sync), ieee must not. Launches are planned on meta tensors with GPU-sized shapes (B = 1000,
 N = 64), through the same functions the entry points use, so the tiles are those a GPU run would
-use; every configuration of an autotuned kernel's list that its pruning keeps is compiled for the
-K = 40 cases, the first one for the other cases (--full: more shapes, all configurations). `triton.compile` runs the
+use. By default (the CI test) every kernel and code path compiles once, with the first tuned
+configuration; --wide adds cases and compiles every configuration of an autotuned kernel's list
+that its pruning keeps for the K = 40 layers; --full adds shapes and every configuration. `triton.compile` runs the
 whole pipeline down to a cubin with the bundled ptxas. --resources adds registers and spill stack
 per thread (from the bundled cuobjdump) and fails on heavy spills (> SPILL_LIMIT bytes).
 """
@@ -120,11 +121,46 @@ def mix_cases(k, p, dtype=torch.float32):
     yield from launches(mix_backward_steps(src, rows, log_m, src[:N], src[:N], src)[0])
 
 
-def cases(full: bool):
-    """(label, launches, compile every tuned configuration) per case. The default set reaches
-    every code path (semirings, precisions, arity 1-3, the dot / FMA-reduction / max-plus modes,
-    the three epilogues, exclusive and shared gradient rows, float64, all kernels) with the
-    K = 40 layers' every tuned configuration; `full` adds more shapes."""
+def quick_cases():
+    """The CI set: every kernel and code path once (first tuned configuration): the contraction
+    kernels in each precision (PTX checked for tensor cores), semirings, arity 1-3, the dot /
+    FMA-reduction / max-plus modes, the three epilogues, exclusive and shared gradient rows,
+    float64."""
+    yield "(40, 40)->40 sum", einsum_cases((40, 40), 40, "sum", True), False
+    for precision in ("ieee", "tf32", "bf16"):
+        yield (f"(40, 40)->40 {precision}",
+               forward_only(einsum_cases((40, 40), 40, "sum", True, precision=precision)), False)
+        yield (f"hadamard K=40->40 {precision}",
+               forward_only(hadamard_cases(40, 40, 2, "sum", precision)), False)
+    yield "(40, 40)->40 split", forward_only(einsum_cases((40, 40), 40, "sum", True, split=2)), \
+        False
+    yield "(40, 40)->40 max", einsum_cases((40, 40), 40, "max", True), False
+    yield "(10, 10)->1", forward_only(einsum_cases((10, 10), 1, "sum", True)), False
+    yield "(4, 4, 4)->20", einsum_cases((4, 4, 4), 20, "sum", True), False
+    yield "(3, 4, 5)->2 blocks", einsum_cases((3, 4, 5), 2, "sum", False), False
+    yield "(10, 10)->10 fp64", forward_only(einsum_cases((10, 10), 10, "sum", True,
+                                                         torch.float64, "ieee")), False
+    yield "width-1 (1, 1)->3", einsum_cases((1, 1), 3, "sum", True), False
+    yield "hadamard K=40->40 A=2", hadamard_cases(40, 40, 2, "sum"), False
+    yield "hadamard K=12->12 A=4 max", hadamard_cases(12, 12, 4, "max"), False
+    yield "mix K=10 P=4", mix_cases(10, 4), False
+
+
+def forward_only(launches_):
+    """The launches of a case up to its first contraction (pre-passes and the forward)."""
+    for launch in launches_:
+        yield launch
+        if launch.kernel.fn.__name__ in CONTRACTIONS:
+            return
+
+
+def cases(level: str):
+    """(label, launches, compile every tuned configuration) per case: the CI set (`quick`), or
+    (`wide`) every path with the K = 40 layers' every tuned configuration, or (`full`) more
+    shapes, every configuration."""
+    if level == "quick":
+        yield from quick_cases()
+        return
     yield "(40, 40)->40 sum", einsum_cases((40, 40), 40, "sum", True), True
     for precision in ("ieee", "tf32", "bf16"):
         yield (f"(40, 40)->40 {precision}",
@@ -147,7 +183,7 @@ def cases(full: bool):
     for k, p in [(10, 4), (1, 16)]:
         yield f"mix K={k} P={p}", mix_cases(k, p), False
     yield "mix K=10 P=3 fp64", mix_cases(10, 3, torch.float64), False
-    if not full:
+    if level != "full":
         return
     for ks, k_out in [((3, 4), 5), ((10, 10), 10), ((16, 16), 16), ((32, 32), 32),
                       ((64, 64), 64), ((10, 1), 3)]:
@@ -158,12 +194,12 @@ def cases(full: bool):
     yield "mix K=40 P=2", mix_cases(40, 2), False
 
 
-def configurations(full: bool):
+def configurations(level: str):
     """(label, launch, configurations to compile)."""
-    for label, steps, every in cases(full):
+    for label, steps, every in cases(level):
         for launch in steps:
             configs = launch.candidates()
-            yield label, launch, configs if (every or full) else configs[:1]
+            yield label, launch, configs if (every or level == "full") else configs[:1]
 
 
 def resources(cubin: bytes) -> tuple[int, int]:
@@ -219,13 +255,15 @@ def describe(launch: Launch, config: triton.Config) -> str:
     tiles = ",".join(f"{k[6:] if k.startswith('BLOCK_') else k}={v}"
                      for k, v in config.kwargs.items())
     parts = [launch.constexprs.get(k) for k in ("SEMIRING", "PRECISION", "EPILOGUE")]
+    if "DOT" in launch.constexprs:
+        parts.append("dot" if launch.constexprs["DOT"] else "fma")
     return " ".join(str(p) for p in parts if p) + f" [{tiles} w{config.num_warps}]"
 
 
-def main(capabilities: list[int], with_resources: bool, full: bool) -> int:
+def main(capabilities: list[int], with_resources: bool, level: str) -> int:
     assert os.environ.get("TRITON_INTERPRET", "0") != "1", "run without TRITON_INTERPRET"
     failed, seen = 0, set()
-    for label, launch, configs in configurations(full):
+    for label, launch, configs in configurations(level):
         for config in configs:
             sig, consts = signature(launch, config)
             key = (launch.kernel.fn.__name__, str(sig), str(sorted(consts.items())),
@@ -249,5 +287,6 @@ def main(capabilities: list[int], with_resources: bool, full: bool) -> int:
 
 if __name__ == "__main__":
     args = sys.argv[1:]
+    level = "full" if "--full" in args else ("wide" if "--wide" in args else "quick")
     sys.exit(main([int(a) for a in args if a.isdigit()] or [80, 90], "--resources" in args,
-                  "--full" in args))
+                  level))

@@ -1,5 +1,5 @@
 """The element-wise (Hadamard) product layer kernels (under the interpreter) equal a float64 brute
-force, forward in both semirings and backward: A = 1..8 children per member (padded slots read row
+force and the torch backend (`pcc_kernels.reference`), forward in both semirings and backward: A = 1..8 children per member (padded slots read row
 0, which holds log 1 = 0), repeated rows (the same child twice in a member, shared children across
 members), -inf entries and whole -inf rows, odd batches, K_out = 1 (the FMA reduction path) and
 K_out >= 16 (tl.dot), and every tile configuration of the GPU autotuner.
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from pcc_kernels import triton_einsum, triton_flows, triton_hadamard, triton_ops
+from pcc_kernels import reference, triton_einsum, triton_flows, triton_hadamard, triton_ops
 from test_kernels import arena, assert_close, log_weights
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
@@ -76,6 +76,9 @@ def test_hadamard_forward(shape, semiring, dtype):
     out = torch.full((n, batch, k_out), math.nan, dtype=dtype)
     triton_ops.hadamard_forward(source, rows, log_w, out, semiring)
     assert_close(out, brute_forward(source, rows, log_w, semiring), dtype, "vs brute force")
+    ref = torch.empty_like(out)
+    reference.hadamard_forward(source, rows, log_w, ref, semiring)
+    assert_close(out, ref, dtype, "vs reference")
     assert torch.isneginf(out[0]).all(), "a member with an all -inf child is -inf"
 
 
@@ -92,6 +95,10 @@ def test_hadamard_backward(shape, dtype):
     assert flows.shape == log_w.shape and flows.dtype == dtype
     assert_close(flows, brute_flows, dtype, "flows")
     assert_close(grad, brute_grad, dtype, "source gradient")
+    ref_grad = torch.zeros_like(source)
+    ref_flows = reference.hadamard_backward(source, rows, log_w, out, grad_out, ref_grad)
+    assert_close(flows, ref_flows, dtype, "flows vs reference")
+    assert_close(grad, ref_grad, dtype, "gradient vs reference")
     assert (grad[1] == 0).all(), "the all -inf row gets zero gradient"
     assert (flows[0] == 0).all(), "a -inf member has no flow"
 

@@ -24,6 +24,7 @@ in fp32 and multiplied exactly, which reproduces the tensor-core result up to su
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence, Union
 
@@ -35,6 +36,9 @@ from torch import Tensor
 Rows = Union[Tensor, int]
 
 PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16")
+# PCC_TRITON_AUTOTUNE=0: run each tuned kernel with the first configuration its pruning keeps
+# (no timing runs; for short sessions and debugging).
+AUTOTUNE = os.environ.get("PCC_TRITON_AUTOTUNE", "1") != "0"
 TENSOR_CORE = ("tf32x3", "tf32", "bf16")
 
 
@@ -236,8 +240,11 @@ class Launch:
     configs: Sequence[triton.Config] = field(default_factory=tuple)
 
     def run(self) -> None:
-        if self.config is not None:
-            meta = self.config.all_kwargs()
+        config = self.config
+        if config is None and not AUTOTUNE:
+            config = self.candidates()[0]
+        if config is not None:
+            meta = config.all_kwargs()
             self.kernel[self.grid(meta)](*self.args, **self.constexprs, **meta)
         else:
             self.tuned[self.grid](*self.args, **self.constexprs)

@@ -172,7 +172,7 @@ def _config(block_b: int, block_q: int, block_c: int | None, warps: int, stages:
 DOT_CONFIGS = [_config(*c) for c in [(64, 32, 64, 4, 3), (128, 32, 64, 8, 3), (64, 64, 32, 8, 3),
                                      (128, 32, 32, 4, 3), (64, 32, 16, 4, 3), (128, 32, 16, 8, 3),
                                      (64, 16, 16, 4, 3), (64, 16, 32, 4, 3),
-                                     (64, 32, 32, 4, 3, 16), (128, 32, 32, 8, 3, 16)]]
+                                     (64, 32, 32, 8, 3, 16), (128, 32, 32, 8, 3, 16)]]
 # FMA reductions (C <= 8, BLOCK_C = next_pow2(C) given by the host): temp <= 8192 values.
 REDUCE_CONFIGS = [_config(*c) for c in [(32, 32, None, 4, 2), (64, 16, None, 4, 2),
                                         (16, 64, None, 4, 2)]]

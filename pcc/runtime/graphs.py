@@ -93,14 +93,10 @@ def default_recorder(device: torch.device) -> Recorder | None:
 
 
 class StaticInput:
-    """A fixed-shape input buffer: `matches(x)` says whether x can be copied in."""
+    """A fixed-shape input buffer that captured functions read."""
 
     def __init__(self, like: Tensor):
         self.buffer = torch.empty_like(like)
-
-    def matches(self, x: Tensor) -> bool:
-        b = self.buffer
-        return x.shape == b.shape and x.dtype == b.dtype and x.device == b.device
 
     def load(self, x: Tensor) -> Tensor:
         return self.buffer.copy_(x)

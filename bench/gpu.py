@@ -450,7 +450,8 @@ def markdown(info: dict, ceil: dict, checked: dict, layers: list, targets: list,
                ceil["copy_gbps"], ceil["ieee_matmul_tflops"], ceil["tf32_matmul_tflops"],
                ceil["tf32x3_matmul_tflops"], ceil["bf16_matmul_tflops"]), ""]
     if checked:
-        out += ["Check: " + ", ".join(f"{k} {v:.3g}" for k, v in checked.items()), ""]
+        out += ["Check: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in checked.items()), ""]
     if layers:
         out += ["| largest outer-product layer | precision | fwd ms | fwd TFLOP/s | % of ceiling "
                 "| bwd ms | bwd TFLOP/s | % of ceiling |", "|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -541,10 +542,15 @@ def main() -> int:
 
     checked: dict = {}
     if "check" in sections:
-        checked = check(pcc, shapes[pd7](small_k), 7 if args.smoke else 100, device)
-        if device.type == "cuda":
-            checked.update(graph_check(pcc, shapes[pd7](small_k), 100, device))
-        print("check: " + ", ".join(f"{k} {v:.3g}" for k, v in checked.items()), flush=True)
+        for name, fn in (("backends", check), ("graphs", graph_check)):
+            if name == "graphs" and device.type != "cuda":
+                continue
+            try:
+                checked.update(fn(pcc, shapes[pd7](small_k), 7 if args.smoke else 100, device))
+            except Exception as exc:  # report and go on
+                checked[f"{name}_error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+        print("check: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
+                                    for k, v in checked.items()), flush=True)
 
     layers: list = []
     for label in (pd7, rat):
@@ -610,7 +616,7 @@ def main() -> int:
                        "targets": [asdict(r) for r in targets], "step100": steps,
                        "precision": prec, "results": [asdict(r) for r in results],
                        "skipped": skipped, "total_s": total}, f, indent=1)
-    failed = any(r.error for r in results + targets) \
+    failed = any(r.error for r in results + targets) or any("error" in k for k in checked) \
         or checked.get("max_rel_ll_diff", 0) > 1e-5
     return 1 if failed else 0
 

@@ -6,13 +6,13 @@ On a CUDA machine, in one run (sections in this order, each skipped once --budge
              the kernels do) and bf16;
   check      backend='triton' vs backend='torch' on PD 28x28 delta 7, K=10, batch 100 (log-
              likelihoods, gradients); CUDA-graph replay vs eager for the forward and EM steps;
-  layers     the largest outer-product layer of PD delta 7 and RAT 784 at K=40, batch 1000, alone
-             (all of its launches), per precision: TFLOP/s against the ceiling of that precision;
   targets    PD delta 7 and RAT 784, K=40, batch 1000: Triton (default precision) against the
              EinsumNetworks-style baseline (bench/einet_style.py): forward, forward+backward, EM
              step, peak memory;
   step100    an EM step at batch 100 (PD delta 7, K=10 and K=40): eager, replayed from a CUDA graph,
              and the sum of its GPU kernel times (torch.profiler) in the same run;
+  layers     the largest outer-product layer of PD delta 7 and RAT 784 at K=40, batch 1000, alone
+             (all of its launches), per precision: TFLOP/s against the ceiling of that precision;
   precision  float32 log-likelihood errors per precision against a float64 torch evaluation;
   grid       the broader table (PD delta 7 / RAT 784 / PD delta 4, K in 10..40, batch 100 and
              1000, backends triton and torch) while the budget lasts.
@@ -40,7 +40,7 @@ from typing import Callable
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for einet_style
 EINET = "einet-style"  # bench/einet_style.py on the torch model: the EinsumNetworks pattern
-SECTIONS = ("ceilings", "check", "layers", "targets", "step100", "precision", "grid")
+SECTIONS = ("ceilings", "check", "targets", "step100", "layers", "precision", "grid")
 
 
 @dataclass
@@ -552,15 +552,6 @@ def main() -> int:
         print("check: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in checked.items()), flush=True)
 
-    layers: list = []
-    for label in (pd7, rat):
-        if "layers" in sections and within_budget(f"layers {label}"):
-            layers += layer_bench(pcc, shapes[label](big_k), label, big_b, device, clock, modes,
-                                  ceil)
-            for r in layers[-len(modes):]:
-                print("  layer " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
-                                             f"{k} {v}" for k, v in r.items()), flush=True)
-
     targets: list = []
     for label in (pd7, rat):
         for backend in ("triton", EINET):
@@ -577,6 +568,15 @@ def main() -> int:
             steps.append(step100(pcc, shapes[pd7](k), f"{pd7} K={k}", 7 if args.smoke else 100,
                                  device, clock))
             print("  step " + ", ".join(f"{a} {v}" for a, v in steps[-1].items()), flush=True)
+
+    layers: list = []
+    for label in (pd7, rat):
+        if "layers" in sections and within_budget(f"layers {label}"):
+            layers += layer_bench(pcc, shapes[label](big_k), label, big_b, device, clock, modes,
+                                  ceil)
+            for r in layers[-len(modes):]:
+                print("  layer " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
+                                             f"{k} {v}" for k, v in r.items()), flush=True)
 
     prec: dict = {}
     if "precision" in sections and within_budget("precision"):

@@ -23,6 +23,7 @@ re-runs the function at every replay: the same buffers and control flow without 
 """
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING, Callable, Protocol
 
 import torch
@@ -137,10 +138,14 @@ class EMGraph:
     `step` returns the batch's mean log-likelihood, or None when the step must run eagerly."""
 
     def __init__(self, em: "EM", recorder: Recorder | None = None):
-        self.em = em
+        self._em = weakref.ref(em)  # no reference cycle: the graph's memory goes with the EM
         self.recorder = recorder if recorder is not None else default_recorder(_device(em.model))
         self.shape: tuple | None = None  # the captured batch shape (the first one seen)
         self.static: StaticInput | None = None
+
+    @property
+    def em(self) -> "EM":
+        return self._em()
 
     @property
     def active(self) -> bool:

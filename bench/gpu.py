@@ -531,7 +531,28 @@ def main() -> int:
     modes = ("tf32x3", "ieee", "tf32", "bf16")
     skipped: list[str] = []
 
+    checked: dict = {}
+    targets: list = []
+    steps: list = []
+    layers: list = []
+    prec: dict = {}
+    results: list = []
+
+    def save() -> None:
+        """Write what is measured so far (a run stopped by a timeout keeps its sections)."""
+        if args.markdown:
+            with open(args.markdown, "w") as f:
+                f.write(markdown(info, ceil, checked, layers, targets, steps, prec, results))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"info": info, "ceilings": ceil, "check": checked, "layers": layers,
+                           "targets": [asdict(r) for r in targets], "step100": steps,
+                           "precision": prec, "results": [asdict(r) for r in results],
+                           "skipped": skipped, "total_s": time.perf_counter() - start}, f,
+                          indent=1)
+
     def within_budget(what: str) -> bool:
+        save()
         if time.perf_counter() - start > args.budget:
             skipped.append(what)
             return False
@@ -540,7 +561,6 @@ def main() -> int:
     ceil = ceilings(device, clock)
     print("ceilings: " + ", ".join(f"{k} {v:.1f}" for k, v in ceil.items()), flush=True)
 
-    checked: dict = {}
     if "check" in sections:
         for name, fn in (("backends", check), ("graphs", graph_check)):
             if name == "graphs" and device.type != "cuda":
@@ -552,7 +572,6 @@ def main() -> int:
         print("check: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in checked.items()), flush=True)
 
-    targets: list = []
     for label in (pd7, rat):
         for backend in ("triton", EINET):
             if "targets" in sections and within_budget(f"targets {label} {backend}"):
@@ -562,14 +581,12 @@ def main() -> int:
                 print(f"  target {label} K={big_k} B={big_b} {backend}: "
                       f"{r.error or (r.forward_ms, r.train_ms, r.em_ms, r.peak_mb)}", flush=True)
 
-    steps: list = []
     for k in (small_k, big_k):
         if "step100" in sections and within_budget(f"step100 K={k}"):
             steps.append(step100(pcc, shapes[pd7](k), f"{pd7} K={k}", 7 if args.smoke else 100,
                                  device, clock))
             print("  step " + ", ".join(f"{a} {v}" for a, v in steps[-1].items()), flush=True)
 
-    layers: list = []
     for label in (pd7, rat):
         if "layers" in sections and within_budget(f"layers {label}"):
             layers += layer_bench(pcc, shapes[label](big_k), label, big_b, device, clock, modes,
@@ -578,13 +595,11 @@ def main() -> int:
                 print("  layer " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else
                                              f"{k} {v}" for k, v in r.items()), flush=True)
 
-    prec: dict = {}
     if "precision" in sections and within_budget("precision"):
         label = f"{pd7} K={big_k} B={big_b}"
         prec[label] = precision(pcc, shapes[pd7](big_k), big_b, device, clock,
                                 ("tf32x3", "ieee") if args.smoke else modes)
 
-    results: list = []
     for label, make, ks, batches, backends in (plan_runs(args.smoke) if "grid" in sections
                                                else []):
         for k in ks:
@@ -600,22 +615,12 @@ def main() -> int:
                     print(f"  {label} K={k} B={batch} {backend}: {r.error or times + ' ms'}",
                           flush=True)
 
-    text = markdown(info, ceil, checked, layers, targets, steps, prec, results)
+    save()
     print()
-    print(text)
+    print(markdown(info, ceil, checked, layers, targets, steps, prec, results))
     if skipped:
         print(f"skipped (time budget {args.budget:.0f} s): " + "; ".join(skipped))
-    total = time.perf_counter() - start
-    print(f"total {total:.0f} s")
-    if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text)
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"info": info, "ceilings": ceil, "check": checked, "layers": layers,
-                       "targets": [asdict(r) for r in targets], "step100": steps,
-                       "precision": prec, "results": [asdict(r) for r in results],
-                       "skipped": skipped, "total_s": total}, f, indent=1)
+    print(f"total {time.perf_counter() - start:.0f} s")
     failed = any(r.error for r in results + targets) or any("error" in k for k in checked) \
         or checked.get("max_rel_ll_diff", 0) > 1e-5
     return 1 if failed else 0

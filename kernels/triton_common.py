@@ -24,6 +24,7 @@ in fp32 and multiplied exactly, which reproduces the tensor-core result up to su
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, NamedTuple, Sequence, Union
@@ -287,18 +288,23 @@ def rows_per_program(batch: int, k: int, interpret: bool, values: int = 4096) ->
     return min(next_pow2(batch), max(1, (16384 if interpret else values) // next_pow2(k)))
 
 
-def padding_pruner(sizes: Callable[[dict], dict[tuple[str, ...], int]]):
+def padding_pruner(sizes: Callable[[dict], dict[tuple[str, ...], int]], keep: int = 3):
     """An autotuner `early_config_prune`: the configurations whose blocks pad each tiled size by
-    at most 1.5x (else those with the least padding there is). `sizes(named_args)` maps tuples
-    of block names (whose sum tiles the size, e.g. ("BLOCK_C", "BLOCK_C2")) to sizes."""
+    at most 1.5x (else those with the least padding there is), at most `keep` of them, the least
+    padded and then largest first (each candidate costs a compile and timing runs per shape). `sizes(named_args)`
+    maps tuples of block names (whose sum tiles the size, e.g. ("BLOCK_C", "BLOCK_C2")) to
+    sizes."""
     def prune(configs, named_args: dict, **kwargs) -> list:
         dims = sizes(named_args)
 
         def waste(cfg) -> float:
             return max([padding(size, sum(cfg.kwargs[name] for name in names))
                         for names, size in dims.items() if names[0] in cfg.kwargs] or [1.0])
+        def volume(cfg) -> int:  # larger tiles reuse each loaded tile more
+            return math.prod(v for k, v in cfg.kwargs.items() if k.startswith("BLOCK") and v)
         least = min(waste(cfg) for cfg in configs)
-        return [cfg for cfg in configs if waste(cfg) <= max(1.5, least)]
+        kept = [cfg for cfg in configs if waste(cfg) <= max(1.5, least)]
+        return sorted(kept, key=lambda cfg: (waste(cfg), -volume(cfg)))[:keep]
     return prune
 
 

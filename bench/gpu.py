@@ -125,7 +125,6 @@ def ceilings(device, clock: Clock) -> dict[str, float]:
     src = torch.empty(n // 4, dtype=torch.float32, device=device)
     dst = torch.empty_like(src)
     out = {"copy_gbps": 2 * n / clock.measure(lambda: dst.copy_(src)) / 1e6}
-    del src, dst
     size = 8192 if device.type == "cuda" else 256
     a = torch.randn(size, size, device=device)
     b = torch.randn(size, size, device=device)

@@ -32,12 +32,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
 import types
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
@@ -456,7 +455,7 @@ def main() -> int:
                 run.error = _short(exc)
             runs.append(run)
             print(f"  {asdict(run)}", flush=True)
-        del pc, model
+        pc = model = None  # free this size's memory before the next
         torch.cuda.empty_cache()
     text = markdown(info, checks, runs)
     print(text)

@@ -216,6 +216,25 @@ def joined(hi, lo, PRECISION: tl.constexpr):
 
 
 @triton.jit
+def program_tile(pid, blocks_inner, blocks_outer):
+    """(member n as int64, outer block, inner block) of a flat program id, inner blocks fastest
+    (programs sharing a member's weights run together)."""
+    n = (pid // (blocks_inner * blocks_outer)).to(tl.int64)
+    return n, (pid // blocks_inner) % blocks_outer, pid % blocks_inner
+
+
+@triton.jit
+def load_weights(hi, lo, offs, mask, PRECISION: tl.constexpr):
+    """The weight parts at offs (0 where masked): (hi, lo) for tf32x3, else (hi, hi)."""
+    w_hi = tl.load(hi + offs, mask=mask, other=0.0)
+    if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
+        w_lo = tl.load(lo + offs, mask=mask, other=0.0)
+    else:
+        w_lo = w_hi
+    return w_hi, w_lo
+
+
+@triton.jit
 def unravel(q, K2, K3):
     """Digits (d1, d2, d3) of the row-major flat index q over [K1, K2, K3]."""
     d3 = q % K3
@@ -319,6 +338,17 @@ def sm_count(device: torch.device) -> int:
     if index not in _SM_COUNT:
         _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
     return _SM_COUNT[index]
+
+
+def split_for(programs: int, most: int, device: torch.device) -> int:
+    """Programs per output tile for a launch of `programs` tiles: enough for ~2 per SM when the
+    launch is smaller (at most `most`); 1 off the GPU."""
+    if device.type != "cuda":
+        return 1
+    want = 2 * sm_count(device)
+    if programs >= want:
+        return 1
+    return max(1, min(triton.cdiv(want, programs), most))
 
 
 def bench_quickly(kernel_call, quantiles):

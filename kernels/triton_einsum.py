@@ -38,7 +38,8 @@ from torch import Tensor
 
 from .triton_common import (Arena, Launch, arena, bench_quickly, contract, factor_rows,
                             interpreted, joined, kron_tile, matrix, member_index, next_pow2,
-                            pad_factors, padding_pruner, safe_log, sm_count, split, staged, unravel)
+                            load_weights, pad_factors, padding_pruner, program_tile, safe_log,
+                            split, split_for, staged, unravel)
 from .triton_flows import flows_launches
 from .triton_stage import stage_launch
 from .triton_weights import weights_launch
@@ -54,11 +55,7 @@ def accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING: 
         v = tl.load(hi + offs, mask=wmask, other=float("-inf"))
         acc = tl.maximum(acc, tl.max(tile[:, :, None] + v[None, :, :], axis=1))
     else:
-        v_hi = tl.load(hi + offs, mask=wmask, other=0.0)
-        if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
-            v_lo = tl.load(lo + offs, mask=wmask, other=0.0)
-        else:
-            v_lo = v_hi
+        v_hi, v_lo = load_weights(hi, lo, offs, wmask, PRECISION)
         if DOT:
             acc = contract(acc, t_hi, t_lo, v_hi, v_lo, PRECISION)
         else:
@@ -106,12 +103,11 @@ def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
     """One (member, sample block, column block, split): the column block is BLOCK_C columns
     plus, if BLOCK_C2 > 0, BLOCK_C2 more in a second accumulator that shares the product tile
     (C = 40 as 32 + 16: 1.2x padding, one tile build). See `epilogue` for `io` and `grad`."""
-    pid = tl.program_id(0)
     blocks_b = tl.cdiv(B, BLOCK_B)
     blocks_c = tl.cdiv(C, BLOCK_C + BLOCK_C2)
-    n = (pid // (blocks_b * blocks_c)).to(tl.int64)
-    b = (pid % blocks_b) * BLOCK_B + tl.arange(0, BLOCK_B)
-    c0 = ((pid // blocks_b) % blocks_c) * (BLOCK_C + BLOCK_C2)
+    n, block_c, block_b = program_tile(tl.program_id(0), blocks_b, blocks_c)
+    b = block_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    c0 = block_c * (BLOCK_C + BLOCK_C2)
     c = c0 + tl.arange(0, BLOCK_C)
     bm = b < B
     cm = c < C
@@ -214,15 +210,9 @@ def mode_of(semiring: str, c: int) -> str:
 
 
 def split_count(n: int, batch: int, q: int, c: int, device: torch.device) -> int:
-    """How many programs share one output tile: enough for ~2 programs per SM on small layers,
-    with at least 128 products of q per split (1 off the GPU)."""
-    if device.type != "cuda":
-        return 1
-    programs = n * triton.cdiv(batch, 64) * triton.cdiv(c, 32)
-    want = 2 * sm_count(device)
-    if programs >= want:
-        return 1
-    return max(1, min(triton.cdiv(want, programs), q // 128))
+    """Programs sharing one output tile (a split of q, >= 128 columns each): enough for ~2
+    programs per SM on small layers (nominal 64 x 32 tiles)."""
+    return split_for(n * triton.cdiv(batch, 64) * triton.cdiv(c, 32), q // 128, device)
 
 
 # ------------------------------------------------------------------------------ launches
@@ -323,7 +313,6 @@ def einsum_backward_steps(sources: Sequence[Tensor], rows: Sequence, log_w: Tens
                           flow_config: triton.Config | None = None) -> tuple[list, Tensor]:
     """(steps, flows) of the sum-semiring backward: weights pre-pass, staging (E_j, S, H), one
     contraction per child (its gradient, added into grad_sources[j] at rows[j]), the flows."""
-    from .triton_flows import flows_launches
     n, batch, k_out = out.shape
     ks = [s.shape[2] for s in sources]
     prep, hi, lo = weights_launch(log_w, precision)

@@ -25,7 +25,8 @@ import triton.language as tl
 from torch import Tensor
 
 from .triton_common import (Arena, Launch, bench_quickly, contract, factor_rows, interpreted,
-                            kron_tile, next_pow2, padding_pruner, pad_factors, sm_count, split)
+                            kron_tile, next_pow2, pad_factors, padding_pruner, program_tile, split,
+                            split_for)
 
 
 @triton.jit
@@ -35,13 +36,10 @@ def flows_kernel(h, factors, log_w, flows, B, KO, K1, K2, K3, SPLIT,
                  BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_Q: tl.constexpr):
     """Flows of one (member, output block, column block) from one share of the batch; `flows`
     = (ptr, s_split, s_n, s_o, s_q) (s_split is 0 without a split)."""
-    pid = tl.program_id(0)
     Q = K1 * K2 * K3
-    blocks_q = tl.cdiv(Q, BLOCK_Q)
-    blocks_o = tl.cdiv(KO, BLOCK_O)
-    n = (pid // (blocks_q * blocks_o)).to(tl.int64)
-    o = ((pid // blocks_q) % blocks_o) * BLOCK_O + tl.arange(0, BLOCK_O)
-    q = (pid % blocks_q) * BLOCK_Q + tl.arange(0, BLOCK_Q)
+    n, block_o, block_q = program_tile(tl.program_id(0), tl.cdiv(Q, BLOCK_Q), tl.cdiv(KO, BLOCK_O))
+    o = block_o * BLOCK_O + tl.arange(0, BLOCK_O)
+    q = block_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
     om = o < KO
     qm = q < Q
     share = tl.cdiv(tl.cdiv(B, SPLIT), BLOCK_B) * BLOCK_B
@@ -98,14 +96,8 @@ TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,
 
 
 def split_count(n: int, batch: int, k_out: int, q: int, device: torch.device) -> int:
-    """Batch shares per flow tile: ~2 programs per SM on small layers, >= 128 samples a share."""
-    if device.type != "cuda":
-        return 1
-    programs = n * triton.cdiv(k_out, 32) * triton.cdiv(q, 64)
-    want = 2 * sm_count(device)
-    if programs >= want:
-        return 1
-    return max(1, min(triton.cdiv(want, programs), batch // 128))
+    """Batch shares per flow tile (>= 128 samples each): ~2 programs per SM on small layers."""
+    return split_for(n * triton.cdiv(k_out, 32) * triton.cdiv(q, 64), batch // 128, device)
 
 
 def flows_launches(h: Tensor, factors: Sequence[Arena], log_w: Tensor, precision: str,

@@ -24,13 +24,13 @@ factor (H) whose epilogue adds dx into every slot's row, and the flows are `trit
 """
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (Launch, arena, bench_quickly, contract, interpreted, joined, matrix,
-                            next_pow2, padding_pruner, safe_log, split, staged, summed_rows)
+from .triton_common import (Launch, arena, bench_quickly, contract, interpreted, joined,
+                            load_weights, matrix, next_pow2, padding_pruner, program_tile,
+                            safe_log, split, staged, summed_rows)
 from .triton_einsum import contract_launch, split_count
 from .triton_flows import flows_launches
 from .triton_stage import stage_launch
@@ -43,12 +43,9 @@ def hadamard_fwd_kernel(source, weights, out, B, K, KO, GATHER: tl.constexpr,
                         BLOCK_B: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_O: tl.constexpr):
     """out[n, b-block, o-block] (see the module doc); weights = (hi, lo, s_n, s_o, s_k): W from
     the pre-pass (sum) or log W (max)."""
-    pid = tl.program_id(0)
-    blocks_b = tl.cdiv(B, BLOCK_B)
-    blocks_o = tl.cdiv(KO, BLOCK_O)
-    n = (pid // (blocks_b * blocks_o)).to(tl.int64)
-    o = ((pid // blocks_b) % blocks_o) * BLOCK_O + tl.arange(0, BLOCK_O)
-    b = (pid % blocks_b) * BLOCK_B + tl.arange(0, BLOCK_B)
+    n, block_o, block_b = program_tile(tl.program_id(0), tl.cdiv(B, BLOCK_B), tl.cdiv(KO, BLOCK_O))
+    o = block_o * BLOCK_O + tl.arange(0, BLOCK_O)
+    b = block_b * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B
     om = o < KO
     hi, lo, w_n, w_o, w_k = weights
@@ -69,11 +66,7 @@ def hadamard_fwd_kernel(source, weights, out, B, K, KO, GATHER: tl.constexpr,
             ref = tl.where(new_top == float("-inf"), 0.0, new_top)
             acc *= tl.exp(top - ref)[:, None]
             e = tl.exp(x - ref[:, None])
-            w_hi = tl.load(hi + offs, mask=wmask, other=0.0)
-            if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
-                w_lo = tl.load(lo + offs, mask=wmask, other=0.0)
-            else:
-                w_lo = w_hi
+            w_hi, w_lo = load_weights(hi, lo, offs, wmask, PRECISION)
             if DOT:
                 e_hi, e_lo = split(e, PRECISION)
                 acc = contract(acc, e_hi, e_lo, w_hi, w_lo, PRECISION)

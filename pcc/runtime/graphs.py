@@ -9,9 +9,11 @@ kernel (~10-40 per layer at batch 100, where the launches dominate).
 How. The captured function reads a static input buffer and leaves its results in static output
 tensors; a call validates x eagerly (`model.prepare_input`, which may raise), copies it into the
 buffer, replays, and reads the outputs. Everything a replay must redo lives in tensors: the
-arenas, gradients and statistics come from the graph's private memory pool, the parameters and
-EM's running statistics are updated in place, and Python state (EM's counters and lists) is left
-as it was after the capture. Capture happens on first use of the shape, after warm-up runs on a
+arenas, gradients and statistics come from the graph's private memory pool (so do the torch
+kernels' workspace temporaries while capturing, and the captured forward uses fresh arenas, not
+the model's reusable inference arenas: memory the graph writes is never handed back), the
+parameters and EM's running statistics are updated in place, and Python state (EM's counters and
+lists) is left as it was after the capture. Capture happens on first use of the shape, after warm-up runs on a
 side stream (which also let the Triton autotuner time its configurations, which it cannot do
 inside a capture). For EM the warm-up is the E-step alone (no parameter changes) and the first
 update runs eagerly (it creates the running statistics); the partial last batch of an epoch, or
@@ -115,9 +117,17 @@ class CapturedForward:
         self.static: StaticInput | None = None
 
     def _run(self, x: Tensor) -> Tensor:
+        """The forward on fresh arenas (a captured graph must not write the model's reusable
+        inference arenas, which a later batch size replaces)."""
+        m = self.model
         with torch.no_grad():
-            out = self.model.evaluate(self.model.leaf_values(x))
-        return out.squeeze(-1) if self.model.root_k == 1 else out
+            leaf_values = m.leaf_values(x)
+            if m.backend == "naive":
+                out = m.evaluate(leaf_values)
+            else:
+                program = m.program(x.device)
+                out = program.root(program.upward(leaf_values, m.log_weights())).clone()
+        return out.squeeze(-1) if m.root_k == 1 else out
 
     def __call__(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         x = self.model.prepare_input(x, marginalize)

@@ -1,17 +1,32 @@
 #!/bin/bash
-# One device-machine session: bench/gpu.py, then the main job (RAT on nltcs) trained on the GPU.
-# Run from the repository root on a machine without network access, with the wheels pcc needs
-# beyond the machine's own packages (lark) in .whl/; results go to $OUT.
-set -e
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .whl/*.whl
-ln -sfn "$PWD/kernels" /tmp/site/pcc_kernels
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+# One device-machine session (issue 12's GPU figures), under 10 minutes: bench/gpu.py (every target
+# but PyJuice's), then bench/pyjuice_vs.py (pcc beside PyJuice 2.6.3). Run from the repository root
+# on a machine without network access:
+#     bash bench/gpu_session.sh [PYJUICE_WHEEL]
+# with the wheels pcc needs beyond the machine's own packages (lark) in .whl/, and PyJuice's wheel
+# (`pip download --no-deps pyjuice==2.6.3`) at PYJUICE_WHEEL (default: .whl/pyjuice-*.whl); both
+# stay out of git. Results (JSON, markdown tables for docs/benchmarks.md, logs) go to $OUT.
+# Budgets: GPU_BUDGET / PYJUICE_BUDGET seconds per script (each also hard-stopped by `timeout`);
+# PCC_TRITON_AUTOTUNE=0 skips the autotuner's timing runs if compile time is short.
+set -u
 OUT="${OUT:-.}"
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
-python3 bench/gpu.py --budget "${BUDGET:-200}" --json "$OUT/gpu.json" 2>&1 | tee "$OUT/gpu.log"
-pcc() { python3 -c 'import sys; from pcc.cli.main import main; sys.exit(main(sys.argv[1:]))' "$@"; }
-d=data/nltcs/nltcs
-pcc structure rat --vars 16 -o /tmp/nltcs.pc
-time pcc train /tmp/nltcs.pc --train $d.train.data --valid $d.valid.data --test $d.test.data \
-    --device cuda --epochs 5 --members 2 --quiet -o /tmp/nltcs.pt 2>&1 | tee "$OUT/train.log"
+WHEEL="${1:-$(ls .whl/pyjuice-*.whl 2>/dev/null | head -1)}"
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/lark-*.whl ${WHEEL:+"$WHEEL"} 2>&1 | tail -2
+ln -sfn "$PWD/kernels" /tmp/site/pcc_kernels
+export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 TRITON_DEFAULT_FP_FUSION=1
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$OUT/gpu.txt"
+python3 -c 'import torch, triton; print("torch", torch.__version__, "triton", triton.__version__)' \
+    | tee -a "$OUT/gpu.txt"
+
+timeout 330 python3 bench/gpu.py --budget "${GPU_BUDGET:-270}" --json "$OUT/gpu.json" \
+    --markdown "$OUT/gpu.md" 2>&1 | tee "$OUT/gpu.log"
+echo "bench/gpu.py exit ${PIPESTATUS[0]}" | tee -a "$OUT/gpu.txt"
+
+if [ -n "$WHEEL" ]; then
+    timeout 230 python3 bench/pyjuice_vs.py --budget "${PYJUICE_BUDGET:-170}" \
+        --json "$OUT/pyjuice.json" --markdown "$OUT/pyjuice.md" 2>&1 | tee "$OUT/pyjuice.log"
+    echo "bench/pyjuice_vs.py exit ${PIPESTATUS[0]}" | tee -a "$OUT/gpu.txt"
+else
+    echo "no PyJuice wheel given: bench/pyjuice_vs.py skipped" | tee -a "$OUT/gpu.txt"
+fi

@@ -44,6 +44,10 @@ class _Workspace(threading.local):
         self.buffers: dict = {}
 
     def take(self, tag: str, shape: Sequence[int], like: Tensor) -> Tensor:
+        if like.is_cuda and torch.cuda.is_current_stream_capturing():
+            # inside a CUDA graph capture the graph must own its temporaries: a cached buffer
+            # may be reallocated later while the graph still writes into it
+            return torch.empty(shape, dtype=like.dtype, device=like.device)
         numel = prod(shape)
         key = (tag, like.dtype, like.device)
         buf = self.buffers.get(key)

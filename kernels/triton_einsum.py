@@ -1,308 +1,339 @@
-"""Einsum layer kernels: N partitions, each the product of a <= 3 children contracted with its
-weights, in one launch (forward for both semirings, backward for the sum semiring).
+"""The contraction kernel of the outer-product (einsum) layers: forward in both semirings and the
+children's gradients, as one GEMM-shaped kernel over a Kronecker product of up to three factors.
 
-    out[n,b,o] = log sum_w W[n,o,w] prod_j exp(X_j[n,b,i_j(w)])        (sum)
-    out[n,b,o] = max_w  log W[n,o,w] + sum_j X_j[n,b,i_j(w)]           (max)
-with X_j = src_j[rows_j[n]], w = (i_1, ..., i_a) row-major. The children are split into *lead*
-children A, B (all but the last; their index combos t = i_A * K_B + i_B) and the *last* child L:
-the column w = t * K_L + i_L.
+    acc[n,b,c] = sum_q T[n,b,q] V[n,q,c]               (sum semiring)
+    acc[n,b,c] = max_q T[n,b,q] + V[n,q,c]             (max semiring, log-values)
+    T[n,b,q]   = F1[n,b,d1] F2[n,b,d2] F3[n,b,d3]       (sum; F1 + F2 + F3 for max),
+                 q = (d1, d2, d3) row-major over [K1, K2, K3]
+    V[n,q,c]   = hi[n*s_n + d1*s_1 + d2*s_2 + d3*s_3 + c*s_c]   (a strided view of the weights)
 
-Program (n, sample block, output block) walks chunks of BJ units j of L (outer loop) and CT lead
-combos t (inner loop). A chunk is a register tile [BLOCK_B, CT*BJ] of products c_t(b) e_L(b, j)
-(c_t = product of the lead children's shifted exps), contracted with the matching [CT*BJ, BO] slice
-of the weights by `tl.dot` (sum) or a max-plus reduction (max). No [B, K1*...*Ka] tensor ever exists
-outside registers. Grid: (N, cdiv(B, BLOCK_B), cdiv(Ko, BO)); sizes from `einsum_tiles`.
+Forward (sum): F_j = E_j = exp(X_j - s_j) staged by `triton_stage`, V = W^T (W = exp(log_w)
+from `triton_weights`), c = output unit o; epilogue out = log(acc) + S.
+Forward (max): F_j = the children's log-values read from the arenas, V = log W^T; out = acc.
+Gradient of child j (sum backward): F = (H, E_i for i != j), q = (o, units of the other
+children), c = unit of child j, V = W viewed that way; epilogue
+    dL/dX_j[n,b,c] = E_j[n,b,c] * acc[n,b,c]   added into the gradient arena at child j's rows.
+That is the chain rule through out = log(sum_w W[o,w] prod_i E_i) + S, with H = dL/d(that sum).
+The weights' own gradient (flows) is `triton_flows`.
+
+Program (member n, block of BLOCK_B samples, block of BLOCK_C outputs, split s) walks its share
+of q in chunks of BLOCK_Q: the [BLOCK_B, BLOCK_Q] tile T is built in registers from gathered
+factor entries (no exp, no padding of the factors' widths: q is flat, only the last chunk is
+masked), and contracted with the [BLOCK_Q, BLOCK_C] weight tile by `tl.dot` in the chosen
+precision (tensor cores for tf32x3, tf32, bf16), or, when C <= 8 (roots, K = 1 children), by an
+FMA reduction over a [BLOCK_B, BLOCK_Q, BLOCK_C] product (no padding of C to 16). With SPLIT > 1
+(layers with too few programs to fill the GPU) the programs of a split write partial results
+into [SPLIT, N, B, C], which the host reduces (forward), or add their share atomically (gradients).
+Grid: (N * cdiv(B, BLOCK_B) * cdiv(C, BLOCK_C), SPLIT), sample blocks fastest (weight reuse).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
 from typing import Sequence
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (Launch, Rows, add_child_grad, arena_args, child_slots, interpreted,
-                            load_cols, matmul, next_pow2, row_base, row_shift, safe_log)
+from .triton_common import (Arena, Launch, arena, bench_quickly, contract, factor_rows,
+                            interpreted, joined, kron_tile, matrix, member_index, next_pow2,
+                            load_weights, pad_factors, padding_pruner, program_tile, safe_log,
+                            split, split_for, staged, unravel)
+from .triton_flows import flows_launches
+from .triton_stage import stage_launch
+from .triton_weights import weights_launch
 
 
 @triton.jit
-def lead_factors(t, tm, b, bm, base_a, xa_b, xa_k, shift_a, base_b, xb_b, xb_k, shift_b, kb,
-                 LEADS: tl.constexpr, SEMIRING: tl.constexpr, BLOCK_B: tl.constexpr,
-                 CT: tl.constexpr, DTYPE: tl.constexpr):
-    """[BLOCK_B, CT] factor of lead combos t (= i_A * kb + i_B): sum semiring
-    prod_j exp(X_j[b, i_j] - shift_j[b]), max semiring sum_j X_j[b, i_j]; 0 (resp. -inf) for
-    t outside the combos. With no lead child (arity 1) the neutral element."""
-    mask = bm[:, None] & tm[None, :]
-    if LEADS == 0:
-        if SEMIRING == "sum":
-            c = tl.zeros([BLOCK_B, CT], DTYPE) + tl.where(tm, 1.0, 0.0).to(DTYPE)[None, :]
+def accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING: tl.constexpr,
+               PRECISION: tl.constexpr, DOT: tl.constexpr):
+    """acc (+)= tile (x) V[q-chunk, c] for one block of columns c (see the module doc)."""
+    offs = offs_q[:, None] + c[None, :] * s_c
+    wmask = qm[:, None] & cm[None, :]
+    if SEMIRING == "max":
+        v = tl.load(hi + offs, mask=wmask, other=float("-inf"))
+        acc = tl.maximum(acc, tl.max(tile[:, :, None] + v[None, :, :], axis=1))
+    else:
+        v_hi, v_lo = load_weights(hi, lo, offs, wmask, PRECISION)
+        if DOT:
+            acc = contract(acc, t_hi, t_lo, v_hi, v_lo, PRECISION)
         else:
-            c = tl.zeros([BLOCK_B, CT], DTYPE) + tl.where(tm, 0.0, float("-inf")).to(DTYPE)[None, :]
-    else:
-        c = load_cols(base_a, b, xa_b, t // kb, xa_k, mask)
-        if LEADS == 2:
-            xb = load_cols(base_b, b, xb_b, t % kb, xb_k, mask)
-            if SEMIRING == "sum":
-                c = tl.exp(c - shift_a[:, None]) * tl.exp(xb - shift_b[:, None])
-            else:
-                c = c + xb
-        elif SEMIRING == "sum":
-            c = tl.exp(c - shift_a[:, None])
-    return c
+            acc += tl.sum(tile[:, :, None] * joined(v_hi, v_lo, PRECISION)[None, :, :], axis=1)
+    return acc
 
 
 @triton.jit
-def child_shift(base, b, bm, stride_b, stride_k, k, BK: tl.constexpr, USED: tl.constexpr):
-    """Per-sample max-shift [BLOCK_B] of one child's row (zeros when the child is absent)."""
-    if USED:
-        cols = tl.arange(0, BK)
-        shift = row_shift(load_cols(base, b, stride_b, cols, stride_k,
-                                    bm[:, None] & (cols < k)[None, :]))
-    else:
-        shift = tl.zeros(b.shape, base.dtype.element_ty)
-    return shift
-
-
-@triton.jit
-def children(xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
-             xl, xl_r, xl_b, xl_k, rl, sl, kl, n, b, bm, LEADS: tl.constexpr, SHIFT: tl.constexpr,
-             GA: tl.constexpr, GB: tl.constexpr, GL: tl.constexpr, BKA: tl.constexpr,
-             BKB: tl.constexpr, BKL: tl.constexpr):
-    """Row pointers of children A, B, L for partition n, and their max-shifts [BLOCK_B] (zeros
-    unless SHIFT)."""
-    base_a = row_base(xa, ra, sa, n, xa_r, GA)
-    base_b = row_base(xb, rb, sb, n, xb_r, GB)
-    base_l = row_base(xl, rl, sl, n, xl_r, GL)
-    if SHIFT:
-        shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, LEADS >= 1)
-        shift_b = child_shift(base_b, b, bm, xb_b, xb_k, kb, BKB, LEADS == 2)
-        shift_l = child_shift(base_l, b, bm, xl_b, xl_k, kl, BKL, True)
-    else:
-        shift_a = child_shift(base_a, b, bm, xa_b, xa_k, ka, BKA, False)
-        shift_b = shift_a
-        shift_l = shift_a
-    return base_a, base_b, base_l, shift_a, shift_b, shift_l
-
-
-@triton.jit
-def weight_tile(lw, lw_n, lw_o, lw_w, n, t0, T, j0, kl, o, KO, CT: tl.constexpr,
-                BJ: tl.constexpr):
-    """log W[n, o, t*kl + j] for the chunk's lead combos t0.. and units j0..: [CT*BJ, BO] (-inf
-    where padded), with its mask and element offsets."""
-    q = tl.arange(0, CT * BJ)
-    t = t0 + q // BJ
-    j = j0 + q % BJ
-    mask = ((t < T) & (j < kl))[:, None] & (o < KO)[None, :]
-    offs = n * lw_n + (t * kl + j)[:, None] * lw_w + o[None, :] * lw_o
-    return tl.load(lw + offs, mask=mask, other=float("-inf")), mask, offs
-
-
-@triton.jit
-def einsum_fwd_kernel(
-        xa, xa_r, xa_b, xa_k, ra, sa, ka,
-        xb, xb_r, xb_b, xb_k, rb, sb, kb,
-        xl, xl_r, xl_b, xl_k, rl, sl, kl,
-        lw, lw_n, lw_o, lw_w, out, out_n, out_b, out_k, B, KO,
-        LEADS: tl.constexpr, GA: tl.constexpr, GB: tl.constexpr, GL: tl.constexpr,
-        SEMIRING: tl.constexpr, PRECISION: tl.constexpr, BLOCK_B: tl.constexpr,
-        BKA: tl.constexpr, BKB: tl.constexpr, BKL: tl.constexpr, BJ: tl.constexpr,
-        CT: tl.constexpr, BO: tl.constexpr):
-    """out[n, b-block, o-block] (see module doc)."""
-    dtype = out.dtype.element_ty
-    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
-    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    o = tl.program_id(2) * BO + tl.arange(0, BO)
-    bm = b < B
-    base_a, base_b, base_l, shift_a, shift_b, shift_l = children(
-        xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
-        xl, xl_r, xl_b, xl_k, rl, sl, kl, n, b, bm, LEADS, SEMIRING == "sum", GA, GB, GL,
-        BKA, BKB, BKL)
-    if SEMIRING == "sum":
-        acc = tl.zeros([BLOCK_B, BO], dtype)
-    else:
-        acc = tl.full([BLOCK_B, BO], float("-inf"), dtype)
-    T = ka * kb
-    for j0 in range(0, kl, BJ):
-        j = j0 + tl.arange(0, BJ)
-        last = load_cols(base_l, b, xl_b, j, xl_k, bm[:, None] & (j < kl)[None, :])
+def epilogue(acc, io, grad, n, b, bm, c, cm, B, C, members, SEMIRING: tl.constexpr,
+             EPILOGUE: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr):
+    """Write one block of columns: "out" (io = (out, s_n, s_b, s_c, shifts); out = log acc + S
+    for the sum semiring), "partial" (io = (partial [SPLIT, N, B, C],)), or "grad"
+    (io = (E_j matrix, target arena): target[rows, b, c] += E_j * acc; `grad` is the target's
+    tensor)."""
+    mask = bm[:, None] & cm[None, :]
+    if EPILOGUE == "out":
+        out, o_n, o_b, o_c, shifts = io
         if SEMIRING == "sum":
-            last = tl.exp(last - shift_l[:, None])
-        for t0 in range(0, T, CT):
-            t = t0 + tl.arange(0, CT)
-            c = lead_factors(t, t < T, b, bm, base_a, xa_b, xa_k, shift_a, base_b, xb_b, xb_k,
-                             shift_b, kb, LEADS, SEMIRING, BLOCK_B, CT, dtype)
-            log_w, _, _ = weight_tile(lw, lw_n, lw_o, lw_w, n, t0, T, j0, kl, o, KO, CT, BJ)
-            if SEMIRING == "sum":
-                tile = tl.reshape(c[:, :, None] * last[:, None, :], [BLOCK_B, CT * BJ])
-                acc += matmul(tile, tl.exp(log_w), PRECISION)
+            acc = safe_log(acc) + tl.load(shifts + n * B + b, mask=bm, other=0.0)[:, None]
+        tl.store(out + n * o_n + b[:, None] * o_b + c[None, :] * o_c, acc, mask=mask)
+    elif EPILOGUE == "partial":
+        slab = (tl.program_id(1) * members + n) * B
+        tl.store(io[0] + (slab + b[:, None]) * C + c[None, :], acc, mask=mask)
+    else:
+        exps, target = io
+        e_ptr, e_n, e_b, e_c = exps
+        acc *= tl.load(e_ptr + n * e_n + b[:, None] * e_b + c[None, :] * e_c, mask=mask, other=0.0)
+        t_ptr, rows, start, rows_n, rows_a, slots, t_r, t_b, t_k, t_width = target
+        for a in range(slots):
+            row = member_index(target, n, a, TARGET_GATHER)
+            ptrs = grad + row * t_r + b[:, None] * t_b + c[None, :] * t_k
+            if EXCLUSIVE:
+                tl.store(ptrs, tl.load(ptrs, mask=mask, other=0.0) + acc, mask=mask)
             else:
-                tile = tl.reshape(c[:, :, None] + last[:, None, :], [BLOCK_B, CT * BJ])
-                acc = tl.maximum(acc, tl.max(tile[:, :, None] + log_w[None, :, :], axis=1))
-    if SEMIRING == "sum":
-        acc = safe_log(acc) + (shift_a + shift_b + shift_l)[:, None]
-    tl.store(out + n * out_n + b[:, None] * out_b + o[None, :] * out_k, acc,
-             mask=bm[:, None] & (o < KO)[None, :])
+                tl.atomic_add(ptrs, acc, mask=mask, sem="relaxed")
 
 
 @triton.jit
-def einsum_bwd_kernel(
-        xa, xa_r, xa_b, xa_k, ra, sa, ka, ga, ga_r, ga_b, ga_k,
-        xb, xb_r, xb_b, xb_k, rb, sb, kb, gb, gb_r, gb_b, gb_k,
-        xl, xl_r, xl_b, xl_k, rl, sl, kl, gl, gl_r, gl_b, gl_k,
-        lw, lw_n, lw_o, lw_w, out, out_n, out_b, out_k, gout, gout_n, gout_b, gout_k,
-        flows, B, KO,
-        LEADS: tl.constexpr, GA: tl.constexpr, GB: tl.constexpr, GL: tl.constexpr,
-        PRECISION: tl.constexpr, BLOCK_B: tl.constexpr, BKA: tl.constexpr, BKB: tl.constexpr,
-        BKL: tl.constexpr, BJ: tl.constexpr, CT: tl.constexpr, BO: tl.constexpr):
-    """Sum-semiring backward of one (partition, sample block, output block), tiled as the forward.
-
-    h[b,o] = dL/dout * exp(shift - out) (0 where out = -inf) is dL/d(sum_w W e-products); per
-    chunk: flows[o, w] += W[o,w] * sum_b h[b,o] tile[b,w] (atomic: sample blocks race), and
-    d = h @ W_chunk^T = dL/dtile (this output block's share). The children get
-    dL/dX_j = e_j * dL/de_j, summed in registers and added to the gradient arenas atomically
-    (rows repeat across partitions, and output blocks add shares)."""
-    dtype = out.dtype.element_ty
-    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
-    b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
-    o = tl.program_id(2) * BO + tl.arange(0, BO)
+def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
+                    NF: tl.constexpr, GATHERS: tl.constexpr, SEMIRING: tl.constexpr,
+                    PRECISION: tl.constexpr, EPILOGUE: tl.constexpr, FLAT_Q: tl.constexpr,
+                    DOT: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr,
+                    BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
+                    BLOCK_C2: tl.constexpr):
+    """One (member, sample block, column block, split): the column block is BLOCK_C columns
+    plus, if BLOCK_C2 > 0, BLOCK_C2 more in a second accumulator that shares the product tile
+    (C = 40 as 32 + 16: 1.2x padding, one tile build). See `epilogue` for `io` and `grad`."""
+    blocks_b = tl.cdiv(B, BLOCK_B)
+    blocks_c = tl.cdiv(C, BLOCK_C + BLOCK_C2)
+    n, block_c, block_b = program_tile(tl.program_id(0), blocks_b, blocks_c)
+    b = block_b * BLOCK_B + tl.arange(0, BLOCK_B)
+    c0 = block_c * (BLOCK_C + BLOCK_C2)
+    c = c0 + tl.arange(0, BLOCK_C)
     bm = b < B
-    base_a, base_b, base_l, shift_a, shift_b, shift_l = children(
-        xa, xa_r, xa_b, xa_k, ra, sa, ka, xb, xb_r, xb_b, xb_k, rb, sb, kb,
-        xl, xl_r, xl_b, xl_k, rl, sl, kl, n, b, bm, LEADS, True, GA, GB, GL, BKA, BKB, BKL)
-
-    omask = bm[:, None] & (o < KO)[None, :]
-    y = tl.load(out + n * out_n + b[:, None] * out_b + o[None, :] * out_k, mask=omask,
-                other=float("-inf"))
-    g = tl.load(gout + n * gout_n + b[:, None] * gout_b + o[None, :] * gout_k, mask=omask,
-                other=0.0)
-    live = y > float("-inf")
-    shift = (shift_a + shift_b + shift_l)[:, None]
-    h = tl.where(live, g * tl.exp(tl.where(live, shift - y, 0.0)), 0.0)
-
-    cols_a = tl.arange(0, BKA)
-    cols_b = tl.arange(0, BKB)
-    grad_a = tl.zeros([BLOCK_B, BKA], dtype)
-    grad_b = tl.zeros([BLOCK_B, BKB], dtype)
-    T = ka * kb
-    for j0 in range(0, kl, BJ):
-        j = j0 + tl.arange(0, BJ)
-        e_last = tl.exp(load_cols(base_l, b, xl_b, j, xl_k, bm[:, None] & (j < kl)[None, :])
-                        - shift_l[:, None])
-        grad_l = tl.zeros([BLOCK_B, BJ], dtype)
-        for t0 in range(0, T, CT):
-            t = t0 + tl.arange(0, CT)
-            c = lead_factors(t, t < T, b, bm, base_a, xa_b, xa_k, shift_a, base_b, xb_b, xb_k,
-                             shift_b, kb, LEADS, "sum", BLOCK_B, CT, dtype)
-            log_w, wmask, woffs = weight_tile(lw, lw_n, lw_o, lw_w, n, t0, T, j0, kl, o, KO,
-                                              CT, BJ)
-            w = tl.exp(log_w)
-            tile = tl.reshape(c[:, :, None] * e_last[:, None, :], [BLOCK_B, CT * BJ])
-            flow = matmul(tl.trans(h), tile, PRECISION) * tl.trans(w)
-            tl.atomic_add(flows + tl.trans(woffs), flow, mask=tl.trans(wmask), sem="relaxed")
-            d = tl.reshape(matmul(h, tl.trans(w), PRECISION), [BLOCK_B, CT, BJ])
-            grad_l += tl.sum(c[:, :, None] * d, axis=1)
-            if LEADS >= 1:
-                v = c * tl.sum(d * e_last[:, None, :], axis=2)  # e_A e_B dL/d(e_A e_B), [B, CT]
-                hit_a = (t // kb)[None, :, None] == cols_a[None, None, :]
-                grad_a += tl.sum(tl.where(hit_a, v[:, :, None], 0.0), axis=1)
-                if LEADS == 2:
-                    hit_b = (t % kb)[None, :, None] == cols_b[None, None, :]
-                    grad_b += tl.sum(tl.where(hit_b, v[:, :, None], 0.0), axis=1)
-        add_child_grad(gl, gl_r, gl_b, gl_k, rl, sl, n, b, bm, j, kl, grad_l * e_last, GL)
-    if LEADS >= 1:
-        add_child_grad(ga, ga_r, ga_b, ga_k, ra, sa, n, b, bm, cols_a, ka, grad_a, GA)
-    if LEADS == 2:
-        add_child_grad(gb, gb_r, gb_b, gb_k, rb, sb, n, b, bm, cols_b, kb, grad_b, GB)
+    cm = c < C
+    Q = K1 * K2 * K3
+    share = tl.cdiv(tl.cdiv(Q, SPLIT), BLOCK_Q) * BLOCK_Q
+    q_lo = tl.program_id(1) * share
+    q_hi = tl.minimum(Q, q_lo + share)
+    hi, lo, s_n, s_1, s_2, s_3, s_c = weights
+    base1, base2, base3 = factor_rows(factors, n, GATHERS, NF)
+    if SEMIRING == "sum":
+        neutral = 0.0
+    else:
+        neutral = float("-inf")
+    dtype = factors[0][0].dtype.element_ty
+    acc = tl.full([BLOCK_B, BLOCK_C], neutral, dtype)
+    if BLOCK_C2 > 0:
+        c2 = c0 + BLOCK_C + tl.arange(0, BLOCK_C2)
+        acc2 = tl.full([BLOCK_B, BLOCK_C2], neutral, dtype)
+    for q0 in range(q_lo, q_hi, BLOCK_Q):
+        q = q0 + tl.arange(0, BLOCK_Q)
+        qm = q < q_hi
+        tile = kron_tile(factors, base1, base2, base3, b, q, bm[:, None] & qm[None, :], K2, K3,
+                         NF, SEMIRING)
+        if FLAT_Q:  # q is the weights' own (unit-stride) width index
+            offs_q = n * s_n + q
+        else:
+            d1, d2, d3 = unravel(q, K2, K3)
+            offs_q = n * s_n + d1 * s_1 + d2 * s_2 + d3 * s_3
+        if SEMIRING == "sum" and DOT:
+            t_hi, t_lo = split(tile, PRECISION)
+        else:
+            t_hi = tile
+            t_lo = tile
+        acc = accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING,
+                         PRECISION, DOT)
+        if BLOCK_C2 > 0:
+            acc2 = accumulate(acc2, tile, t_hi, t_lo, hi, lo, offs_q, qm, c2, c2 < C, s_c,
+                              SEMIRING, PRECISION, DOT)
+    members = tl.num_programs(0) // (blocks_b * blocks_c)
+    epilogue(acc, io, grad, n, b, bm, c, cm, B, C, members, SEMIRING, EPILOGUE, EXCLUSIVE,
+             TARGET_GATHER)
+    if BLOCK_C2 > 0:
+        epilogue(acc2, io, grad, n, b, bm, c2, c2 < C, B, C, members, SEMIRING, EPILOGUE,
+                 EXCLUSIVE, TARGET_GATHER)
 
 
-@dataclass(frozen=True)
-class EinsumTiles:
-    """Compile-time sizes of one einsum launch."""
-
-    block_b: int  # samples per program
-    bk: tuple[int, int, int]  # padded K of children A, B, L (their shift loads)
-    bj: int  # units of L per chunk
-    ct: int  # lead combos per chunk
-    bo: int  # outputs per program
-    num_warps: int = 4
-
-    def constexprs(self) -> dict[str, int]:
-        return dict(BLOCK_B=self.block_b, BKA=self.bk[0], BKB=self.bk[1], BKL=self.bk[2],
-                    BJ=self.bj, CT=self.ct, BO=self.bo)
+# ------------------------------------------------------------------------------ tiles
+def _config(block_b: int, block_q: int, block_c: int | None, warps: int, stages: int,
+            block_c2: int = 0) -> triton.Config:
+    kwargs = dict(BLOCK_B=block_b, BLOCK_Q=block_q)
+    if block_c is not None:
+        kwargs.update(BLOCK_C=block_c, BLOCK_C2=block_c2)
+    return triton.Config(kwargs, num_warps=warps, num_stages=stages)
 
 
-def chunk(k: int, smallest: int, largest: int) -> int:
-    """Power-of-two chunk for k units (largest >= 16): next_pow2(k) (at least `smallest`) if it is
-    <= largest, else the size in {16, ..., largest} whose cover of k pads least, the larger on
-    ties (K = 40 with largest 32: 16, covering 48 rather than 64)."""
-    if next_pow2(k) <= largest:
-        return next_pow2(k, smallest)
-    sizes = [s for s in (16, 32, 64) if s <= largest]
-    return min(sizes, key=lambda s: (triton.cdiv(k, s) * s, -s))
+# tl.dot tiles for tensor cores: every dim >= 16; tf32x3 keeps 2 parts of each operand. The
+# (B, Q, C, warps, stages, C2) with C2 > 0 cover C = 40, 48 as 32 + 16 columns.
+DOT_CONFIGS = [_config(*c) for c in [(64, 32, 64, 4, 3), (128, 32, 64, 8, 3), (64, 64, 32, 8, 3),
+                                     (128, 32, 32, 4, 3), (64, 32, 16, 4, 3), (128, 32, 16, 8, 3),
+                                     (64, 16, 16, 4, 3), (64, 16, 32, 4, 3),
+                                     (64, 32, 32, 8, 3, 16), (128, 32, 32, 8, 3, 16)]]
+# FMA reductions (C <= 8, BLOCK_C = next_pow2(C) given by the host): temp <= 8192 values.
+REDUCE_CONFIGS = [_config(*c) for c in [(32, 32, None, 4, 2), (64, 16, None, 4, 2),
+                                        (16, 64, None, 4, 2)]]
+# max-plus (BLOCK_C = min(16, next_pow2(C)) given by the host).
+MAX_CONFIGS = [_config(*c) for c in [(16, 16, None, 4, 2), (32, 16, None, 4, 2),
+                                     (16, 32, None, 4, 2)]]
+KEY = ["B", "C", "K1", "K2", "K3", "SPLIT", "NF", "SEMIRING", "PRECISION", "EPILOGUE"]
 
 
-def einsum_tiles(batch: int, n: int, child_k: Sequence[int], k_out: int, semiring: str,
-                 backward: bool, interpret: bool) -> EinsumTiles:
-    """Tile sizes for an einsum of N partitions over `batch` samples (see docs/kernels.md).
+prune_padding = padding_pruner(lambda args: {
+    ("BLOCK_C", "BLOCK_C2"): args["C"], ("BLOCK_Q",): args["K1"] * args["K2"] * args["K3"]})
 
-    `child_k` is ordered (A, B, L), absent leads as 1. The sum semiring contracts on tl.dot, whose
-    every dim must be >= 16 (triton 3.6): BLOCK_B, BO and CT*BJ. On a GPU exact fp32 dots run on
-    FMAs that keep whole operand strips in registers, so the dims stay <= 32 (<= 16 for the
-    backward's contraction dims) with 8 warps: no spills on sm90 (tests/gpu_compile.py
-    --resources). The forward's BLOCK_B drops from 32 to 16 when that gives fewer than 1024
-    programs. The max semiring keeps its [BLOCK_B, CT*BJ, BO] max-plus temporary <= 4096 values.
-    Under the interpreter every program costs ~10 ms, so there is one output block and chunks as
-    large as numpy likes (BLOCK_B <= 32 keeps batch masks tested at B > 32)."""
-    ka, kb, kl = child_k
-    combos = ka * kb
-    bk = (next_pow2(ka), next_pow2(kb), next_pow2(kl))
-    if interpret:
-        bj, bo = bk[2], next_pow2(k_out, 16 if semiring == "sum" else 1)
-        block_b = min(32, next_pow2(batch, 16))
-        ct = max(16 // bj, min(next_pow2(combos), 1024 // bj))
-        return EinsumTiles(block_b, bk, bj, ct, bo)
+
+def _tuned(configs, restore: bool):
+    return triton.autotune(configs, key=KEY, prune_configs_by={"early_config_prune": prune_padding},
+                           restore_value=["grad"] if restore else None, do_bench=bench_quickly
+                           )(contract_kernel)
+
+
+TUNED = {("dot", False): _tuned(DOT_CONFIGS, False), ("dot", True): _tuned(DOT_CONFIGS, True),
+         ("reduce", False): _tuned(REDUCE_CONFIGS, False),
+         ("reduce", True): _tuned(REDUCE_CONFIGS, True),
+         ("max", False): _tuned(MAX_CONFIGS, False)}
+
+
+def fixed_config(batch: int, q: int, c: int, mode: str) -> triton.Config:
+    """The interpreter's tiles: few, large programs and chunks (each program and loop step costs
+    milliseconds regardless of size); BLOCK_B <= 32 so that B = 33 still runs two sample
+    blocks."""
+    block_b = min(32, next_pow2(batch, 16))
+    block_c = next_pow2(c, 16) if mode == "dot" else min(16, next_pow2(c))
+    block_q = min(next_pow2(q, 16), 512 if mode == "dot" else 32768 // (block_b * block_c))
+    return _config(block_b, block_q, block_c if mode == "dot" else None, 4, 1)
+
+
+def mode_of(semiring: str, c: int) -> str:
+    """'max' (max-plus), 'dot' (tl.dot), or 'reduce' (FMA reduction for C <= 8)."""
+    return "max" if semiring == "max" else ("dot" if c > 8 else "reduce")
+
+
+def split_count(n: int, batch: int, q: int, c: int, device: torch.device) -> int:
+    """Programs sharing one output tile (a split of q, >= 128 columns each): enough for ~2
+    programs per SM on small layers (nominal 64 x 32 tiles)."""
+    return split_for(n * triton.cdiv(batch, 64) * triton.cdiv(c, 32), q // 128, device)
+
+
+# ------------------------------------------------------------------------------ launches
+def contract_launch(factors: Sequence[tuple[Arena, bool]], weights: tuple, io: tuple,
+                    grad: Tensor, n: int, batch: int, c: int, semiring: str, precision: str,
+                    epilogue: str, flat_q: bool, split: int, exclusive: bool = False,
+                    target_gather: bool = False, config: triton.Config | None = None) -> Launch:
+    """contract_kernel over n members (see the module doc). `weights` = (hi, lo, s_n, s_1, s_2,
+    s_3, s_c) with digit strides for the factors' units; `config` fixes the tiles."""
+    ops, gathers = pad_factors([op for op, _ in factors], [g for _, g in factors])
+    ks = [op[9] for op in ops[:len(factors)]] + [1] * (3 - len(factors))
+    mode = mode_of(semiring, c)
+    constexprs = dict(NF=len(factors), GATHERS=gathers, SEMIRING=semiring,
+                      PRECISION=precision,
+                      EPILOGUE=epilogue, FLAT_Q=flat_q, DOT=mode == "dot", EXCLUSIVE=exclusive,
+                      TARGET_GATHER=target_gather)
+    if mode == "reduce":
+        constexprs.update(BLOCK_C=next_pow2(c), BLOCK_C2=0)
+    elif mode == "max":
+        constexprs.update(BLOCK_C=min(16, next_pow2(c)), BLOCK_C2=0)
+    if config is not None and mode == "dot" and "BLOCK_C" not in config.kwargs:
+        config = None  # a forced reduction / max-plus tile does not fit a tl.dot launch
+    if config is None and interpreted(contract_kernel):
+        config = fixed_config(batch, ks[0] * ks[1] * ks[2], c, mode)
+    if config is not None and "BLOCK_C" in constexprs:
+        config = triton.Config({k: v for k, v in config.kwargs.items()
+                                if k not in ("BLOCK_C", "BLOCK_C2")},
+                               num_warps=config.num_warps, num_stages=config.num_stages)
+
+    def grid(meta):
+        block_c = sum(meta.get(k, constexprs.get(k)) for k in ("BLOCK_C", "BLOCK_C2"))
+        return (n * triton.cdiv(batch, meta["BLOCK_B"]) * triton.cdiv(c, block_c), split)
+
+    restore = epilogue == "grad"
+    tuned = TUNED[(mode, restore)] if mode != "max" else TUNED[("max", False)]
+    return Launch(contract_kernel, grid, (ops, tuple(weights), io, grad, batch, c, *ks, split),
+                  constexprs, config, tuned, tuned.configs)
+
+
+def width_strides(ks: Sequence[int]) -> list[int]:
+    """Strides of each child's unit in the row-major width index w = (i_1, ..., i_a)."""
+    strides, step = [], 1
+    for k in reversed(ks):
+        strides.append(step)
+        step *= k
+    return strides[::-1]
+
+
+def finish_split(partial: Tensor, out: Tensor, shifts: Tensor | None, semiring: str) -> None:
+    """out = log(sum_s partial[s]) + S (sum) or max_s partial[s] (max)."""
+    if semiring == "max":
+        torch.amax(partial, 0, out=out) if out.is_contiguous() else out.copy_(partial.amax(0))
+    else:
+        out.copy_(partial.sum(0).log_().add_(shifts.unsqueeze(-1)))
+
+
+# ------------------------------------------------------------------------------ layers
+def einsum_forward_steps(sources: Sequence[Tensor], rows: Sequence, log_w: Tensor, out: Tensor,
+                         semiring: str, precision: str, split: int | None = None,
+                         config: triton.Config | None = None) -> list:
+    """The launches (and host steps) of an einsum forward of 1-3 children with width > 1:
+    sum: weights pre-pass, staging, contraction; max: the contraction on log-values."""
+    n, batch, k_out = out.shape
+    ks = [s.shape[2] for s in sources]
+    q = log_w.shape[-1]
+    if split is None:
+        split = split_count(n, batch, q, k_out, out.device)
+    strides = width_strides(ks)
+    strides = strides + [0] * (3 - len(ks))
+    steps: list = []
     if semiring == "sum":
-        depth = 16 if backward else 32  # CT * BJ
-        bj, bo = chunk(kl, 1, depth), chunk(k_out, 16, 32)
-        ct = max(16 // bj, min(next_pow2(combos), depth // bj))
-        block_b = 16 if backward else 32
-        if n * triton.cdiv(batch, block_b) * triton.cdiv(k_out, bo) < 1024:
-            block_b = 16
-        return EinsumTiles(block_b, bk, bj, ct, bo, num_warps=8)
-    bj, bo = chunk(kl, 1, 16), chunk(k_out, 1, 16)
-    block_b = min(16, next_pow2(batch))
-    ct = max(1, min(next_pow2(combos), 4096 // (block_b * bj * bo)))
-    return EinsumTiles(block_b, bk, bj, ct, bo)
+        prep, hi, lo = weights_launch(log_w, precision)
+        stage, exps, shifts, _ = stage_launch([arena(s, r) for s, r in zip(sources, rows)], n,
+                                              batch)
+        steps += [prep, stage]
+        factors = [staged(e) for e in exps]
+        weights = (hi, lo, hi.stride(0), *strides, hi.stride(1))
+    else:
+        factors = [arena(s, r) for s, r in zip(sources, rows)]
+        log_w = log_w.contiguous()
+        weights = (log_w, log_w, log_w.stride(0), *strides, log_w.stride(1))
+        shifts = None
+    if split == 1:
+        io = (out, *out.stride(), out if shifts is None else shifts)
+        steps.append(contract_launch(factors, weights, io, out, n, batch, k_out, semiring,
+                                     precision, "out", True, 1, config=config))
+    else:
+        partial = torch.empty(split, n, batch, k_out, dtype=out.dtype, device=out.device)
+        steps.append(contract_launch(factors, weights, (partial,), partial, n, batch, k_out,
+                                     semiring, precision, "partial", True, split, config=config))
+        steps.append(lambda: finish_split(partial, out, shifts, semiring))
+    return steps
 
 
-def einsum_forward_launch(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor,
-                          out: Tensor, semiring: str, precision: str) -> Launch:
-    """einsum_fwd_kernel writing out [N, B, Ko] from 1 to 3 children (see module doc)."""
+def einsum_backward_steps(sources: Sequence[Tensor], rows: Sequence, log_w: Tensor, out: Tensor,
+                          grad_out: Tensor, grad_sources: Sequence[Tensor], precision: str,
+                          split: int | None = None, config: triton.Config | None = None,
+                          flow_config: triton.Config | None = None) -> tuple[list, Tensor]:
+    """(steps, flows) of the sum-semiring backward: weights pre-pass, staging (E_j, S, H), one
+    contraction per child (its gradient, added into grad_sources[j] at rows[j]), the flows."""
     n, batch, k_out = out.shape
-    args, gathers, ks = child_slots(sources, rows)
-    tiles = einsum_tiles(batch, n, ks, k_out, semiring, False, interpreted(einsum_fwd_kernel))
-    return Launch(einsum_fwd_kernel, (n, triton.cdiv(batch, tiles.block_b),
-                                     triton.cdiv(k_out, tiles.bo)),
-                  (*args[0], *args[1], *args[2], *arena_args(log_w), *arena_args(out), batch,
-                   k_out),
-                  dict(LEADS=len(sources) - 1, GA=gathers[0], GB=gathers[1], GL=gathers[2],
-                       SEMIRING=semiring, PRECISION=precision, **tiles.constexprs()),
-                  tiles.num_warps)
-
-
-def einsum_backward_launch(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor,
-                           out: Tensor, grad_out: Tensor, grad_sources: Sequence[Tensor],
-                           flows: Tensor, precision: str) -> Launch:
-    """einsum_bwd_kernel adding dL/dX into grad_sources and W * dL/dW into `flows` (zeroed,
-    with log_w's strides)."""
-    n, batch, k_out = out.shape
-    args, gathers, ks = child_slots(sources, rows, grad_sources)
-    tiles = einsum_tiles(batch, n, ks, k_out, "sum", True, interpreted(einsum_bwd_kernel))
-    return Launch(einsum_bwd_kernel, (n, triton.cdiv(batch, tiles.block_b),
-                                     triton.cdiv(k_out, tiles.bo)),
-                  (*args[0], *args[1], *args[2], *arena_args(log_w), *arena_args(out),
-                   *arena_args(grad_out), flows, batch, k_out),
-                  dict(LEADS=len(sources) - 1, GA=gathers[0], GB=gathers[1], GL=gathers[2],
-                       PRECISION=precision, **tiles.constexprs()),
-                  tiles.num_warps)
+    ks = [s.shape[2] for s in sources]
+    prep, hi, lo = weights_launch(log_w, precision)
+    stage, exps, _, h = stage_launch([arena(s, r) for s, r in zip(sources, rows)], n, batch,
+                                     out, grad_out)
+    steps: list = [prep, stage]
+    strides = width_strides(ks)
+    h_op = staged(h)
+    for j, (grad, r) in enumerate(zip(grad_sources, rows)):
+        others = [i for i in range(len(ks)) if i != j]
+        q = k_out * math.prod(ks[i] for i in others)
+        parts = split if split is not None else split_count(n, batch, q, ks[j], out.device)
+        factors = [h_op] + [staged(exps[i]) for i in others]
+        digit = [hi.stride(1)] + [strides[i] for i in others]
+        weights = (hi, lo, hi.stride(0), *digit, *[0] * (3 - len(digit)), strides[j])
+        target, gather = arena(grad, r)
+        io = (tuple(matrix(exps[j])), tuple(target))
+        steps.append(contract_launch(factors, weights, io, grad, n, batch, ks[j], "sum",
+                                     precision, "grad", False, parts,
+                                     exclusive=not gather and parts == 1,
+                                     target_gather=gather, config=config))
+    flow_steps, flows = flows_launches(h, [staged(e)[0] for e in exps], log_w, precision,
+                                       split, flow_config)
+    return steps + flow_steps, flows

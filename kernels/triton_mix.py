@@ -1,109 +1,137 @@
-"""Mix kernels: per region, a weighted log-sum-exp (or max) over its P partitions' rows.
+"""Mix layers: per region, a weighted log-sum-exp (or max) over its P partitions' rows.
 
     z[n,p,b,k] = log M[n,p,k] + src[rows[n,p], b, k]
     out[n,b,k] = log sum_p exp(z[n,p,b,k])          (sum; max over p for the max semiring)
 backward:  post = exp(z - out) (0 where out = -inf),  c = post * dL/dout
-           dL/dsrc[rows[n,p]] += c  (atomic; rows may repeat),  flows[n,p,k] = sum_b c
-A separate launch from the einsum: a region's partitions are rows of other einsum groups, so the
-mix cannot live in one einsum program's epilogue. Grid: (N, cdiv(B, BLOCK_B)); each program holds
-a [BLOCK_B, BK] tile and walks p with an online (running-max) log-sum-exp, so z is never stored.
-Padded partitions (log M = -inf) contribute 0 and are skipped by the backward's atomics.
+           dL/dsrc[rows[n,p]] += c  (atomic: rows repeat across regions),  flows[n,p,k] = sum_b c
+A separate launch from the einsums: a region's partitions are rows of other einsum groups, so the
+mix cannot live in one einsum program's epilogue. Elementwise and bound by memory bandwidth: no
+contraction, so the weights stay in log space (added, never exponentiated on their own).
+Grid: (N, cdiv(B, BLOCK_B)); each program holds a [BLOCK_B, next_pow2(K)] tile and walks p with
+an online log-sum-exp that takes one exp per term: with m the running maximum,
+    z > m:  total = total * exp(m - z) + 1,  m = z        else:  total += exp(z - m)
+(exp(min - max) either way; -inf terms add exp(-inf) = 0). Padded partitions (log M = -inf,
+row 0) contribute 0 and are skipped by the gradient adds. The backward writes each sample
+block's flows to its own slice of [blocks, N, P, K], which the host sums (no atomics on flows).
 """
 from __future__ import annotations
 
+import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (Launch, arena_args, interpreted, next_pow2, rows_per_program,
-                            safe_log)
+from .triton_common import (ELEMENTWISE, Launch, arena, interpreted, member_index, next_pow2,
+                            rows_per_program)
 
 
 @triton.jit
-def mix_terms(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k, n, p, b, k, K,
-              mask):
+def mix_term(source, log_m, n, p, b, k, K, mask):
     """z[b, k] = log M[n,p,k] + src[rows[n,p], b, k] as [BLOCK_B, BK] (-inf where masked), with
     log M[n,p,:] [BK] and the row rows[n,p]."""
-    row = tl.load(rows + n * rows_n + p * rows_p).to(tl.int64)
-    log_m = tl.load(lm + n * lm_n + p * lm_p + k * lm_k, mask=k < K, other=float("-inf"))
-    vals = tl.load(x + row * x_r + b[:, None] * x_b + k[None, :] * x_k, mask=mask,
+    ptr, rows, start, rows_n, rows_a, slots, s_r, s_b, s_k, width = source
+    lm_ptr, lm_n, lm_p, lm_k = log_m
+    row = member_index(source, n, p, True)
+    lm = tl.load(lm_ptr + n * lm_n + p * lm_p + k * lm_k, mask=k < K, other=float("-inf"))
+    vals = tl.load(ptr + row * s_r + b[:, None] * s_b + k[None, :] * s_k, mask=mask,
                    other=float("-inf"))
-    return vals + log_m[None, :], log_m, row
+    return vals + lm[None, :], lm, row
 
 
 @triton.jit
-def mix_fwd_kernel(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
-                   out, out_n, out_b, out_k, B, K, P,
-                   SEMIRING: tl.constexpr, BLOCK_B: tl.constexpr, BK: tl.constexpr):
+def mix_fwd_kernel(source, log_m, out, B, K, SEMIRING: tl.constexpr, BLOCK_B: tl.constexpr,
+                   BK: tl.constexpr):
     """out[n, b-block, :] by an online log-sum-exp (or max) over the P partitions."""
-    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
+    n = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     k = tl.arange(0, BK)
     mask = (b < B)[:, None] & (k < K)[None, :]
-    dtype = out.dtype.element_ty
+    dtype = source[0].dtype.element_ty
     top = tl.full([BLOCK_B, BK], float("-inf"), dtype)
     total = tl.zeros([BLOCK_B, BK], dtype)
-    for p in range(P):
-        z, _, _ = mix_terms(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
-                            n, p, b, k, K, mask)
+    for p in range(source[5]):
+        z, _, _ = mix_term(source, log_m, n, p, b, k, K, mask)
         if SEMIRING == "sum":
+            bigger = z > top
             new_top = tl.maximum(top, z)
             ref = tl.where(new_top == float("-inf"), 0.0, new_top)
-            total = total * tl.exp(top - ref) + tl.exp(z - ref)
+            e = tl.exp(tl.minimum(top, z) - ref)
+            total = tl.where(bigger, total * e + 1.0, total + e)
             top = new_top
         else:
             top = tl.maximum(top, z)
     if SEMIRING == "sum":
-        top = safe_log(total) + top  # total >= 1 unless every term is -inf (then -inf + -inf)
-    tl.store(out + n * out_n + b[:, None] * out_b + k[None, :] * out_k, top, mask=mask)
+        top = safe_log_total(total, top)
+    o_ptr, o_n, o_b, o_k = out
+    tl.store(o_ptr + n * o_n + b[:, None] * o_b + k[None, :] * o_k, top, mask=mask)
 
 
 @triton.jit
-def mix_bwd_kernel(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p, lm_k,
-                   out, out_n, out_b, out_k, gout, gout_n, gout_b, gout_k, gx, gx_r, gx_b, gx_k,
-                   flows, B, K, P, BLOCK_B: tl.constexpr, BK: tl.constexpr):
-    """Backward of the sum semiring; `flows` has the strides of lm."""
-    n = tl.program_id(0).to(tl.int64)  # 64-bit offsets: n * stride may pass 2^31
+def safe_log_total(total, top):
+    """log(total) + top: total >= 1 where some term is finite; -inf where every term is -inf."""
+    return tl.where(total > 0, tl.log(tl.where(total > 0, total, 1.0)) + top, float("-inf"))
+
+
+@triton.jit
+def mix_bwd_kernel(source, log_m, out, grad_out, grad, flows, B, K, BLOCK_B: tl.constexpr,
+                   BK: tl.constexpr):
+    """Backward of the sum semiring; flows = (partials, s_block, s_n, s_p, s_k)."""
+    n = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     k = tl.arange(0, BK)
     mask = (b < B)[:, None] & (k < K)[None, :]
-    tile = n * out_n + b[:, None] * out_b + k[None, :] * out_k
-    y = tl.load(out + tile, mask=mask, other=float("-inf"))
-    g = tl.load(gout + n * gout_n + b[:, None] * gout_b + k[None, :] * gout_k, mask=mask,
-                other=0.0)
+    o_ptr, o_n, o_b, o_k = out
+    g_ptr, g_n, g_b, g_k = grad_out
+    y = tl.load(o_ptr + n * o_n + b[:, None] * o_b + k[None, :] * o_k, mask=mask,
+                other=float("-inf"))
+    g = tl.load(g_ptr + n * g_n + b[:, None] * g_b + k[None, :] * g_k, mask=mask, other=0.0)
     live = y > float("-inf")
     y = tl.where(live, y, 0.0)
-    for p in range(P):
-        z, log_m, row = mix_terms(x, x_r, x_b, x_k, rows, rows_n, rows_p, lm, lm_n, lm_p,
-                                      lm_k, n, p, b, k, K, mask)
+    ptr, rows, start, rows_n, rows_a, slots, s_r, s_b, s_k, width = source
+    f_ptr, f_s, f_n, f_p, f_k = flows
+    for p in range(slots):
+        z, lm, row = mix_term(source, log_m, n, p, b, k, K, mask)
         c = tl.where(live, tl.exp(z - y), 0.0) * g
-        used = log_m > float("-inf")
-        tl.atomic_add(gx + row * gx_r + b[:, None] * gx_b + k[None, :] * gx_k, c,
+        used = lm > float("-inf")
+        tl.atomic_add(grad + row * s_r + b[:, None] * s_b + k[None, :] * s_k, c,
                       mask=mask & used[None, :], sem="relaxed")
-        tl.atomic_add(flows + n * lm_n + p * lm_p + k * lm_k, tl.sum(c, axis=0), mask=used,
-                      sem="relaxed")
+        tl.store(f_ptr + tl.program_id(1) * f_s + n * f_n + p * f_p + k * f_k, tl.sum(c, axis=0),
+                 mask=k < K)
 
 
-def mix_forward_launch(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
-                       semiring: str) -> Launch:
-    n, p = rows.shape
-    batch, k = out.shape[1:]
-    block_b = rows_per_program(batch, k, interpreted(mix_fwd_kernel))
-    return Launch(mix_fwd_kernel, (n, triton.cdiv(batch, block_b)),
-                  (*arena_args(source), rows, *rows.stride(), *arena_args(log_m),
-                   *arena_args(out), batch, k, p),
-                  dict(SEMIRING=semiring, BLOCK_B=block_b, BK=next_pow2(k)))
+def _grid_and_block(n: int, batch: int, k: int, kernel) -> tuple[tuple[int, int], int]:
+    block_b = rows_per_program(batch, k, interpreted(kernel))
+    return (n, triton.cdiv(batch, block_b)), block_b
 
 
-def mix_backward_launch(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
-                        grad_out: Tensor, grad_source: Tensor, flows: Tensor) -> Launch:
-    """mix_bwd_kernel adding dL/dsource into grad_source and M * dL/dM into `flows` (zeroed,
-    with log_m's strides)."""
-    n, p = rows.shape
-    batch, k = out.shape[1:]
-    block_b = rows_per_program(batch, k, interpreted(mix_bwd_kernel))
-    return Launch(mix_bwd_kernel, (n, triton.cdiv(batch, block_b)),
-                  (*arena_args(source), rows, *rows.stride(), *arena_args(log_m),
-                   *arena_args(out), *arena_args(grad_out), *arena_args(grad_source), flows,
-                   batch, k, p),
-                  dict(BLOCK_B=block_b, BK=next_pow2(k)))
+def mix_forward_steps(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
+                      semiring: str) -> list:
+    n, batch, k = out.shape
+    grid, block_b = _grid_and_block(n, batch, k, mix_fwd_kernel)
+    op, _ = arena(source, rows)
+    return [Launch(mix_fwd_kernel, lambda meta: grid,
+                   (tuple(op), (log_m, *log_m.stride()), (out, *out.stride()), batch, k),
+                   dict(SEMIRING=semiring, BLOCK_B=block_b, BK=next_pow2(k)),
+                   ELEMENTWISE)]
+
+
+def mix_backward_steps(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
+                       grad_out: Tensor, grad_source: Tensor) -> tuple[list, Tensor]:
+    """(steps, flows [N, P, K]): the kernel adds dL/dsource into grad_source; each sample block
+    writes its flows to its own slice of a partials buffer, summed by the host."""
+    n, batch, k = out.shape
+    grid, block_b = _grid_and_block(n, batch, k, mix_bwd_kernel)
+    flows = torch.empty(log_m.shape, dtype=log_m.dtype, device=log_m.device)
+    blocks = grid[1]
+    partial = flows if blocks == 1 else torch.empty(blocks, *log_m.shape, dtype=log_m.dtype,
+                                                    device=log_m.device)
+    f_strides = (0, *flows.stride()) if blocks == 1 else partial.stride()
+    op, _ = arena(source, rows)
+    steps: list = [Launch(mix_bwd_kernel, lambda meta: grid,
+                          (tuple(op), (log_m, *log_m.stride()), (out, *out.stride()),
+                           (grad_out, *grad_out.stride()), grad_source, (partial, *f_strides),
+                           batch, k),
+                          dict(BLOCK_B=block_b, BK=next_pow2(k)), ELEMENTWISE)]
+    if blocks > 1:
+        steps.append(lambda: torch.sum(partial, 0, out=flows))
+    return steps, flows

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .errors import ShapeError
+from .runtime.graphs import EMGraph
 from .runtime.module import CompiledCircuit
 
 
@@ -35,7 +36,7 @@ class EM:
     """EM for a `CompiledCircuit` (any backend). See the module doc for the math."""
 
     def __init__(self, model: CompiledCircuit, step_size: float = 0.1, pseudocount: float = 0.01,
-                 min_prob: float = 1e-6, min_var: float = 1e-4):
+                 min_prob: float = 1e-6, min_var: float = 1e-4, cuda_graph: bool = False):
         if not 0 < step_size <= 1:
             raise ValueError(f"step_size must be in (0, 1], got {step_size}")
         if pseudocount < 0:
@@ -45,6 +46,8 @@ class EM:
         self._normalize_weights()
         self.running: list | None = None  # statistics the M-step reads (see module doc)
         self._reset()
+        # cuda_graph: `step` replays a captured E-step + M-step on CUDA (pcc.runtime.graphs)
+        self.graph = EMGraph(self) if cuda_graph else None
 
     def _reset(self) -> None:
         """Clear the statistics accumulated since the last update."""
@@ -63,14 +66,21 @@ class EM:
             mask = getattr(m, f"mix_mask_{i}")
             p.copy_(torch.log_softmax(p.masked_fill(~mask, -math.inf), 1).masked_fill(~mask, 0))
 
+    def discard(self) -> None:
+        """Drop the statistics accumulated since the last update."""
+        self._reset()
+
     def accumulate(self, x: Tensor, marginalize: Tensor | None = None,
                    target: Tensor | None = None) -> Tensor:
         """E-step on one batch: add its expected statistics; return log p(x) per row, [B].
 
         For a circuit whose root has K > 1 units (e.g. one density per class), `target` [B]
         picks the unit each row belongs to."""
+        return self.estep(self.model.prepare_input(x, marginalize), target)
+
+    def estep(self, x: Tensor, target: Tensor | None = None) -> Tensor:
+        """`accumulate` for x as `model.prepare_input` returns it (checked already)."""
         m = self.model
-        x = m.prepare_input(x, marginalize)
         weights = list(m.sum_logits) + list(m.mix_logits)
         for w in weights:
             w.grad = None
@@ -160,6 +170,10 @@ class EM:
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
         """Online EM on one batch (accumulate, then update); returns the batch's mean log p."""
+        if self.graph is not None:
+            replayed = self.graph.step(x, marginalize, target)
+            if replayed is not None:
+                return replayed
         ll = self.accumulate(x, marginalize, target)
         self.update()
         return float(ll.mean())

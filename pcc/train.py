@@ -1,6 +1,7 @@
 """Training by EM on data sets, with a progress bar and early stopping; evaluation.
 
-`fit` runs online EM over shuffled mini-batches for some epochs, tracks the validation mean
+`fit` runs online EM over shuffled mini-batches for some epochs (on CUDA each full batch's step
+replays a CUDA graph, `TrainConfig.cuda_graph`), tracks the validation mean
 log-likelihood after each epoch, stops after `patience` epochs without improvement, and goes
 back to the best epoch. Then it polishes: full-batch EM iterations (which remove the noise
 online EM's last mini-batches leave in the parameters) as long as the validation likelihood
@@ -50,6 +51,7 @@ class TrainConfig:
     seed: int = 0
     members: int | None = None  # > 1: an ensemble of independently trained copies
     init: str | None = None  # "data": from the training data (latent trees); "keep": as it is
+    cuda_graph: bool = True  # on CUDA, replay each full batch's EM step from a CUDA graph
 
     def resolved(self, circuit) -> "TrainConfig":
         """Every None setting filled in from `recipe_for(circuit)`."""
@@ -179,7 +181,8 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     device = next(model.parameters()).device
     if config.init == "data":
         _initialize_from_data(model, x, config)
-    em = EM(model, step_size=config.step_size, pseudocount=config.pseudocount)
+    em = EM(model, step_size=config.step_size, pseudocount=config.pseudocount,
+            cuda_graph=config.cuda_graph)  # eager off CUDA and for the last partial batch
     gen = torch.Generator().manual_seed(config.seed)
     history = History()
     best_state = None

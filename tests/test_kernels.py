@@ -2,9 +2,10 @@
 computation (the full [N, B, Ko, width] table of log-terms), forward and backward, on random shapes
 with gathered and block rows, repeated rows, -inf entries and whole -inf rows, padded partitions.
 
-float64 inputs are compared to 1e-10; float32 inputs to the float64 brute force within 2e-5
-relative (the kernels accumulate in the input's precision). Every test runs with numpy/torch
-RuntimeWarnings as errors and checks that nothing is NaN.
+float64 inputs are compared to 1e-10; float32 inputs (default precision tf32x3, emulated under the
+interpreter) to the float64 brute force within 2e-5 relative. The tile configurations the GPU
+autotuner chooses from, and split contractions, run here too (forced). Every test runs with
+numpy/torch RuntimeWarnings as errors and checks that nothing is NaN.
 """
 import itertools
 import math
@@ -13,7 +14,7 @@ import pytest
 import torch
 import triton
 
-from pcc_kernels import reference, triton_einsum, triton_ops
+from pcc_kernels import reference, triton_einsum, triton_flows, triton_ops
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
@@ -212,30 +213,75 @@ def test_gradients_accumulate_into_arenas():
         assert torch.allclose(2 * a, b, atol=1e-12)
 
 
-@pytest.mark.parametrize("ks, k_out, semiring", [((3, 40), 40, "sum"), ((3, 40), 40, "max"),
-                                                  ((3, 4, 5), 33, "sum"), ((33,), 20, "sum")])
-def test_gpu_tiling_under_interpreter(monkeypatch, ks, k_out, semiring):
-    """The GPU tiles (several unit chunks, output blocks and batch blocks per partition) give the
-    same results: K=40 is walked in chunks of 32 (max: 16) units and outputs."""
-    monkeypatch.setattr(triton_einsum, "interpreted", lambda kernel: False)
-    tiles = triton_einsum.einsum_tiles(33, 2, (1,) * (3 - len(ks)) + ks, k_out, semiring, False,
-                                       False)
-    assert tiles.bo < triton.next_power_of_2(k_out) or tiles.bj < triton.next_power_of_2(ks[-1])
-    kinds = ("index",) * len(ks)
-    sources, rows, log_w = einsum_case(11, ks, k_out, 2, 33 if len(ks) < 2 else 17, kinds,
-                                       torch.float64)
-    out = torch.empty(2, sources[0].shape[1], k_out, dtype=torch.float64)
-    triton_ops.einsum_forward(sources, rows, log_w, out, semiring)
-    assert_close(out, brute_einsum(sources, rows, log_w, semiring), torch.float64, "forward")
-    if semiring == "sum":
-        grads = [torch.zeros_like(s) for s in sources]
-        flows = triton_ops.einsum_backward(sources, rows, log_w, out,
-                                           torch.ones_like(out), grads)
-        brute_grads, brute_flows = brute_einsum_backward(sources, rows, log_w,
-                                                         torch.ones_like(out))
-        assert_close(flows, brute_flows, torch.float64, "flows")
+def run_einsum(sources, rows, log_w, semiring, split, config, flow_config=None):
+    """Forward (and, for the sum semiring, backward with dL/dout = 1) with fixed tiles and
+    split; returns (out, child gradients, flows)."""
+    n, k_out = log_w.shape[:2]
+    out = torch.full((n, sources[0].shape[1], k_out), math.nan, dtype=log_w.dtype)
+    triton_ops.run(triton_einsum.einsum_forward_steps(sources, rows, log_w, out, semiring, "ieee",
+                                                      split, config))
+    if semiring == "max":
+        return out, None, None
+    grads = [torch.zeros_like(s) for s in sources]
+    steps, flows = triton_einsum.einsum_backward_steps(sources, rows, log_w, out,
+                                                       torch.ones_like(out), grads, "ieee", split,
+                                                       config, flow_config)
+    triton_ops.run(steps)
+    return out, grads, flows
+
+
+def check_einsum_run(sources, rows, log_w, semiring, split, config, flow_config=None):
+    out, grads, flows = run_einsum(sources, rows, log_w, semiring, split, config, flow_config)
+    assert_close(out, brute_einsum(sources, rows, log_w, semiring), log_w.dtype, "forward")
+    if grads is not None:
+        brute_grads, brute_flows = brute_einsum_backward(sources, rows, log_w, torch.ones_like(out))
+        assert_close(flows, brute_flows, log_w.dtype, "flows")
         for g, bg in zip(grads, brute_grads):
-            assert_close(g, bg, torch.float64, "child gradients")
+            assert_close(g, bg, log_w.dtype, "child gradients")
+
+
+TILE_CASES = [(config, flows) for config, flows in
+              zip(triton_einsum.DOT_CONFIGS,
+                  itertools.cycle(triton_flows.DOT_CONFIGS))]
+
+
+@pytest.mark.parametrize("config, flow_config", TILE_CASES, ids=lambda c: str(c.kwargs))
+def test_tuned_dot_tiles_and_split(config, flow_config):
+    """Every tile configuration the GPU autotuner may pick (several sample, column and output
+    blocks per member) and a split of the contraction in 2 (partials in the forward, shared
+    gradient adds, batch shares of the flows) give the exact results."""
+    sources, rows, log_w = einsum_case(11, (5, 8), 40, 2, 70, ("index", "block"), torch.float64)
+    check_einsum_run(sources, rows, log_w, "sum", 2, config, flow_config)
+
+
+@pytest.mark.parametrize("config", triton_einsum.REDUCE_CONFIGS, ids=lambda c: str(c.kwargs))
+def test_tuned_reduction_tiles(config):
+    """C <= 8 (here K_out = 3 and a K = 1 child) runs the FMA reduction path, unpadded."""
+    flow_config = triton_flows.REDUCE_CONFIGS[0]
+    sources, rows, log_w = einsum_case(12, (1, 24, 3), 3, 2, 40, ("index", "index", "block"),
+                                       torch.float64)
+    check_einsum_run(sources, rows, log_w, "sum", 2, config, flow_config)
+
+
+@pytest.mark.parametrize("config", triton_einsum.MAX_CONFIGS, ids=lambda c: str(c.kwargs))
+def test_tuned_max_tiles(config):
+    sources, rows, log_w = einsum_case(13, (6, 7), 20, 2, 40, ("index", "block"), torch.float64)
+    check_einsum_run(sources, rows, log_w, "max", 2, config)
+
+
+def test_padding_of_tiles_is_bounded():
+    """The autotuner's candidates pad C and the contraction Q by at most 1.5x: K = 40 (Q = 1600,
+    C = 40) runs 16 or 32 + 16 output columns, never 64; Q = 40 chunks of 16; a K_out = 1 root
+    takes the FMA reduction path (no 16-wide output tile)."""
+    def covered(size, cfg, names):
+        block = sum(cfg.kwargs[name] for name in names)
+        return triton.cdiv(size, block) * block
+    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, dict(K1=40, K2=40, K3=1, C=40))
+    assert {covered(40, c, ("BLOCK_C", "BLOCK_C2")) for c in kept} == {48}
+    assert any(c.kwargs["BLOCK_C2"] for c in kept)
+    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, dict(K1=40, K2=1, K3=1, C=40))
+    assert kept and all(covered(40, c, ("BLOCK_Q",)) <= 60 for c in kept)
+    assert triton_einsum.mode_of("sum", 1) == "reduce" and triton_einsum.mode_of("sum", 40) == "dot"
 
 
 # ----------------------------------------------------------------------------- mix
@@ -323,26 +369,8 @@ def test_bad_arguments_are_refused():
         triton_ops.einsum_forward(sources, rows, log_w, out, "min")
     with pytest.raises(ValueError, match="precision"):
         triton_ops.einsum_forward(sources, rows, log_w, out, precision="fp8")
-    with pytest.raises(ValueError, match="bf16"):
-        triton_ops.einsum_forward([s.float() for s in sources], rows, log_w.float(), out.float(),
-                                  precision="bf16")
     with pytest.raises(TypeError, match="dtype"):
         triton_ops.einsum_forward(sources, rows, log_w.float(), out)
     with pytest.raises(ValueError, match="precision"):
         triton_ops.set_precision("fp16")
-    assert triton_ops.get_precision() == "ieee"
-
-
-
-@pytest.mark.parametrize("precision", ["tf32x3", "tf32"])
-def test_tensor_core_precisions_run_under_the_interpreter(precision):
-    """The interpreter computes these dots in full fp32 (their real error is measured on a GPU by
-    bench/gpu.py): forward and backward run and match float32 math."""
-    sources, rows, log_w = einsum_case(3, (3, 4), 2, 2, 5, ("index", "index"), torch.float32)
-    out = torch.empty(2, 5, 2)
-    triton_ops.einsum_forward(sources, rows, log_w, out, precision=precision)
-    assert_close(out, brute_einsum(sources, rows, log_w, "sum"), torch.float32, precision)
-    flows = triton_ops.einsum_backward(sources, rows, log_w, out, torch.ones_like(out),
-                                       [torch.zeros_like(s) for s in sources],
-                                       precision=precision)
-    assert flows.shape == log_w.shape and torch.isfinite(flows).all()
+    assert triton_ops.get_precision() == "tf32x3"

@@ -105,6 +105,30 @@ def test_em_step_matches_torch(seed):
         assert torch.allclose(a, b, atol=2e-5, rtol=1e-5), name
 
 
+@pytest.mark.parametrize("trees", [1, 2])
+def test_hclt_element_wise_layers_match_torch(trees):
+    """A hidden Chow-Liu tree (element-wise product layers, a mixture of trees at the root):
+    log-likelihoods, gradients and an EM step equal the torch backend's."""
+    from pcc.structures import hidden_chow_liu_tree
+    gen = torch.Generator().manual_seed(trees)
+    data = (torch.rand(200, 6, generator=gen) < 0.4).long().numpy()
+    c = hidden_chow_liu_tree(data, k=3, trees=trees)
+    x = batch(c, trees, size=9)
+    results = []
+    for model in pair(c, trees):
+        out = model(x)
+        out.sum().backward()
+        results.append([out.detach()] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results):
+        assert (a is None) == (b is None)
+        assert a is None or torch.allclose(a, b, atol=1e-9, rtol=0)
+    models = pair(c, trees, torch.float32)
+    lls = [EM(model, step_size=0.5).step(x.float()) for model in models]
+    assert math.isclose(lls[0], lls[1], rel_tol=1e-5)
+    for a, b in zip(models[1].parameters(), models[0].parameters()):
+        assert torch.allclose(a, b, atol=2e-5, rtol=1e-5)
+
+
 def test_torch_compile_graph_breaks_around_kernels():
     """The kernel entry points are excluded from tracing, so a compiled model runs them eagerly
     (tracing the interpreter would fail with KeyError(torch.uint64))."""

@@ -19,6 +19,7 @@ import contextlib
 import math
 from collections.abc import Sequence
 from importlib import import_module
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,6 +34,9 @@ from .engine import CircuitFunction, LeafSlot, LoweredEinsum, LoweredHadamard, L
 from .leaf_tables import table_counts, table_layout, table_values
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
+
+if TYPE_CHECKING:
+    from .graphs import CapturedForward
 
 BACKENDS = ("auto", "torch", "triton", "naive")
 
@@ -129,6 +133,12 @@ class CompiledCircuit(nn.Module):
         return out.squeeze(-1) if self.root_k == 1 else out
 
     log_prob = forward
+
+    def capture(self, batch_size: int) -> "CapturedForward":
+        """This model's forward for `batch_size` rows, replayed from a CUDA graph (eager for
+        other sizes or off CUDA); see `pcc.runtime.graphs`."""
+        from .graphs import CapturedForward
+        return CapturedForward(self, batch_size)
 
     @torch.compiler.disable
     def evaluate(self, leaf_values: list[Tensor]) -> Tensor:

@@ -19,10 +19,15 @@ against one update's worth of data (a batch online; the whole data set in full-b
 Missing (NaN or marginalized) values contribute no statistics: a leaf that never saw an observed
 value and a sum unit that never received flow keep their parameters. Probabilities are floored
 at `min_prob`, variances at `min_var`; nothing becomes NaN.
+
+Data-parallel EM: with `reduce` (`pcc.distributed.StatisticsReducer`), each process accumulates
+its share of the rows and `update` first sums the fresh statistics over the processes (one
+all-reduce), so every process runs the same M-step on the statistics of the whole batch.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -31,12 +36,16 @@ from .errors import ShapeError
 from .runtime.graphs import EMGraph
 from .runtime.module import CompiledCircuit
 
+if TYPE_CHECKING:
+    from .distributed import StatisticsReducer
+
 
 class EM:
     """EM for a `CompiledCircuit` (any backend). See the module doc for the math."""
 
     def __init__(self, model: CompiledCircuit, step_size: float = 0.1, pseudocount: float = 0.01,
-                 min_prob: float = 1e-6, min_var: float = 1e-4, cuda_graph: bool = False):
+                 min_prob: float = 1e-6, min_var: float = 1e-4, cuda_graph: bool = False,
+                 reduce: "StatisticsReducer | None" = None):
         if not 0 < step_size <= 1:
             raise ValueError(f"step_size must be in (0, 1], got {step_size}")
         if pseudocount < 0:
@@ -46,8 +55,9 @@ class EM:
         self._normalize_weights()
         self.running: list | None = None  # statistics the M-step reads (see module doc)
         self._reset()
+        self.reduce = reduce  # data-parallel: sums the statistics over the processes
         # cuda_graph: `step` replays a captured E-step + M-step on CUDA (pcc.runtime.graphs)
-        self.graph = EMGraph(self) if cuda_graph else None
+        self.graph = EMGraph(self) if cuda_graph and reduce is None else None
 
     def _reset(self) -> None:
         """Clear the statistics accumulated since the last update."""
@@ -75,7 +85,10 @@ class EM:
         """E-step on one batch: add its expected statistics; return log p(x) per row, [B].
 
         For a circuit whose root has K > 1 units (e.g. one density per class), `target` [B]
-        picks the unit each row belongs to."""
+        picks the unit each row belongs to. With `reduce`, x is this process's share (possibly no
+        rows), and a failure is announced to every process at the next update, not raised."""
+        if self.reduce is not None:
+            return self.reduce.local(self, x, marginalize, target)
         return self.estep(self.model.prepare_input(x, marginalize), target)
 
     def estep(self, x: Tensor, target: Tensor | None = None) -> Tensor:
@@ -119,7 +132,10 @@ class EM:
 
     @torch.no_grad()
     def update(self) -> None:
-        """Mix the accumulated statistics into the running ones, then the M-step."""
+        """Mix the accumulated statistics into the running ones, then the M-step (with
+        `reduce`: the statistics of every process, summed)."""
+        if self.reduce is not None:
+            self.reduce(self)
         if self.rows == 0:
             return
         fresh = [self._sum_counts, self._mix_counts, self._leaf_stats]
@@ -169,14 +185,15 @@ class EM:
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
-        """Online EM on one batch (accumulate, then update); returns the batch's mean log p."""
+        """Online EM on one batch (accumulate, then update); returns the batch's mean log p
+        (0 for a process's empty share of a batch)."""
         if self.graph is not None:
             replayed = self.graph.step(x, marginalize, target)
             if replayed is not None:
                 return replayed
         ll = self.accumulate(x, marginalize, target)
         self.update()
-        return float(ll.mean())
+        return float(ll.mean()) if len(ll) else 0.0
 
 
 def _blend(old, new, step: float):

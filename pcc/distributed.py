@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import os
-import signal
 import traceback
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -41,6 +40,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from .errors import PcError
+from .signals import handled
 
 STATUS = 2  # leading slots of every reduced buffer: failed ranks, interrupted ranks
 DEFAULT_TIMEOUT = 600.0  # seconds a rank waits for the others at a collective
@@ -134,12 +134,8 @@ class Group:
             if self._interruptible:
                 self._interruptible = False
                 raise KeyboardInterrupt(f"signal {signum}")
-        previous = {s: signal.signal(s, interrupt) for s in signals}
-        try:
+        with handled(interrupt, *signals):
             yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     def _failures(self) -> RankError:
         messages: list = [None] * self.size
@@ -148,10 +144,9 @@ class Group:
         first = failed[0][1]
         same = [r for r, m in failed if m == first]
         others = [r for r, m in failed if m != first]
-        text = (f"rank{'s' if len(same) > 1 else ''} {', '.join(map(str, same))}: {first}")
+        text = f"{_ranks(same, self.size)}: {first}"
         if others:
-            text += (f" (and rank{'s' if len(others) > 1 else ''} "
-                     f"{', '.join(map(str, others))} failed too)")
+            text += f" (and {_ranks(others, self.size)} failed too)"
         return RankError(text)
 
     def _collective(self, call: Callable[[], object]) -> None:
@@ -161,6 +156,15 @@ class Group:
             raise LostContact(f"rank {self.rank}: lost contact with the other ranks (one stopped, "
                             f"or did not reach this step within {self.timeout:g} s): "
                             f"{_first_line(str(e))}") from None
+
+
+def _ranks(ranks: list[int], size: int, most: int = 4) -> str:
+    """`rank 1`, `ranks 0, 2`, `ranks 0, 1, 2, 3 and 12 more`, or `every rank`."""
+    if len(ranks) == size > 1:
+        return "every rank"
+    shown = ", ".join(map(str, ranks[:most]))
+    more = f" and {len(ranks) - most} more" if len(ranks) > most else ""
+    return f"rank{'s' if len(ranks) > 1 else ''} {shown}{more}"
 
 
 def describe(error: BaseException) -> str:
@@ -195,7 +199,12 @@ def session(device: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> Iterator[G
     if size <= 1:
         yield None
         return
+    if "RANK" not in os.environ:
+        raise PcError(f"WORLD_SIZE is {size} but RANK is not set: launch the ranks with torchrun")
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if device.startswith("cuda:") and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) > 1:
+        raise PcError(f"rank {rank}: --device {device} would put every rank of this node on one "
+                      "GPU: give --device cuda (each rank takes cuda:LOCAL_RANK)")
     place = torch.device(f"cuda:{local}" if device == "cuda" else device)
     if place.type == "cuda":
         torch.cuda.set_device(place)

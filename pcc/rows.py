@@ -39,7 +39,7 @@ from .data import (BLOCK_BYTES, Columns, TextFile, check_labels, check_npy, chec
 from .errors import DataError
 
 NPY_HEADER_BYTES = 128  # the cache's header: room for any 2-D shape, rewritten when done
-CHECK_ROWS = 1 << 16  # rows checked at a time
+CHECK_BYTES = 1 << 24  # values (as float64) checked at a time
 FLOAT16_EXACT = 2048  # float16 holds every integer 0..2048 exactly
 
 Batch = tuple[Tensor, "Tensor | None"]
@@ -281,8 +281,9 @@ def open_data(path: "str | os.PathLike", model, label: "str | int | None" = None
             if count == 0:
                 raise DataError("has no rows", path=path)
             start, stop = count * share.rank // share.size, count * (share.rank + 1) // share.size
-            for a in range(start, stop, CHECK_ROWS):
-                raw = rows.raw_span(a, min(a + CHECK_ROWS, stop))
+            step = max(1, CHECK_BYTES // (8 * width))
+            for a in range(start, stop, step):
+                raw = rows.raw_span(a, min(a + step, stop))
                 _check(model, raw.astype(np.float64), rows.columns, path, None, a)
         except BaseException:
             rows.close()

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass, field, replace
@@ -42,6 +41,7 @@ from .ensemble import ensemble_circuit
 from .errors import ShapeError
 from .rows import Labeled, Rows, as_rows
 from .runtime.module import CompiledCircuit
+from .signals import handled
 
 
 @dataclass(frozen=True)
@@ -106,12 +106,8 @@ def interrupt_on(*signals: int):
     `fit` stops and keeps its best model. Main thread only (Python's rule for handlers)."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    previous = {s: signal.signal(s, interrupt) for s in signals}
-    try:
+    with handled(interrupt, *signals):
         yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 @dataclass(frozen=True)

@@ -144,18 +144,27 @@ def test_each_em_update_is_one_all_reduce_of_the_statistics(ranks):
     assert payload == 4 * (parameters + leaf_parameters + 1)
 
 
+def on_call(model, number: int, action) -> None:
+    """Make `model` call action() in its number-th leaf_statistics (an E-step), then go on."""
+    real, calls = model.leaf_statistics, []
+
+    def leaf_statistics(*args):
+        calls.append(1)
+        if len(calls) == number:
+            action()
+        return real(*args)
+    model.leaf_statistics = leaf_statistics
+
+
+def injected():
+    raise RuntimeError("injected")
+
+
 def fail_on_rank_1(group):
     """Rank 1's third E-step raises; every rank should stop at that step with its message."""
     model = pcc.compile(random_binary_trees(8, depth=2, replicas=3, k=4), seed=3)
     if group.rank == 1:
-        real, calls = model.leaf_statistics, []
-
-        def leaf_statistics(*args):
-            calls.append(1)
-            if len(calls) == 3:
-                raise RuntimeError("injected")
-            return real(*args)
-        model.leaf_statistics = leaf_statistics
+        on_call(model, 3, injected)
     started = time.monotonic()
     try:
         fit(model, Shard(as_rows(TRAIN), group), Shard(as_rows(VALID), group), CONFIG,
@@ -173,16 +182,8 @@ def test_a_failing_rank_stops_every_rank_with_its_error(ranks):
 def interrupt_rank_1(group):
     """Rank 1 gets SIGTERM in the middle of its 15th E-step (epoch 2)."""
     model = pcc.compile(random_binary_trees(8, depth=2, replicas=3, k=4), seed=3)
-    if group.rank == 1:
-        real, calls = model.leaf_statistics, []
-
-        def leaf_statistics(*args):
-            calls.append(1)
-            if len(calls) == 15:
-                os.kill(os.getpid(), signal.SIGTERM)
-                time.sleep(1)  # the handler raises in here
-            return real(*args)
-        model.leaf_statistics = leaf_statistics
+    if group.rank == 1:  # the handler raises during the sleep
+        on_call(model, 15, lambda: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(1)))
     epochs = []
     with group.interrupt_on(signal.SIGINT, signal.SIGTERM):
         history = fit(model, Shard(as_rows(TRAIN), group), Shard(as_rows(VALID), group),

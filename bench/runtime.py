@@ -7,22 +7,19 @@ Prints, from one run on this machine (one torch thread):
      Einsum Networks MNIST demo) at K=10 and K=40, batch 100, for the compiled module and for an
      EinsumNetworks-style evaluation of the same plan (torch.einsum per layer under autograd,
      which keeps the [B, P, K, K] outer products for the backward).
-Peak memory is the largest growth of the bytes held in malloc'd blocks (glibc mallinfo2, sampled
-every 0.2 ms by a thread) while one step runs, in a fresh subprocess per measurement, after a
-warm-up on a tiny model; the model's parameters exist before the baseline is taken. (RSS would
-also count freed memory the allocator keeps, and code pages loaded on first use.)
+Peak memory is the largest growth of the bytes held in malloc'd blocks (bench/memory.py: glibc
+mallinfo2, sampled every 0.2 ms) while one step runs, in a fresh subprocess per measurement,
+after a warm-up on a tiny model; the model's parameters exist before the baseline is taken.
 
     python bench/runtime.py [--repeats 5] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -35,6 +32,7 @@ from pcc.structures import poon_domingos  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from einet_style import einet_style_forward  # noqa: E402
+from memory import peak_growth  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -85,49 +83,14 @@ def timed(fn, repeats: int) -> float:
     return best
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-
-_LIBC = ctypes.CDLL("libc.so.6")
-_LIBC.mallinfo2.restype = _MallInfo2
-
-
-def live_bytes() -> int:
-    """Bytes the process holds in malloc'd blocks right now (glibc: in use + mmapped)."""
-    info = _LIBC.mallinfo2()
-    return info.uordblks + info.hblkhd
-
-
-class PeakMemory(threading.Thread):
-    """Samples `live_bytes` until stopped; `peak` is the largest value seen."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = live_bytes(), True
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, live_bytes())
-            time.sleep(2e-4)
-
-
 def child(k: int, backend: str, what: str) -> None:
-    """Run one step in this fresh process; print the peak RSS growth in bytes."""
+    """Run one step in this fresh process; print the peak growth of malloc'd bytes."""
     tiny = build(2, backend)
     for warm in ("train", "einet-train"):  # load the code of every op on a tiny model
         step_fn(tiny, batch(4), warm)()
     model = build(k, backend)
     fn = step_fn(model, batch(), what)
-    before = live_bytes()
-    sampler = PeakMemory()
-    sampler.start()
-    fn()
-    sampler.running = False
-    sampler.join()
-    print(max(0, max(sampler.peak, live_bytes()) - before))
+    print(peak_growth(fn)["malloc"])
 
 
 def peak_memory(k: int, backend: str, what: str) -> int:

@@ -1,0 +1,41 @@
+"""Helpers for benchmarks that time several systems side by side in one process.
+
+The machine is shared, so absolute times drift during a run; the systems are therefore timed in
+alternating order, repetition by repetition, and compared by their medians.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+
+
+def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median seconds per call of each step: one warm-up call each, then `repeats` rounds that
+    call every step once, in forward order on even rounds and reverse order on odd ones."""
+    for step in steps.values():
+        step()
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names if r % 2 == 0 else reversed(names):
+            start = time.perf_counter()
+            steps[name]()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def machine() -> str:
+    """The CPU model, core count, Python and torch versions and torch's thread count."""
+    model = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from .errors import ShapeError
+from .runtime.engine import FlowSink
 from .runtime.module import CompiledCircuit
 
 
@@ -43,7 +44,11 @@ class EM:
         self.model, self.step_size, self.pseudocount = model, step_size, pseudocount
         self.min_prob, self.min_var = min_prob, min_var
         self._normalize_weights()
-        self.running: list | None = None  # statistics the M-step reads (see module doc)
+        # statistics the M-step reads (see module doc), per sum op, mix op and leaf group
+        self._running_sum: list[Tensor | None] = [None] * len(model.sum_logits)
+        self._running_mix: list[Tensor | None] = [None] * len(model.mix_logits)
+        self._running_leaf: list[dict[str, Tensor] | None] = [None] * len(model.leaf_params)
+        self._weighted_ops = [w for w in model._weight_of_op if w is not None]  # (kind, index)
         self._reset()
 
     def _reset(self) -> None:
@@ -69,6 +74,11 @@ class EM:
 
         For a circuit whose root has K > 1 units (e.g. one density per class), `target` [B]
         picks the unit each row belongs to."""
+        return self._e_step(x, marginalize, target, None)
+
+    def _e_step(self, x: Tensor, marginalize: Tensor | None, target: Tensor | None,
+                flow_sink: FlowSink | None) -> Tensor:
+        """`accumulate`; weight flows the engine hands to `flow_sink` are not accumulated."""
         m = self.model
         x = m.prepare_input(x, marginalize)
         weights = list(m.sum_logits) + list(m.mix_logits)
@@ -78,7 +88,7 @@ class EM:
             leaf_values = m.leaf_values(x)
         leaf_values = [v.requires_grad_() for v in leaf_values]
         with m.em_mode():
-            root = m.evaluate(leaf_values)
+            root = m.evaluate(leaf_values, flow_sink)
         ll = self._select(root, target)
         ll.sum().backward()
         with torch.no_grad():
@@ -112,64 +122,92 @@ class EM:
         """Mix the accumulated statistics into the running ones, then the M-step."""
         if self.rows == 0:
             return
-        fresh = [self._sum_counts, self._mix_counts, self._leaf_stats]
-        s = self.step_size
-        if self.running is None:
-            self.running = fresh
-        else:
-            self.running = [[_blend(old, new, s) for old, new in zip(olds, news)]
-                            for olds, news in zip(self.running, fresh)]
-        self._m_step(*self.running)
+        for i, n in enumerate(self._sum_counts):
+            if n is not None:
+                self._update_sum(i, n)
+        for i, n in enumerate(self._mix_counts):
+            if n is not None:
+                self._update_mix(i, n)
+        m = self.model
+        for i, (fam, params, stats) in enumerate(zip(m.families, m.leaf_params, self._leaf_stats)):
+            if stats is not None:
+                self._running_leaf[i] = self._fold(self._running_leaf[i], stats)
+                self._update_leaf(fam, params, self._running_leaf[i])
         self._reset()
 
-    def _m_step(self, sum_counts, mix_counts, leaf_stats) -> None:
-        m = self.model
-        floor = math.log(self.min_prob) if self.min_prob > 0 else -math.inf
-        for w, n in zip(m.sum_logits, sum_counts):
-            w.copy_(self._normalized(w, n, -1, None, floor))
-        for i, (w, n) in enumerate(zip(m.mix_logits, mix_counts)):
-            w.copy_(self._normalized(w, n, 1, getattr(m, f"mix_mask_{i}"), floor))
-        for fam, params, stats in zip(m.families, m.leaf_params, leaf_stats):
-            old = {k: v.detach() for k, v in params.as_dict().items()}
-            new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
-            unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
-            for k, v in new.items():
-                p = getattr(params, k)
-                keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
-                p.copy_(torch.where(keep, p, v.to(p.dtype)))
+    def _fold(self, running, fresh):
+        """Stepwise EM: running = (1 - s) running + s fresh, in place; the first is fresh."""
+        return fresh if running is None else _blend(running, fresh, self.step_size)
 
-    def _normalized(self, logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
-                    floor: float) -> Tensor:
-        """log((n + a/c) / sum(n + a/c)) over the c entries along `dim` (a = pseudocount),
-        floored at `floor`; units that never received flow keep `logits`. One temporary."""
-        received = counts.sum(dim, keepdim=True) > 0
-        entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
-        w = counts + self.pseudocount / entries
-        if mask is not None:
-            w.mul_(mask)
-        w.div_(w.sum(dim, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny))
-        if floor > -math.inf:
-            w.clamp_min_(math.exp(floor))
-        if mask is not None:
-            w.mul_(mask)
-        w = w.div_(w.sum(dim, keepdim=True)).log_()
-        if mask is not None:
-            w.masked_fill_(~mask, 0.0)
-        return w.where(received, logits)
+    def _update_sum(self, i: int, counts: Tensor) -> None:
+        self._running_sum[i] = self._fold(self._running_sum[i], counts)
+        _normalize_into(self.model.sum_logits[i], self._running_sum[i], -1, None,
+                        self.pseudocount, self.min_prob)
+
+    def _update_mix(self, i: int, counts: Tensor) -> None:
+        self._running_mix[i] = self._fold(self._running_mix[i], counts)
+        _normalize_into(self.model.mix_logits[i], self._running_mix[i], 1,
+                        getattr(self.model, f"mix_mask_{i}"), self.pseudocount, self.min_prob)
+
+    @torch.no_grad()
+    def _update_weighted_op(self, i: int, flows: Tensor) -> None:
+        """A flow sink: the statistics and M-step of the i-th weighted op, from its flows."""
+        kind, j = self._weighted_ops[i]
+        (self._update_sum if kind == "sum" else self._update_mix)(j, flows)
+
+    def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
+        old = {k: v.detach() for k, v in params.as_dict().items()}
+        new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
+        unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
+        for k, v in new.items():
+            p = getattr(params, k)
+            keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
+            p.copy_(torch.where(keep, p, v.to(p.dtype)))
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
-        """Online EM on one batch (accumulate, then update); returns the batch's mean log p."""
-        ll = self.accumulate(x, marginalize, target)
+        """Online EM on one batch (accumulate, then update); returns the batch's mean log p.
+
+        With nothing accumulated before, each op's weights are updated as soon as the backward
+        pass has their flows (the same arithmetic as `accumulate` then `update`, without every
+        op's flows existing at once)."""
+        sink = self._update_weighted_op if self.rows == 0 else None
+        ll = self._e_step(x, marginalize, target, sink)
         self.update()
         return float(ll.mean())
+
+
+@torch.no_grad()
+def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
+                    pseudocount: float, min_prob: float) -> None:
+    """logits = log W, W = (n + a/c) / sum(n + a/c) over the c entries along `dim` (a =
+    pseudocount; `mask` marks real entries), floored at min_prob and renormalized, written in
+    place; units that received no flow keep their logits."""
+    flow = (counts if mask is None else counts * mask).sum(dim, keepdim=True)
+    received = flow > 0
+    kept = None if bool(received.all()) else logits.clone()
+    entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
+    w = torch.add(counts, pseudocount / entries, out=logits)
+    if mask is not None:
+        w.mul_(mask)
+    total = flow.add_(pseudocount).clamp_min_(torch.finfo(w.dtype).tiny)  # sum(n + a/c)
+    if min_prob > 0:  # W >= min_prob  <=>  w >= min_prob * total
+        w = torch.maximum(w, total.mul_(min_prob), out=w)
+        if mask is not None:
+            w.mul_(mask)
+        total = w.sum(dim, keepdim=True)
+    w.div_(total).log_()
+    if mask is not None:
+        w.masked_fill_(~mask, 0.0)
+    if kept is not None:
+        torch.where(received, w, kept, out=w)
 
 
 def _blend(old, new, step: float):
     """old = (1 - step) old + step new, in place, for tensors or dicts of tensors."""
     for k in (old if isinstance(old, dict) else [None]):
         o, n = (old[k], new[k]) if k is not None else (old, new)
-        o.mul_(1 - step).add_(n, alpha=step)
+        o.lerp_(n, step)
     return old
 
 

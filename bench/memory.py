@@ -4,8 +4,9 @@ Two measures, both as growth over the moment the work starts (Linux, glibc):
   malloc  bytes held in malloc'd blocks (glibc `mallinfo2`: in use + mmapped), sampled every
           0.2 ms by a thread: what the work allocates, whatever the allocator keeps afterwards;
   rss     the process's resident set (`VmHWM` of /proc/self/status, whose high-water mark is
-          reset through /proc/self/clear_refs before the work): also counts freed memory the
-          allocator keeps, and code and data pages touched for the first time.
+          reset through /proc/self/clear_refs before the work, after `malloc_trim` has given
+          freed memory back): also counts freed memory the allocator keeps during the work, and
+          code and data pages touched for the first time.
 Run each measurement in a fresh process, after a warm-up that loads the code the work runs.
 """
 from __future__ import annotations
@@ -53,6 +54,7 @@ class _Sampler(threading.Thread):
 
 def peak_growth(work: Callable[[], object]) -> dict[str, int]:
     """Run `work()` once; return {'malloc': bytes, 'rss': bytes}, the peak growth of each."""
+    _LIBC.malloc_trim(0)  # give freed memory back first, so that RSS starts from what is live
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")  # reset VmHWM to the current RSS
     rss_before, malloc_before = _status_bytes("VmRSS"), live_bytes()

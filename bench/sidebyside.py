@@ -9,24 +9,37 @@ import os
 import platform
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 
 
-def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each step: one warm-up call each, then `repeats` rounds that
-    call every step once, in forward order on even rounds and reverse order on odd ones."""
+@dataclass(frozen=True)
+class Timing:
+    """Median seconds per call: wall clock, and CPU time of this process (less sensitive to
+    other processes on a shared machine)."""
+
+    wall: float
+    cpu: float
+
+
+def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Median time per call of each step: one warm-up call each, then `repeats` rounds that call
+    every step once, in forward order on even rounds and reverse order on odd ones."""
     for step in steps.values():
         step()
     names = list(steps)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    wall: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             steps[name]()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(t) for name, t in times.items()}
+            cpu[name].append(time.process_time() - start_cpu)
+            wall[name].append(time.perf_counter() - start)
+    return {name: Timing(statistics.median(wall[name]), statistics.median(cpu[name]))
+            for name in names}
 
 
 def machine() -> str:

@@ -44,7 +44,7 @@ from pcc.structures import poon_domingos  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory import peak_growth  # noqa: E402
-from sidebyside import interleaved_medians, machine  # noqa: E402
+from sidebyside import dump_json, interleaved_medians, machine  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -274,33 +274,32 @@ def main() -> None:
             t = interleaved_medians({"pcc": steps("pcc", ours, x)[what],
                                      "reference": steps("reference", theirs, x, ref)[what]},
                                     args.repeats)
-            runs[what] = {"pcc_s": asdict(t["pcc"]), "reference_s": asdict(t["reference"]),
+            runs[what] = {"pcc_time": asdict(t["pcc"]), "reference_time": asdict(t["reference"]),
                           **{f"{s}_peak": peak_memory(args.checkout, s, k, what, args.batch)
                              for s in ("pcc", "reference")}}
-        print(f"\n## K={k}: time, medians of {args.repeats} interleaved rounds (wall clock and "
-              "CPU time of the process)")
-        print(f"{'step':>8} {'pcc ms':>9} {'ref ms':>9} {'speedup':>8} | {'pcc cpu ms':>10} "
-              f"{'ref cpu ms':>10} {'speedup':>8}")
-        for what, r in runs.items():
-            a, b = r["pcc_s"], r["reference_s"]
-            print(f"{what:>8} {a['wall'] * 1e3:9.1f} {b['wall'] * 1e3:9.1f} "
-                  f"{b['wall'] / a['wall']:7.2f}x | {a['cpu'] * 1e3:10.1f} {b['cpu'] * 1e3:10.1f} "
-                  f"{b['cpu'] / a['cpu']:7.2f}x")
-        print(f"\n## K={k}: peak memory growth over two steps, a fresh process each")
-        print(f"{'step':>8} {'pcc MiB':>9} {'ref MiB':>9} {'ratio':>6} (malloc'd) | {'pcc MiB':>8} "
-              f"{'ref MiB':>8} {'ratio':>6} (RSS)")
-        for what, r in runs.items():
-            a, b = r["pcc_peak"], r["reference_peak"]
-            print(f"{what:>8} {a['malloc'] / 2**20:9.1f} {b['malloc'] / 2**20:9.1f} "
-                  f"{a['malloc'] / b['malloc']:5.2f}x            | {a['rss'] / 2**20:8.1f} "
-                  f"{b['rss'] / 2**20:8.1f} {a['rss'] / b['rss']:5.2f}x")
+        print(f"\n## K={k}: time in ms, medians of {args.repeats} interleaved rounds")
+        print(f"{'step':>8} {'pcc wall':>9} {'ref wall':>9} {'speedup':>7} | {'pcc CPU':>9} "
+              f"{'ref CPU':>9} {'speedup':>7}")
+        _rows(runs, "time", ("wall", "cpu"), 1e3, lambda ours, theirs: theirs / ours)
+        print(f"\n## K={k}: peak memory growth in MiB over two steps, a fresh process each")
+        print(f"{'step':>8} {'pcc mall':>9} {'ref mall':>9} {'ratio':>7} | {'pcc RSS':>9} "
+              f"{'ref RSS':>9} {'ratio':>7}")
+        _rows(runs, "peak", ("malloc", "rss"), 2**-20, lambda ours, theirs: ours / theirs)
         results["runs"].append({"k": k, "pcc": asdict(s_ours), "reference": asdict(s_theirs),
                                 "agreement": agree, "steps": runs})
     print("\n(train = forward + backward + EM update; speedup = reference time / pcc time; "
-          "ratio = pcc peak / reference peak)")
+          "ratio = pcc peak / reference peak; mall = malloc'd bytes)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        dump_json(args.json, results)
+
+
+def _rows(runs: dict, key: str, fields: tuple[str, str], scale: float, ratio) -> None:
+    """One line per step: pcc, reference and ratio(pcc, reference) for each field."""
+    for what, r in runs.items():
+        ours, theirs = r[f"pcc_{key}"], r[f"reference_{key}"]
+        print(f"{what:>8} " + " | ".join(
+            f"{ours[f] * scale:9.1f} {theirs[f] * scale:9.1f} {ratio(ours[f], theirs[f]):6.2f}x"
+            for f in fields))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """CPU benchmark of the compiled torch backend (issue: compiler and runtime).
 
-Prints, from one run on this machine (one torch thread):
+Prints, from one run on this machine (one torch thread; the two systems of each row timed in
+alternating rounds, medians):
   1. speed ratio compiled-torch / naive (node by node) on PD 28x28 binary, K=10, batch 100:
      forward, and forward + backward + EM step;
   2. forward and forward+backward+EM time and peak memory for PD 28x28 (delta 7, as in the
@@ -16,11 +17,9 @@ after a warm-up on a tiny model; the model's parameters exist before the baselin
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -33,6 +32,7 @@ from pcc.structures import poon_domingos  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from einet_style import einet_style_forward  # noqa: E402
 from memory import peak_growth  # noqa: E402
+from sidebyside import dump_json, interleaved_medians, machine  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -73,16 +73,6 @@ def _no_grad_fn(fn):
         fn()
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
 def child(k: int, backend: str, what: str) -> None:
     """Run one step in this fresh process; print the peak growth of malloc'd bytes."""
     tiny = build(2, backend)
@@ -110,17 +100,20 @@ def main() -> None:
         child(int(args.child[0]), args.child[1], args.child[2])
         return
 
-    results = {"machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, 1 thread"}
+    results = {"machine": machine()}
     print(f"# {results['machine']}")
     print("\n## compiled (torch backend) vs naive, PD 28x28 delta 7, K=10, batch 100")
+    print(f"(medians of {args.repeats} interleaved rounds; speedup by wall clock and by CPU time)")
     x = batch()
     ratios = {}
     for what in ("forward", "train"):
-        fast = timed(step_fn(build(10, "torch"), x, what), args.repeats)
-        slow = timed(step_fn(build(10, "naive"), x, what), max(1, args.repeats // 2))
-        ratios[what] = {"compiled_s": fast, "naive_s": slow, "speedup": slow / fast}
-        print(f"{what:>8}: compiled {fast * 1e3:8.2f} ms   naive {slow * 1e3:9.1f} ms   "
-              f"speedup {slow / fast:7.1f}x")
+        t = interleaved_medians({"compiled": step_fn(build(10, "torch"), x, what),
+                                 "naive": step_fn(build(10, "naive"), x, what)}, args.repeats)
+        fast, slow = t["compiled"], t["naive"]
+        ratios[what] = {"compiled_s": fast.wall, "naive_s": slow.wall,
+                        "speedup": slow.wall / fast.wall, "speedup_cpu": slow.cpu / fast.cpu}
+        print(f"{what:>8}: compiled {fast.wall * 1e3:8.2f} ms   naive {slow.wall * 1e3:9.1f} ms   "
+              f"speedup {slow.wall / fast.wall:7.1f}x   (CPU time: {slow.cpu / fast.cpu:5.1f}x)")
     results["vs_naive"] = ratios
 
     print("\n## time and peak memory, PD 28x28 delta 7, batch 100")
@@ -129,8 +122,10 @@ def main() -> None:
     table = []
     for k in (10, 40):
         for what in ("forward", "train"):
-            ours = timed(step_fn(build(k, "torch"), x, what), args.repeats)
-            theirs = timed(step_fn(build(k, "torch"), x, f"einet-{what}"), args.repeats)
+            t = interleaved_medians({"pcc": step_fn(build(k, "torch"), x, what),
+                                     "einet": step_fn(build(k, "torch"), x, f"einet-{what}")},
+                                    args.repeats)
+            ours, theirs = t["pcc"].wall, t["einet"].wall
             mem_ours = peak_memory(k, "torch", what)
             mem_theirs = peak_memory(k, "torch", f"einet-{what}")
             row = {"k": k, "step": what, "pcc_s": ours, "einet_style_s": theirs,
@@ -143,8 +138,7 @@ def main() -> None:
     print("('train' = forward + backward + EM update for pcc; forward + backward for einet-style; "
           "memory = pcc peak / einet-style peak)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        dump_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ alternating order, repetition by repetition, and compared by their medians.
 """
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
@@ -24,22 +25,32 @@ class Timing:
     cpu: float
 
 
-def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+def interleaved_medians(steps: dict[str, Callable[[], object]], repeats: int,
+                        before: dict[str, Callable[[], object]] | None = None
+                        ) -> dict[str, Timing]:
     """Median time per call of each step: one warm-up call each, then `repeats` rounds that call
-    every step once, in forward order on even rounds and reverse order on odd ones."""
-    for step in steps.values():
-        step()
+    every step once, in forward order on even rounds and reverse order on odd ones. `before[name]`,
+    when given, runs (untimed) before every call of that step."""
+    before = before or {}
     names = list(steps)
+    for name in names:
+        before.get(name, _nothing)()
+        steps[name]()
     wall: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names if r % 2 == 0 else reversed(names):
+            before.get(name, _nothing)()
             start, start_cpu = time.perf_counter(), time.process_time()
             steps[name]()
             cpu[name].append(time.process_time() - start_cpu)
             wall[name].append(time.perf_counter() - start)
     return {name: Timing(statistics.median(wall[name]), statistics.median(cpu[name]))
             for name in names}
+
+
+def _nothing() -> None:
+    pass
 
 
 def machine() -> str:
@@ -52,3 +63,8 @@ def machine() -> str:
         pass
     return (f"{model}, {os.cpu_count()} cores, Python {platform.python_version()}, "
             f"torch {torch.__version__}, {torch.get_num_threads()} thread(s)")
+
+
+def dump_json(path: str, results: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)

@@ -1,10 +1,15 @@
 """pcc side by side with SPFlow 1.1.0 and deeprob-kit 1.1.0 on the same RAT-SPN, in one run.
 
-Runs from pcc's venv. The peers live in a venv of their own, given with --peers (see
-/work/shared/notes/peers.md for how to make it: spflow==1.1.0, deeprob-kit==1.1.0 --no-deps and
-the packages deeprob's init imports, with the same torch as pcc's venv); its site-packages is put
-at the end of sys.path, so torch and numpy are pcc's and only what pcc's venv lacks comes from
-there. They are optional benchmark extras (pyproject's `peers`), never test dependencies.
+Runs from pcc's venv. The peers live in a venv of their own, given with --peers; its
+site-packages is put at the end of sys.path, so torch and numpy are pcc's and only what pcc's
+venv lacks comes from there. Make it with the same CPU torch:
+
+    python3 -m venv PEERS && PEERS/bin/pip install torch==2.13.0 && PEERS/bin/pip install spflow==1.1.0
+    PEERS/bin/pip install --no-deps deeprob-kit==1.1.0      # it requires torchvision, never imported
+    PEERS/bin/pip install joblib scikit-learn tqdm networkx pydot matplotlib   # deeprob's init
+
+(Not a pyproject extra: deeprob-kit's requirement of torchvision makes pip replace the CPU torch
+with a CUDA build. Never a test dependency.)
 
 Circuit: a RAT-SPN over N = 784 binary variables (Bernoulli leaves), depth D = 4, R replicas, K
 units per region, one root unit; batch 100 of random binary rows, float32, one torch thread.

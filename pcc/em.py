@@ -185,7 +185,9 @@ def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | Non
     place; units that received no flow keep their logits."""
     flow = (counts if mask is None else counts * mask).sum(dim, keepdim=True)
     received = flow > 0
-    kept = None if bool(received.all()) else logits.clone()
+    # a copy to restore units without flow from; the check is free on the CPU (on a GPU it
+    # would wait for the device, so there the copy is always made)
+    kept = None if logits.device.type == "cpu" and bool(received.all()) else logits.clone()
     entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
     w = torch.add(counts, pseudocount / entries, out=logits)
     if mask is not None:

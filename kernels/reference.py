@@ -6,6 +6,9 @@ arena: a LongTensor [N], or an int, the first of N contiguous rows (read as a vi
 einsum   out[n,b,o] = log sum_{i1..ia} W[n,o,i1..ia] prod_j exp(X_j[n,b,i_j]),  X_j = src_j[rows_j]
          with log_w = log W of shape [N, Ko, K1*...*Ka] (row-major over i1..ia). When all
          children have K = 1 (width 1) the weight is the constant 1: out = sum_j X_j.
+hadamard out[n,b,o] = log sum_k W[n,o,k] exp(x[n,b,k]),  x[n,b,k] = sum_a src[rows[n,a], b, k]
+         (an element-wise product of A children of K units, all in one arena; padded children read
+         row 0, log 1), with log_w = log W of shape [N, Ko, K].
 mix      out[n,b,k] = log sum_p M[n,p,k] exp(src[rows[n,p], b, k]),  log_m = log M of shape [N, P, K].
 
 The sum semiring max-shifts every child, so -inf (log 0) inputs are exact and all -inf rows give -inf
@@ -169,10 +172,7 @@ def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tens
             child_grads = [g.sum(-1, keepdim=True)] * len(sources)
         else:
             es, shift = _exp_shifted(_children(sources, rows, a, b))
-            # h = dL/dP where P = sum W * outer = exp(out - sum(shifts)); zero where out = -inf.
-            o = out[a:b]
-            h = torch.where(torch.isfinite(o), g * torch.exp(shift - o), torch.zeros_like(g))
-            h = h.transpose(1, 2)  # [n, Ko, B]
+            h = _output_grad(out[a:b], g, shift)  # [n, Ko, B]
             w = _exp_weights(log_w, a, b)
             outer = _outer(es)  # [n, width, B]
             torch.bmm(h, outer.transpose(1, 2), out=flows[a:b]).mul_(w)
@@ -197,6 +197,67 @@ def _outer_backward(d_outer: Tensor, outer: Tensor, es: Sequence[Tensor]) -> lis
         return [full]
     dims = range(1, len(es) + 1)
     return [full.sum([d for d in dims if d != j]) for j in dims]
+
+
+def hadamard_forward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor,
+                     semiring: str = "sum") -> None:
+    """Write out[n,b,o] = log sum_k W[n,o,k] exp(sum_a source[rows[n,a],b,k]) into `out`
+    [N, B, Ko] (max semiring: max_k log W[n,o,k] + sum_a source[rows[n,a],b,k])."""
+    n, batch, k_out = out.shape
+    k = source.shape[2]
+    per_item = batch * max(k, k_out) * (rows.shape[1] + (k_out if semiring == "max" else 1))
+    for a, b in _chunks(n, per_item):
+        x = _hadamard_product(source, rows[a:b])
+        if semiring == "max":
+            out[a:b] = (x.unsqueeze(2) + log_w[a:b].unsqueeze(1)).amax(-1)
+            continue
+        e, shift = _exp_shifted_units(x)
+        res = torch.bmm(torch.exp(log_w[a:b]), e, out=_WS.take("res", (b - a, k_out, batch), e))
+        out[a:b].copy_(res.transpose(1, 2)).log_().add_(shift)
+
+
+def hadamard_backward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor, grad_out: Tensor,
+                      grad_source: Tensor) -> Tensor:
+    """Add dL/dsource into grad_source at every rows[n,a] (repeats accumulate); return the flows
+    W * dL/dW, [N, Ko, K]."""
+    n, batch, k_out = out.shape
+    k = source.shape[2]
+    arity = rows.shape[1]
+    flows = torch.zeros_like(log_w)
+    for a, b in _chunks(n, batch * max(k, k_out) * (arity + 1)):
+        e, shift = _exp_shifted_units(_hadamard_product(source, rows[a:b]))
+        h = _output_grad(out[a:b], grad_out[a:b], shift)  # [n, Ko, B]
+        w = torch.exp(log_w[a:b])
+        flows[a:b] = w * torch.bmm(h, e.transpose(1, 2))
+        dx = (e * torch.bmm(w.transpose(1, 2), h)).transpose(1, 2)  # [n, B, K]
+        grad_source.index_add_(0, rows[a:b].t().reshape(-1),
+                               dx.unsqueeze(0).expand(arity, *dx.shape).reshape(-1, batch, k))
+    return flows
+
+
+def _hadamard_product(source: Tensor, rows: Tensor) -> Tensor:
+    """sum_a source[rows[:, a]]: the log of the element-wise product, [n, B, K] (workspace)."""
+    x = torch.index_select(source, 0, rows[:, 0],
+                           out=_WS.take("had", (rows.shape[0], *source.shape[1:]), source))
+    for j in range(1, rows.shape[1]):
+        x.add_(source.index_select(0, rows[:, j]))
+    return x
+
+
+def _exp_shifted_units(x: Tensor) -> tuple[Tensor, Tensor]:
+    """exp(x - shift) unit-major [n, K, B] and the shift max_k x [n, B, 1]."""
+    shift = _shift(x)
+    e = torch.sub(x.transpose(1, 2), shift.transpose(1, 2),
+                  out=_WS.take("e_had", (x.shape[0], x.shape[2], x.shape[1]), x)).exp_()
+    return e, shift
+
+
+def _output_grad(out: Tensor, grad_out: Tensor, shift: Tensor) -> Tensor:
+    """h = dL/dP where P = exp(out - shift) is the contraction's result: grad * exp(shift - out),
+    0 where out = -inf; unit-major [n, Ko, B]."""
+    h = torch.where(torch.isfinite(out), grad_out * torch.exp(shift - out),
+                    torch.zeros_like(grad_out))
+    return h.transpose(1, 2)
 
 
 def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,

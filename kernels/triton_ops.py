@@ -100,6 +100,11 @@ def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tens
     return flows
 
 
+# Element-wise (Hadamard) layers run on the torch kernels until their Triton kernel lands.
+hadamard_forward = torch.compiler.disable(reference.hadamard_forward)
+hadamard_backward = torch.compiler.disable(reference.hadamard_backward)
+
+
 @torch.compiler.disable
 def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
                 semiring: str = "sum") -> None:

@@ -55,4 +55,5 @@ def _renamed(region, rename: dict[str, str]):
     if isinstance(region, Input):
         return Input(rename[region.name], region.scope, region.k, region.family)
     return Sum(rename[region.name], region.k,
-               tuple(tuple(rename[c] for c in part) for part in region.partitions))
+               tuple(tuple(rename[c] for c in part) for part in region.partitions),
+               elementwise=region.elementwise)

@@ -60,8 +60,14 @@ class Input:
 class Sum:
     """K sum units over partitions; partition p is the product of the child regions `partitions[p]`.
 
-    One partition: S[o] = log sum_{i,j,..} W[o,i,j,..] exp(L[i]) exp(R[j]) ...
-    Several: each partition gets such an einsum, then R[o] = log sum_p M[o,p] exp(S_p[o]).
+    An outer (Kronecker) product `a * b` has one product unit per combination of child units:
+        S[o] = log sum_{i,j,..} W[o,i,j,..] exp(L[i]) exp(R[j]) ...       W: [K, K_a, K_b, ..]
+    An element-wise (Hadamard) product `a .* b` (partition index in `elementwise`; its children
+    all have the same K_c units) has unit i the product of unit i of every child:
+        S[o] = log sum_i W[o,i] exp(L[i] + R[i] + ...)                   W: [K, K_c]
+    Several partitions: each gets such a sum, then R[o] = log sum_p M[o,p] exp(S_p[o]).
+    A partition of one child is the same under both products; `elementwise` never lists one
+    (the constructor drops such indices, so equal circuits compare equal).
     """
 
     name: str
@@ -70,11 +76,26 @@ class Sum:
     span: Span | None = _span()
     child_spans: tuple[tuple[Span, ...], ...] | None = _span()
     k_span: Span | None = _span()
+    elementwise: tuple[int, ...] = ()  # indices of the element-wise partitions, ascending
+
+    def __post_init__(self):
+        kept = tuple(sorted({p for p in self.elementwise
+                             if not (0 <= p < len(self.partitions)) or len(self.partitions[p]) > 1}))
+        if kept != self.elementwise:
+            object.__setattr__(self, "elementwise", kept)
 
     @property
     def children(self) -> Iterator[str]:
         for part in self.partitions:
             yield from part
+
+    def is_elementwise(self, p: int) -> bool:
+        """Whether partition p is an element-wise (Hadamard) product."""
+        return p in self.elementwise
+
+    def partition_text(self, p: int) -> str:
+        """Partition p as written: `a * b` or `a .* b`."""
+        return (" .* " if self.is_elementwise(p) else " * ").join(self.partitions[p])
 
 
 Region = Union[Input, Sum]

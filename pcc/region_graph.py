@@ -7,7 +7,8 @@ child region, each partition -> child edge holding its `position` in the product
                inputs also: family (str of the family in force, None if none is),
                declared_family (the Input's own Family, None when it uses the circuit default),
                variables (the scope as written, a tuple)
-    partition: kind 'partition', scope (frozenset), children (names in product order)
+    partition: kind 'partition', scope (frozenset), children (names in product order),
+               elementwise (True for an element-wise product `a .* b`)
 Graph attrs: vars, root, leaf, params, version.
 """
 from __future__ import annotations
@@ -44,7 +45,7 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
                 raise ValueError(f"partition {p} of region '{r.name}' names a child twice")
             node = ("partition", r.name, p)
             graph.add_node(node, kind="partition", scope=frozenset().union(*(scopes[c] for c in part)),
-                           children=tuple(part))
+                           children=tuple(part), elementwise=r.is_elementwise(p))
             graph.add_edge(("region", r.name), node)
             graph.add_edges_from((node, ("region", child), {"position": i}) for i, child in enumerate(part))
     return graph
@@ -69,7 +70,9 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
             regions.append(Input(name, tuple(scope), attrs["k"], attrs.get("declared_family")))
         else:
             partitions = sorted(G.successors(node), key=lambda part: part[2])
-            regions.append(Sum(name, attrs["k"], tuple(partition_children(G, part) for part in partitions)))
+            regions.append(Sum(name, attrs["k"], tuple(partition_children(G, part) for part in partitions),
+                               elementwise=tuple(p for p, part in enumerate(partitions)
+                                                 if G.nodes[part].get("elementwise"))))
     return Circuit(
         vars=G.graph["vars"] if vars is None else tuple(vars),
         regions=tuple(regions),
@@ -110,10 +113,17 @@ def counts(circuit: Circuit) -> dict[str, int]:
     }
 
 
+def product_units(circuit: Circuit, region: Sum, p: int) -> int:
+    """Product units of partition p: K of a child for an element-wise product, the product of
+    the children's K for an outer product."""
+    ks = [circuit.region(c).k for c in region.partitions[p]]
+    return ks[0] if region.is_elementwise(p) else prod(ks)
+
+
 def sum_parameter_count(circuit: Circuit) -> int:
-    """Sum weights: K * prod(K of the children) per partition, plus K * P mixing weights when P > 1."""
-    k = {r.name: r.k for r in circuit.regions}
-    return sum(s.k * prod(k[c] for c in part) for s in circuit.sums for part in s.partitions) \
+    """Sum weights: K * (product units) per partition, plus K * P mixing weights when P > 1."""
+    return sum(s.k * product_units(circuit, s, p) for s in circuit.sums
+               for p in range(len(s.partitions))) \
         + sum(s.k * len(s.partitions) for s in circuit.sums if len(s.partitions) > 1)
 
 

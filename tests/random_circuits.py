@@ -1,5 +1,6 @@
 """Random small valid circuits for runtime tests: DAG region graphs with shared regions, K in 1..5,
-arity 1..3, several partitions per region, and every leaf family."""
+arity 1..3, several partitions per region, outer and element-wise products, and every leaf
+family."""
 from __future__ import annotations
 
 import random
@@ -16,34 +17,44 @@ SUPPORT = {"bernoulli": 2, "categorical": 3, "binomial": 3, "normal": None}
 
 
 def random_circuit(seed: int, num_vars: int = 4, families=("bernoulli",), max_k: int = 5,
-                   max_parts: int = 3, max_arity: int = 3, root_k: int = 1) -> Circuit:
-    """A random valid circuit; each variable gets one family from `families`."""
+                   max_parts: int = 3, max_arity: int = 3, root_k: int = 1,
+                   elementwise: float = 0.3) -> Circuit:
+    """A random valid circuit; each variable gets one family from `families`; a partition of
+    two or more children is element-wise with probability `elementwise`."""
     rng = random.Random(seed)
     var_family = [rng.choice(families) for _ in range(num_vars)]
     regions: list = []
     by_scope: dict[frozenset, list[str]] = {}
+    k_of: dict[str, int] = {}
 
     def new_name(prefix: str) -> str:
         return f"{prefix}{len(regions)}"
 
-    def build(scope: frozenset, k: int) -> str:
+    def build(scope: frozenset, k: int, exact_k: bool = False) -> str:
         same_family = len({var_family[v] for v in scope}) == 1
-        if scope in by_scope and rng.random() < 0.4:
-            return rng.choice(by_scope[scope])  # share a region: the graph becomes a DAG
+        shared = [r for r in by_scope.get(scope, ()) if not exact_k or k_of[r] == k]
+        if shared and rng.random() < 0.4:
+            return rng.choice(shared)  # share a region: the graph becomes a DAG
         if same_family and (len(scope) == 1 or rng.random() < 0.25):
             name = new_name("in")
             fam = FAMILIES[var_family[next(iter(scope))]]
             regions.append(Input(name, tuple(sorted(scope)), k, fam))
         else:
-            parts = []
+            parts = {}  # partition -> element-wise; a partition listed twice is still one
             for _ in range(rng.randint(1, max_parts)):
                 arity = rng.randint(1 if len(parts) else 2, min(max_arity, len(scope)))
-                parts.append(tuple(build(s, rng.randint(1, max_k))
-                                   for s in _split(rng, scope, arity)))
-            parts = list(dict.fromkeys(parts))  # a partition listed twice is still one
+                if arity > 1 and rng.random() < elementwise:
+                    child_k = rng.randint(1, max_k)
+                    part = tuple(build(s, child_k, True) for s in _split(rng, scope, arity))
+                    parts.setdefault(part, True)
+                else:
+                    part = tuple(build(s, rng.randint(1, max_k)) for s in _split(rng, scope, arity))
+                    parts.setdefault(part, False)
             name = new_name("s")
-            regions.append(Sum(name, k, tuple(parts)))
+            regions.append(Sum(name, k, tuple(parts),
+                               elementwise=tuple(p for p, ew in enumerate(parts.values()) if ew)))
         by_scope.setdefault(scope, []).append(name)
+        k_of[name] = k
         return name
 
     root = build(frozenset(range(num_vars)), root_k)

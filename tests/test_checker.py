@@ -284,10 +284,25 @@ def test_hand_built_valid_ir_has_no_diagnostics():
      "param s.weights has 3 values for shape [1, 2, 2]"),
     (circuit(GOOD, leaf=Family("categorical")), "bad-family-args",
      "categorical needs n, e.g. categorical(n=4) (in the `leaf` default)"),
+    (circuit([Input("a", (0,), 2), Input("b", (1,), 2), Sum("s", 1, (("a", "b"),), elementwise=(1,))]),
+     "bad-elementwise", "sum 's' marks partition 1 as element-wise but has 1 partition"),
+    (circuit([Input("a", (0,), 2), Input("b", (1,), 3), Sum("s", 1, (("a", "b"),), elementwise=(0,))]),
+     "elementwise-k", "element-wise product a .* b in sum 's' needs children with the same k: "
+     "'a' has k=2, 'b' has k=3"),
+    (circuit([Input("a", (0,), 2), Input("b", (1,), 2), Sum("s", 1, (("a", "b"),), elementwise=(0,))],
+             params=[Param("s", "weights", 0, (1, 2, 2), (0.25,) * 4)]), "param-shape",
+     "param s.weights has shape [1, 2, 2], expected [1, 2]"),
 ])
 def test_hand_built_ir_gets_messages_that_name_the_region(ir, kind, message):
     found = [(d.kind, d.message, d.span) for d in validate(ir) if d.severity == "error"]
     assert found == [(kind, message, None)]
+
+
+def test_elementwise_marks_of_one_child_partitions_are_dropped():
+    """A partition of one child is the same product either way: the IR keeps one spelling."""
+    a = Sum("s", 2, (("a",), ("b", "c")), elementwise=(1, 0, 1))
+    assert a.elementwise == (1,) and a == Sum("s", 2, (("a",), ("b", "c")), elementwise=(1,))
+    assert a.partition_text(0) == "a" and a.partition_text(1) == "b .* c"
 
 
 def test_hand_built_diagnostics_render_without_a_place():

@@ -7,7 +7,7 @@ import pytest
 from pcc.cli.main import main
 from pcc.frontend import load, parse, to_text
 from pcc.ir import Family
-from pcc.structures import chow_liu_tree, poon_domingos, random_binary_trees
+from pcc.structures import hidden_chow_liu_tree, poon_domingos, random_binary_trees
 
 
 def test_pd_writes_a_file_that_loads_back(tmp_path, capsys):
@@ -27,14 +27,14 @@ def test_rat_to_stdout(capsys):
     assert text == to_text(random_binary_trees(9, 2, 3, seed=4))
 
 
-def test_cltree_from_a_data_file(tmp_path):
+def test_hclt_from_a_data_file(tmp_path):
     rng = np.random.default_rng(0)
     data = rng.integers(0, 3, (50, 5))
     path = tmp_path / "toy.train.data"
     path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
-    out = tmp_path / "clt.pc"
-    assert main(["structure", "cltree", "--data", str(path), "-k", "2", "-o", str(out)]) == 0
-    assert load(str(out)) == chow_liu_tree(data, k=2)
+    out = tmp_path / "hclt.pc"
+    assert main(["structure", "hclt", "--data", str(path), "-k", "2", "--trees", "2", "-o", str(out)]) == 0
+    assert load(str(out)) == hidden_chow_liu_tree(data, k=2, trees=2)
 
 
 def test_output_replaces_an_existing_file(tmp_path):
@@ -51,7 +51,7 @@ def test_output_replaces_an_existing_file(tmp_path):
     (["pd", "--height", "3", "--width", "3", "--delta", "0.5"], "delta must be a number >= 1"),
     (["rat", "--vars", "4", "--leaf", "gamma"], "unknown leaf family 'gamma'"),
     (["rat", "--vars", "4", "--replicas", "0"], "replicas must be"),
-    (["cltree", "--data", "/nonexistent/x.data"], "/nonexistent/x.data: no such data file"),
+    (["hclt", "--data", "/nonexistent/x.data"], "/nonexistent/x.data: no such data file"),
     (["rat", "--vars", "4", "-o", "/nonexistent/dir/x.pc"], "cannot write /nonexistent/dir/x.pc"),
 ])
 def test_bad_arguments_give_one_line_and_exit_1(argv, message, capsys):
@@ -64,6 +64,6 @@ def test_bad_arguments_give_one_line_and_exit_1(argv, message, capsys):
 def test_bad_data_names_file_row_and_column(tmp_path, capsys):
     path = tmp_path / "bad.data"
     path.write_text("0,1,0\n1,1,0\n0,7,1\n")
-    assert main(["structure", "cltree", "--data", str(path), "--leaf", "bernoulli"]) == 1
+    assert main(["structure", "hclt", "--data", str(path), "--leaf", "bernoulli"]) == 1
     assert capsys.readouterr().err.strip() == (
         f"{path}, row 2, column 1: value 7 is outside the support {{0..1}} of bernoulli")

@@ -80,11 +80,13 @@ def test_missing_values_contribute_no_statistics():
     x[:, 1] = math.nan
     em = EM(model, step_size=1.0, pseudocount=0.5)
     em.step(x)
+    learned = 0
     for gi, g in enumerate(model.plan.leaf_groups):
-        logit = model.leaf_params[gi].logit
+        logit, old = model.leaf_params[gi].logit, before[f"leaf_params.{gi}.logit"]
         untouched = torch.from_numpy(g.var_index == 1)
-        assert torch.equal(logit[untouched], before[f"leaf_params.{gi}.logit"][untouched])
-        assert not torch.equal(logit[~untouched], before[f"leaf_params.{gi}.logit"][~untouched])
+        assert torch.equal(logit[untouched], old[untouched])
+        learned += int((logit[~untouched] != old[~untouched]).sum())
+    assert learned > 0
 
 
 def test_online_em_learns_and_stays_finite():
@@ -118,6 +120,7 @@ def test_step_updates_each_op_during_backward_exactly_as_accumulate_then_update(
     c = random_circuit(17, num_vars=6, families=("bernoulli", "categorical"))
     x = sample_data(3, 120, 6)
     streamed, plain = compiled(c, seed=5), compiled(c, seed=5)
+    assert {"EinsumOp", "HadamardOp", "MixOp"} <= {type(op).__name__ for op in streamed.plan.ops}
     em_streamed = EM(streamed, step_size=0.3, pseudocount=0.1)
     em_plain = EM(plain, step_size=0.3, pseudocount=0.1)
     handed = []

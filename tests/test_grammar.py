@@ -160,7 +160,7 @@ def test_spans_of_an_indexed_param_include_the_index():
 
 @pytest.mark.parametrize("text, error", [
     (HEAD + "sum top k=1 = a * b |", "4:22 expected a region name, found end of file"),
-    (HEAD + "sum top k=1 = a b", "4:17 expected '*', '|' or a new statement, found name 'b'"),
+    (HEAD + "sum top k=1 = a b", "4:17 expected '.*', '*', '|' or a new statement, found name 'b'"),
     (HEAD + "sum top k=1 a * b", "4:15 expected an option such as k=4 or '=', found '*'"),
     (HEAD + "input a {x0 x1} k=2", "4:13 expected ',', '}' or '..', found name 'x1'"),
     (HEAD + "input a {x0,} k=2", "4:13 expected a variable, found '}'"),
@@ -204,7 +204,7 @@ def test_syntax_errors_come_with_the_source_line_and_a_caret():
     with pytest.raises(PcSyntaxError) as info:
         parse(HEAD + "sum top k=1 = a b\n", path="model.pc")
     assert str(info.value) == (
-        "model.pc:4:17: error: expected '*', '|' or a new statement, found name 'b'\n"
+        "model.pc:4:17: error: expected '.*', '*', '|' or a new statement, found name 'b'\n"
         "    sum top k=1 = a b\n"
         "                    ^")
 

@@ -3,7 +3,7 @@ the plan's rows and index arrays point at the right nodes."""
 import numpy as np
 import pytest
 
-from pcc.passes import EinsumOp, group_by_shape, layerize, make_plan
+from pcc.passes import EinsumOp, HadamardGroup, HadamardOp, group_by_shape, layerize, make_plan
 from pcc.passes.group import bucket
 from pcc.region_graph import partition_children, to_graph
 from pcc.structures import poon_domingos, random_binary_trees
@@ -34,7 +34,16 @@ def test_groups_partition_the_nodes_by_shape(circuit):
     groups = group_by_shape(graph, layering)
     seen = []
     for g in groups:
-        if hasattr(g, "child_k"):
+        if isinstance(g, HadamardGroup):
+            for region, p in g.members:
+                node = ("partition", region, p)
+                ks = {graph.nodes[("region", c)]["k"] for c in partition_children(graph, node)}
+                assert graph.nodes[node]["elementwise"] and ks == {g.k_in} and g.k_in > 1
+                assert len(partition_children(graph, node)) <= g.arity
+                assert layering.level[node] == g.level
+                assert graph.nodes[("region", region)]["k"] == g.k_out
+                seen.append(node)
+        elif hasattr(g, "child_k"):
             for region, p in g.members:
                 ks = tuple(graph.nodes[("region", c)]["k"]
                            for c in partition_children(graph, ("partition", region, p)))
@@ -44,6 +53,7 @@ def test_groups_partition_the_nodes_by_shape(circuit):
                     assert len(ks) <= len(g.child_k) == bucket(len(ks))
                 else:
                     assert ks == g.child_k
+                    assert not graph.nodes[("partition", region, p)]["elementwise"]
                 seen.append(("partition", region, p))
         else:
             for region in g.members:
@@ -71,6 +81,14 @@ def test_plan_rows_point_at_children(circuit):
                         assert row in written[op.child_k[j]]  # produced before it is read
                     else:
                         assert row == 0  # padding reads log 1
+            k = op.k_out
+        elif isinstance(op, HadamardOp):
+            for (region, p), rows in zip(op.members, op.child_rows):
+                children = partition_children(graph, ("partition", region, p))
+                assert [plan.region_row[c] for c in children] == [(op.k_in, r) for r in
+                                                                  rows[:len(children)]]
+                assert all(r in written[op.k_in] for r in rows[:len(children)])
+                assert (rows[len(children):] == 0).all()  # padding reads log 1
             k = op.k_out
         else:
             for (region, rows, mask) in zip(op.members, op.part_rows, op.mask):

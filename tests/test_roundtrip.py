@@ -55,6 +55,7 @@ def circuits(draw) -> Circuit:
     prefix = draw(st.sampled_from(["r", "_n", "Reg_", "x"]))
     regions: list = []
     by_scope: dict[frozenset, list[str]] = {}
+    k_of: dict[str, int] = {}
 
     def build(scope: frozenset, depth: int) -> str:
         if scope in by_scope and draw(st.booleans()):
@@ -78,7 +79,11 @@ def circuits(draw) -> Circuit:
                     bounds = [0, *cuts, len(items)]
                     pieces = [frozenset(items[a:b]) for a, b in zip(bounds, bounds[1:])]
                 parts.append(tuple(build(p, depth - 1) for p in pieces))
-            region = Sum(f"{prefix}{len(regions)}", k, tuple(parts))
+            same_k = [p for p, part in enumerate(parts)
+                      if len(part) > 1 and len({k_of[c] for c in part}) == 1]
+            elementwise = tuple(p for p in same_k if draw(st.booleans()))  # `a .* b`
+            region = Sum(f"{prefix}{len(regions)}", k, tuple(parts), elementwise=elementwise)
+        k_of[region.name] = region.k
         regions.append(region)
         by_scope.setdefault(scope, []).append(region.name)
         return region.name
@@ -96,7 +101,7 @@ def params(draw, ir: Circuit) -> list[Param]:
             continue
         if isinstance(r, Sum):
             for p, part in enumerate(r.partitions):
-                shape = (r.k, *(ir.region(c).k for c in part))
+                shape = (r.k, *(ir.region(c).k for c in part[:1 if r.is_elementwise(p) else None]))
                 row = math.prod(shape[1:])
                 values = [v for _ in range(r.k) for v in normalized(draw, row)]
                 out.append(Param(r.name, "weights", p, shape, tuple(values)))

@@ -1,6 +1,7 @@
 """Structure generators: validity checked independently, known region counts, determinism, learning."""
 from __future__ import annotations
 
+import dataclasses
 import math
 from itertools import combinations
 
@@ -10,9 +11,9 @@ import pytest
 from pcc.errors import DataError
 from pcc.ir import Circuit, Family, Input, Sum
 from pcc.structures import defaults
-from pcc.structures import (StructureError, chow_liu_tree, parse_family, poon_domingos,
+from pcc.structures import (StructureError, hidden_chow_liu_tree, parse_family, poon_domingos,
                             random_binary_trees)
-from pcc.structures.cltree import learn_tree
+from pcc.structures.chow_liu import chow_liu, maximum_spanning_tree
 from pcc.structures.rat import effective_depth
 
 
@@ -231,7 +232,7 @@ def test_rat_rejects_bad_arguments(kwargs, message):
         random_binary_trees(**kwargs)
 
 
-# ---------------------------------------------------------------- Chow-Liu trees
+# ---------------------------------------------------------------- hidden Chow-Liu trees
 
 
 def chain_data(order: list[int], rows: int = 3000, flip: float = 0.1, seed: int = 0) -> np.ndarray:
@@ -247,13 +248,35 @@ def chain_data(order: list[int], rows: int = 3000, flip: float = 0.1, seed: int 
 CHAIN = [3, 0, 5, 1, 6, 2, 4]
 
 
-def test_learn_tree_recovers_a_chain():
-    tree = learn_tree(chain_data(CHAIN))
-    assert {frozenset(e) for e in tree.edges} == {frozenset(e) for e in zip(CHAIN, CHAIN[1:])}
+def test_chow_liu_recovers_a_chain_rooted_at_its_middle():
+    tree = chow_liu(chain_data(CHAIN), 1.0)
+    assert {frozenset(e) for e in tree.edges()} == {frozenset(e) for e in zip(CHAIN, CHAIN[1:])}
+    assert tree.root == CHAIN[3]
+    order = tree.top_down()
+    assert sorted(order) == list(range(7)) and all(order.index(p) < order.index(v)
+                                                   for p, v in tree.edges())
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_prim_finds_a_maximum_spanning_tree(seed):
+    """The same total weight as networkx's Kruskal on random dense weights."""
+    import networkx as nx
+    rng = np.random.default_rng(seed)
+    n = 12
+    w = rng.random((n, n))
+    w = (w + w.T) / 2
+    neighbours = maximum_spanning_tree(w)
+    edges = {frozenset((v, u)) for v in range(n) for u in neighbours[v]}
+    assert len(edges) == n - 1
+    graph = nx.Graph()
+    graph.add_weighted_edges_from((i, j, w[i, j]) for i in range(n) for j in range(i + 1, n))
+    expected = nx.maximum_spanning_tree(graph).size(weight="weight")
+    assert math.isclose(sum(w[tuple(e)] for e in edges), expected)
+    assert nx.is_tree(nx.Graph([tuple(e) for e in edges]))
 
 
 def test_mutual_information_matches_a_direct_count(monkeypatch):
-    from pcc.structures import cltree
+    from pcc.structures import chow_liu as module
     data = np.array([[0, 1, 2], [1, 1, 0], [1, 0, 2], [0, 0, 1], [1, 1, 2]])
     alpha, c = 0.5, 3
     expected = np.zeros((3, 3))
@@ -264,27 +287,27 @@ def test_mutual_information_matches_a_direct_count(monkeypatch):
         p = table / table.sum()
         expected[i, j] = expected[j, i] = sum(
             p[a, b] * math.log(p[a, b] / (p[a].sum() * p[:, b].sum())) for a in range(c) for b in range(c))
-    mi = cltree._mutual_information(data, alpha)
+    mi = module.mutual_information(data, alpha)
     off_diagonal = ~np.eye(3, dtype=bool)
     assert np.allclose(mi[off_diagonal], expected[off_diagonal])
-    monkeypatch.setattr(cltree, "_ROWS_PER_CHUNK", 2)  # counting in chunks changes nothing
-    assert np.allclose(cltree._mutual_information(data, alpha), mi)
+    monkeypatch.setattr(module, "_ROWS_PER_CHUNK", 2)  # counting in chunks changes nothing
+    assert np.allclose(module.mutual_information(data, alpha), mi)
 
 
-@pytest.mark.parametrize("binarize", [True, False])
-def test_cltree_on_a_chain(binarize):
-    c = chow_liu_tree(chain_data(CHAIN), k=3, binarize=binarize)
-    scopes = assert_valid(c)
-    assert len(c.inputs) == len(CHAIN) and all(len(i.scope) == 1 for i in c.inputs)
-    # binarized: one sum per tree edge; plain: one per inner node (7 minus the chain's 2 ends)
-    assert len(c.sums) == (len(CHAIN) - 1 if binarize else len(CHAIN) - 2)
-    positions = {v: i for i, v in enumerate(CHAIN)}
-    for s in scopes.values():  # every region covers a stretch of the chain
-        where = sorted(positions[v] for v in s)
-        assert where == list(range(where[0], where[-1] + 1))
-    # rooted at the chain's middle: the root splits it at the center variable
-    assert c.root == f"tree{CHAIN[3]}"
-    assert len(c.region(c.root).partitions) == 1
+def test_hclt_on_a_chain():
+    c = hidden_chow_liu_tree(chain_data(CHAIN), k=3)
+    assert_valid(c)
+    assert [r.name for r in c.inputs] == [f"leaf{v}" for v in range(7)]
+    assert all(len(i.scope) == 1 and i.k == 3 for i in c.inputs)
+    # one edge sum per non-root variable plus the root, each one element-wise partition
+    assert len(c.sums) == 7 and all(s.elementwise == (0,) or len(s.partitions[0]) == 1
+                                    for s in c.sums)
+    middle = CHAIN[3]
+    assert c.region("top").partitions == ((f"leaf{middle}", f"e{CHAIN[2]}", f"e{CHAIN[4]}"),)
+    assert c.region(f"e{CHAIN[2]}").partitions == ((f"leaf{CHAIN[2]}", f"e{CHAIN[1]}"),)
+    assert c.region(f"e{CHAIN[0]}").partitions == ((f"leaf{CHAIN[0]}",),)  # a tree leaf
+    from pcc.region_graph import sum_parameter_count
+    assert sum_parameter_count(c) == 6 * 3 * 3 + 3
 
 
 def star_data(rows: int = 3000, leaves: int = 6) -> np.ndarray:
@@ -293,61 +316,78 @@ def star_data(rows: int = 3000, leaves: int = 6) -> np.ndarray:
     return np.stack([hub] + [hub ^ (rng.random(rows) < 0.1) for _ in range(leaves)], axis=1)
 
 
-def test_cltree_binarizes_a_star():
-    plain = chow_liu_tree(star_data(), binarize=False)
-    assert_valid(plain)
-    assert plain.root == "tree0" and len(plain.sums) == 1
-    assert len(plain.region("tree0").partitions[0]) == 7  # leaf0 and its 6 children
-    binary = chow_liu_tree(star_data(), binarize=True)
-    assert_valid(binary)
-    assert len(binary.sums) == 6 and all(len(p) == 2 for s in binary.sums for p in s.partitions)
+def test_hclt_star_is_one_wide_element_wise_product():
+    c = hidden_chow_liu_tree(star_data(), k=4)
+    assert_valid(c)
+    assert c.region("top").partitions == (("leaf0", *(f"e{v}" for v in range(1, 7))),)
+    assert c.region("top").elementwise == (0,)
     from pcc.region_graph import depth
-    assert depth(binary) == 3  # balanced over 7 parts: ceil(log2 7)
+    assert depth(c) == 2
 
 
-def test_cltree_categorical_data_and_leaf_choice():
+def test_hclt_mixture_of_trees_shares_the_leaves():
+    data = chain_data(CHAIN, rows=400)
+    c = hidden_chow_liu_tree(data, k=2, trees=3, seed=1)
+    assert_valid(c)
+    assert len(c.inputs) == 7 and len(c.sums) == 3 * 6 + 1
+    top = c.region("top")
+    assert len(top.partitions) == 3 and top.elementwise == (0, 1, 2)
+    assert all(part[0].startswith("leaf") and all(ch.startswith(f"t{m}_e") for ch in part[1:])
+               for m, part in enumerate(top.partitions))
+    assert c == hidden_chow_liu_tree(data, k=2, trees=3, seed=1)  # seeded bootstraps
+    single = hidden_chow_liu_tree(data, k=2)
+    assert [r for r in c.regions if r.name.startswith("t0_")] == [
+        dataclasses.replace(r, name=f"t0_{r.name}", partitions=tuple(
+            tuple(ch if ch.startswith("leaf") else f"t0_{ch}" for ch in p) for p in r.partitions))
+        for r in single.sums if r.name != "top"]  # tree 0 is the data's own Chow-Liu tree
+
+
+def test_hclt_categorical_data_and_leaf_choice():
     data = chain_data([0, 1, 2, 3]) + chain_data([0, 1, 2, 3], seed=5)  # values 0..2
-    c = chow_liu_tree(data)
+    c = hidden_chow_liu_tree(data)
     assert_valid(c)
     assert c.leaf == Family("categorical", (("n", 3),))
-    assert chow_liu_tree(data, leaf=Family("binomial", (("n", 4),))).leaf == Family("binomial", (("n", 4),))
+    binomial = Family("binomial", (("n", 4),))
+    assert hidden_chow_liu_tree(data, leaf=binomial).leaf == binomial
 
 
-def test_cltree_single_variable():
-    c = chow_liu_tree(np.array([[0], [1], [1]]), k=5)
+def test_hclt_single_variable():
+    c = hidden_chow_liu_tree(np.array([[0], [1], [1]]), k=5)
     assert_valid(c)
-    assert c.regions == (Input("leaf0", (0,), 1),) and c.root == "leaf0"
+    assert c.regions == (Input("leaf0", (0,), 5), Sum("top", 1, (("leaf0",),)))
 
 
-def test_cltree_loads_debd_files(tmp_path):
+def test_hclt_loads_debd_files(tmp_path):
     data = chain_data(CHAIN, rows=500)
     path = tmp_path / "chain.train.data"
     path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
-    assert chow_liu_tree(path) == chow_liu_tree(data)
+    assert hidden_chow_liu_tree(path) == hidden_chow_liu_tree(data)
 
 
 @pytest.mark.parametrize("text,row,col", [
     ("0,1\n1,x\n", 1, 1), ("0,1\n1,-1\n", 1, 1), ("0,1\n1,1.5\n", 1, 1), ("0,1\n1\n", 1, None), ("", None, None)])
-def test_cltree_bad_debd_files_name_the_cell(tmp_path, text, row, col):
+def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col):
     path = tmp_path / "bad.data"
     path.write_text(text)
     with pytest.raises(DataError) as info:
-        chow_liu_tree(path)
+        hidden_chow_liu_tree(path)
     assert (info.value.path, info.value.row, info.value.column) == (str(path), row, col)
     assert str(path) in str(info.value)
 
 
-def test_cltree_bad_data():
+def test_hclt_bad_data():
     with pytest.raises(DataError, match="missing.data: no such data file"):
-        chow_liu_tree("/nonexistent/missing.data")
+        hidden_chow_liu_tree("/nonexistent/missing.data")
     with pytest.raises(DataError, match="row 1, column 0"):
-        chow_liu_tree(np.array([[0.0, 1.0], [np.nan, 0.0]]))
+        hidden_chow_liu_tree(np.array([[0.0, 1.0], [np.nan, 0.0]]))
     with pytest.raises(DataError, match="2-D"):
-        chow_liu_tree(np.array([0, 1]))
+        hidden_chow_liu_tree(np.array([0, 1]))
     with pytest.raises(DataError, match="outside the support"):
-        chow_liu_tree(np.array([[0, 1], [2, 0]]), leaf=Family("bernoulli"))
+        hidden_chow_liu_tree(np.array([[0, 1], [2, 0]]), leaf=Family("bernoulli"))
     with pytest.raises(StructureError, match="discrete"):
-        chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal"))
+        hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal"))
+    with pytest.raises(StructureError, match="trees must be"):
+        hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), trees=0)
 
 
 # ---------------------------------------------------------------- leaf families

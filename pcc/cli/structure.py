@@ -1,4 +1,4 @@
-"""`pcc structure pd|rat|cltree`: generate a region graph and write it as a `.pc` file."""
+"""`pcc structure pd|rat|hclt`: generate a region graph and write it as a `.pc` file."""
 from __future__ import annotations
 
 import argparse
@@ -7,7 +7,8 @@ import sys
 from ..files import write_text
 from ..ir import Circuit
 from ..region_graph import counts, parameter_count
-from ..structures import chow_liu_tree, defaults, parse_family, poon_domingos, random_binary_trees
+from ..structures import (defaults, hidden_chow_liu_tree, parse_family, poon_domingos,
+                          random_binary_trees)
 from ..structures.arguments import StructureError
 
 _FORMAT = argparse.RawDescriptionHelpFormatter
@@ -15,12 +16,12 @@ _FORMAT = argparse.RawDescriptionHelpFormatter
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "structure", help="generate a region graph (Poon-Domingos, RAT-SPN, Chow-Liu tree) as a .pc file",
+        "structure", help="generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree) as a .pc file",
         description="Generate a region graph and write it as a .pc file.", formatter_class=_FORMAT,
         epilog="examples:\n"
                "  pcc structure pd --height 28 --width 28 --delta 7 -k 10 -o pd.pc\n"
                "  pcc structure rat --vars 16 --depth 4 --replicas 10 -o rat.pc\n"
-               "  pcc structure cltree --data nltcs.train.data -k 10 -o cltree.pc\n"
+               "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
                "Run `pcc structure KIND --help` for each kind's options.")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
@@ -63,27 +64,32 @@ def register(subparsers) -> None:
     _common_options(rat, leaf_default=str(defaults.LEAF))
     rat.set_defaults(run=_run_rat)
 
-    cltree = kinds.add_parser(
-        "cltree", help="Chow-Liu tree learned from discrete data", formatter_class=_FORMAT,
-        description="Chow-Liu tree region graph (HCLT-style): smoothed mutual information, maximum\n"
-                    "spanning tree rooted at its center; one input region per variable, one sum region\n"
-                    "per subtree, split into binary products.",
+    hclt = kinds.add_parser(
+        "hclt", help="hidden Chow-Liu tree learned from discrete data", formatter_class=_FORMAT,
+        description="Hidden Chow-Liu tree (HCLT): the Chow-Liu tree of the data (maximum spanning tree of\n"
+                    "smoothed mutual information, rooted at its center) with a hidden variable of K states\n"
+                    "per variable: K leaf distributions per variable, a K x K sum on every tree edge, and at\n"
+                    "every tree node the element-wise product (`.*`) of its leaf and its children's edges.\n"
+                    "--trees M mixes M trees sharing the leaves (tree m > 0 from a bootstrap resample).",
         epilog="examples:\n"
-               "  pcc structure cltree --data nltcs.train.data -k 10 -o nltcs_clt.pc\n"
-               "  pcc structure cltree --data digits.data --leaf 'categorical(n=16)' -o clt.pc\n"
-               "data: one sample per line, comma-separated non-negative integers, no header (debd format).")
-    cltree.add_argument("--data", required=True, metavar="FILE", help="training data file (debd format)")
-    cltree.add_argument("--smoothing", type=float, default=defaults.CLTREE_SMOOTHING, metavar="A",
-                        help=f"Laplace count added to every pair-table cell (default {defaults.CLTREE_SMOOTHING})")
-    cltree.add_argument("--no-binarize", dest="binarize", action="store_false",
-                        help="one partition of arity m+1 per tree node with m children, not binary ones")
-    _common_options(cltree, leaf_default=None)
-    cltree.set_defaults(run=_run_cltree)
+               "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
+               "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 4 -o nltcs4.pc\n"
+               "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy.")
+    hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
+    hclt.add_argument("--trees", type=int, default=1, metavar="M",
+                      help="number of trees mixed at the root (default 1)")
+    hclt.add_argument("--smoothing", type=float, default=defaults.HCLT_SMOOTHING, metavar="A",
+                      help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
+    hclt.add_argument("--seed", type=int, default=0, metavar="S",
+                      help="seed of the bootstrap resamples of trees 1.. (default 0)")
+    _common_options(hclt, leaf_default=None, k_default=defaults.HCLT_K)
+    hclt.set_defaults(run=_run_hclt)
 
 
-def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None) -> None:
-    parser.add_argument("-k", type=int, default=defaults.K, metavar="K",
-                        help=f"units per region; the root gets 1 (default {defaults.K})")
+def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None,
+                    k_default: int = defaults.K) -> None:
+    parser.add_argument("-k", type=int, default=k_default, metavar="K",
+                        help=f"units per region; the root gets 1 (default {k_default})")
     parser.add_argument("--leaf", default=leaf_default, metavar="FAMILY",
                         help="leaf family, as in .pc files: bernoulli, categorical(n=4), binomial(n=255), "
                              f"normal (default {leaf_default or 'bernoulli for 0/1 data, else categorical'})")
@@ -104,9 +110,10 @@ def _run_rat(args) -> int:
     return _write(circuit, args.output)
 
 
-def _run_cltree(args) -> int:
+def _run_hclt(args) -> int:
     leaf = None if args.leaf is None else parse_family(args.leaf)
-    circuit = chow_liu_tree(args.data, k=args.k, leaf=leaf, smoothing=args.smoothing, binarize=args.binarize)
+    circuit = hidden_chow_liu_tree(args.data, k=args.k, leaf=leaf, trees=args.trees,
+                                   smoothing=args.smoothing, seed=args.seed)
     return _write(circuit, args.output)
 
 

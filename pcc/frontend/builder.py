@@ -140,7 +140,8 @@ class _Builder:
     def _sum(self, decl: SumDecl) -> Sum:
         k, k_span, _ = self._options(decl.options, "sum", decl.name, takes_family=False)
         return Sum(decl.name.text, k, tuple(tuple(w.text for w in part) for part in decl.partitions),
-                   decl.name.span, tuple(tuple(w.span for w in part) for part in decl.partitions), k_span)
+                   decl.name.span, tuple(tuple(w.span for w in part) for part in decl.partitions), k_span,
+                   tuple(decl.elementwise))
 
     def _scope(self, region: str, items: list[ScopeItem]) -> list[int]:
         """The variable indices of a scope as written, ranges expanded. Items that name no variable

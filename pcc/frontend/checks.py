@@ -50,6 +50,7 @@ class _Checker:
             self._region(r, leaf_ok)
         self.children = {name: [c for part in r.partitions for c in part if c in self.regions]
                          if isinstance(r, Sum) else [] for name, r in self.regions.items()}
+        self._elementwise_k()
         order = self._acyclic_order()
         scopes = self._scopes(order)
         self._root(scopes)
@@ -172,6 +173,27 @@ class _Checker:
                     self.report.error("unknown-region", f"sum '{r.name}' uses unknown region '{child}'"
                                       f"{did_you_mean(child, self.c.by_name)}", _child_span(r, p, i))
 
+    def _elementwise_k(self) -> None:
+        """The children of an element-wise product must all have the same number of units."""
+        for r in self.regions.values():
+            if not isinstance(r, Sum):
+                continue
+            for p in r.elementwise:
+                if p >= len(r.partitions):
+                    self.report.error("bad-elementwise", f"sum '{r.name}' marks partition {p} as "
+                                      f"element-wise but has {_count(len(r.partitions), 'partition')}",
+                                      r.span)
+                    continue
+                known = [(i, c) for i, c in enumerate(r.partitions[p]) if c in self.regions
+                         and c not in self.info.doubtful and c not in self.duplicated]
+                odd = next(((i, c) for i, c in known if self.regions[c].k != self.regions[known[0][1]].k),
+                           None)
+                if odd is not None:
+                    ks = ", ".join(f"'{c}' has k={self.regions[c].k}" for _, c in known)
+                    self.report.error("elementwise-k", f"element-wise product {r.partition_text(p)} in "
+                                      f"sum '{r.name}' needs children with the same k: {ks}",
+                                      _child_span(r, p, odd[0]))
+
     # ------------------------------------------------------------------ graph structure
 
     def _acyclic_order(self) -> list[str]:
@@ -239,7 +261,7 @@ class _Checker:
         return first[1] if first is not None and complete and smooth else None
 
     def _not_smooth(self, r: Sum, p: int, scope_p: frozenset[int], q: int, scope_q: frozenset[int]) -> None:
-        a, b = _partition_text(r, p), _partition_text(r, q)
+        a, b = r.partition_text(p), r.partition_text(q)
         only = [f"only {text} has {describe_vars(vs, self.c.vars)}"
                 for text, vs in ((a, scope_p - scope_q), (b, scope_q - scope_p)) if vs]
         self.report.error("not-smooth", f"sum '{r.name}' is not smooth: partitions {a} and {b} cover "
@@ -252,7 +274,7 @@ class _Checker:
                  if child_scopes[i] & child_scopes[j]]
         shared = "; ".join(f"'{part[i]}' and '{part[j]}' share {describe_vars(vs, self.c.vars)}"
                            for i, j, vs in pairs)
-        self.report.error("not-decomposable", f"product {_partition_text(r, p)} in sum '{r.name}' is not "
+        self.report.error("not-decomposable", f"product {r.partition_text(p)} in sum '{r.name}' is not "
                           f"decomposable: {shared}", _child_span(r, p, pairs[0][1]))
 
     def _root(self, scopes: dict[str, frozenset[int] | None]) -> None:
@@ -369,6 +391,8 @@ class _Checker:
                 children = r.partitions[prm.index]
                 if r.name in doubtful or any(c not in self.regions or c in doubtful for c in children):
                     return None
+                if r.is_elementwise(prm.index):
+                    return (r.k, self.regions[children[0]].k)
                 return (r.k, *(self.regions[c].k for c in children))
             if prm.field == "mixing" and parts > 1:
                 return None if self._has_index(prm, target) or r.name in doubtful else (r.k, parts)
@@ -443,10 +467,6 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
 def _position(r: Sum, child: str) -> tuple[int, int]:
     """(partition, position) of the first place `child` appears in sum `r`."""
     return next((p, i) for p, part in enumerate(r.partitions) for i, c in enumerate(part) if c == child)
-
-
-def _partition_text(r: Sum, p: int) -> str:
-    return " * ".join(r.partitions[p])
 
 
 def _child_span(r: Sum, p: int, i: int) -> Span | None:

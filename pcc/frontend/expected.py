@@ -11,7 +11,7 @@ from .lexer import ERROR_CHAR
 from .naming import RESERVED_WORDS
 
 KEYWORDS = {word.upper(): word for word in RESERVED_WORDS}  # terminal -> keyword
-_REGION_BEFORE = {"INPUT", "SUM", "ROOT", "PARAM", "STAR", "VBAR"}
+_REGION_BEFORE = {"INPUT", "SUM", "ROOT", "PARAM", "STAR", "DOTSTAR", "VBAR"}
 _LONGEST = 24  # characters of a found token to quote
 
 

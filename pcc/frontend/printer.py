@@ -42,7 +42,7 @@ def _region_line(r: Input | Sum, names: tuple[str, ...]) -> str:
     if isinstance(r, Input):
         family = f" {r.family}" if r.family is not None else ""
         return f"input {r.name} {{{', '.join(var_items(r.scope, names))}}} k={r.k}{family}"
-    return f"sum {r.name} k={r.k} = " + " | ".join(" * ".join(part) for part in r.partitions)
+    return f"sum {r.name} k={r.k} = " + " | ".join(r.partition_text(p) for p in range(len(r.partitions)))
 
 
 def _param_text(p: Param, circuit: Circuit) -> str:

@@ -93,6 +93,7 @@ class SumDecl:
     name: Word
     options: list[Option]
     partitions: list[list[Word]]
+    elementwise: list[int]  # indices of the partitions written with `.*`
 
 
 @dataclass(slots=True)

@@ -171,7 +171,8 @@ class _ToStatements(Transformer):
     def sum_decl(self, c):
         options, partitions = c[2]
         options.reverse()  # sum_rest collects them innermost (last written) first
-        return SumDecl(_span(c[0]), _word(c[1]), options, partitions)
+        return SumDecl(_span(c[0]), _word(c[1]), options, [words for words, _ in partitions],
+                       [p for p, (_, elementwise) in enumerate(partitions) if elementwise])
 
     def sum_body(self, c):
         return [], c
@@ -185,8 +186,11 @@ class _ToStatements(Transformer):
         c[1][0].append(FamilyItem(name, [], name.span))
         return c[1]
 
-    def partition(self, c):
-        return [_word(t) for t in c]
+    def outer_partition(self, c):
+        return [_word(t) for t in c], False
+
+    def elementwise_partition(self, c):
+        return [_word(t) for t in c[::2]], True
 
     def root_decl(self, c):
         return RootDecl(_span(c[0]), _word(c[1]))

@@ -3,9 +3,9 @@
 Each pass is a pure function: it reads the region graph (and the previous pass's result) and
 returns a new value; nothing is mutated.
 """
-from .group import EinsumGroup, MixGroup, group_by_shape
+from .group import EinsumGroup, HadamardGroup, MixGroup, group_by_shape
 from .layerize import Layering, layerize
-from .plan import EinsumOp, LeafGroup, MixOp, Plan, make_plan
+from .plan import EinsumOp, HadamardOp, LeafGroup, MixOp, Op, Plan, make_plan
 
-__all__ = ["Layering", "layerize", "EinsumGroup", "MixGroup", "group_by_shape", "Plan", "LeafGroup",
-           "EinsumOp", "MixOp", "make_plan"]
+__all__ = ["Layering", "layerize", "EinsumGroup", "HadamardGroup", "MixGroup", "group_by_shape",
+           "Plan", "LeafGroup", "EinsumOp", "HadamardOp", "MixOp", "Op", "make_plan"]

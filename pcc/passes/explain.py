@@ -1,15 +1,16 @@
 """`pcc compile --explain`: the plan as a table of layers and fused ops, with their cost.
 
 Per op and per sample: FLOPs counts multiply-adds as 2 (einsum: building the K1*...*Ka outer
-product, the contraction with the [Ko, K1*...*Ka] weights, the exp/log of the max-shift; mix: a
-weighted log-sum-exp over P), bytes counts float32 reads of the inputs and writes of the outputs
+product, the contraction with the [Ko, K1*...*Ka] weights, the exp/log of the max-shift;
+hadamard: adding A children's K log-values, the contraction with the [Ko, K] weights, the exp/log;
+mix: a weighted log-sum-exp over P), bytes counts float32 reads of the inputs and writes of the outputs
 (weights are read once per batch, listed as parameters).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import EinsumOp, MixOp, Plan
+from .plan import EinsumOp, HadamardOp, Op, Plan
 
 FLOAT_BYTES = 4
 
@@ -21,7 +22,12 @@ class OpCost:
     bytes: int  # per sample
 
 
-def op_cost(op: EinsumOp | MixOp) -> OpCost:
+def op_cost(op: Op) -> OpCost:
+    if isinstance(op, HadamardOp):
+        n, ko, k = op.weight_shape
+        arity = op.child_rows.shape[1]
+        return OpCost(n * ko * k, n * ((arity - 1) * k + 2 * k * ko + k + ko),
+                      FLOAT_BYTES * n * (arity * k + ko))
     if isinstance(op, EinsumOp):
         n, ko, width = op.weight_shape
         arity = len(op.child_k)
@@ -48,13 +54,13 @@ def explain(plan: Plan) -> str:
              f"{len(plan.ops)} fused ops in {plan.depth} layers; arenas "
              + ", ".join(f"K={k}: {rows} rows" for k, rows in sorted(plan.arena_rows.items()))]
     lines.append("")
-    lines.append(f"{'layer':>5}  {'op':<7} {'nodes':>7}  {'shape':<28} {'gather':<8} "
+    lines.append(f"{'layer':>5}  {'op':<8} {'nodes':>7}  {'shape':<28} {'gather':<8} "
                  f"{'params':>10} {'FLOPs/sample':>13} {'bytes/sample':>13}")
     lp = leaf_params(plan)
     leaf_flops = sum(len(g.var_index) * g.k * 4 for g in plan.leaf_groups)
     leaf_bytes = sum(FLOAT_BYTES * len(g.regions) * g.k for g in plan.leaf_groups)
     for g in plan.leaf_groups:
-        lines.append(f"{0:>5}  {'leaf':<7} {len(g.regions):>7}  "
+        lines.append(f"{0:>5}  {'leaf':<8} {len(g.regions):>7}  "
                      f"{f'{g.family} K={g.k}, {len(g.var_index)} slots':<28} "
                      f"{'table' if g.table else 'slots':<8} "
                      f"{'':>10} {'':>13} {'':>13}")
@@ -68,9 +74,12 @@ def explain(plan: Plan) -> str:
             shape = f"{'x'.join(map(str, op.child_k))} -> {op.k_out}"
             gathers = sum(not isinstance(r, int) for r in op.child_rows)
             gather = f"{gathers}/{len(op.child_rows)}"
+        elif isinstance(op, HadamardOp):
+            arity = op.child_rows.shape[1]
+            kind, shape, gather = "hadamard", f"{arity} x {op.k_in} -> {op.k_out}", f"{arity}/{arity}"
         else:
             kind, shape, gather = "mix", f"P={op.part_rows.shape[1]}, K={op.k}", "1/1"
-        lines.append(f"{op.level:>5}  {kind:<7} {len(op.members):>7}  {shape:<28} {gather:<8} "
+        lines.append(f"{op.level:>5}  {kind:<8} {len(op.members):>7}  {shape:<28} {gather:<8} "
                      f"{cost.params:>10,} {cost.flops:>13,} {cost.bytes:>13,}")
     lines.append("")
     lines.append(f"total: {totals.params:,} parameters ({lp:,} in leaves), "

@@ -1,8 +1,10 @@
 """Group by shape: inside a layer, bucket the nodes that one fused op can compute together.
 
-Einsum groups: partitions with the same (K of each child, K out). Partitions whose children all
-have K = 1 are plain products (log-values add); they are bucketed by arity rounded up (see
-`bucket`), the missing children read a row of log 1 = 0.
+Einsum groups: outer-product partitions with the same (K of each child, K out). Partitions whose
+children all have K = 1 are plain products (log-values add), element-wise or not; they are
+bucketed by arity rounded up (see `bucket`), the missing children read a row of log 1 = 0.
+Hadamard groups: element-wise partitions with the same (K of the children, K out), bucketed by
+arity the same way (row 0 of an arena holds log 1 = 0 in every unit, the element-wise neutral).
 Mix groups: sum regions with several partitions, by (number of partitions rounded up, K); the
 missing partitions get weight 0 (log weight -inf).
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Union
 
 import networkx as nx
 
@@ -38,6 +41,18 @@ class EinsumGroup:
 
 
 @dataclass(frozen=True)
+class HadamardGroup:
+    """Element-wise partitions `members` ((region, p) pairs) of at most `arity` children with
+    `k_in` units each, and `k_out` outputs."""
+
+    level: int
+    k_in: int
+    arity: int
+    k_out: int
+    members: tuple[tuple[str, int], ...]
+
+
+@dataclass(frozen=True)
 class MixGroup:
     """Sum regions `members` with at most `num_parts` partitions each and `k` units."""
 
@@ -47,26 +62,36 @@ class MixGroup:
     members: tuple[str, ...]
 
 
-def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[EinsumGroup | MixGroup]:
-    """All groups in execution order: per level, its einsum groups, then its mix groups."""
+Group = Union[EinsumGroup, HadamardGroup, MixGroup]
+
+
+def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
+    """All groups in execution order: per level, its einsum groups, its Hadamard groups, then its
+    mix groups."""
     einsums: dict[tuple, list] = defaultdict(list)
+    hadamards: dict[tuple, list] = defaultdict(list)
     mixes: dict[tuple, list] = defaultdict(list)
     for node, lvl in layering.level.items():
         if node[0] == "partition":
             _, region, p = node
             child_k = tuple(graph.nodes[("region", c)]["k"] for c in partition_children(graph, node))
+            k_out = graph.nodes[("region", region)]["k"]
             if all(k == 1 for k in child_k):
                 child_k = (1,) * bucket(len(child_k))
-            k_out = graph.nodes[("region", region)]["k"]
+            elif graph.nodes[node].get("elementwise"):
+                hadamards[(lvl, child_k[0], bucket(len(child_k)), k_out)].append((region, p))
+                continue
             einsums[(lvl, child_k, k_out)].append((region, p))
         elif graph.nodes[node]["kind"] == "sum":
             parts = graph.out_degree(node)
             if parts > 1:
                 mixes[(lvl, graph.nodes[node]["k"], bucket(parts))].append(node[1])
-    groups: list[EinsumGroup | MixGroup] = []
+    groups: list[Group] = []
     for lvl in range(1, layering.depth + 1):
         groups += [EinsumGroup(l, ck, ko, tuple(sorted(m)))
                    for (l, ck, ko), m in sorted(einsums.items()) if l == lvl]
+        groups += [HadamardGroup(l, k, a, ko, tuple(sorted(m)))
+                   for (l, k, a, ko), m in sorted(hadamards.items()) if l == lvl]
         groups += [MixGroup(l, k, p, tuple(sorted(m)))
                    for (l, k, p), m in sorted(mixes.items()) if l == lvl]
     return groups

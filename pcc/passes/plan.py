@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from math import prod
+from typing import Union
 
 import networkx as nx
 import numpy as np
@@ -20,7 +21,7 @@ import numpy as np
 from ..families import FAMILIES
 from ..ir import Family
 from ..region_graph import input_family, partition_children
-from .group import EinsumGroup, MixGroup
+from .group import EinsumGroup, Group, HadamardGroup, MixGroup
 
 # A discrete leaf group is a table product when its support has at most this many values, or
 # at most 2 K: its one-hot codes (Z*S*B per region) then cost no more than per-slot densities.
@@ -87,6 +88,23 @@ class EinsumOp:
 
 
 @dataclass(frozen=True)
+class HadamardOp:
+    """One Hadamard group: out rows [out_start, out_start+N) of arena `k_out`; its children are
+    rows `child_rows[n, :]` of arena `k_in` (row 0, log 1 in every unit, where padded)."""
+
+    level: int
+    members: tuple[tuple[str, int], ...]
+    k_in: int
+    k_out: int
+    child_rows: np.ndarray  # [N, A]
+    out_start: int
+
+    @property
+    def weight_shape(self) -> tuple[int, int, int]:
+        return (len(self.members), self.k_out, self.k_in)
+
+
+@dataclass(frozen=True)
 class MixOp:
     """One mix group: out rows [out_start, out_start+N) of arena `k`."""
 
@@ -102,6 +120,9 @@ class MixOp:
         return (len(self.members), self.part_rows.shape[1], self.k)
 
 
+Op = Union[EinsumOp, HadamardOp, MixOp]
+
+
 @dataclass(frozen=True)
 class Plan:
     """Everything the lowering needs: arenas, leaf groups, ops in order, where each region lives."""
@@ -109,7 +130,7 @@ class Plan:
     var_names: tuple[str, ...]
     arena_rows: dict[int, int]
     leaf_groups: tuple[LeafGroup, ...]
-    ops: tuple[EinsumOp | MixOp, ...]
+    ops: tuple[Op, ...]
     region_row: dict[str, tuple[int, int]]  # region -> (K, row)
     partition_row: dict[tuple[str, int], tuple[int, int]]
     root: str
@@ -124,7 +145,7 @@ class Plan:
         return max((op.level for op in self.ops), default=0)
 
 
-def make_plan(graph: nx.DiGraph, groups: list[EinsumGroup | MixGroup], root: str,
+def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
               var_names: tuple[str, ...]) -> Plan:
     """Allocate rows and index arrays for `groups` (from `group_by_shape`)."""
     leaves = _leaf_groups(graph)
@@ -152,14 +173,21 @@ def make_plan(graph: nx.DiGraph, groups: list[EinsumGroup | MixGroup], root: str
             np.repeat(np.arange(len(regions)), [len(s) for s in scopes]).astype(np.int64),
             start))
 
-    ops: list[EinsumOp | MixOp] = []
+    ops: list[Op] = []
     for g in groups:
         members = order[g]
-        if isinstance(g, EinsumGroup):
+        if isinstance(g, (EinsumGroup, HadamardGroup)):
             start = allocate(g.k_out, [("partition", r, p) for r, p in members])
             for r, p in members:
                 if graph.out_degree(("region", r)) == 1:
                     node_row[("region", r)] = node_row[("partition", r, p)]
+        if isinstance(g, HadamardGroup):
+            child_rows = np.zeros((len(members), g.arity), dtype=np.int64)
+            for i, (r, p) in enumerate(members):
+                children = partition_children(graph, ("partition", r, p))
+                child_rows[i, :len(children)] = [node_row[("region", c)] for c in children]
+            ops.append(HadamardOp(g.level, tuple(members), g.k_in, g.k_out, child_rows, start))
+        elif isinstance(g, EinsumGroup):
             rows = []
             for j in range(len(g.child_k)):
                 rows.append(_as_rows([
@@ -220,7 +248,7 @@ def _producers(graph, leaves, groups) -> dict:
         for r in regions:
             producer[r] = ("leaf", family, k)
     for i, g in enumerate(groups):
-        if isinstance(g, EinsumGroup):
+        if isinstance(g, (EinsumGroup, HadamardGroup)):
             for r, p in g.members:
                 producer[(r, p)] = ("group", i)
                 if graph.out_degree(("region", r)) == 1:
@@ -253,9 +281,9 @@ def _member_orders(graph, leaves, groups, producer, root) -> dict:
         g = groups[i]
         members = _finish(wanted[("group", i)], g.members)
         order[g] = members
-        if isinstance(g, EinsumGroup):
+        if isinstance(g, (EinsumGroup, HadamardGroup)):
             children = [partition_children(graph, ("partition", r, p)) for r, p in members]
-            for j in range(len(g.child_k)):
+            for j in range(max(map(len, children), default=0)):
                 for ch in children:
                     if j < len(ch):
                         want(ch[j], ch[j], region_member(ch[j]))

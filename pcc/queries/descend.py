@@ -6,6 +6,8 @@ per batch row b, the ops are visited in reverse execution order:
     mix op     the chosen unit o of region r picks a partition p by   log M[r,p,o] + S_p[b,o]
     einsum op  the chosen unit o of partition (r,p) picks child units (i, j, ..) by
                log W[o,i,j,..] + L[b,i] + R[b,j] + ...
+    hadamard   the chosen unit o of an element-wise partition picks one unit i for all of its
+               children by   log W[o,i] + L[b,i] + R[b,i] + ...
     leaves     the chosen unit k of input region r gives each variable v of its scope a value
                drawn from (or the mode of) f(.; theta[v, k])
 
@@ -27,7 +29,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..runtime.engine import LoweredEinsum, LoweredMix
+from ..runtime.engine import LoweredEinsum, LoweredHadamard, LoweredMix
 from ..runtime.leaves import LeafFamily
 
 Pick = Callable[[Tensor], Tensor]  # logits [A, C] -> chosen index [A] (long)
@@ -50,6 +52,8 @@ def descend(model, arenas: dict[int, Tensor], root_units: Tensor, pick: Pick,
     for op in reversed(program.ops):
         if isinstance(op, LoweredMix):
             _choose_partitions(op, arenas, chosen, log_w[op.weight], pick)
+        elif isinstance(op, LoweredHadamard):
+            _choose_unit(op, arenas, chosen, log_w[op.weight], pick)
         else:
             _choose_children(op, arenas, chosen,
                              None if op.weight is None else log_w[op.weight], pick)
@@ -81,6 +85,15 @@ def _choose_children(op: LoweredEinsum, arenas, chosen, log_w: Tensor | None,
         logits = logits + log_w[member, unit]
     for k, rows, index in zip(op.child_k, child_rows, _unravel(pick(logits), op.child_k)):
         chosen[k][rows, row] = index
+
+
+def _choose_unit(op: LoweredHadamard, arenas, chosen, log_w: Tensor, pick: Pick) -> None:
+    member, row, unit = _active(chosen[op.k_out], op.out_start, op.n)
+    child_rows = op.child_rows[member]  # [A_, arity]; padded children are row 0
+    logits = arenas[op.k_in][child_rows, row.unsqueeze(1)].sum(1) + log_w[member, unit]
+    index = pick(logits)
+    for j in range(child_rows.shape[1]):
+        chosen[op.k_in][child_rows[:, j], row] = index
 
 
 def _outer_sum(values: list[Tensor]) -> Tensor:

@@ -33,6 +33,18 @@ class LoweredEinsum:
 
 
 @dataclass(frozen=True)
+class LoweredHadamard:
+    """A HadamardOp: children rows [N, A] of arena k_in, output rows of arena k_out."""
+
+    k_in: int
+    k_out: int
+    child_rows: Tensor  # [N, A]
+    out_start: int
+    n: int
+    weight: int  # index into the weights list
+
+
+@dataclass(frozen=True)
 class LoweredMix:
     k: int
     part_rows: Tensor  # [N, P]
@@ -77,6 +89,10 @@ class Program:
                 self.kernels.einsum_forward(
                     [arenas[k] for k in op.child_k], op.child_rows, self._log_w(op, weights, ref),
                     arenas[op.k_out][op.out_start: op.out_start + op.n], semiring)
+            elif isinstance(op, LoweredHadamard):
+                self.kernels.hadamard_forward(
+                    arenas[op.k_in], op.child_rows, weights[op.weight],
+                    arenas[op.k_out][op.out_start: op.out_start + op.n], semiring)
             else:
                 self.kernels.mix_forward(
                     arenas[op.k], op.part_rows, weights[op.weight],
@@ -108,6 +124,10 @@ class Program:
                 f = self.kernels.einsum_backward(
                     [arenas[k] for k in op.child_k], op.child_rows, self._log_w(op, weights, ref),
                     arenas[op.k_out][out], grads[op.k_out][out], [grads[k] for k in op.child_k])
+            elif isinstance(op, LoweredHadamard):
+                f = self.kernels.hadamard_backward(
+                    arenas[op.k_in], op.child_rows, weights[op.weight], arenas[op.k_out][out],
+                    grads[op.k_out][out], grads[op.k_in])
             else:
                 f = self.kernels.mix_backward(
                     arenas[op.k], op.part_rows, weights[op.weight], arenas[op.k][out],

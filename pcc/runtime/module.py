@@ -7,6 +7,7 @@
 
 Parameters (all unconstrained, so any torch optimizer can train them):
     sum_logits[i]  [N, K_out, K1*...*Ka]  per einsum op with weights; W = softmax over the last dim
+                   [N, K_out, K]          per Hadamard op (element-wise products of K units)
     mix_logits[i]  [N, P, K]              per mix op; M = softmax over P (padded entries masked)
     leaf_params[g] per leaf group, see `pcc.runtime.leaves`
 EM keeps the logits normalized (log W itself), so that in `em_mode()` the forward uses them as
@@ -26,8 +27,10 @@ from torch import Tensor, nn
 from ..data import check_support
 from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
-from ..passes import EinsumOp, Plan
-from .engine import CircuitFunction, FlowSink, LeafSlot, LoweredEinsum, LoweredMix, Program
+from ..passes import EinsumOp, HadamardOp, Plan
+from ..region_graph import product_units
+from .engine import (CircuitFunction, FlowSink, LeafSlot, LoweredEinsum, LoweredHadamard,
+                     LoweredMix, Program)
 from .leaf_tables import table_counts, table_layout, table_values
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
@@ -77,12 +80,14 @@ class CompiledCircuit(nn.Module):
         self.mix_logits = nn.ParameterList()
         self._weight_of_op: list[tuple[str, int] | None] = []
         for j, op in enumerate(plan.ops):
-            if isinstance(op, EinsumOp):
-                for s, rows in enumerate(op.child_rows):
+            if isinstance(op, (EinsumOp, HadamardOp)):
+                rows_of_slots = (enumerate(op.child_rows) if isinstance(op, EinsumOp)
+                                 else [(0, op.child_rows)])
+                for s, rows in rows_of_slots:
                     if not isinstance(rows, int):
                         self.register_buffer(f"rows_{j}_{s}", torch.from_numpy(rows),
                                              persistent=False)
-                if op.has_weights:
+                if isinstance(op, HadamardOp) or op.has_weights:
                     w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
                     self.sum_logits.append(nn.Parameter(torch.log_softmax(
                         torch.log(w + 0.01), -1).to(dtype)))
@@ -272,6 +277,9 @@ class CompiledCircuit(nn.Module):
                              for s, r in enumerate(op.child_rows))
                 ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
                                          len(op.members), wi))
+            elif isinstance(op, HadamardOp):
+                ops.append(LoweredHadamard(op.k_in, op.k_out, getattr(self, f"rows_{j}_0"),
+                                           op.out_start, len(op.members), wi))
             else:
                 ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), op.out_start,
                                       len(op.members), wi))
@@ -344,7 +352,8 @@ class CompiledCircuit(nn.Module):
             for p, children in enumerate(partitions):
                 if (name, p) in part:
                     i, m = part[(name, p)]
-                    ks = [self.circuit.region(c).k for c in children]
+                    ks = ([product_units(self.circuit, region, p)] if region.is_elementwise(p)
+                          else [self.circuit.region(c).k for c in children])
                     w = torch.softmax(self.sum_logits[i][m].double(), -1)
                     out.append(_param(name, "weights", p, w.reshape(region.k, *ks)))
             if name in mix:

@@ -1,6 +1,7 @@
 """The naive backend: the same circuit and parameters, evaluated node by node.
 
-One op per node: each product node adds its children's log-values, each sum node takes a
+One op per node: each product node adds its children's log-values (an outer product has one node
+per combination of child units, an element-wise product one per unit), each sum node takes a
 log-sum-exp of its weighted children, each mixing unit a log-sum-exp over its partitions. It is
 slow on purpose and obviously right: the reference in tests and the baseline in benchmarks.
 """
@@ -29,8 +30,13 @@ def naive_evaluate(model, leaf_values: list[Tensor]) -> Tensor:
             continue
         part_values = []
         for p, children in enumerate(region.partitions):
-            products = [sum(values[c][i] for c, i in zip(children, combo))
-                        for combo in itertools.product(*(range(len(values[c])) for c in children))]
+            if region.is_elementwise(p):
+                products = [sum(values[c][i] for c in children)
+                            for i in range(len(values[children[0]]))]
+            else:
+                products = [sum(values[c][i] for c, i in zip(children, combo))
+                            for combo in itertools.product(*(range(len(values[c]))
+                                                             for c in children))]
             if (name, p) not in part:  # one product: the weight is the constant 1
                 part_values.append([products[0]] * region.k)
                 continue

@@ -19,8 +19,10 @@ class CircuitBuilder:
     def input(self, name: str, scope: Iterable[int]) -> str:
         return self._add(Input(name, tuple(sorted(scope)), self.k))
 
-    def sum(self, name: str, partitions: Sequence[Sequence[str]]) -> str:
-        return self._add(Sum(name, self.k, tuple(tuple(p) for p in partitions)))
+    def sum(self, name: str, partitions: Sequence[Sequence[str]], elementwise: bool = False) -> str:
+        """A sum region over `partitions`: outer products, or element-wise ones (`a .* b`)."""
+        return self._add(Sum(name, self.k, tuple(tuple(p) for p in partitions),
+                             elementwise=tuple(range(len(partitions))) if elementwise else ()))
 
     def build(self, root: str) -> Circuit:
         regions = dict(self._regions)

@@ -4,8 +4,8 @@ K = 10 units per region follows the Einsum Networks experiments (MNIST demo, deb
 RAT-SPN: 20 replicas of binary trees of depth 3 (capped at floor(log2 N)); tuned by EM on the
 validation splits of the debd sets (docs/results.md): depth 3 beat depth 4 on every set with
 more than 16 variables, and 20 replicas of K = 10 balanced fit against over-fitting.
-Chow-Liu trees: Laplace smoothing 1.0 per joint cell; binarized partitions (arity <= 2)
-keep each sum's weight tensor at K^3 instead of K^(m+2) for a node with m tree children.
+HCLT: Laplace smoothing 1.0 per joint cell of the mutual information; K hidden states per
+variable (docs/results.md).
 """
 from __future__ import annotations
 
@@ -18,5 +18,5 @@ RAT_MAX_DEPTH = 3
 RAT_REPLICAS = 20
 RAT_SEED = 0
 
-CLTREE_SMOOTHING = 1.0
-CLTREE_BINARIZE = True
+HCLT_K = 32
+HCLT_SMOOTHING = 1.0

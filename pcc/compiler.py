@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from .errors import PcCheckError
+from .errors import PcCheckError, PcError
 from .ir import Circuit
 from .passes import group_by_shape, layerize, make_plan, Plan
 from .region_graph import to_graph
@@ -28,7 +28,10 @@ def as_circuit(source: "str | os.PathLike | Circuit") -> Circuit:
         return source
     if isinstance(source, os.PathLike) or ("\n" not in source and not source.lstrip().startswith(
             "pc ")):
+        from .checkpoint import is_checkpoint_path
         path = os.fspath(source)
+        if is_checkpoint_path(path):
+            raise PcError(f"{path} is a checkpoint, not a circuit: load it with pcc.load({path!r})")
         return as_circuit(load_circuit(path)) if format_of_path(path) else load(path)
     return parse(source)
 
@@ -51,6 +54,10 @@ def compile(source: "str | os.PathLike | Circuit", backend: str = "auto", seed: 
 
     backend: 'auto' (Triton on CUDA tensors, torch elsewhere), 'torch', 'triton', or 'naive'
     (node by node, the reference). `seed` initializes parameters the file does not give;
-    `dtype` is the parameters' (inline parameters are read straight into it)."""
+    `dtype` is the parameters' (inline parameters are read straight into it). A circuit too
+    large to build here is a `SizeError` before anything is allocated (`pcc.sizes`)."""
+    from .sizes import check_build_size
     circuit = as_circuit(source)
-    return CompiledCircuit(circuit, plan(circuit), backend=backend, seed=seed, dtype=dtype)
+    circuit_plan = plan(circuit)  # index arrays per region, whatever their K: cheap to make
+    check_build_size(circuit, circuit_plan, torch.finfo(dtype).bits // 8)
+    return CompiledCircuit(circuit, circuit_plan, backend=backend, seed=seed, dtype=dtype)

@@ -4,13 +4,15 @@
     ├── SourceError            a .pc file (or an imported circuit file) is wrong; holds Diagnostics
     │   ├── PcSyntaxError      the text does not parse
     │   └── PcCheckError       it parses but is not a valid circuit
-    ├── DataError              a data file or tensor is wrong (names file, row, column)
+    ├── DataError              a data file or tensor is wrong (names file, line or row, column)
     ├── ShapeError             a tensor has the wrong shape (names both shapes); also a ValueError
     ├── StructureError         a structure generator got arguments it cannot build from
     ├── BackendError           a backend cannot run here (e.g. Triton without CUDA or interpreter)
-    └── CheckpointError        a checkpoint cannot be read or written
+    ├── CheckpointError        a checkpoint cannot be read or written
+    └── SizeError              a circuit is too large to build (checked before any allocation)
 
-The CLI prints a PcError's message and exits 1; it never shows a traceback for one.
+The CLI prints a PcError's message as one line on stderr and exits 1 (`pcc.cli.main`); it never
+shows a traceback for one.
 """
 from __future__ import annotations
 
@@ -80,18 +82,21 @@ class PcCheckError(SourceError):
 
 
 class DataError(PcError, ValueError):
-    """Bad data: the message names the file (if any), the row and the column (0-based)."""
+    """Bad data. The message names the file (if any), then the line of a text file, or else the
+    row, and the column, all counted from 1 like lines; `row` and `column` are 0-based indices."""
 
     def __init__(self, message: str, path: str | None = None, row: int | None = None,
-                 column: int | None = None):
-        self.path, self.row, self.column = path, row, column
+                 column: int | None = None, line: int | None = None):
+        self.path, self.row, self.column, self.line = path, row, column, line
         where = []
         if path:
             where.append(str(path))
-        if row is not None:
-            where.append(f"row {row}")
+        if line is not None:
+            where.append(f"line {line}")
+        elif row is not None:
+            where.append(f"row {row + 1}")
         if column is not None:
-            where.append(f"column {column}")
+            where.append(f"column {column + 1}")
         super().__init__(f"{', '.join(where)}: {message}" if where else message)
 
 
@@ -109,3 +114,7 @@ class BackendError(PcError, RuntimeError):
 
 class CheckpointError(PcError):
     """A checkpoint cannot be read or written."""
+
+
+class SizeError(PcError, ValueError):
+    """A circuit is too large to build: its tensors would exceed what pcc or the machine holds."""

@@ -7,13 +7,22 @@ online EM's last mini-batches leave in the parameters) as long as the validation
 improves, at most `polish` of them. `fit_members` trains `members` copies so and mixes them
 into one ensemble circuit (`pcc.ensemble`). `evaluate` gives a mean log-likelihood with its
 standard error.
+
+Class-conditional circuits (a root with K > 1 units, one density per class) train on `Labeled`
+rows: each row's EM statistics flow from its class's unit, and validation scores log p(x | y).
+`on_epoch(record)` is called after every epoch (and polishing step) with its metrics. An
+interrupt (Ctrl-C, or a signal made one by `interrupt_on`) stops `fit` cleanly: the model goes
+back to its best state so far and the History says `interrupted`, so the caller can save it.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import signal
 import sys
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,6 +31,7 @@ from tqdm.auto import tqdm
 from .compiler import compile as compile_circuit
 from .em import EM
 from .ensemble import ensemble_circuit
+from .errors import ShapeError
 from .runtime.module import CompiledCircuit
 
 
@@ -44,6 +54,36 @@ class History:
     epochs: list[dict] = field(default_factory=list)
     best_epoch: int = -1
     best_valid: float = -math.inf
+    interrupted: bool = False  # stopped by an interrupt; the model holds its best state so far
+
+
+@dataclass(frozen=True)
+class Labeled:
+    """Rows x [N, V] with the root unit (class) of each, units [N] (class-conditional circuits)."""
+
+    x: "np.ndarray | torch.Tensor"
+    units: "np.ndarray | torch.Tensor"
+
+
+def _split(data) -> tuple[torch.Tensor, "torch.Tensor | None"]:
+    """(x, units or None) of plain or `Labeled` rows."""
+    if isinstance(data, Labeled):
+        return torch.as_tensor(data.x), torch.as_tensor(data.units).long()
+    return torch.as_tensor(data), None
+
+
+@contextlib.contextmanager
+def interrupt_on(*signals: int):
+    """Within the block, the given signals (e.g. signal.SIGTERM) interrupt like Ctrl-C does, so
+    `fit` stops and keeps its best model. Main thread only (Python's rule for handlers)."""
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+    previous = {s: signal.signal(s, interrupt) for s in signals}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 @dataclass(frozen=True)
@@ -57,73 +97,110 @@ class Score:
     def __str__(self) -> str:
         return f"{self.mean:.4f} ± {self.stderr:.4f} ({self.n} rows)"
 
+    @classmethod
+    def of(cls, ll: torch.Tensor) -> "Score":
+        """The Score of log-likelihoods ll [N] (N >= 1)."""
+        n = len(ll)
+        std = float(ll.std()) if n > 1 else 0.0
+        return cls(float(ll.mean()), std / math.sqrt(n), n)
+
 
 @torch.no_grad()
-def log_likelihoods(model: CompiledCircuit, data: "np.ndarray | torch.Tensor",
-                    batch_size: int = 1000) -> torch.Tensor:
-    """log p(x) of every row, [N] float64."""
-    x = torch.as_tensor(data)
+def log_likelihoods(model: CompiledCircuit, data, batch_size: int = 1000) -> torch.Tensor:
+    """log p(x) of every row, [N] float64; for a root with K > 1 units [N, K], or with `Labeled`
+    rows log p(x | its unit) [N]."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    x, units = _split(data)
     device = next(model.parameters()).device
     out = [model(x[i: i + batch_size].to(device)).double().cpu()
            for i in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    ll = torch.cat(out) if out else torch.zeros((0,) if model.root_k == 1 else (0, model.root_k),
+                                                 dtype=torch.float64)
+    return ll if units is None else ll.gather(1, units.unsqueeze(1)).squeeze(1)
 
 
 def evaluate(model: CompiledCircuit, data, batch_size: int = 1000) -> Score:
+    """Mean log-likelihood of the rows (`Labeled` rows for a root with K > 1 units)."""
     ll = log_likelihoods(model, data, batch_size)
-    n = len(ll)
-    std = float(ll.std()) if n > 1 else 0.0
-    return Score(float(ll.mean()), std / math.sqrt(max(n, 1)), n)
+    if ll.dim() == 2:
+        raise ShapeError(f"the root has {ll.shape[1]} units: give each row's unit (Labeled rows) "
+                         "or score every unit (evaluate_units)")
+    if len(ll) == 0:
+        raise ShapeError("no rows to evaluate")
+    return Score.of(ll)
+
+
+def evaluate_units(model: CompiledCircuit, data, batch_size: int = 1000) -> list[Score]:
+    """The Score of every root unit's density on all rows, [K]."""
+    ll = log_likelihoods(model, data, batch_size)
+    if len(ll) == 0:
+        raise ShapeError("no rows to evaluate")
+    return [Score.of(column) for column in (ll.unsqueeze(1) if ll.dim() == 1 else ll).unbind(1)]
+
+
+OnEpoch = Callable[[dict], None]
 
 
 def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
-        progress: bool = True) -> History:
-    """Online EM on `train` (array [N, V], NaN = missing); early stopping on `valid`."""
-    x = torch.as_tensor(train)
+        progress: bool = True, on_epoch: OnEpoch | None = None) -> History:
+    """Online EM on `train` (array [N, V], NaN = missing, or `Labeled` rows); early stopping on
+    `valid`. `on_epoch(record)` after every epoch; an interrupt stops it (see the module doc)."""
+    x, units = _split(train)
     device = next(model.parameters()).device
     em = EM(model, step_size=config.step_size, pseudocount=config.pseudocount)
     gen = torch.Generator().manual_seed(config.seed)
     history = History()
     best_state = None
     stale = 0
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(x), generator=gen)
-        bar = tqdm(range(0, len(x), config.batch_size), desc=f"epoch {epoch + 1}/{config.epochs}",
-                   unit="batch", disable=None if progress else True,  # None: on TTYs only
-                   file=sys.stderr, leave=False, dynamic_ncols=True)
-        total = 0.0
-        for start in bar:
-            batch = x[order[start: start + config.batch_size]].to(device)
-            ll = em.step(batch)
-            total += ll * len(batch)
-            bar.set_postfix(ll=f"{ll:.3f}")
-        record = {"epoch": epoch + 1, "train_ll": total / len(x)}
-        if valid is not None:
-            record["valid_ll"] = evaluate(model, valid).mean
-        history.epochs.append(record)
-        if progress:
-            tqdm.write(_epoch_line(record), file=sys.stderr)
-        score = record.get("valid_ll", record["train_ll"])
-        if score > history.best_valid:
-            history.best_valid, history.best_epoch = score, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
-            stale = 0
-        else:
-            stale += 1
+    try:
+        for epoch in range(config.epochs):
+            order = torch.randperm(len(x), generator=gen)
+            bar = tqdm(range(0, len(x), config.batch_size),
+                       desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+                       disable=None if progress else True,  # None: on TTYs only
+                       file=sys.stderr, leave=False, dynamic_ncols=True)
+            total = 0.0
+            for start in bar:
+                rows = order[start: start + config.batch_size]
+                batch = x[rows].to(device)
+                ll = em.step(batch, target=None if units is None else units[rows].to(device))
+                total += ll * len(batch)
+                bar.set_postfix(ll=f"{ll:.3f}")
+            record = {"epoch": epoch + 1, "train_ll": total / len(x)}
+            if valid is not None:
+                record["valid_ll"] = evaluate(model, valid).mean
+            history.epochs.append(record)
+            score = record.get("valid_ll", record["train_ll"])
+            if score > history.best_valid:
+                history.best_valid, history.best_epoch = score, epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+                stale = 0
+            else:
+                stale += 1
+            if on_epoch is not None:
+                on_epoch(record)
+            if progress:  # last: an epoch shown is an epoch kept
+                tqdm.write(_epoch_line(record), file=sys.stderr)
             if valid is not None and stale >= config.patience:
                 break
+    except KeyboardInterrupt:
+        history.interrupted = True
     if best_state is not None:
         model.load_state_dict(best_state)
-    if valid is not None:
-        _polish(model, x, valid, config, history, progress)
+    if valid is not None and not history.interrupted:
+        _polish(model, train, valid, config, history, progress, on_epoch)
     return history
 
 
 def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
-                progress: bool = True) -> tuple[CompiledCircuit, list[History]]:
+                progress: bool = True, on_epoch: OnEpoch | None = None
+                ) -> tuple[CompiledCircuit, list[History]]:
     """`config.members` copies of `model`'s circuit, each trained by `fit`, mixed uniformly into
     one model (`pcc.ensemble`). Member 0 is `model` itself; member i is initialized and shuffled
-    with seed `config.seed + i`. With one member: `model`, trained."""
+    with seed `config.seed + i`. With one member: `model`, trained. `on_epoch` gets each record
+    with its "member" (from 1). After an interrupt, the members trained so far (the interrupted
+    one at its best epoch, if it finished one) are mixed, and its History says `interrupted`."""
     if config.members < 1:
         raise ValueError(f"members must be >= 1, got {config.members}")
     device = next(model.parameters()).device
@@ -134,36 +211,53 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
             dtype=model._param_dtype()).to(device)
         if progress and config.members > 1:
             tqdm.write(f"member {i + 1}/{config.members}", file=sys.stderr)
-        histories.append(fit(member, train, valid, replace(config, seed=config.seed + i),
-                             progress))
-        members.append(member)
-    if config.members == 1:
-        return model, histories
+        report = None if on_epoch is None else (
+            lambda record, number=i + 1: on_epoch({"member": number, **record}))
+        history = fit(member, train, valid, replace(config, seed=config.seed + i), progress,
+                      report)
+        histories.append(history)
+        if not history.interrupted or history.best_epoch > 0:
+            members.append(member)
+        if history.interrupted:
+            break
+    if len(members) <= 1:
+        return (members[0] if members else model), histories
     circuit = ensemble_circuit([replace(m.circuit, params=m.ir_params()) for m in members])
     merged = compile_circuit(circuit, backend=model.backend, dtype=model._param_dtype())
     merged.circuit = replace(circuit, params=())  # the values live in the parameters now
     return merged.to(device), histories
 
 
-def _polish(model: CompiledCircuit, x: torch.Tensor, valid, config: TrainConfig,
-            history: History, progress: bool) -> None:
+def _polish(model: CompiledCircuit, train, valid, config: TrainConfig, history: History,
+            progress: bool, on_epoch: OnEpoch | None) -> None:
     """Full-batch EM iterations while the validation likelihood improves (see module doc)."""
+    x, units = _split(train)
     device = next(model.parameters()).device
     em = EM(model, step_size=1.0, pseudocount=config.pseudocount)
     chunk = max(config.batch_size, 1000)
-    for i in range(config.polish):
-        best_state = copy.deepcopy(model.state_dict())
-        for start in range(0, len(x), chunk):
-            em.accumulate(x[start: start + chunk].to(device))
-        em.update()
-        record = {"epoch": f"polish {i + 1}", "valid_ll": evaluate(model, valid).mean}
-        history.epochs.append(record)
-        if progress:
-            tqdm.write(f"full-batch EM {i + 1}  valid {record['valid_ll']:.4f}", file=sys.stderr)
-        if record["valid_ll"] <= history.best_valid:
+    best_state = None
+    try:
+        for i in range(config.polish):
+            best_state = copy.deepcopy(model.state_dict())
+            for start in range(0, len(x), chunk):
+                em.accumulate(x[start: start + chunk].to(device),
+                              target=None if units is None else units[start: start + chunk].to(device))
+            em.update()
+            record = {"epoch": f"polish {i + 1}", "valid_ll": evaluate(model, valid).mean}
+            history.epochs.append(record)
+            if progress:
+                tqdm.write(f"full-batch EM {i + 1}  valid {record['valid_ll']:.4f}",
+                           file=sys.stderr)
+            if on_epoch is not None:
+                on_epoch(record)
+            if record["valid_ll"] <= history.best_valid:
+                model.load_state_dict(best_state)
+                return
+            history.best_valid = record["valid_ll"]
+    except KeyboardInterrupt:
+        history.interrupted = True
+        if best_state is not None:
             model.load_state_dict(best_state)
-            return
-        history.best_valid = record["valid_ll"]
 
 
 def _epoch_line(record: dict) -> str:

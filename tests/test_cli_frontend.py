@@ -106,11 +106,3 @@ def test_the_hand_written_examples_are_canonical(capsys, name):
     path = EXAMPLES / name
     assert run(capsys, "fmt", "--check", str(path)) == (0, "", "")
     assert to_text(load(path)) == path.read_text()
-
-
-@pytest.mark.parametrize("command", ["check", "fmt"])
-def test_help_shows_examples(capsys, command):
-    with pytest.raises(SystemExit) as info:
-        main([command, "--help"])
-    assert info.value.code == 0
-    assert "examples:" in capsys.readouterr().out

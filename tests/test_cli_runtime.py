@@ -4,8 +4,11 @@ import re
 
 import numpy as np
 import pytest
+import torch
 
+from pcc import checkpoint
 from pcc.cli.main import main
+from pcc.train import TrainConfig, fit
 
 CIRCUIT = """pc 1
 vars 4
@@ -32,10 +35,21 @@ def files(tmp_path):
     return paths
 
 
-def test_compile_explain(files, capsys):
+def test_compile_explain_sizes_every_op(files, capsys):
+    """By hand, per sample: 4 inputs of K=3 over 2 bernoulli variables (24 parameters; 8 slots x
+    3 units x 4 FLOPs; 4 x 3 float32 values written); one einsum group of the 2 partitions
+    3x3 -> 1 (2 x 9 weights; 2 x (9 products + 2 x 9 multiply-adds + 6 + 1 shift) FLOPs;
+    4 x 2 x (3 + 3 + 1) bytes); one mix of P=2 partitions into K=1 (2 weights, 4 x 2 FLOPs,
+    4 x 3 bytes)."""
     assert main(["compile", str(files["pc"]), "--explain"]) == 0
-    out = capsys.readouterr().out
-    assert "einsum" in out and "mix" in out and "FLOPs" in out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("plan: 4 variables, 1 leaf groups, 2 fused ops in 1 layers; arenas "
+                        "K=1: 4 rows, K=3: 5 rows")
+    rows = [line.split() for line in lines[3:6]]
+    assert rows[0][:3] == ["0", "leaf", "4"] and "8 slots" in lines[3]
+    assert rows[1][:6] == ["1", "einsum", "2", "3x3", "->", "1"] and rows[1][-3:] == ["18", "68", "56"]
+    assert rows[2][:5] == ["1", "mix", "1", "P=2,", "K=1"] and rows[2][-3:] == ["2", "8", "12"]
+    assert lines[-1] == "total: 44 parameters (24 in leaves), 172 FLOPs and 116 bytes per sample"
 
 
 def test_train_then_eval(files, tmp_path, capsys):
@@ -52,14 +66,29 @@ def test_train_then_eval(files, tmp_path, capsys):
 
 
 def test_continue_training_from_checkpoint(files, tmp_path):
+    """Continuing starts from the checkpoint's parameters (not fresh ones), keeps its circuit
+    (one member: no ensemble of ensembles), and trains exactly as `fit` does from them."""
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
-    args = ["--train", str(files["train"]), "--epochs", "1", "--quiet"]
-    assert main(["train", str(files["pc"]), *args, "-o", str(first)]) == 0
+    args = ["--train", str(files["train"]), "--epochs", "2", "--batch-size", "50", "--quiet",
+            "--seed", "3"]
+    assert main(["train", str(files["pc"]), *args, "--members", "2", "-o", str(first)]) == 0
     assert main(["train", str(first), *args, "-o", str(second)]) == 0
+    start, _ = checkpoint.load(first)
+    continued, meta = checkpoint.load(second)
+    assert continued.circuit == start.circuit and meta["train"]["members"] == 1
+    expected, _ = checkpoint.load(first)
+    rows = np.loadtxt(files["train"], delimiter=",")
+    fit(expected, rows, config=TrainConfig(epochs=2, batch_size=50, seed=3, members=1),
+        progress=False)
+    changed = False
+    for name, value in continued.state_dict().items():
+        assert torch.equal(value, expected.state_dict()[name]), name
+        changed |= not torch.equal(value, start.state_dict()[name])
+    assert changed  # and training did move the parameters
 
 
 @pytest.mark.parametrize("bad, message", [
-    ("0,1,1,0\n1,2,0,0\n", r"row 1, column 1: value 2 of variable 'x1'"),
+    ("0,1,1,0\n1,2,0,0\n", r"line 2, column 2: value 2 of variable 'x1'"),
     ("0,1,1\n", r"3 columns but the circuit has 4 variables"),
     ("0,1,a,0\n", r"'a' is not a number"),
 ])

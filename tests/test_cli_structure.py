@@ -1,4 +1,5 @@
-"""`pcc structure`: files it writes parse back to the generators' circuits; bad input is one line, exit 1."""
+"""`pcc structure`: files it writes parse back to the generators' circuits; bad input is one line
+and a non-zero exit (2 for a bad option, 1 for what the generators refuse)."""
 from __future__ import annotations
 
 import numpy as np
@@ -44,18 +45,26 @@ def test_output_replaces_an_existing_file(tmp_path):
     assert load(str(out)) == random_binary_trees(4)
 
 
-@pytest.mark.parametrize("argv,message", [
-    (["pd", "--height", "0", "--width", "3", "--delta", "1"], "height must be an integer >= 1"),
-    (["pd", "--height", "3", "--width", "3", "--delta", "1", "-k", "0"], "k must be an integer >= 1"),
-    (["pd", "--height", "3", "--width", "3", "--delta", "a,b"], "--delta wants numbers"),
-    (["pd", "--height", "3", "--width", "3", "--delta", "0.5"], "delta must be a number >= 1"),
-    (["rat", "--vars", "4", "--leaf", "gamma"], "unknown leaf family 'gamma'"),
-    (["rat", "--vars", "4", "--replicas", "0"], "replicas must be"),
-    (["hclt", "--data", "/nonexistent/x.data"], "/nonexistent/x.data: no such data file"),
-    (["rat", "--vars", "4", "-o", "/nonexistent/dir/x.pc"], "cannot write /nonexistent/dir/x.pc"),
+@pytest.mark.parametrize("argv,code,message", [
+    (["pd", "--height", "0", "--width", "3", "--delta", "1"], 2, "argument --height: must be at least 1"),
+    (["pd", "--height", "3", "--width", "3", "--delta", "1", "-k", "0"], 2, "argument -k: must be at least 1"),
+    (["pd", "--height", "3", "--width", "3", "--delta", "a,b"], 1, "--delta wants numbers"),
+    (["pd", "--height", "3", "--width", "3", "--delta", "0.5"], 1, "delta must be a number >= 1"),
+    (["rat", "--vars", "4", "--leaf", "gamma"], 1, "unknown leaf family 'gamma'"),
+    (["rat", "--vars", "4", "--replicas", "0"], 2, "argument --replicas: must be at least 1"),
+    (["hclt", "--data", "/nonexistent/x.data"], 1, "/nonexistent/x.data: no such data file"),
+    (["rat", "--vars", "4", "-o", "/nonexistent/dir/x.pc"], 2, "cannot write /nonexistent/dir/x.pc"),
+    (["rat", "--vars", "16", "-k", "1000000000"], 1, "too large to build: its input regions alone"),
+    (["pd", "--height", "100000", "--width", "100000", "--delta", "1"], 1, "too large to build"),
+    (["rat", "--vars", "2", "--replicas", "1", "-k", "50000"], 1,
+     "too large to build: 2,500,100,000 parameters"),
+    (["hclt", "--data", "{data}", "-k", "100000"], 1, "too large to build"),
+    (["hclt", "--data", "{data}", "--trees", "0"], 2, "argument --trees: must be at least 1"),
 ])
-def test_bad_arguments_give_one_line_and_exit_1(argv, message, capsys):
-    assert main(["structure", *argv]) == 1
+def test_bad_arguments_give_one_line(argv, code, message, capsys, tmp_path):
+    data = tmp_path / "d.data"
+    data.write_text("0,1,0\n1,1,0\n")
+    assert main(["structure", *(a.format(data=data) for a in argv)]) == code
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -66,4 +75,4 @@ def test_bad_data_names_file_row_and_column(tmp_path, capsys):
     path.write_text("0,1,0\n1,1,0\n0,7,1\n")
     assert main(["structure", "hclt", "--data", str(path), "--leaf", "bernoulli"]) == 1
     assert capsys.readouterr().err.strip() == (
-        f"{path}, row 2, column 1: value 7 is outside the support {{0..1}} of bernoulli")
+        f"{path}, row 3, column 2: value 7 is outside the support {{0..1}} of bernoulli")

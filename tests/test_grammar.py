@@ -194,7 +194,8 @@ def test_every_syntax_error_is_reported_once_per_statement():
             "root top\nparam a.p = [[0.5, 0.5], [0.5 0.5]]\ninput c {x0} k=2 @\n")
     assert syntax_errors(text) == [
         "4:13 expected ',', '}' or '..', found name 'x1'",
-        "7:1 expected a region name, found keyword 'root'",
+        "6:18 expected a region name, found the end of the line (line 7 starts a new 'root' "
+        "statement)",
         "8:31 expected ',' or ']', found number 0.5",
         "9:18 expected an option such as k=4, a leaf family or a new statement, found character '@'",
     ]
@@ -212,9 +213,24 @@ def test_syntax_errors_come_with_the_source_line_and_a_caret():
 def test_input_after_the_recovery_point_is_still_checked_for_syntax():
     text = "pc 1 vars 2 input a {x0} k=2 sum\n" + "input b {x1} k=2\n" * 3 + "sum s k=1 = a *\n"
     assert syntax_errors(text) == [
-        "2:1 expected a region name, found keyword 'input'",
+        "1:33 expected a region name, found the end of the line (line 2 starts a new 'input' "
+        "statement)",
         "5:16 expected a region name, found end of file",
     ]
+
+
+@pytest.mark.parametrize("text, error", [
+    (HEAD + "input b {x1} k=\ninput a {x0} k=3\n",
+     "4:16 expected a number, found the end of the line (line 5 starts a new 'input' statement)"),
+    (HEAD + "input b {x1} k=  # no value\n\n# next\nroot b\n",
+     "4:16 expected a number, found the end of the line (line 7 starts a new 'root' statement)"),
+    (HEAD + "sum s k=1 = a *\nparam a.p = 0.5\n",
+     "4:16 expected a region name, found the end of the line (line 5 starts a new 'param' "
+     "statement)"),
+])
+def test_a_value_missing_at_the_end_of_a_line_is_reported_there(text, error):
+    """Not at the next statement's keyword: the caret goes where the value should be."""
+    assert syntax_errors(text) == [error]
 
 
 def test_reports_the_whole_file_error_when_no_chunk_fails_alone():

@@ -218,9 +218,13 @@ def test_cli_export_formats_and_refusals(tmp_path, capsys):
     again = load_circuit(tmp_path / "out.psdd")
     assert_same_circuit(again, import_text(PSDD, "psdd"))
     capsys.readouterr()
-    assert main(["export", "ir_examples/mixture2.pc", "-o", str(tmp_path / "m.jpc")]) == 1
+    assert main(["export", "ir_examples/mixture2.pc", "-o", str(tmp_path / "m.jpc")]) == 0
+    assert main(["export", "ir_examples/mixture2.pc", "-o", str(tmp_path / "m.psdd")]) == 1
     err = capsys.readouterr().err
-    assert "K=2" in err and "Traceback" not in err
+    assert "region 'components' has K=2" in err and "Traceback" not in err
+    assert main(["export", "ir_examples/mixture2.pc", "-o", str(tmp_path / "m.jpc"),
+                 "--root-unit", "1"]) == 1
+    assert "--root-unit 1 is out of range" in capsys.readouterr().err
 
 
 def test_compile_accepts_imported_formats(capsys):

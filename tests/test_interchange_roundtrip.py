@@ -8,7 +8,7 @@ import torch
 
 from interchange_helpers import (all_states, assert_same_circuit, compiled, example_text,
                                  import_text, log_likelihoods)
-from pcc.frontend import load, parse, to_text
+from pcc.frontend import parse, to_text
 from pcc.interchange.export import ExportError, export_text
 from pcc.ir import Family, Input, Param, Sum
 
@@ -71,12 +71,6 @@ def test_export_of_a_trained_model_uses_its_parameters():
     states = all_states([2, 3, 3, 2])
     with torch.no_grad():
         assert torch.allclose(model(states), log_likelihoods(again, states), atol=1e-6)
-
-
-def test_k_above_1_is_refused_with_the_region_named():
-    circuit = load("ir_examples/mixture2.pc")
-    with pytest.raises(ExportError, match="region 'components' has K=2"):
-        export_text(circuit, "jpc")
 
 
 def test_psdd_refusals_say_why():

@@ -31,8 +31,24 @@ def test_wrong_shape_names_both_shapes(model):
 def test_out_of_support_names_row_and_column(model):
     x = torch.zeros(3, 4)
     x[2, 1] = 2
-    with pytest.raises(DataError, match=r"row 2, column 1.*'x1'"):
+    with pytest.raises(DataError, match=r"^row 3, column 2: .*'x1'"):  # counted from 1
         model(x)
+
+
+@pytest.mark.parametrize("source", ["ir_examples/rat16.pc", "ir_examples/categorical_named.pc",
+                                    "ir_examples/gmm.pc", "ir_examples/mixture2.pc"])
+@pytest.mark.parametrize("backend", ["torch", "naive"])
+def test_an_empty_batch_gives_an_empty_result(source, backend):
+    from pcc.queries import conditional, marginal, mpe
+    model = pcc.compile(source, backend=backend)
+    x = torch.zeros(0, model.num_vars, requires_grad=True)
+    out = model(x)
+    assert out.shape == ((0,) if model.root_k == 1 else (0, model.root_k))
+    out.sum().backward()  # a graph like any other, with nothing to add up
+    states, log_prob = mpe(model, x.detach(), root_unit=0 if model.root_k > 1 else None)
+    assert states.shape == (0, model.num_vars) and log_prob.shape == (0,)
+    assert marginal(model, x.detach()).shape[0] == 0
+    assert conditional(model, torch.zeros(model.num_vars, dtype=torch.bool), x.detach()).shape[0] == 0
 
 
 def test_integer_data_with_marginalize_mask(model):

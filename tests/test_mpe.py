@@ -43,12 +43,19 @@ def brute_force_max(joint: torch.Tensor, states: torch.Tensor, evidence: torch.T
     return torch.where(agree.all(-1), joint.unsqueeze(0), -math.inf).amax(1)
 
 
+def naive(circuit) -> CompiledCircuit:
+    """The circuit evaluated node by node (no kernel), in float64, for brute force."""
+    return pcc.compile(circuit, backend="naive", dtype=torch.float64)
+
+
 @pytest.mark.parametrize("seed", selective_seeds(10, num_vars=6))
 def test_mpe_is_exact_on_selective_circuits(seed):
+    """Against brute force over the joint of the naive backend, which shares no kernel with the
+    max-product passes or the likelihood of the torch backend."""
     c = selective_circuit(seed, num_vars=6)
     model = compiled(c)
     states = all_states(c, families_of(c))
-    joint = model(states)
+    joint = naive(c)(states)
     evidence = random_evidence(states, 16, seed)
     found, log_prob = mpe(model, evidence)
     best = brute_force_max(joint, states, evidence)
@@ -89,7 +96,7 @@ def test_mpe_on_non_selective_circuits_is_bounded_by_brute_force(seed):
     assert (log_prob >= root_max - 1e-9).all()
 
 
-def test_mpe_handles_impossible_evidence_and_matches_the_naive_backend():
+def test_mpe_handles_impossible_evidence_and_finds_the_hand_computed_state():
     text = """pc 1
 vars 3
 leaf bernoulli
@@ -104,12 +111,17 @@ param top.weights = [[[0.1, 0.2], [0.3, 0.4]]]
     nan = math.nan
     evidence = torch.tensor([[nan, 0.0, nan],   # x1 = 0 is impossible
                              [nan, nan, nan], [0.0, nan, 0.0]])
-    for backend in ("torch", "naive"):
-        model = pcc.compile(text, backend=backend).double()
+    for backend in ("torch", "naive"):  # the states' probabilities: by the kernels, node by node
+        model = pcc.compile(text, backend=backend, dtype=torch.float64)
         found, log_prob = mpe(model, evidence)
         assert log_prob[0] == -math.inf and torch.isfinite(log_prob[1:]).all()
         assert not torch.isnan(found).any() and found[0, 1] == 0
-        assert found[1].tolist() == [1.0, 1.0, 1.0]  # p = 0.3 * 0.3 + 0.4 * 0.9, the max
+        # no evidence: the max over the 8 states is p(1, 1, 1) = 0.3 * 0.3 + 0.4 * 0.9
+        assert found[1].tolist() == [1.0, 1.0, 1.0]
+        assert math.isclose(log_prob[1].item(), math.log(0.45), abs_tol=1e-12)
+        # x0 = x2 = 0: unit a0 (x1 = 1), then b: 0.1 * 0.7 + 0.2 * 0.1 = 0.09
+        assert found[2].tolist() == [0.0, 1.0, 0.0]
+        assert math.isclose(log_prob[2].item(), math.log(0.09), abs_tol=1e-12)
 
 
 def test_mpe_with_the_triton_kernels_equals_the_torch_kernels():

@@ -100,13 +100,27 @@ def test_plan_rows_point_at_children(circuit):
         written.setdefault(k, set()).update(block)
 
 
-def test_pd_children_are_read_as_views_where_contiguous():
-    """RAT trees are consumed once each: the planner lays children out so reads need no gather."""
-    c = random_binary_trees(16, depth=3, replicas=4, k=3)
-    graph = to_graph(c)
-    plan = make_plan(graph, group_by_shape(graph, layerize(graph)), c.root, c.vars)
-    einsums = [op for op in plan.ops if isinstance(op, EinsumOp)]
-    assert sum(isinstance(r, int) for op in einsums for r in op.child_rows) >= len(einsums)
+def einsum_child_rows(circuit) -> list:
+    """Every child slot's rows of every einsum op of the circuit's plan: an int start row (a view
+    of contiguous rows) or an index array (a gather)."""
+    graph = to_graph(circuit)
+    plan = make_plan(graph, group_by_shape(graph, layerize(graph)), circuit.root, circuit.vars)
+    return [rows for op in plan.ops if isinstance(op, EinsumOp) for rows in op.child_rows]
+
+
+@pytest.mark.parametrize("circuit", CIRCUITS + [poon_domingos(8, 8, [4, 2], k=3)])
+def test_a_contiguous_run_of_rows_is_read_as_a_view(circuit):
+    """No op gathers rows that form one ascending block: those are read as views."""
+    for rows in einsum_child_rows(circuit):
+        assert isinstance(rows, int) or not (len(rows) and (np.diff(rows) == 1).all()), rows
+
+
+@pytest.mark.parametrize("num_vars, depth, replicas", [(16, 3, 4), (50, 4, 7), (9, 3, 3)])
+def test_rat_children_are_all_read_as_views(num_vars, depth, replicas):
+    """RAT trees consume each region once: the planner lays out every group's members top-down
+    so that every child slot of every einsum is one contiguous block, read without a gather."""
+    rows = einsum_child_rows(random_binary_trees(num_vars, depth=depth, replicas=replicas, k=3))
+    assert rows and all(isinstance(r, int) for r in rows), rows
 
 
 def test_bucket_pads_less_than_twice():

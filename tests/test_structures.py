@@ -378,7 +378,7 @@ def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col):
 def test_hclt_bad_data():
     with pytest.raises(DataError, match="missing.data: no such data file"):
         hidden_chow_liu_tree("/nonexistent/missing.data")
-    with pytest.raises(DataError, match="row 1, column 0"):
+    with pytest.raises(DataError, match="row 2, column 1"):  # counted from 1
         hidden_chow_liu_tree(np.array([[0.0, 1.0], [np.nan, 0.0]]))
     with pytest.raises(DataError, match="2-D"):
         hidden_chow_liu_tree(np.array([0, 1]))

@@ -1,42 +1,71 @@
-"""Helpers the CLI commands share: loading a model from a .pc file or a checkpoint, data, and
-argument types."""
+"""What the commands that use a model share: loading it (a checkpoint or a .pc circuit) on a
+device, and reading data rows for it (columns matched to its variables, labels split off)."""
 from __future__ import annotations
 
-import argparse
+from dataclasses import dataclass
 
 import numpy as np
-import torch
+
+from ..errors import PcError
 
 
-def load_model(path: str, seed: int = 0, backend: str = "auto"):
-    """A checkpoint (.pt) or a .pc circuit compiled with fresh parameters."""
+def load_model(path: str, seed: int = 0, backend: str = "auto", device: str = "cpu"):
+    """A checkpoint (.pt) or a .pc circuit compiled with fresh parameters, on `device`."""
     from .. import checkpoint
     from ..compiler import compile as compile_circuit
     if is_checkpoint(path):
-        return checkpoint.load(path, backend=backend)[0]
-    return compile_circuit(path, backend=backend, seed=seed)
+        model = checkpoint.load(path, backend=backend)[0]
+    else:
+        model = compile_circuit(path, backend=backend, seed=seed)
+    return model.to(device)
 
 
 def is_checkpoint(path: str) -> bool:
     """Whether `path` names a checkpoint (by its extension) rather than a circuit file."""
-    return path.endswith((".pt", ".pth", ".ckpt"))
+    from ..checkpoint import is_checkpoint_path
+    return is_checkpoint_path(path)
 
 
-def load_rows(path: str, model) -> np.ndarray:
-    """Rows of a data file, checked against the model's variables and leaf supports."""
-    from ..data import check_support, load_data
-    data = load_data(path, num_vars=model.num_vars)
-    check_support(torch.from_numpy(data), model.var_max.cpu(), model.var_discrete.cpu(),
-                  model.plan.var_names, path=path)
-    return data
+@dataclass(frozen=True)
+class Rows:
+    """Data for a model: x [N, V] float64 in its variables' order (NaN = missing); labels [N]
+    int64 (root units) when a label column was given."""
+
+    x: np.ndarray
+    labels: np.ndarray | None = None
 
 
-def positive_int(text: str) -> int:
-    """An argparse type: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got '{text}'") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def load_rows(path: str, model, label: "str | int | None" = None) -> Rows:
+    """The rows of a data file for `model`: columns matched to its variables by the header's
+    names (or by position), values checked against the leaf supports, labels against the root."""
+    import torch
+    from ..data import check_support, read_table, select_columns
+    if label is not None and model.root_k == 1:
+        raise PcError("--label-column needs a circuit whose root has one unit per class (K > 1), "
+                      "e.g. from `pcc structure ... --classes C`; this one has 1")
+    table, labels = select_columns(read_table(path), model.plan.var_names, label)
+    if len(table.values) == 0:
+        raise table.error("has no rows")
+    check_support(torch.from_numpy(table.values), model.var_max.cpu(), model.var_discrete.cpu(),
+                  model.plan.var_names, path=path, lines=table.lines)
+    if labels is not None:
+        labels = _check_labels(table, labels, model.root_k)
+    return Rows(table.values, labels)
+
+
+def _check_labels(table, labels: np.ndarray, units: int) -> np.ndarray:
+    """Labels as root units 0..units-1, or a DataError naming the first bad one."""
+    bad = ~(np.isfinite(labels) & (labels >= 0) & (labels < units) & (labels == np.round(labels)))
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise table.error(f"label {labels[row]:g} is not a class of the model (its root has "
+                          f"{units} units: 0..{units - 1})", row=row)
+    return labels.astype(np.int64)
+
+
+def check_root_unit(model, unit: int | None) -> None:
+    """A PcError unless `unit` (from --root-unit) is None or one of the root's units."""
+    k = model.root_k
+    if unit is not None and not 0 <= unit < k:
+        raise PcError(f"--root-unit must be in 0..{k - 1} (the root has {k} unit"
+                      f"{'s' if k > 1 else ''}), got {unit}")

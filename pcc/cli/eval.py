@@ -1,28 +1,60 @@
-"""`pcc eval model.pt --data D`: mean test log-likelihood of a trained model."""
+"""`pcc eval MODEL --data D`: mean log-likelihood of a model on a data set, with its standard error.
+
+For a circuit whose root has K > 1 units (e.g. one density per class), every unit's density is
+scored (or the one --root-unit names); with --label-column, each row by its own class's unit,
+log p(x | y).
+"""
 from __future__ import annotations
 
 import argparse
 
-EXAMPLES = """examples:
+from ..errors import PcError
+from .options import add_device, column, non_negative_int, positive_int
+
+HELP = "mean log-likelihood of a model on a data set"
+EXAMPLES = """examples (nltcs.pt and by_x0.pt: see `pcc train --help`):
   pcc eval nltcs.pt --data data/nltcs/nltcs.test.data
+  pcc eval by_x0.pt --data data/nltcs/nltcs.test.data --label-column 1   # log p(x | class x0)
+
+Output: `mean log-likelihood: <mean> ± <standard error> (<N> rows)`, one line per root unit
+(`... of root unit U: ...`) when the root has several.
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="mean log-likelihood of a model on a data set",
-                       description=__doc__, epilog=EXAMPLES,
+    p = sub.add_parser("eval", help=HELP, description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", help="a checkpoint (.pt) or a .pc circuit")
-    p.add_argument("--data", required=True, help="data (debd text, CSV, or .npy); NaN/? = missing")
-    p.add_argument("--batch-size", type=int, default=1000)
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="data (debd text, CSV, or .npy); NaN or ? = missing")
+    p.add_argument("--batch-size", type=positive_int, default=1000,
+                   help="rows evaluated at once (default 1000)")
+    p.add_argument("--root-unit", type=non_negative_int, metavar="U",
+                   help="score only this unit of a root with K > 1 units")
+    p.add_argument("--label-column", type=column, metavar="NAME|N",
+                   help="the data column holding each row's class (its root unit), by header "
+                        "name or position from 1: score log p(x | class)")
+    add_device(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
-    from ..train import evaluate
-    from .common import load_model, load_rows
-    model = load_model(args.model).to(args.device)
-    score = evaluate(model, load_rows(args.data, model), args.batch_size)
-    print(f"mean log-likelihood: {score}")
+    from ..train import Labeled, evaluate, evaluate_units
+    from .common import check_root_unit, load_model, load_rows
+    if args.root_unit is not None and args.label_column is not None:
+        raise PcError("give --root-unit or --label-column, not both")
+    model = load_model(args.model, device=args.device)
+    check_root_unit(model, args.root_unit)
+    rows = load_rows(args.data, model, args.label_column)
+    if rows.labels is not None:
+        score = evaluate(model, Labeled(rows.x, rows.labels), args.batch_size)
+        print(f"mean log-likelihood given the label: {score}")
+        return 0
+    scores = evaluate_units(model, rows.x, args.batch_size)
+    if len(scores) == 1:
+        print(f"mean log-likelihood: {scores[0]}")
+        return 0
+    for unit, score in enumerate(scores):
+        if args.root_unit in (None, unit):
+            print(f"mean log-likelihood of root unit {unit}: {score}")
     return 0

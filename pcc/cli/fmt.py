@@ -8,11 +8,12 @@ from ..errors import PcError
 from ..files import write_text
 from ..frontend import check_source, error_for, read_source, to_text
 
+HELP = "print .pc files in canonical form (or check, or rewrite them)"
 EXAMPLES = """\
 examples:
-  pcc fmt model.pc                  # print the canonical text to stdout
-  pcc fmt --check ir_examples/*.pc  # exit 1 (and name them) if any file is not canonical
-  pcc fmt -i model.pc               # rewrite the file in place (atomically)
+  pcc fmt ir_examples/gmm.pc        # print the canonical text to stdout
+  pcc fmt --check ir_examples/gmm.pc ir_examples/mixture2.pc   # exit 1 (naming it) if a file is not canonical
+  pcc fmt -i nltcs.pc               # rewrite the file in place (atomically)
 
 The canonical form: `pc`, `vars`, `leaf`; a blank line; the regions in file order; `root`;
 then the params. Comments stay above the statement they preceded. Only valid files are
@@ -21,7 +22,7 @@ formatted: run `pcc check` to see what is wrong with one that is not."""
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "fmt", help="print .pc files in canonical form (or check, or rewrite them)",
+        "fmt", help=HELP,
         description="Print a .pc file in canonical form.", epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("files", nargs="+", metavar="FILE", help=".pc files")

@@ -11,24 +11,28 @@ import argparse
 import sys
 import warnings
 
-EXAMPLES = """examples:
-  pcc import model.psdd -o model.pc
-  pcc import circuit.jpc -o circuit.pc && pcc compile circuit.pc --explain
-  pcc import rg.json -k 10 --leaf 'categorical(n=4)' -o rg.pc
-  pcc import spn.txt --format spflow -o spn.pc
+from .options import output_or_stdout, positive_int
+
+HELP = "read a PSDD, Juice, SPFlow or cirkit file as a .pc file"
+EXAMPLES = """examples (the files are in ir_examples/interchange/):
+  pcc import ir_examples/interchange/little.psdd -o little.pc
+  pcc import ir_examples/interchange/little.jpc -o little_jpc.pc
+  pcc import ir_examples/interchange/little_rg.json -k 10 --leaf 'categorical(n=4)' -o rg.pc
+  pcc import ir_examples/interchange/little.spflow --format spflow -o little_spflow.pc
 """
 
 
 def register(sub) -> None:
     from ..interchange import FORMATS
-    p = sub.add_parser("import", help="read a PSDD, Juice, SPFlow or cirkit file as a .pc file",
+    p = sub.add_parser("import", help=HELP,
                        description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="the circuit file")
-    p.add_argument("-o", "--output", default="-", help=".pc file to write (default: stdout)")
+    p.add_argument("-o", "--output", type=output_or_stdout, default="-",
+                   help=".pc file to write (default: - for stdout)")
     p.add_argument("--format", choices=FORMATS, help="the file's format (default: from its "
                    "extension, else its first line)")
-    p.add_argument("-k", type=int, metavar="K", help="units per region for structure-only formats "
+    p.add_argument("-k", type=positive_int, metavar="K", help="units per region for structure-only formats "
                    "(cirkit; default 10)")
     p.add_argument("--leaf", metavar="FAMILY", help="leaf family for structure-only formats "
                    "(default bernoulli)")
@@ -40,7 +44,7 @@ def run(args) -> int:
     from ..interchange import load_circuit
     from ..region_graph import counts
     from ..structures import parse_family
-    from .export import write_text
+    from ..files import write_text
     leaf = parse_family(args.leaf) if args.leaf else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

@@ -1,5 +1,6 @@
 """`pcc mpe MODEL --data D [-o FILE]`: complete every missing cell (NaN or ?) of a data file with
-the max-product (MPE) state, and print the mean log-probability of the completed rows.
+the max-product (MPE) state; print the completed rows (or write them with -o), and the mean
+log-probability of the completed rows on stderr.
 
 The completion is the exact most probable state for selective (deterministic) circuits and the
 usual max-product approximation otherwise; the log-probabilities printed are exact.
@@ -7,38 +8,40 @@ usual max-product approximation otherwise; the log-probabilities printed are exa
 from __future__ import annotations
 
 import argparse
+import sys
 
-import numpy as np
-import torch
-
-from ..errors import PcError
+from .options import output_file, positive_int
 from .query_common import add_model_options
 
-EXAMPLES = """examples:
-  pcc mpe nltcs.pt --data with_missing.data -o completed.data
-  pcc mpe digits.pt --data digits_masked.npy -o digits_completed.npy
+HELP = "complete missing values with the most probable state"
+EXAMPLES = """examples (nltcs.pt: see `pcc train --help`):
+  pcc mpe nltcs.pt --data data/nltcs/nltcs.missing.data                  # print the completed rows
+  pcc mpe nltcs.pt --data data/nltcs/nltcs.missing.data -o completed.npy
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("mpe", help="complete missing values with the most probable state",
-                       description=__doc__, epilog=EXAMPLES,
+    p = sub.add_parser("mpe", help=HELP, description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_options(p)
-    p.add_argument("--data", required=True, help="rows to complete (debd text, CSV or .npy)")
-    p.add_argument("-o", "--output", help="write the completed rows: .npy, or CSV text")
-    p.add_argument("--batch-size", type=int, default=1000)
+    p.add_argument("--data", required=True, metavar="FILE",
+                   help="rows to complete (debd text, CSV or .npy; NaN or ? = missing)")
+    p.add_argument("-o", "--output", type=output_file,
+                   help="write the completed rows: .npy, or CSV text (default: print them)")
+    p.add_argument("--batch-size", type=positive_int, default=1000,
+                   help="rows per upward and downward pass (default 1000)")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import numpy as np
+    import torch
+
     from ..queries import mpe
     from .common import load_rows
     from .query_common import load_query_model, write_rows
-    if args.batch_size < 1:
-        raise PcError(f"--batch-size must be at least 1, got {args.batch_size}")
     model = load_query_model(args)
-    rows = load_rows(args.data, model)
+    rows = load_rows(args.data, model).x
     states, log_probs = [], []
     for start in range(0, len(rows), args.batch_size):
         batch = torch.from_numpy(rows[start: start + args.batch_size])
@@ -47,10 +50,10 @@ def run(args) -> int:
         log_probs.append(lp.double().cpu())
     completed = torch.cat(states).numpy()
     log_prob = torch.cat(log_probs)
+    write_rows(args.output or "-", completed)
     if args.output:
-        write_rows(args.output, completed)
-        print(f"wrote {args.output}")
+        print(f"wrote {args.output}", file=sys.stderr)
     missing = int(np.isnan(rows).sum())
     print(f"completed {missing} missing values in {len(rows)} rows; mean log-probability of the "
-          f"completed rows: {float(log_prob.mean()):.4f}")
+          f"completed rows: {float(log_prob.mean()):.4f}", file=sys.stderr)
     return 0

@@ -2,22 +2,28 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
+from ..errors import StructureError
 from ..files import write_text
 from ..ir import Circuit
-from ..region_graph import counts, parameter_count
+from ..region_graph import counts
+from ..sizes import MAX_ELEMENTS, check_circuit_size
 from ..structures import (defaults, hidden_chow_liu_tree, parse_family, poon_domingos,
                           random_binary_trees)
-from ..structures.arguments import StructureError
+from .options import non_negative_float, non_negative_int, output_or_stdout, positive_int
 
+HELP = "generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree) as a .pc file"
 _FORMAT = argparse.RawDescriptionHelpFormatter
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "structure", help="generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree) as a .pc file",
-        description="Generate a region graph and write it as a .pc file.", formatter_class=_FORMAT,
+        "structure", help=HELP,
+        description="Generate a region graph and write it as a .pc file. A structure with more\n"
+                    "than 2^31 parameters is refused: it could not be built.",
+        formatter_class=_FORMAT,
         epilog="examples:\n"
                "  pcc structure pd --height 28 --width 28 --delta 7 -k 10 -o pd.pc\n"
                "  pcc structure rat --vars 16 --depth 4 --replicas 10 -o rat.pc\n"
@@ -37,12 +43,12 @@ def register(subparsers) -> None:
                "  pcc structure pd --height 28 --width 28 --delta 7,1 -o pd28_pixels.pc    # single-pixel leaves\n"
                "  pcc structure pd --height 32 --width 32 --delta 32 --delta-w 8 --channels 3 \\\n"
                "      --leaf normal -o svhn.pc                                            # vertical strips")
-    pd.add_argument("--height", type=int, required=True, metavar="H", help="image height in pixels")
-    pd.add_argument("--width", type=int, required=True, metavar="W", help="image width in pixels")
+    pd.add_argument("--height", type=positive_int, required=True, metavar="H", help="image height in pixels")
+    pd.add_argument("--width", type=positive_int, required=True, metavar="W", help="image width in pixels")
     pd.add_argument("--delta", required=True, metavar="D[,D...]",
                     help="split steps along the height, coarsest first (numbers >= 1, comma-separated)")
     pd.add_argument("--delta-w", metavar="D[,D...]", help="split steps along the width (default: --delta)")
-    pd.add_argument("--channels", type=int, default=1, metavar="C", help="values per pixel (default 1)")
+    pd.add_argument("--channels", type=positive_int, default=1, metavar="C", help="values per pixel (default 1)")
     _common_options(pd, leaf_default=str(defaults.LEAF))
     pd.set_defaults(run=_run_pd)
 
@@ -53,13 +59,14 @@ def register(subparsers) -> None:
                     "per replica). The depth is capped at floor(log2 N).",
         epilog="examples:\n"
                "  pcc structure rat --vars 16 -o rat16.pc\n"
-               "  pcc structure rat --vars 784 --depth 3 --replicas 20 -k 10 --leaf 'binomial(n=255)' -o rat.pc")
-    rat.add_argument("--vars", type=int, required=True, metavar="N", help="number of variables")
-    rat.add_argument("--depth", type=int, metavar="D",
+               "  pcc structure rat --vars 784 --depth 3 --replicas 20 -k 10 --leaf 'binomial(n=255)' -o rat.pc\n"
+               "  pcc structure rat --vars 15 --classes 2 -o by_x0.pc     # one density per class")
+    rat.add_argument("--vars", type=positive_int, required=True, metavar="N", help="number of variables")
+    rat.add_argument("--depth", type=positive_int, metavar="D",
                      help=f"split levels per tree (default {defaults.RAT_MAX_DEPTH}, capped at floor(log2 N))")
-    rat.add_argument("--replicas", type=int, default=defaults.RAT_REPLICAS, metavar="R",
+    rat.add_argument("--replicas", type=positive_int, default=defaults.RAT_REPLICAS, metavar="R",
                      help=f"number of random trees (default {defaults.RAT_REPLICAS})")
-    rat.add_argument("--seed", type=int, default=defaults.RAT_SEED, metavar="S",
+    rat.add_argument("--seed", type=non_negative_int, default=defaults.RAT_SEED, metavar="S",
                      help=f"random seed (default {defaults.RAT_SEED})")
     _common_options(rat, leaf_default=str(defaults.LEAF))
     rat.set_defaults(run=_run_rat)
@@ -76,11 +83,11 @@ def register(subparsers) -> None:
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 4 -o nltcs4.pc\n"
                "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
-    hclt.add_argument("--trees", type=int, default=1, metavar="M",
+    hclt.add_argument("--trees", type=positive_int, default=1, metavar="M",
                       help="number of trees mixed at the root (default 1)")
-    hclt.add_argument("--smoothing", type=float, default=defaults.HCLT_SMOOTHING, metavar="A",
+    hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
-    hclt.add_argument("--seed", type=int, default=0, metavar="S",
+    hclt.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
                       help="seed of the bootstrap resamples of trees 1.. (default 0)")
     _common_options(hclt, leaf_default=None, k_default=defaults.HCLT_K)
     hclt.set_defaults(run=_run_hclt)
@@ -88,33 +95,47 @@ def register(subparsers) -> None:
 
 def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None,
                     k_default: int = defaults.K) -> None:
-    parser.add_argument("-k", type=int, default=k_default, metavar="K",
-                        help=f"units per region; the root gets 1 (default {k_default})")
+    parser.add_argument("-k", type=positive_int, default=k_default, metavar="K",
+                        help=f"units per region; the root gets --classes (default {k_default})")
+    parser.add_argument("--classes", type=positive_int, default=1, metavar="C",
+                        help="units of the root: 1 for one density (default), C for one density per "
+                             "class (train it with `pcc train --label-column`)")
     parser.add_argument("--leaf", default=leaf_default, metavar="FAMILY",
                         help="leaf family, as in .pc files: bernoulli, categorical(n=4), binomial(n=255), "
                              f"normal (default {leaf_default or 'bernoulli for 0/1 data, else categorical'})")
-    parser.add_argument("-o", "--output", default="-", metavar="FILE.pc",
+    parser.add_argument("-o", "--output", type=output_or_stdout, default="-", metavar="FILE.pc",
                         help="output file, written atomically; - for stdout (default)")
 
 
 def _run_pd(args) -> int:
+    _check_leaves(args.height * args.width * args.channels, args.k)
     circuit = poon_domingos(args.height, args.width, _deltas(args.delta, "--delta"),
                             deltas_w=None if args.delta_w is None else _deltas(args.delta_w, "--delta-w"),
                             channels=args.channels, k=args.k, leaf=parse_family(args.leaf))
-    return _write(circuit, args.output)
+    return _write(circuit, args)
 
 
 def _run_rat(args) -> int:
+    _check_leaves(args.vars * args.replicas, args.k)
     circuit = random_binary_trees(args.vars, args.depth, args.replicas, k=args.k, leaf=parse_family(args.leaf),
                                   seed=args.seed)
-    return _write(circuit, args.output)
+    return _write(circuit, args)
 
 
 def _run_hclt(args) -> int:
     leaf = None if args.leaf is None else parse_family(args.leaf)
     circuit = hidden_chow_liu_tree(args.data, k=args.k, leaf=leaf, trees=args.trees,
                                    smoothing=args.smoothing, seed=args.seed)
-    return _write(circuit, args.output)
+    return _write(circuit, args)
+
+
+def _check_leaves(slots: int, k: int) -> None:
+    """Refuse before building: every (region, variable) slot of the inputs holds K parameters or
+    more, so slots * K > 2^31 is too large whatever else the structure has."""
+    if slots * k > MAX_ELEMENTS:
+        raise StructureError(f"too large to build: its input regions alone would hold at least "
+                             f"{slots * k:,} parameters (at most 2^31 = {MAX_ELEMENTS:,}); use "
+                             "smaller -k or fewer variables or replicas")
 
 
 def _deltas(text: str, option: str) -> list[float]:
@@ -124,10 +145,15 @@ def _deltas(text: str, option: str) -> list[float]:
         raise StructureError(f"{option} wants numbers separated by commas, got {text!r}") from None
 
 
-def _write(circuit: Circuit, output: str) -> int:
-    """Print `circuit` as .pc text to stdout, or replace `output` with it in one step."""
+def _write(circuit: Circuit, args) -> int:
+    """Print `circuit` (its root given --classes units) as .pc text to stdout, or replace
+    --output with it in one step; a circuit too large to build is refused first."""
     from ..frontend import to_text
 
+    output = args.output
+    if args.classes > 1:
+        circuit = _with_root_units(circuit, args.classes)
+    parameters = check_circuit_size(circuit, None if output == "-" else output)
     text = to_text(circuit)
     if output == "-":
         sys.stdout.write(text)
@@ -135,5 +161,12 @@ def _write(circuit: Circuit, output: str) -> int:
     write_text(output, text)
     n = counts(circuit)
     print(f"wrote {output}: {n['regions']} regions ({n['inputs']} inputs, {n['sums']} sums, "
-          f"{n['partitions']} partitions), {parameter_count(circuit):,} parameters", file=sys.stderr)
+          f"{n['partitions']} partitions), {parameters:,} parameters", file=sys.stderr)
     return 0
+
+
+def _with_root_units(circuit: Circuit, units: int) -> Circuit:
+    """`circuit` with `units` units in its root region (one density per class)."""
+    regions = tuple(dataclasses.replace(r, k=units) if r.name == circuit.root else r
+                    for r in circuit.regions)
+    return dataclasses.replace(circuit, regions=regions)

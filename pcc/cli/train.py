@@ -6,74 +6,121 @@ validation log-likelihood decides early stopping; then a few full-batch EM itera
 best epoch's model while validation improves, and the result is saved. With --members N, N
 copies are trained so (the first from FILE, the others initialized with seeds seed+1..) and saved
 as one circuit that mixes them uniformly: an ensemble, which over-fits less than one big model.
+A circuit whose root has one unit per class trains class-conditionally with --label-column.
+
+Ctrl-C (or SIGTERM) stops training: the best model so far is saved to -o and the command exits
+with status 130. The output files are checked before training starts.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..train import TrainConfig
-from .common import is_checkpoint, positive_int
+from .options import (add_device, column, metrics_file, non_negative_float, non_negative_int,
+                      output_file, plot_file, positive_int, probability)
 
-D = TrainConfig()
-EXAMPLES = f"""examples:
+HELP = "train a circuit by EM on a data set"
+EXAMPLES = """examples (a minute or two each on one core; nltcs.pt and by_x0.pt feed the examples
+of `pcc eval`, `info`, `sample`, `mpe` and `inpaint`):
   pcc structure rat --vars 16 -o nltcs.pc
-  pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data \\
-            --test data/nltcs/nltcs.test.data -o nltcs.pt
+  pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --test data/nltcs/nltcs.test.data -o nltcs.pt
+  pcc train nltcs.pt --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --epochs 10 -o nltcs_more.pt   # continue
+  pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --members 1 --log curve.csv --plot curve.png -o one.pt
+  pcc structure rat --vars 15 --classes 2 -o by_x0.pc          # one density of x1..x15 per value of x0
+  pcc train by_x0.pc --label-column 1 --members 1 --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data -o by_x0.pt
 
-defaults: --epochs {D.epochs} --batch-size {D.batch_size} --em-step {D.step_size} \
---pseudocount {D.pseudocount} --patience {D.patience} --polish {D.polish} \
---members {D.members} (1 when FILE is a checkpoint)
+defaults: {defaults} (--members 1 when FILE is a checkpoint)
 """
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a circuit by EM on a data set",
-                       description=__doc__, epilog=EXAMPLES,
+    from ..train import TrainConfig
+    d = TrainConfig()
+    defaults = (f"--epochs {d.epochs} --batch-size {d.batch_size} --em-step {d.step_size} "
+                f"--pseudocount {d.pseudocount} --patience {d.patience} --polish {d.polish} "
+                f"--members {d.members}")
+    p = sub.add_parser("train", help=HELP, description=__doc__,
+                       epilog=EXAMPLES.format(defaults=defaults),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="a .pc circuit or a checkpoint (.pt) to continue")
-    p.add_argument("--train", required=True, help="training data (debd text, CSV, or .npy)")
-    p.add_argument("--valid", help="validation data (early stopping)")
-    p.add_argument("--test", help="test data (reported at the end)")
-    p.add_argument("-o", "--output", required=True, help="checkpoint to write")
-    p.add_argument("--epochs", type=positive_int, default=D.epochs)
-    p.add_argument("--batch-size", type=positive_int, default=D.batch_size)
-    p.add_argument("--em-step", type=float, default=D.step_size, help="online EM step size")
-    p.add_argument("--pseudocount", type=float, default=D.pseudocount)
-    p.add_argument("--patience", type=int, default=D.patience,
+    p.add_argument("--train", required=True, metavar="FILE",
+                   help="training data (debd text, CSV, or .npy; NaN or ? = missing)")
+    p.add_argument("--valid", metavar="FILE", help="validation data (early stopping, polishing)")
+    p.add_argument("--test", metavar="FILE", help="test data (scored at the end)")
+    p.add_argument("-o", "--output", required=True, type=output_file,
+                   help="checkpoint to write (atomically; also on Ctrl-C, with the best so far)")
+    p.add_argument("--epochs", type=positive_int, default=d.epochs,
+                   help="at most this many passes over the training data")
+    p.add_argument("--batch-size", type=positive_int, default=d.batch_size,
+                   help="rows per online EM step")
+    p.add_argument("--em-step", type=probability, default=d.step_size,
+                   help="online EM step size, in (0, 1]")
+    p.add_argument("--pseudocount", type=non_negative_float, default=d.pseudocount,
+                   help="Dirichlet prior mass per distribution (>= 0)")
+    p.add_argument("--patience", type=positive_int, default=d.patience,
                    help="epochs without validation improvement before stopping")
-    p.add_argument("--polish", type=int, default=D.polish,
+    p.add_argument("--polish", type=non_negative_int, default=d.polish,
                    help="full-batch EM iterations at the end, while validation improves")
     p.add_argument("--members", type=positive_int,
                    help="train this many copies and save their uniform mixture (an ensemble; "
-                   f"default {D.members} for a .pc file, 1 to continue a checkpoint)")
-    p.add_argument("--seed", type=int, default=D.seed)
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                        f"default {d.members} for a .pc file, 1 to continue a checkpoint)")
+    p.add_argument("--seed", type=non_negative_int, default=d.seed,
+                   help="seed of the initial parameters and the shuffling")
+    p.add_argument("--label-column", type=column, metavar="NAME|N",
+                   help="the data column holding each row's class, by header name or position "
+                        "from 1: trains one density per class (a root with one unit per class)")
+    add_device(p)
+    p.add_argument("--log", type=metrics_file, metavar="FILE.csv|FILE.json",
+                   help="write per-epoch metrics here, updated after every epoch")
+    p.add_argument("--plot", type=plot_file, metavar="FILE.png",
+                   help="draw the learning curve (needs matplotlib: pip install 'pcc[images]')")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    import signal
+
     from .. import checkpoint
-    from ..train import evaluate, fit_members
-    from .common import load_model, load_rows
-    model = load_model(args.file, seed=args.seed).to(args.device)
-    members = args.members or (1 if is_checkpoint(args.file) else D.members)
-    splits = {name: load_rows(path, model) for name, path in
-              (("train", args.train), ("valid", args.valid), ("test", args.test)) if path}
+    from ..train import Labeled, TrainConfig, evaluate, fit_members, interrupt_on
+    from .common import is_checkpoint, load_model, load_rows
+    from .train_log import EpochLog
+    model = load_model(args.file, seed=args.seed, device=args.device)
+    members = args.members or (1 if is_checkpoint(args.file) else TrainConfig().members)
+    splits = {}
+    for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)):
+        if path:
+            rows = load_rows(path, model, args.label_column)
+            splits[name] = rows.x if rows.labels is None else Labeled(rows.x, rows.labels)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, step_size=args.em_step,
                          pseudocount=args.pseudocount, patience=args.patience,
                          polish=args.polish, seed=args.seed, members=members)
-    model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
-                                   progress=not args.quiet)
-    scores = {name: evaluate(model, rows) for name, rows in splits.items()}
-    best = [h.best_epoch for h in histories]
-    checkpoint.save(model, args.output, {"train": vars_of(config), "best_epoch": best[0],
-                                         "member_best_epochs": best,
-                                         **{f"{k}_ll": s.mean for k, s in scores.items()}})
+    log = EpochLog(args.log, args.plot)
+    with interrupt_on(signal.SIGTERM):
+        model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
+                                       progress=not args.quiet, on_epoch=log)
+    log.draw()
+    best = [h.best_epoch for h in histories if h.best_epoch > 0]
+    interrupted = histories[-1].interrupted
+    if not best:
+        print("interrupted before the first epoch ended: nothing saved", file=sys.stderr)
+        return 130
+    scores = {} if interrupted else {name: evaluate(model, rows) for name, rows in splits.items()}
+    meta = {"source": args.file,
+            "data": {name: path for name, path in (("train", args.train), ("valid", args.valid),
+                                                   ("test", args.test)) if path},
+            "train": dict(config.__dict__), "best_epoch": best[0], "member_best_epochs": best,
+            "history": log.records, **{f"{k}_ll": s.mean for k, s in scores.items()}}
+    if args.label_column is not None:
+        meta["label_column"] = args.label_column
+    if interrupted:
+        meta["interrupted"] = True
+    checkpoint.save(model, args.output, meta)
+    if interrupted:
+        print(f"interrupted: saved the best model so far ({len(best)} member"
+              f"{'s' if len(best) > 1 else ''}, best epoch {', '.join(map(str, best))}) to "
+              f"{args.output}", file=sys.stderr)
+        return 130
     print(f"best epoch {', '.join(map(str, best))}; wrote {args.output}")
     print("mean log-likelihood: " + ", ".join(f"{k} {s.mean:.4f}" for k, s in scores.items()))
     return 0
-
-
-def vars_of(config: TrainConfig) -> dict:
-    return dict(config.__dict__)

@@ -78,6 +78,12 @@ def _describe(error: UnexpectedToken, begin: int, end: int, follower) -> tuple[s
         line = begin + token.line
         span = Span(line, token.column, line, token.end_column)
         found = found_words(token.type, token.value)
+    elif follower is not None and token.end_line:
+        # The statement ends early: point just after its last token, where the value is missing,
+        # not at the next line's keyword.
+        line = begin + token.end_line
+        span = Span(line, token.end_column, line, token.end_column + 1)
+        found = f"the end of the line (line {end + 1} starts a new '{follower.group(1)}' statement)"
     elif follower is not None:
         keyword = follower.group(1)
         line, col = end + 1, follower.start(1) + 1

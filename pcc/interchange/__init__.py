@@ -1,7 +1,8 @@
 """Reading and writing circuits in other tools' formats (PSDD, Juice, SPFlow, cirkit).
 
     load_circuit(path, format=None) -> Circuit      any supported file, as the IR
-    export_text(circuit, format) -> {suffix: text}  (in pcc.interchange.export)
+    export_text(circuit, format, root_unit=None) -> {suffix: text}  (in pcc.interchange.export;
+                                                    regions with K > 1 unrolled by .unroll)
 
 Formats: psdd (.psdd), jpc (.jpc, Juice), spn (.spn, Juice/Libra-style SPN), spflow (.spflow,
 SPFlow's text form), cirkit (.json, cirkit region-graph JSON: structure only). The format comes

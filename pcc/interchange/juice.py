@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 
 from ..ir import Circuit
-from .export import NodeInput, fmt
+from .export import fmt
 from .node_graph import Leaf, NodeGraph, log_prob
 from .source import Source, expect_fields, parse_float, parse_int, parse_variable
+from .unroll import Node, NodeInput, NodeProduct
 
 JPC_SYNTAX = ("L id vtree literal | I id vtree var value | C id vtree var log(p)+ | "
               "B id vtree var N log(p) | G id vtree var mean std | P id vtree k child*k | "
@@ -175,10 +176,10 @@ def _domains(source: Source, line: int, tokens: list[str]) -> list[int]:
     return sizes
 
 
-def write_jpc(nodes: list) -> str:
-    """A .jpc file for the node view of a circuit (see `pcc.interchange.export`); every node-level
-    circuit fits. Bernoulli leaves with p = 0 or 1 become literals, others `B v 1 log(p)`; an input
-    over several variables becomes a product of leaves, a partition of several children a product."""
+def write_jpc(nodes: list[Node]) -> str:
+    """A .jpc file for the unrolled nodes of a circuit (`pcc.interchange.unroll.node_view`);
+    every smooth, decomposable circuit fits. Bernoulli leaves with p = 0 or 1 become literals,
+    others `B v 1 log(p)`; an input unit over several variables becomes a product of leaves."""
     lines: list[str] = []
     node_id: dict[str, int] = {}
 
@@ -190,11 +191,11 @@ def write_jpc(nodes: list) -> str:
         if isinstance(node, NodeInput):
             leaves = [emit(_leaf_line(leaf)) for leaf in node.leaves]
             node_id[node.name] = leaves[0] if len(leaves) == 1 else emit(_product_line(leaves))
-            continue
-        children = [node_id[part[0]] if len(part) == 1 else
-                    emit(_product_line([node_id[c] for c in part])) for part in node.partitions]
-        node_id[node.name] = emit(f"S {{id}} 0 {len(children)} " + " ".join(
-            f"{c} {fmt(log_prob(w))}" for c, w in zip(children, node.weights)))
+        elif isinstance(node, NodeProduct):
+            node_id[node.name] = emit(_product_line([node_id[c] for c in node.children]))
+        else:
+            node_id[node.name] = emit(f"S {{id}} 0 {len(node.children)} " + " ".join(
+                f"{node_id[c]} {fmt(log_prob(w))}" for c, w in zip(node.children, node.weights)))
     head = ["c written by pcc export", "c ids of jpc nodes start at 0, variables at 1",
             "c jpc nodes appear bottom-up, children before parents", "c " + JPC_SYNTAX,
             f"jpc {len(lines)}"]

@@ -16,9 +16,10 @@ from __future__ import annotations
 import math
 
 from ..ir import Circuit
-from .export import ExportError, NodeInput, fmt
+from .export import fmt
 from .node_graph import Leaf, NodeGraph, log_prob
 from .source import Source, expect_fields, parse_float, parse_int, parse_variable
+from .unroll import ExportError, Node, NodeInput, NodeProduct
 
 SYNTAX = "L id vtree literal | T id vtree var log(p) | D id vtree k {prime sub log(theta)}*k"
 
@@ -70,19 +71,35 @@ def read_psdd(source: Source) -> Circuit:
     return graph.to_circuit()
 
 
-def write_psdd(nodes: list) -> tuple[str, str]:
-    """A PSDD file and its vtree for the node view of a circuit (see `pcc.interchange.export`).
+def check_psdd_units(circuit: Circuit) -> None:
+    """Refuse regions with K > 1 below the root: unrolled, their units are sums over the same
+    overlapping children (a latent variable), so the decision nodes above them would have primes
+    that are not mutually exclusive, and a PSDD's must be. (A K = 1 circuit's determinism is not
+    checked; see `write_psdd`.)"""
+    reached = circuit.reachable()
+    for region in circuit.regions:
+        if region.k > 1 and region.name in reached and region.name != circuit.root:
+            raise ExportError(f"region '{region.name}' has K={region.k}: its units overlap (a "
+                              "latent variable), so the decision nodes above them would not be "
+                              "deterministic, as a PSDD's must be; export to jpc or spflow")
+
+
+def write_psdd(nodes: list[Node]) -> tuple[str, str]:
+    """A PSDD file and its vtree for the unrolled nodes of a circuit (`pcc.interchange.unroll`).
 
     Fits when every input is a Bernoulli leaf over one variable (p = 0 or 1 become literals), every
-    partition has two children (prime * sub), and the circuit is structured-decomposable (every
-    region over the same variables splits them the same way): that split is the vtree. Whether
-    the primes are deterministic (mutually exclusive) is not checked."""
+    sum's children are products of two (prime * sub), and the circuit is structured-decomposable
+    (every node over the same variables splits them the same way): that split is the vtree.
+    Whether the primes are deterministic (mutually exclusive) is not checked."""
     scope: dict[str, frozenset[int]] = {}
+    products = {node.name: node.children for node in nodes if isinstance(node, NodeProduct)}
     vtree = _Vtree()
     lines = []
-    ids = {node.name: i for i, node in enumerate(nodes)}
+    ids: dict[str, int] = {}
     for node in nodes:
-        i = ids[node.name]
+        if isinstance(node, NodeProduct):
+            continue
+        i = ids[node.name] = len(ids)
         if isinstance(node, NodeInput):
             leaf = _single_bernoulli(node)
             scope[node.name] = frozenset((leaf.var,))
@@ -92,13 +109,14 @@ def write_psdd(nodes: list) -> tuple[str, str]:
                          else f"T {i} {vt} {v} {fmt(log_prob(p))}")
             continue
         elements = []
-        for part, w in zip(node.partitions, node.weights):
+        for child, w in zip(node.children, node.weights):
+            part = products.get(child, (child,))
             if len(part) != 2:
                 raise ExportError(f"sum '{node.name}' has a partition of {len(part)} children: "
                                   "PSDD decision nodes hold products of exactly two (prime * sub)")
             prime, sub = vtree.orient(node.name, part, scope)
             elements.append(f"{ids[prime]} {ids[sub]} {fmt(log_prob(w))}")
-        scope[node.name] = scope[node.partitions[0][0]] | scope[node.partitions[0][1]]
+        scope[node.name] = scope[prime] | scope[sub]
         lines.append(f"D {i} {vtree.internal(scope[node.name])} {len(elements)} " + " ".join(elements))
     head = ["c written by pcc export", "c ids of psdd nodes start at 0",
             "c psdd nodes appear bottom-up, children before parents",

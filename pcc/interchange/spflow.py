@@ -16,9 +16,10 @@ import re
 from dataclasses import dataclass
 
 from ..ir import Circuit, Span
-from .export import ExportError, NodeInput, fmt
+from .export import fmt
 from .node_graph import Leaf, NodeGraph
 from .source import Source
+from .unroll import ExportError, Node, NodeInput, NodeProduct
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"
                     r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<punct>[()*+\-|=;\[\],]))")
@@ -210,10 +211,10 @@ def _leaf(var: int, name: str, params: dict) -> Leaf:
     return Leaf(var, "categorical", tuple(params["p"]))
 
 
-def write_spflow(nodes: list) -> str:
-    """SPFlow text for the node view of a circuit (see `pcc.interchange.export`), in the form
-    `spn_to_str_equation` writes. Leaves must be Bernoulli, categorical or normal; a circuit
-    whose tree expansion would exceed MAX_TREE_NODES nodes is refused."""
+def write_spflow(nodes: list[Node]) -> str:
+    """SPFlow text for the unrolled nodes of a circuit (`pcc.interchange.unroll.node_view`), in
+    the form `spn_to_str_equation` writes. Leaves must be Bernoulli, categorical or normal; a
+    circuit whose tree expansion would exceed MAX_TREE_NODES nodes is refused."""
     size: dict[str, int] = {}
     text: dict[str, str] = {}
     for node in nodes:
@@ -221,15 +222,16 @@ def write_spflow(nodes: list) -> str:
             size[node.name] = len(node.leaves) + (len(node.leaves) > 1)
             text[node.name] = _product([_leaf_text(node.name, leaf) for leaf in node.leaves])
             continue
-        size[node.name] = 1 + sum(sum(size[c] for c in part) + (len(part) > 1)
-                                  for part in node.partitions)
+        size[node.name] = 1 + sum(size[c] for c in node.children)
         if size[node.name] > MAX_TREE_NODES:
             raise ExportError(f"written as SPFlow text, a tree, the circuit would have more than "
-                              f"{MAX_TREE_NODES:,} nodes (sum '{node.name}' repeats shared "
+                              f"{MAX_TREE_NODES:,} nodes (node '{node.name}' repeats shared "
                               "sub-circuits); export to jpc instead")
-        text[node.name] = "(" + " + ".join(
-            f"{fmt(w)}*({_product([text[c] for c in part])})"
-            for part, w in zip(node.partitions, node.weights)) + ")"
+        if isinstance(node, NodeProduct):
+            text[node.name] = _product([text[c] for c in node.children])
+        else:
+            text[node.name] = "(" + " + ".join(
+                f"{fmt(w)}*({text[c]})" for c, w in zip(node.children, node.weights)) + ")"
     return text[nodes[-1].name] + "\n"
 
 

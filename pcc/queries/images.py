@@ -31,22 +31,29 @@ class ImageShape:
 
     @classmethod
     def parse(cls, text: "str | None", num_vars: int) -> "ImageShape":
-        """'HxW' or 'HxWxC' (C = 1 or 3); None: a square grayscale image if num_vars is a square."""
+        """'HxW' or 'HxWxC' (C = 1 or 3) holding `num_vars` values; None: a square grayscale
+        image if num_vars is a square."""
         if text is None:
             side = math.isqrt(num_vars)
             if side * side != num_vars:
                 raise PcError(f"{num_vars} variables are not a square image: give --image-shape "
                               "HxW (or HxWxC)")
             return cls(side, side)
-        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*(?:x\s*(\d+)\s*)?", text)
-        if not match:
-            raise PcError(f"--image-shape wants HxW or HxWxC (e.g. 28x28, 32x32x3), got {text!r}")
-        shape = cls(int(match[1]), int(match[2]), int(match[3] or 1))
-        if shape.channels not in (1, 3):
-            raise PcError(f"--image-shape: images have 1 or 3 channels, got {shape.channels}")
+        shape = cls.from_text(text)
         if shape.num_vars != num_vars:
             raise PcError(f"--image-shape {text} has {shape.num_vars} values per image but the "
                           f"model has {num_vars} variables")
+        return shape
+
+    @classmethod
+    def from_text(cls, text: str) -> "ImageShape":
+        """'HxW' or 'HxWxC' (C = 1 or 3), any size."""
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*(?:x\s*(\d+)\s*)?", text)
+        if not match or 0 in (int(match[1]), int(match[2])):
+            raise PcError(f"expected HxW or HxWxC (e.g. 28x28, 32x32x3), got '{text}'")
+        shape = cls(int(match[1]), int(match[2]), int(match[3] or 1))
+        if shape.channels not in (1, 3):
+            raise PcError(f"images have 1 or 3 channels, got {shape.channels}")
         return shape
 
     def images(self, rows: "np.ndarray | Tensor") -> np.ndarray:
@@ -68,19 +75,23 @@ class ImageShape:
                   "bottom-half": (slice(h - h // 2, None), slice(None))}
         if kind in halves:
             pixels[(slice(None), *halves[kind])] = True
-        elif kind.startswith("random:"):
-            p = _probability(kind[len("random:"):])
-            pixels = torch.rand(rows, h, w, generator=generator) < p
         else:
-            raise PcError(f"unknown mask {kind!r} (choose {', '.join(MASK_KINDS)})")
+            p = hidden_probability(kind)
+            pixels = torch.rand(rows, h, w, generator=generator) < p
         return pixels.unsqueeze(-1).expand(rows, h, w, self.channels).reshape(rows, -1)
 
 
-def _probability(text: str) -> float:
+def hidden_probability(kind: str) -> float | None:
+    """For a mask kind `random:P`, P; None for the other kinds; a PcError for anything else."""
+    if kind in MASK_KINDS[:4]:
+        return None
+    if not kind.startswith("random:"):
+        raise PcError(f"unknown mask '{kind}' (choose {', '.join(MASK_KINDS)})")
+    text = kind[len("random:"):]
     try:
         p = float(text)
     except ValueError:
         p = math.nan
     if not 0 <= p <= 1:
-        raise PcError(f"random:P wants a probability P in [0, 1], got {text!r}")
+        raise PcError(f"random:P wants a probability P in [0, 1], got '{text}'")
     return p

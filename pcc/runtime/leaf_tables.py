@@ -72,7 +72,9 @@ def one_hot_codes(xt: Tensor, pad_vars: Tensor, regions: int, support: int,
     # Without autograd the copy goes to a reused workspace (a fresh one costs page faults);
     # with it, a fresh tensor, as the product keeps it for its backward.
     tag = None if torch.is_grad_enabled() else "onehot"
-    return gather_rows(onehot, pad_vars, len(pad_vars), tag).view(regions, -1, xt.shape[1])
+    width = len(pad_vars) // regions  # explicit sizes: a batch of 0 rows reshapes too
+    return gather_rows(onehot, pad_vars, len(pad_vars), tag).view(regions, width * columns,
+                                                                   xt.shape[1])
 
 
 def table_values(family: LeafFamily, params: dict[str, Tensor], xt: Tensor, pad_vars: Tensor,

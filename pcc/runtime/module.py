@@ -138,6 +138,8 @@ class CompiledCircuit(nn.Module):
         `flow_sink`, the backward pass hands it each weighted op's flows (`weights` index,
         W * dL/dW) instead of making them the weights' gradients (the naive backend ignores it:
         its flows arrive as gradients)."""
+        if leaf_values[0].shape[1] == 0:  # an empty batch: [0, K], still part of the graph
+            return leaf_values[0].sum() + leaf_values[0].new_zeros(0, self.root_k)
         if self.backend == "naive":
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)

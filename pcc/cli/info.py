@@ -1,0 +1,67 @@
+"""`pcc info MODEL.pt`: what a checkpoint holds: its circuit's summary, how it was trained and
+its scores (from the checkpoint's meta). The checkpoint is verified (checksums, values) as when
+it is loaded, but no model is built."""
+from __future__ import annotations
+
+import argparse
+
+HELP = "show a checkpoint's circuit, training configuration and scores"
+EXAMPLES = """examples (nltcs.pt: see `pcc train --help`):
+  pcc info nltcs.pt
+  pcc info rat16.pt                   # from `pcc compile ir_examples/rat16.pc -o rat16.pt`
+"""
+# How the meta keys `pcc train` writes are shown, in this order; others follow as they are.
+LABELS = {"source": "trained from", "data": "data", "label_column": "label column",
+          "train": "configuration", "member_best_epochs": "best epochs", "interrupted":
+          "interrupted", "train_ll": "train log-likelihood", "valid_ll": "valid log-likelihood",
+          "test_ll": "test log-likelihood"}
+HIDDEN = {"best_epoch", "history"}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("info", help=HELP, description=__doc__, epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="a checkpoint (.pt) written by `pcc train` or `pcc compile`")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from .. import checkpoint
+    from ..errors import CheckpointError, PcError
+    from ..frontend import parse
+    from ..region_graph import summary
+    stored = checkpoint.read(args.model)
+    try:
+        circuit = parse(stored.circuit)
+    except PcError as e:
+        raise CheckpointError(f"{args.model}: the stored circuit is invalid "
+                              f"({str(e).splitlines()[0]})") from None
+    dtype = checkpoint.state_dtype(stored.state_dict)
+    print(f"{args.model}: pcc checkpoint version {checkpoint.VERSION}, parameters in "
+          f"{str(dtype).replace('torch.', '')}")
+    print("circuit:")
+    print("\n".join("  " + line for line in str(summary(circuit)).splitlines()))
+    meta = stored.meta
+    if not meta:
+        return 0
+    print("meta:")
+    keys = [k for k in LABELS if k in meta] + sorted(k for k in meta if k not in LABELS
+                                                    and k not in HIDDEN)
+    width = max(len(LABELS.get(k, k)) for k in keys) if keys else 0
+    for key in keys:
+        value = meta[key]
+        shown = f"{value:.4f}" if key.endswith("_ll") and isinstance(value, float) else _show(value)
+        print(f"  {LABELS.get(key, key):<{width}}  {shown}")
+    if meta.get("history"):
+        print(f"  {len(meta['history'])} epoch records (pcc train --log writes them as CSV/JSON)")
+    return 0
+
+
+def _show(value) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_show(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(_show, value))
+    return str(value)

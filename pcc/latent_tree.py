@@ -1,0 +1,205 @@
+"""Latent trees in circuits, and their initialization from data.
+
+A circuit built like a hidden Chow-Liu tree (`pcc structure hclt`) is a tree-shaped graphical
+model over hidden variables z_v (K states each), one per observed variable x_v:
+
+    tree node   a partition `leaf .* e_1 .* ... .* e_m` (or `leaf` alone): `leaf` an input region
+                over {v} with K units, p(x_v | z_v = i); each e_j an *edge*
+    edge        a sum region whose one partition is a tree node of child c, with K units:
+                W[j, i] = p(z_c = i | z_v = j)
+    root        a sum region whose partitions are all tree nodes (one per tree of a mixture)
+
+`find_latent_forest` recognizes this shape in any circuit (None when the circuit has another
+shape). `initialize` then sets every parameter from the data instead of at random: each z_v is
+assigned by k-means over the columns of v and the variables near it in the tree (at most
+`RADIUS` edges away: what z_v sits between), and with (x, z) complete the parameters are counts, one hard EM step through the
+usual M-step (`pcc.em.EM`, so pseudocounts and floors apply):
+
+    p(x_v | z_v = i) ~ n(x_v, z_v = i),  W_e[j, i] ~ n(z_parent = j, z_c = i),  root ~ n(z_r = i)
+
+Trees of a mixture that share the leaves share the assignments z_v (so every tree reads the
+same meaning into state i); their roots are mixed uniformly. Empty states (k-means found fewer
+than K clusters) keep a little random mass, so EM can still tell them apart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .ir import Circuit, Input, Sum
+
+KMEANS_ITERATIONS = 10
+RADIUS = 2  # z_v is clustered on the variables at most this many tree edges from v
+MAX_KMEANS_ROWS = 20_000  # rows clustered per variable (a fixed subsample beyond that)
+
+
+@dataclass(frozen=True)
+class TreeNode:
+    """Partition `partition` of sum `region`: leaf region `leaf` over variable `var` times the
+    edges `edges` (sum regions) to the child nodes `children` (indices into the forest's nodes)."""
+
+    region: str
+    partition: int
+    var: int
+    leaf: str
+    edges: tuple[str, ...]
+    children: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class LatentForest:
+    """The tree nodes of a latent-tree circuit; `roots[t]` is the node of tree t's root."""
+
+    k: int
+    nodes: tuple[TreeNode, ...]
+    roots: tuple[int, ...]
+    root_region: str
+
+    def neighbours(self, num_vars: int, radius: int = 1) -> list[set[int]]:
+        """Per variable, the variables at most `radius` edges away in the trees it belongs to."""
+        adjacent: list[set[int]] = [set() for _ in range(num_vars)]
+        for node in self.nodes:
+            for c in node.children:
+                child = self.nodes[c].var
+                adjacent[node.var].add(child)
+                adjacent[child].add(node.var)
+        out = []
+        for v in range(num_vars):
+            reached, frontier = {v}, {v}
+            for _ in range(radius):
+                frontier = {u for w in frontier for u in adjacent[w]} - reached
+                reached |= frontier
+            out.append(reached - {v})
+        return out
+
+
+def find_latent_forest(circuit: Circuit) -> LatentForest | None:
+    """The latent forest of `circuit` (see the module doc), or None if it has another shape."""
+    root = circuit.region(circuit.root)
+    if not isinstance(root, Sum) or not circuit.inputs:
+        return None
+    k = circuit.inputs[0].k
+    nodes: list[TreeNode] = []
+
+    def node(region: Sum, p: int) -> int | None:
+        children = [circuit.region(c) for c in region.partitions[p]]
+        leaves = [c for c in children if isinstance(c, Input)]
+        edges = [c for c in children if isinstance(c, Sum)]
+        if len(leaves) != 1 or len(leaves[0].scope) != 1 or leaves[0].k != k:
+            return None
+        if len(children) > 1 and not region.is_elementwise(p):
+            return None
+        child_nodes = []
+        for e in edges:
+            if e.k != k or len(e.partitions) != 1:
+                return None
+            c = node(e, 0)
+            if c is None:
+                return None
+            child_nodes.append(c)
+        nodes.append(TreeNode(region.name, p, leaves[0].scope[0], leaves[0].name,
+                              tuple(e.name for e in edges), tuple(child_nodes)))
+        return len(nodes) - 1
+
+    roots = []
+    for p in range(len(root.partitions)):
+        r = node(root, p)
+        if r is None:
+            return None
+        roots.append(r)
+    return LatentForest(k, tuple(nodes), tuple(roots), root.name)
+
+
+@torch.no_grad()
+def initialize(model, data: "np.ndarray | Tensor", forest: LatentForest, pseudocount: float,
+               seed: int = 0) -> None:
+    """Set `model`'s parameters from complete discrete `data` [N, V] (see the module doc)."""
+    from .em import EM
+    x = torch.as_tensor(data).to(torch.float64)
+    if torch.isnan(x).any():
+        x = torch.nan_to_num(x, nan=0.0)  # a missing value counts as 0 for the clustering only
+    values = x.long()
+    gen = torch.Generator().manual_seed(seed)
+    z = assign_states(x, forest, gen)
+    em = EM(model, step_size=1.0, pseudocount=pseudocount)
+    _set_statistics(em, model, forest, values, z, gen)
+    em.update()
+
+
+def assign_states(x: Tensor, forest: LatentForest, gen: torch.Generator) -> Tensor:
+    """z [N, V]: the hidden state of every variable in a tree, by k-means over the columns of
+    the variable and its tree neighbours (-1 for variables in no tree)."""
+    num_vars = x.shape[1]
+    neighbours = forest.neighbours(num_vars, RADIUS)
+    in_tree = {n.var for n in forest.nodes}
+    rows = x if len(x) <= MAX_KMEANS_ROWS else x[torch.randperm(len(x), generator=gen)
+                                                  [:MAX_KMEANS_ROWS]]
+    z = torch.full((len(x), num_vars), -1, dtype=torch.long)
+    for v in sorted(in_tree):
+        columns = [v, *sorted(neighbours[v])]
+        centers = kmeans(rows[:, columns], forest.k, gen)
+        z[:, v] = nearest(x[:, columns], centers)
+    return z
+
+
+def kmeans(points: Tensor, k: int, gen: torch.Generator) -> Tensor:
+    """Lloyd's k-means with k-means++ seeding: centers [k', D] (k' <= k: no duplicates)."""
+    n = points.shape[0]
+    centers = points[torch.randint(n, (1,), generator=gen)]
+    d2 = ((points - centers) ** 2).sum(1)
+    for _ in range(1, k):
+        if not bool(d2.sum() > 0):
+            break  # every point is a center already
+        centers = torch.cat([centers, points[torch.multinomial(d2, 1, generator=gen)]])
+        d2 = torch.minimum(d2, ((points - centers[-1]) ** 2).sum(1))
+    for _ in range(KMEANS_ITERATIONS):
+        label = nearest(points, centers)
+        sums = torch.zeros_like(centers).index_add_(0, label, points)
+        count = torch.bincount(label, minlength=len(centers)).unsqueeze(1)
+        centers = torch.where(count > 0, sums / count.clamp_min(1), centers)
+    return centers
+
+
+def nearest(points: Tensor, centers: Tensor) -> Tensor:
+    """Index of the nearest center of every point, [N]."""
+    dist = (centers * centers).sum(1) - 2 * points @ centers.t()
+    return dist.argmin(1)
+
+
+def _set_statistics(em, model, forest: LatentForest, values: Tensor, z: Tensor,
+                    gen: torch.Generator) -> None:
+    """Hard-assignment counts as the EM statistics of `model`'s parameters."""
+    part, mix, leaf = model._locate()
+    k, dtype = forest.k, model._param_dtype()
+    jitter = lambda shape: 1e-3 * torch.rand(shape, generator=gen, dtype=torch.float64)
+    sums = [jitter(w.shape) for w in model.sum_logits]
+    for node in forest.nodes:
+        for edge, c in zip(node.edges, node.children):
+            i, m = part[(edge, 0)]
+            sums[i][m] += _pair_counts(z[:, node.var], z[:, forest.nodes[c].var], k)
+    for r in forest.roots:
+        node = forest.nodes[r]
+        i, m = part[(node.region, node.partition)]
+        sums[i][m] += torch.bincount(z[:, node.var], minlength=k).to(torch.float64)
+    em._sum_counts = [s.to(dtype) for s in sums]
+    em._mix_counts = [torch.ones_like(w) for w in model.mix_logits]
+    em._leaf_stats = []
+    for gi, (fam, g) in enumerate(zip(model.families, model.plan.leaf_groups)):
+        size = fam.support_size() if hasattr(fam, "support_size") else None
+        if size is None:
+            raise ValueError("a latent tree is initialized from discrete leaves only")
+        counts = jitter((len(g.var_index), g.k, size))
+        for m, var in enumerate(g.var_index.tolist()):
+            if (z[:, var] >= 0).all():
+                counts[m].index_put_((z[:, var], values[:, var].clamp(0, size - 1)),
+                                     torch.ones(len(values), dtype=torch.float64), accumulate=True)
+        em._leaf_stats.append({key: v.to(dtype) for key, v in fam.stats_from_counts(counts).items()})
+    em.rows = len(values)
+
+
+def _pair_counts(parent: Tensor, child: Tensor, k: int) -> Tensor:
+    """n[j, i] = rows with parent state j and child state i, [k, k] float64."""
+    return torch.bincount(parent * k + child, minlength=k * k).reshape(k, k).to(torch.float64)

@@ -1,0 +1,105 @@
+"""Latent trees: recognized in HCLT-shaped circuits (and only there), and initialized from data
+by clustering hidden states and counting."""
+import itertools
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pcc
+from pcc.latent_tree import find_latent_forest, initialize, kmeans, nearest
+from pcc.train import evaluate
+from pcc.structures import hidden_chow_liu_tree, poon_domingos, random_binary_trees
+
+
+def latent_chain_data(rows=3000, num_vars=6, states=3, seed=0):
+    """Samples of a hidden Markov chain z_0 -> z_1 -> ... (sticky), x_v a noisy function of z_v."""
+    rng = np.random.default_rng(seed)
+    z = np.zeros((rows, num_vars), dtype=np.int64)
+    z[:, 0] = rng.integers(0, states, rows)
+    for v in range(1, num_vars):
+        move = rng.random(rows) < 0.15
+        z[:, v] = np.where(move, rng.integers(0, states, rows), z[:, v - 1])
+    p_one = np.linspace(0.05, 0.95, states)
+    return (rng.random((rows, num_vars)) < p_one[z]).astype(np.int64)
+
+
+def test_an_hclt_is_a_latent_forest_with_one_node_per_variable_and_tree():
+    data = latent_chain_data()
+    c = hidden_chow_liu_tree(data, k=3, trees=2)
+    forest = find_latent_forest(c)
+    assert forest is not None and forest.k == 3 and len(forest.roots) == 2
+    assert len(forest.nodes) == 2 * data.shape[1]
+    for t, r in enumerate(forest.roots):
+        seen, todo = [], [r]
+        while todo:
+            node = forest.nodes[todo.pop()]
+            seen.append(node.var)
+            assert node.leaf == f"leaf{node.var}"
+            assert [forest.nodes[c].var for c in node.children] == [
+                int(e.split("e")[-1]) for e in node.edges]
+            todo.extend(node.children)
+        assert sorted(seen) == list(range(data.shape[1]))  # each tree covers every variable once
+
+
+@pytest.mark.parametrize("circuit", [random_binary_trees(8, depth=2, replicas=2, k=3),
+                                     poon_domingos(2, 2, [1], k=2)])
+def test_other_shapes_are_not_latent_forests(circuit):
+    assert find_latent_forest(circuit) is None
+
+
+def test_outer_products_are_not_tree_nodes():
+    text = ("pc 1\nvars 2\nleaf bernoulli\ninput a {x0} k=2\ninput b {x1} k=2\n"
+            "sum e k=2 = b\nsum top k=1 = a OP e\nroot top\n")
+    assert find_latent_forest(pcc.parse(text.replace("OP", ".*"))) is not None
+    assert find_latent_forest(pcc.parse(text.replace("OP", "*"))) is None
+
+
+def test_kmeans_separates_clear_clusters_and_never_makes_duplicate_centers():
+    gen = torch.Generator().manual_seed(0)
+    blobs = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]], dtype=torch.float64)
+    label = torch.arange(300) % 3
+    points = blobs[label] + 0.1 * torch.randn(300, 2, generator=gen, dtype=torch.float64)
+    centers = kmeans(points, 3, gen)
+    found = nearest(points, centers)
+    assert len(set(zip(label.tolist(), found.tolist()))) == 3  # a one-to-one relabelling
+    few = torch.tensor([[0.0], [1.0]] * 50, dtype=torch.float64)
+    assert len(kmeans(few, 8, gen)) == 2  # two distinct points: two centers
+
+
+def all_states(n):
+    return torch.tensor(list(itertools.product([0.0, 1.0], repeat=n)), dtype=torch.float64)
+
+
+@pytest.mark.parametrize("trees", [1, 2])
+def test_initialization_from_data_beats_random_and_stays_normalized(trees):
+    data = latent_chain_data()
+    c = hidden_chow_liu_tree(data, k=3, trees=trees)
+    model = pcc.compile(c, dtype=torch.float64)
+    x = torch.from_numpy(data).double()
+    mean_ll = lambda: evaluate(model, x).mean
+    random_ll = mean_ll()
+    initialize(model, data, find_latent_forest(c), pseudocount=0.1)
+    ll = mean_ll()
+    assert ll > random_ll + 0.3
+    with torch.no_grad():
+        assert math.isclose(float(torch.logsumexp(model(all_states(data.shape[1])), 0)), 0.0,
+                            abs_tol=1e-9)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    # counting is one hard EM step: soft EM from there goes on improving the training likelihood
+    em = pcc.EM(model, step_size=1.0, pseudocount=0.1)
+    em.accumulate(x)
+    em.update()
+    assert mean_ll() >= ll - 1e-9
+
+
+def test_initialization_is_seeded():
+    data = latent_chain_data(rows=500)
+    c = hidden_chow_liu_tree(data, k=3)
+    states = []
+    for _ in range(2):
+        model = pcc.compile(c, dtype=torch.float64)
+        initialize(model, data, find_latent_forest(c), pseudocount=0.1, seed=7)
+        states.append(model.state_dict())
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

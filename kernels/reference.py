@@ -141,7 +141,7 @@ def einsum_forward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tenso
         else:
             es, shift = _exp_shifted(xs)
             outer = _outer(es)
-            res = torch.bmm(torch.exp(log_w[a:b]), outer,
+            res = torch.bmm(_exp_weights(log_w, a, b), outer,
                             out=_WS.take("res", (b - a, k_out, batch), outer))
             out[a:b].copy_(res.transpose(1, 2)).log_().add_(shift)
 
@@ -160,10 +160,15 @@ def _sum_into(out: Tensor, xs: Sequence[Tensor]) -> None:
 
 def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
                     grad_out: Tensor, grad_sources: Sequence[Tensor]) -> Tensor:
-    """Add dL/dX_j into grad_sources[j] at rows[j]; return the flows W * dL/dW, [N, Ko, K1*..*Ka]."""
+    """Add dL/dX_j into grad_sources[j] at rows[j]; return the flows W * dL/dW, [N, Ko, K1*..*Ka].
+
+    Per partition, with E_j = exp(X_j - shift_j) unit-major [K_j, B], outer = kron(E_1..E_a)
+    [width, B] and h = dL/dout * exp(shift - out) [Ko, B] (dL/dP for P = W @ outer):
+        flows = W * (h @ outer^T),   dL/dX_j = sum over the other children's units of
+        (W^T @ h) * outer   (as outer = E_1 x ... x E_a, this is E_j * dL/dE_j)."""
     n, batch, k_out = out.shape
     width = log_w.shape[-1]
-    flows = torch.zeros_like(log_w)
+    flows = torch.empty_like(log_w)
     for a, b in _chunks(n, batch * max(width, k_out)):
         g = grad_out[a:b]
         if width == 1:
@@ -172,33 +177,30 @@ def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tens
         else:
             es, shift = _exp_shifted(_children(sources, rows, a, b))
             h = _output_grad(out[a:b], g, shift)  # [n, Ko, B]
-            w = torch.exp(log_w[a:b])
+            w = _exp_weights(log_w, a, b)
             outer = _outer(es)  # [n, width, B]
-            flows[a:b] = w * torch.bmm(h, outer.transpose(1, 2))
+            torch.bmm(h, outer.transpose(1, 2), out=flows[a:b]).mul_(w)
             d_outer = torch.bmm(w.transpose(1, 2), h, out=_WS.take("d_outer", outer.shape, outer))
-            child_grads = [cg.transpose(1, 2) for cg in _outer_backward(d_outer, es)]
+            child_grads = [cg.transpose(1, 2) for cg in _outer_backward(d_outer, outer, es)]
         for gs, r, cg in zip(grad_sources, rows, child_grads):
             scatter_add_rows(gs, _slice_rows(r, a, b), cg)
     return flows
 
 
-def _outer_backward(d_outer: Tensor, es: Sequence[Tensor]) -> list[Tensor]:
-    """Given dL/d(outer), outer = kron(e_1..e_a) unit-major [n, K1*..*Ka, B], return
-    dL/dx_j = e_j * dL/de_j as [n, K_j, B] (x_j = log e_j)."""
-    full = d_outer.reshape(d_outer.shape[0], *(e.shape[1] for e in es), d_outer.shape[2])
-    if len(es) == 2:  # products with the other child, summed over its units
-        e0, e1 = es
-        tmp = _WS.take("d_prod", full.shape, full)
-        return [e0 * torch.mul(full, e1.unsqueeze(1), out=tmp).sum(2),
-                e1 * torch.mul(full, e0.unsqueeze(2), out=tmp).sum(1)]
-    letters = "ijklmopq"[: len(es)]
-    grads = []
-    for j, e in enumerate(es):
-        others = [i for i in range(len(es)) if i != j]
-        eq = ",".join(["n" + letters + "b"] + ["n" + letters[i] + "b" for i in others]) \
-            + "->n" + letters[j] + "b"
-        grads.append(e * torch.einsum(eq, full, *(es[i] for i in others)))
-    return grads
+def _exp_weights(log_w: Tensor, a: int, b: int) -> Tensor:
+    """W = exp(log_w[a:b]) in the workspace."""
+    return torch.exp(log_w[a:b], out=_WS.take("w", (b - a, *log_w.shape[1:]), log_w))
+
+
+def _outer_backward(d_outer: Tensor, outer: Tensor, es: Sequence[Tensor]) -> list[Tensor]:
+    """Given dL/d(outer) (overwritten) and outer = kron(e_1..e_a), unit-major [n, K1*..*Ka, B],
+    return dL/dx_j = e_j * dL/de_j = sum over the other children's units of dL/d(outer) * outer,
+    as [n, K_j, B] (x_j = log e_j)."""
+    full = d_outer.mul_(outer).view(d_outer.shape[0], *(e.shape[1] for e in es), d_outer.shape[2])
+    if len(es) == 1:
+        return [full]
+    dims = range(1, len(es) + 1)
+    return [full.sum([d for d in dims if d != j]) for j in dims]
 
 
 def hadamard_forward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor,

@@ -64,7 +64,7 @@ class TrainConfig:
 # full-batch EM iterations while validation improves. Other circuits (RAT, PD, ...): random
 # initialization, small-batch online EM with early stopping, a short polish, and ensembles of 4.
 LATENT_TREE_RECIPE = TrainConfig(epochs=10, batch_size=512, step_size=0.2, pseudocount=0.1,
-                                 patience=3, polish=60, members=1, init="data")
+                                 patience=3, polish=300, members=1, init="data")
 DEFAULT_RECIPE = TrainConfig(epochs=60, batch_size=100, step_size=0.05, pseudocount=0.01,
                              patience=5, polish=5, members=4, init="keep")
 

@@ -53,7 +53,7 @@ def run(name: str, splits, kind: str, k: int, trees: int, depth: int, replicas: 
     start = time.perf_counter()
     circuit = structure(kind, splits.train, k, trees, depth, replicas, config.seed)
     model = pcc.compile(circuit, backend="torch", seed=config.seed)
-    config = config.resolved(circuit)
+    config = config.resolved(circuit, model.plan, len(splits.train))
     epochs: list[dict] = []
     model, histories = fit_members(model, splits.train, splits.valid, config, progress=False,
                                    on_epoch=epochs.append)

@@ -100,7 +100,7 @@ def run(args) -> int:
                          polish=args.polish, seed=args.seed,
                          members=args.members or (1 if continuing else None),
                          init=args.init or ("keep" if continuing else None)
-                         ).resolved(model.circuit)
+                         ).resolved(model.circuit, model.plan, len(splits["train"]))
     log = EpochLog(args.log, args.plot)
     with interrupt_on(signal.SIGTERM):
         model, histories = fit_members(model, splits["train"], splits.get("valid"), config,

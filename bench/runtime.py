@@ -1,29 +1,25 @@
 """CPU benchmark of the compiled torch backend (issue: compiler and runtime).
 
-Prints, from one run on this machine (one torch thread):
+Prints, from one run on this machine (one torch thread; the two systems of each row timed in
+alternating rounds, medians):
   1. speed ratio compiled-torch / naive (node by node) on PD 28x28 binary, K=10, batch 100:
      forward, and forward + backward + EM step;
   2. forward and forward+backward+EM time and peak memory for PD 28x28 (delta 7, as in the
      Einsum Networks MNIST demo) at K=10 and K=40, batch 100, for the compiled module and for an
      EinsumNetworks-style evaluation of the same plan (torch.einsum per layer under autograd,
      which keeps the [B, P, K, K] outer products for the backward).
-Peak memory is the largest growth of the bytes held in malloc'd blocks (glibc mallinfo2, sampled
-every 0.2 ms by a thread) while one step runs, in a fresh subprocess per measurement, after a
-warm-up on a tiny model; the model's parameters exist before the baseline is taken. (RSS would
-also count freed memory the allocator keeps, and code pages loaded on first use.)
+Peak memory is the largest growth of the bytes held in malloc'd blocks (bench/memory.py: glibc
+mallinfo2, sampled every 0.2 ms) while one step runs, in a fresh subprocess per measurement,
+after a warm-up on a tiny model; the model's parameters exist before the baseline is taken.
 
     python bench/runtime.py [--repeats 5] [--json out.json]
 """
 from __future__ import annotations
 
 import argparse
-import ctypes
-import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -35,6 +31,8 @@ from pcc.structures import poon_domingos  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from einet_style import einet_style_forward  # noqa: E402
+from memory import peak_growth  # noqa: E402
+from sidebyside import dump_json, interleaved_medians, machine  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -75,59 +73,14 @@ def _no_grad_fn(fn):
         fn()
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm up
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [(name, ctypes.c_size_t) for name in (
-        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-        "fordblks", "keepcost")]
-
-
-_LIBC = ctypes.CDLL("libc.so.6")
-_LIBC.mallinfo2.restype = _MallInfo2
-
-
-def live_bytes() -> int:
-    """Bytes the process holds in malloc'd blocks right now (glibc: in use + mmapped)."""
-    info = _LIBC.mallinfo2()
-    return info.uordblks + info.hblkhd
-
-
-class PeakMemory(threading.Thread):
-    """Samples `live_bytes` until stopped; `peak` is the largest value seen."""
-
-    def __init__(self):
-        super().__init__(daemon=True)
-        self.peak, self.running = live_bytes(), True
-
-    def run(self):
-        while self.running:
-            self.peak = max(self.peak, live_bytes())
-            time.sleep(2e-4)
-
-
 def child(k: int, backend: str, what: str) -> None:
-    """Run one step in this fresh process; print the peak RSS growth in bytes."""
+    """Run one step in this fresh process; print the peak growth of malloc'd bytes."""
     tiny = build(2, backend)
     for warm in ("train", "einet-train"):  # load the code of every op on a tiny model
         step_fn(tiny, batch(4), warm)()
     model = build(k, backend)
     fn = step_fn(model, batch(), what)
-    before = live_bytes()
-    sampler = PeakMemory()
-    sampler.start()
-    fn()
-    sampler.running = False
-    sampler.join()
-    print(max(0, max(sampler.peak, live_bytes()) - before))
+    print(peak_growth(fn)["malloc"])
 
 
 def peak_memory(k: int, backend: str, what: str) -> int:
@@ -147,17 +100,20 @@ def main() -> None:
         child(int(args.child[0]), args.child[1], args.child[2])
         return
 
-    results = {"machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}, 1 thread"}
+    results = {"machine": machine()}
     print(f"# {results['machine']}")
     print("\n## compiled (torch backend) vs naive, PD 28x28 delta 7, K=10, batch 100")
+    print(f"(medians of {args.repeats} interleaved rounds; speedup by wall clock and by CPU time)")
     x = batch()
     ratios = {}
     for what in ("forward", "train"):
-        fast = timed(step_fn(build(10, "torch"), x, what), args.repeats)
-        slow = timed(step_fn(build(10, "naive"), x, what), max(1, args.repeats // 2))
-        ratios[what] = {"compiled_s": fast, "naive_s": slow, "speedup": slow / fast}
-        print(f"{what:>8}: compiled {fast * 1e3:8.2f} ms   naive {slow * 1e3:9.1f} ms   "
-              f"speedup {slow / fast:7.1f}x")
+        t = interleaved_medians({"compiled": step_fn(build(10, "torch"), x, what),
+                                 "naive": step_fn(build(10, "naive"), x, what)}, args.repeats)
+        fast, slow = t["compiled"], t["naive"]
+        ratios[what] = {"compiled_s": fast.wall, "naive_s": slow.wall,
+                        "speedup": slow.wall / fast.wall, "speedup_cpu": slow.cpu / fast.cpu}
+        print(f"{what:>8}: compiled {fast.wall * 1e3:8.2f} ms   naive {slow.wall * 1e3:9.1f} ms   "
+              f"speedup {slow.wall / fast.wall:7.1f}x   (CPU time: {slow.cpu / fast.cpu:5.1f}x)")
     results["vs_naive"] = ratios
 
     print("\n## time and peak memory, PD 28x28 delta 7, batch 100")
@@ -166,8 +122,10 @@ def main() -> None:
     table = []
     for k in (10, 40):
         for what in ("forward", "train"):
-            ours = timed(step_fn(build(k, "torch"), x, what), args.repeats)
-            theirs = timed(step_fn(build(k, "torch"), x, f"einet-{what}"), args.repeats)
+            t = interleaved_medians({"pcc": step_fn(build(k, "torch"), x, what),
+                                     "einet": step_fn(build(k, "torch"), x, f"einet-{what}")},
+                                    args.repeats)
+            ours, theirs = t["pcc"].wall, t["einet"].wall
             mem_ours = peak_memory(k, "torch", what)
             mem_theirs = peak_memory(k, "torch", f"einet-{what}")
             row = {"k": k, "step": what, "pcc_s": ours, "einet_style_s": theirs,
@@ -180,8 +138,7 @@ def main() -> None:
     print("('train' = forward + backward + EM update for pcc; forward + backward for einet-style; "
           "memory = pcc peak / einet-style peak)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        dump_json(args.json, results)
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def einsum_forward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tenso
         else:
             es, shift = _exp_shifted(xs)
             outer = _outer(es)
-            res = torch.bmm(torch.exp(log_w[a:b]), outer,
+            res = torch.bmm(_exp_weights(log_w, a, b), outer,
                             out=_WS.take("res", (b - a, k_out, batch), outer))
             out[a:b].copy_(res.transpose(1, 2)).log_().add_(shift)
 
@@ -160,10 +160,15 @@ def _sum_into(out: Tensor, xs: Sequence[Tensor]) -> None:
 
 def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
                     grad_out: Tensor, grad_sources: Sequence[Tensor]) -> Tensor:
-    """Add dL/dX_j into grad_sources[j] at rows[j]; return the flows W * dL/dW, [N, Ko, K1*..*Ka]."""
+    """Add dL/dX_j into grad_sources[j] at rows[j]; return the flows W * dL/dW, [N, Ko, K1*..*Ka].
+
+    Per partition, with E_j = exp(X_j - shift_j) unit-major [K_j, B], outer = kron(E_1..E_a)
+    [width, B] and h = dL/dout * exp(shift - out) [Ko, B] (dL/dP for P = W @ outer):
+        flows = W * (h @ outer^T),   dL/dX_j = sum over the other children's units of
+        (W^T @ h) * outer   (as outer = E_1 x ... x E_a, this is E_j * dL/dE_j)."""
     n, batch, k_out = out.shape
     width = log_w.shape[-1]
-    flows = torch.zeros_like(log_w)
+    flows = torch.empty_like(log_w)
     for a, b in _chunks(n, batch * max(width, k_out)):
         g = grad_out[a:b]
         if width == 1:
@@ -171,40 +176,40 @@ def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tens
             child_grads = [g.sum(-1, keepdim=True)] * len(sources)
         else:
             es, shift = _exp_shifted(_children(sources, rows, a, b))
-            h = _output_grad(out[a:b], g, shift)  # [n, Ko, B]
-            w = torch.exp(log_w[a:b])
+            h = _output_grad(out[a:b], g, shift).transpose(1, 2)  # [n, Ko, B]
+            w = _exp_weights(log_w, a, b)
             outer = _outer(es)  # [n, width, B]
-            flows[a:b] = w * torch.bmm(h, outer.transpose(1, 2))
+            torch.bmm(h, outer.transpose(1, 2), out=flows[a:b]).mul_(w)
             d_outer = torch.bmm(w.transpose(1, 2), h, out=_WS.take("d_outer", outer.shape, outer))
-            child_grads = [cg.transpose(1, 2) for cg in _outer_backward(d_outer, es)]
+            child_grads = [cg.transpose(1, 2) for cg in _outer_backward(d_outer, outer, es)]
         for gs, r, cg in zip(grad_sources, rows, child_grads):
             scatter_add_rows(gs, _slice_rows(r, a, b), cg)
     return flows
 
 
-def _outer_backward(d_outer: Tensor, es: Sequence[Tensor]) -> list[Tensor]:
-    """Given dL/d(outer), outer = kron(e_1..e_a) unit-major [n, K1*..*Ka, B], return
-    dL/dx_j = e_j * dL/de_j as [n, K_j, B] (x_j = log e_j)."""
-    full = d_outer.reshape(d_outer.shape[0], *(e.shape[1] for e in es), d_outer.shape[2])
-    if len(es) == 2:  # products with the other child, summed over its units
-        e0, e1 = es
-        tmp = _WS.take("d_prod", full.shape, full)
-        return [e0 * torch.mul(full, e1.unsqueeze(1), out=tmp).sum(2),
-                e1 * torch.mul(full, e0.unsqueeze(2), out=tmp).sum(1)]
-    letters = "ijklmopq"[: len(es)]
-    grads = []
-    for j, e in enumerate(es):
-        others = [i for i in range(len(es)) if i != j]
-        eq = ",".join(["n" + letters + "b"] + ["n" + letters[i] + "b" for i in others]) \
-            + "->n" + letters[j] + "b"
-        grads.append(e * torch.einsum(eq, full, *(es[i] for i in others)))
-    return grads
+def _exp_weights(log_w: Tensor, a: int, b: int) -> Tensor:
+    """W = exp(log_w[a:b]) in the workspace."""
+    return torch.exp(log_w[a:b], out=_WS.take("w", (b - a, *log_w.shape[1:]), log_w))
+
+
+def _outer_backward(d_outer: Tensor, outer: Tensor, es: Sequence[Tensor]) -> list[Tensor]:
+    """Given dL/d(outer) (overwritten) and outer = kron(e_1..e_a), unit-major [n, K1*..*Ka, B],
+    return dL/dx_j = e_j * dL/de_j = sum over the other children's units of dL/d(outer) * outer,
+    as [n, K_j, B] (x_j = log e_j)."""
+    full = d_outer.mul_(outer).view(d_outer.shape[0], *(e.shape[1] for e in es), d_outer.shape[2])
+    if len(es) == 1:
+        return [full]
+    dims = range(1, len(es) + 1)
+    return [full.sum([d for d in dims if d != j]) for j in dims]
 
 
 def hadamard_forward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor,
                      semiring: str = "sum") -> None:
     """Write out[n,b,o] = log sum_k W[n,o,k] exp(sum_a source[rows[n,a],b,k]) into `out`
-    [N, B, Ko] (max semiring: max_k log W[n,o,k] + sum_a source[rows[n,a],b,k])."""
+    [N, B, Ko] (max semiring: max_k log W[n,o,k] + sum_a source[rows[n,a],b,k]).
+
+    Batch-major throughout: exp(x - shift) [n, B, K] @ W^T [n, K, Ko] lands in `out`'s own
+    layout, so nothing is transposed or copied."""
     n, batch, k_out = out.shape
     k = source.shape[2]
     per_item = batch * max(k, k_out) * (rows.shape[1] + (k_out if semiring == "max" else 1))
@@ -213,27 +218,34 @@ def hadamard_forward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor,
         if semiring == "max":
             out[a:b] = (x.unsqueeze(2) + log_w[a:b].unsqueeze(1)).amax(-1)
             continue
-        e, shift = _exp_shifted_units(x)
-        res = torch.bmm(torch.exp(log_w[a:b]), e, out=_WS.take("res", (b - a, k_out, batch), e))
-        out[a:b].copy_(res.transpose(1, 2)).log_().add_(shift)
+        shift = _shift(x)
+        e = x.sub_(shift).exp_()
+        w_t = torch.exp(log_w[a:b]).transpose(1, 2)
+        if out.is_contiguous():
+            torch.bmm(e, w_t, out=out[a:b])
+        else:
+            out[a:b] = torch.bmm(e, w_t)
+        out[a:b].log_().add_(shift)
 
 
 def hadamard_backward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor, grad_out: Tensor,
                       grad_source: Tensor) -> Tensor:
     """Add dL/dsource into grad_source at every rows[n,a] (repeats accumulate); return the flows
-    W * dL/dW, [N, Ko, K]."""
+    W * dL/dW, [N, Ko, K]. Batch-major, like the forward."""
     n, batch, k_out = out.shape
     k = source.shape[2]
     arity = rows.shape[1]
-    flows = torch.zeros_like(log_w)
+    flows = torch.empty_like(log_w)
     for a, b in _chunks(n, batch * max(k, k_out) * (arity + 1)):
-        e, shift = _exp_shifted_units(_hadamard_product(source, rows[a:b]))
-        h = _output_grad(out[a:b], grad_out[a:b], shift)  # [n, Ko, B]
-        w = torch.exp(log_w[a:b])
-        flows[a:b] = w * torch.bmm(h, e.transpose(1, 2))
-        dx = (e * torch.bmm(w.transpose(1, 2), h)).transpose(1, 2)  # [n, B, K]
-        grad_source.index_add_(0, rows[a:b].t().reshape(-1),
-                               dx.unsqueeze(0).expand(arity, *dx.shape).reshape(-1, batch, k))
+        x = _hadamard_product(source, rows[a:b])
+        shift = _shift(x)
+        e = x.sub_(shift).exp_()  # [n, B, K]
+        h = _output_grad(out[a:b], grad_out[a:b], shift)  # [n, B, Ko]
+        w = torch.exp(log_w[a:b])  # [n, Ko, K]
+        torch.bmm(h.transpose(1, 2), e, out=flows[a:b]).mul_(w)
+        dx = torch.bmm(h, w).mul_(e)  # dL/dx, [n, B, K]
+        for j in range(arity):  # every child of an element-wise product gets dL/dx
+            grad_source.index_add_(0, rows[a:b, j], dx)
     return flows
 
 
@@ -241,25 +253,18 @@ def _hadamard_product(source: Tensor, rows: Tensor) -> Tensor:
     """sum_a source[rows[:, a]]: the log of the element-wise product, [n, B, K] (workspace)."""
     x = torch.index_select(source, 0, rows[:, 0],
                            out=_WS.take("had", (rows.shape[0], *source.shape[1:]), source))
-    for j in range(1, rows.shape[1]):
-        x.add_(source.index_select(0, rows[:, j]))
+    if rows.shape[1] > 1:
+        child = _WS.take("had_child", x.shape, source)
+        for j in range(1, rows.shape[1]):
+            x.add_(torch.index_select(source, 0, rows[:, j], out=child))
     return x
-
-
-def _exp_shifted_units(x: Tensor) -> tuple[Tensor, Tensor]:
-    """exp(x - shift) unit-major [n, K, B] and the shift max_k x [n, B, 1]."""
-    shift = _shift(x)
-    e = torch.sub(x.transpose(1, 2), shift.transpose(1, 2),
-                  out=_WS.take("e_had", (x.shape[0], x.shape[2], x.shape[1]), x)).exp_()
-    return e, shift
 
 
 def _output_grad(out: Tensor, grad_out: Tensor, shift: Tensor) -> Tensor:
     """h = dL/dP where P = exp(out - shift) is the contraction's result: grad * exp(shift - out),
-    0 where out = -inf; unit-major [n, Ko, B]."""
-    h = torch.where(torch.isfinite(out), grad_out * torch.exp(shift - out),
-                    torch.zeros_like(grad_out))
-    return h.transpose(1, 2)
+    0 where out = -inf; [n, B, Ko] like `out`."""
+    return torch.where(torch.isfinite(out), grad_out * torch.exp(shift - out),
+                       torch.zeros_like(grad_out))
 
 
 def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,

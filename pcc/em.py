@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from .errors import ShapeError
+from .runtime.engine import FlowSink
 from .runtime.graphs import EMGraph
 from .runtime.module import CompiledCircuit
 
@@ -53,7 +54,11 @@ class EM:
         self.model, self.step_size, self.pseudocount = model, step_size, pseudocount
         self.min_prob, self.min_var = min_prob, min_var
         self._normalize_weights()
-        self.running: list | None = None  # statistics the M-step reads (see module doc)
+        # statistics the M-step reads (see module doc), per sum op, mix op and leaf group
+        self._running_sum: list[Tensor | None] = [None] * len(model.sum_logits)
+        self._running_mix: list[Tensor | None] = [None] * len(model.mix_logits)
+        self._running_leaf: list[dict[str, Tensor] | None] = [None] * len(model.leaf_params)
+        self._weighted_ops = [w for w in model._weight_of_op if w is not None]  # (kind, index)
         self._reset()
         self.reduce = reduce  # data-parallel: sums the statistics over the processes
         # cuda_graph: `step` replays a captured E-step + M-step on CUDA (pcc.runtime.graphs)
@@ -66,6 +71,16 @@ class EM:
         self._mix_counts: list[Tensor | None] = [None] * len(self.model.mix_logits)
         self._leaf_stats: list[dict[str, Tensor] | None] = [None] * len(self.model.leaf_params)
 
+    def discard(self) -> None:
+        """Drop the statistics accumulated since the last update."""
+        self._reset()
+
+    @property
+    def started(self) -> bool:
+        """Whether an update has made running statistics (the first update takes them fresh)."""
+        return any(r is not None for r in (*self._running_sum, *self._running_mix,
+                                           *self._running_leaf))
+
     @torch.no_grad()
     def _normalize_weights(self) -> None:
         """Project the logits onto normalized log-weights (EM's invariant)."""
@@ -75,10 +90,6 @@ class EM:
         for i, p in enumerate(m.mix_logits):
             mask = getattr(m, f"mix_mask_{i}")
             p.copy_(torch.log_softmax(p.masked_fill(~mask, -math.inf), 1).masked_fill(~mask, 0))
-
-    def discard(self) -> None:
-        """Drop the statistics accumulated since the last update."""
-        self._reset()
 
     def accumulate(self, x: Tensor, marginalize: Tensor | None = None,
                    target: Tensor | None = None) -> Tensor:
@@ -91,8 +102,10 @@ class EM:
             return self.reduce.local(self, x, marginalize, target)
         return self.estep(self.model.prepare_input(x, marginalize), target)
 
-    def estep(self, x: Tensor, target: Tensor | None = None) -> Tensor:
-        """`accumulate` for x as `model.prepare_input` returns it (checked already)."""
+    def estep(self, x: Tensor, target: Tensor | None = None,
+              flow_sink: FlowSink | None = None) -> Tensor:
+        """`accumulate` for x as `model.prepare_input` returns it (checked already); weight
+        flows the engine hands to `flow_sink` are not accumulated."""
         m = self.model
         weights = list(m.sum_logits) + list(m.mix_logits)
         for w in weights:
@@ -101,7 +114,7 @@ class EM:
             leaf_values = m.leaf_values(x)
         leaf_values = [v.requires_grad_() for v in leaf_values]
         with m.em_mode():
-            root = m.evaluate(leaf_values)
+            root = m.evaluate(leaf_values, flow_sink)
         ll = self._select(root, target)
         ll.sum().backward()
         with torch.no_grad():
@@ -138,69 +151,103 @@ class EM:
             self.reduce(self)
         if self.rows == 0:
             return
-        fresh = [self._sum_counts, self._mix_counts, self._leaf_stats]
-        s = self.step_size
-        if self.running is None:
-            self.running = fresh
-        else:
-            self.running = [[_blend(old, new, s) for old, new in zip(olds, news)]
-                            for olds, news in zip(self.running, fresh)]
-        self._m_step(*self.running)
+        for i, n in enumerate(self._sum_counts):
+            if n is not None:
+                self._update_sum(i, n)
+        for i, n in enumerate(self._mix_counts):
+            if n is not None:
+                self._update_mix(i, n)
+        m = self.model
+        for i, (fam, params, stats) in enumerate(zip(m.families, m.leaf_params, self._leaf_stats)):
+            if stats is not None:
+                self._running_leaf[i] = self._fold(self._running_leaf[i], stats)
+                self._update_leaf(fam, params, self._running_leaf[i])
         self._reset()
 
-    def _m_step(self, sum_counts, mix_counts, leaf_stats) -> None:
-        m = self.model
-        floor = math.log(self.min_prob) if self.min_prob > 0 else -math.inf
-        for w, n in zip(m.sum_logits, sum_counts):
-            w.copy_(self._normalized(w, n, -1, None, floor))
-        for i, (w, n) in enumerate(zip(m.mix_logits, mix_counts)):
-            w.copy_(self._normalized(w, n, 1, getattr(m, f"mix_mask_{i}"), floor))
-        for fam, params, stats in zip(m.families, m.leaf_params, leaf_stats):
-            old = {k: v.detach() for k, v in params.as_dict().items()}
-            new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
-            unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
-            for k, v in new.items():
-                p = getattr(params, k)
-                keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
-                p.copy_(torch.where(keep, p, v.to(p.dtype)))
+    def _fold(self, running, fresh):
+        """Stepwise EM: running = (1 - s) running + s fresh, in place; the first is fresh."""
+        return fresh if running is None else _blend(running, fresh, self.step_size)
 
-    def _normalized(self, logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
-                    floor: float) -> Tensor:
-        """log((n + a/c) / sum(n + a/c)) over the c entries along `dim` (a = pseudocount),
-        floored at `floor`; units that never received flow keep `logits`. One temporary."""
-        received = counts.sum(dim, keepdim=True) > 0
-        entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
-        w = counts + self.pseudocount / entries
-        if mask is not None:
-            w.mul_(mask)
-        w.div_(w.sum(dim, keepdim=True).clamp_min(torch.finfo(w.dtype).tiny))
-        if floor > -math.inf:
-            w.clamp_min_(math.exp(floor))
-        if mask is not None:
-            w.mul_(mask)
-        w = w.div_(w.sum(dim, keepdim=True)).log_()
-        if mask is not None:
-            w.masked_fill_(~mask, 0.0)
-        return w.where(received, logits)
+    def _update_sum(self, i: int, counts: Tensor) -> None:
+        self._running_sum[i] = self._fold(self._running_sum[i], counts)
+        _normalize_into(self.model.sum_logits[i], self._running_sum[i], -1, None,
+                        self.pseudocount, self.min_prob)
+
+    def _update_mix(self, i: int, counts: Tensor) -> None:
+        self._running_mix[i] = self._fold(self._running_mix[i], counts)
+        _normalize_into(self.model.mix_logits[i], self._running_mix[i], 1,
+                        getattr(self.model, f"mix_mask_{i}"), self.pseudocount, self.min_prob)
+
+    @torch.no_grad()
+    def _update_weighted_op(self, i: int, flows: Tensor) -> None:
+        """A flow sink: the statistics and M-step of the i-th weighted op, from its flows."""
+        kind, j = self._weighted_ops[i]
+        (self._update_sum if kind == "sum" else self._update_mix)(j, flows)
+
+    def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
+        old = {k: v.detach() for k, v in params.as_dict().items()}
+        new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
+        unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
+        for k, v in new.items():
+            p = getattr(params, k)
+            keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
+            p.copy_(torch.where(keep, p, v.to(p.dtype)))
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
         """Online EM on one batch (accumulate, then update); returns the batch's mean log p
-        (0 for a process's empty share of a batch)."""
+        (with `reduce`: of this process's share, 0 for an empty share).
+
+        With nothing accumulated before, each op's weights are updated as soon as the backward
+        pass has their flows (the same arithmetic as `accumulate` then `update`, without every
+        op's flows existing at once); with `reduce`, after the statistics are summed."""
         if self.graph is not None:
             replayed = self.graph.step(x, marginalize, target)
             if replayed is not None:
                 return replayed
-        ll = self.accumulate(x, marginalize, target)
+        if self.reduce is not None:
+            ll = self.accumulate(x, marginalize, target)
+            self.update()
+            return float(ll.mean()) if len(ll) else 0.0
+        sink = self._update_weighted_op if self.rows == 0 else None
+        ll = self.estep(self.model.prepare_input(x, marginalize), target, sink)
         self.update()
-        return float(ll.mean()) if len(ll) else 0.0
+        return float(ll.mean())
+
+
+@torch.no_grad()
+def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
+                    pseudocount: float, min_prob: float) -> None:
+    """logits = log W, W = (n + a/c) / sum(n + a/c) over the c entries along `dim` (a =
+    pseudocount; `mask` marks real entries), floored at min_prob and renormalized, written in
+    place; units that received no flow keep their logits."""
+    flow = (counts if mask is None else counts * mask).sum(dim, keepdim=True)
+    received = flow > 0
+    # a copy to restore units without flow from; the check is free on the CPU (on a GPU it
+    # would wait for the device, so there the copy is always made)
+    kept = None if logits.device.type == "cpu" and bool(received.all()) else logits.clone()
+    entries = counts.shape[dim] if mask is None else mask.sum(dim, keepdim=True)
+    w = torch.add(counts, pseudocount / entries, out=logits)
+    if mask is not None:
+        w.mul_(mask)
+    total = flow.add_(pseudocount).clamp_min_(torch.finfo(w.dtype).tiny)  # sum(n + a/c)
+    if min_prob > 0:  # W >= min_prob  <=>  w >= min_prob * total
+        w = torch.maximum(w, total.mul_(min_prob), out=w)
+        if mask is not None:
+            w.mul_(mask)
+        total = w.sum(dim, keepdim=True)
+    w.div_(total).log_()
+    if mask is not None:
+        w.masked_fill_(~mask, 0.0)
+    if kept is not None:
+        torch.where(received, w, kept, out=w)
 
 
 def _blend(old, new, step: float):
     """old = (1 - step) old + step new, in place, for tensors or dicts of tensors."""
     for k in (old if isinstance(old, dict) else [None]):
         o, n = (old[k], new[k]) if k is not None else (old, new)
-        o.mul_(1 - step).add_(n, alpha=step)
+        o.lerp_(n, step)
     return old
 
 

@@ -53,6 +53,9 @@ class Labeled:
     x: "np.ndarray | Tensor"
     units: "np.ndarray | Tensor"
 
+    def __len__(self) -> int:
+        return len(self.x)
+
 
 class Rows:
     """Rows x float64 [N, V] (NaN = missing), with each row's root unit [N] for labeled data.

@@ -60,9 +60,9 @@ class TrainConfig:
     init: str | None = None  # "data": from the training data (latent trees); "keep": as it is
     cuda_graph: bool = True  # on CUDA, replay each full batch's EM step from a CUDA graph
 
-    def resolved(self, circuit) -> "TrainConfig":
-        """Every None setting filled in from `recipe_for(circuit)`."""
-        recipe = recipe_for(circuit)
+    def resolved(self, circuit, plan=None, rows: int | None = None) -> "TrainConfig":
+        """Every None setting filled in from `recipe_for(circuit, plan, rows)`."""
+        recipe = recipe_for(circuit, plan, rows)
         return replace(self, **{f: getattr(recipe, f) for f in self.__dataclass_fields__
                                 if getattr(self, f) is None})
 
@@ -71,18 +71,31 @@ class TrainConfig:
 # full-batch EM iterations while validation improves. Other circuits (RAT, PD, ...): random
 # initialization, small-batch online EM with early stopping, a short polish, and ensembles of 4.
 LATENT_TREE_RECIPE = TrainConfig(epochs=10, batch_size=512, step_size=0.2, pseudocount=0.1,
-                                 patience=3, polish=60, members=1, init="data")
+                                 patience=3, polish=300, members=1, init="data")
 DEFAULT_RECIPE = TrainConfig(epochs=60, batch_size=100, step_size=0.05, pseudocount=0.01,
                              patience=5, polish=5, members=4, init="keep")
+# The latent-tree recipe's passes over the data (epochs, then polishing) evaluate at most this
+# many circuit FLOPs (forward, as `pcc compile --explain` counts them; ~10 minutes on one core
+# of the CPU machine of docs/results.md): on a large data set the polish gets fewer iterations.
+LATENT_TREE_WORK = 1e12
+MIN_POLISH = 10
 
 
-def recipe_for(circuit) -> TrainConfig:
+def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
     """The training recipe for `circuit` (a Circuit): LATENT_TREE_RECIPE for latent-tree
-    circuits without inline parameters (`pcc.latent_tree`), else DEFAULT_RECIPE."""
+    circuits without inline parameters (`pcc.latent_tree`), its polish bounded by
+    LATENT_TREE_WORK when the `plan` and the number of training `rows` are given; else
+    DEFAULT_RECIPE."""
     from .latent_tree import find_latent_forest
-    if not circuit.params and find_latent_forest(circuit) is not None:
-        return LATENT_TREE_RECIPE
-    return DEFAULT_RECIPE
+    if circuit.params or find_latent_forest(circuit) is None:
+        return DEFAULT_RECIPE
+    recipe = LATENT_TREE_RECIPE
+    if plan is not None and rows:
+        from .passes.explain import op_cost
+        per_pass = rows * max(1, sum(op_cost(op).flops for op in plan.ops))
+        passes = int(LATENT_TREE_WORK // per_pass) - recipe.epochs
+        recipe = replace(recipe, polish=min(recipe.polish, max(MIN_POLISH, passes)))
+    return recipe
 
 
 @dataclass
@@ -214,8 +227,8 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     """Online EM on `train` (array [N, V], NaN = missing, or `Labeled` rows); early stopping on
     `valid`. `on_epoch(record)` after every epoch; an interrupt stops it (see the module doc).
     Settings left None in `config` come from the recipe for the model's circuit."""
-    config = config.resolved(model.circuit)
     data = as_rows(train)
+    config = config.resolved(model.circuit, model.plan, len(data))
     device = next(model.parameters()).device
     if config.init == "data":
         _initialize_from_data(model, data, config)
@@ -284,7 +297,7 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     with seed `config.seed + i`. With one member: `model`, trained. `on_epoch` gets each record
     with its "member" (from 1). After an interrupt, the members trained so far (the interrupted
     one at its best epoch, if it finished one) are mixed, and its History says `interrupted`."""
-    config = config.resolved(model.circuit)
+    config = config.resolved(model.circuit, model.plan, len(train))
     if config.members < 1:
         raise ValueError(f"members must be >= 1, got {config.members}")
     device = next(model.parameters()).device

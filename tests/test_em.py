@@ -112,3 +112,60 @@ def test_em_with_naive_backend_matches_torch_backend():
         EM(m, step_size=0.5, pseudocount=0.1).step(x)
     for (n1, p1), (n2, p2) in zip(*(m.named_parameters() for m in models)):
         assert n1 == n2 and torch.allclose(p1, p2, atol=1e-9)
+
+
+def test_step_updates_each_op_during_backward_exactly_as_accumulate_then_update():
+    """`step` hands each op's flows to the M-step as the backward pass makes them; over several
+    online steps the parameters equal, bit for bit, those of `accumulate` then `update`."""
+    c = random_circuit(17, num_vars=6, families=("bernoulli", "categorical"))
+    x = sample_data(3, 120, 6)
+    streamed, plain = compiled(c, seed=5), compiled(c, seed=5)
+    assert {"EinsumOp", "HadamardOp", "MixOp"} <= {type(op).__name__ for op in streamed.plan.ops}
+    em_streamed = EM(streamed, step_size=0.3, pseudocount=0.1)
+    em_plain = EM(plain, step_size=0.3, pseudocount=0.1)
+    handed = []
+    sink = em_streamed._update_weighted_op
+    em_streamed._update_weighted_op = lambda i, flows: (handed.append(i), sink(i, flows))
+    for start in range(0, 120, 40):
+        em_streamed.step(x[start: start + 40])
+        em_plain.accumulate(x[start: start + 40])
+        em_plain.update()
+    weighted = len(streamed.sum_logits) + len(streamed.mix_logits)
+    assert weighted > 1 and sorted(handed) == sorted(list(range(weighted)) * 3)
+    for (n1, p1), (n2, p2) in zip(streamed.named_parameters(), plain.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2), n1
+
+
+@pytest.mark.parametrize("streamed", [True, False], ids=["step", "accumulate+update"])
+def test_sum_units_without_flow_keep_their_weights(streamed):
+    """Unit 1 of `ab` has weight 0 in its only parent, so it never receives flow: its weights
+    stay as they are, while unit 0's are re-estimated."""
+    import pcc
+    text = """pc 1
+vars 4
+leaf bernoulli
+input a {x0} k=2
+input b {x1} k=2
+input c {x2} k=2
+input d {x3} k=2
+sum ab k=2 = a * b
+sum cd k=2 = c * d
+sum top k=1 = ab * cd
+root top
+param top.weights = [[[0.5, 0.5], [0.0, 0.0]]]
+"""
+    model = pcc.compile(text, backend="torch").double()
+    part, _, _ = model._locate()
+    i, m = part[("ab", 0)]
+    em = EM(model, step_size=1.0, pseudocount=0.1)  # (projects the logits onto log-weights)
+    before = model.sum_logits[i][m].clone()
+    x = sample_data(4, 50, 4)
+    if streamed:
+        em.step(x)
+    else:
+        em.accumulate(x)
+        em.update()
+    after = model.sum_logits[i][m]
+    assert torch.equal(after[1], before[1])
+    assert not torch.allclose(after[0], before[0])
+    assert all(torch.isfinite(p[p > -math.inf]).all() for p in model.parameters())

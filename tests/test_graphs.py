@@ -44,9 +44,8 @@ class ReplaySafetyRecorder(EagerRecorder):
 
     def snapshot(self):
         em = self.em
-        running = [t for group in em.running for t in
-                   (group if isinstance(group, list) else [group]) for t in
-                   (t.values() if isinstance(t, dict) else [t])]
+        running = [t for group in (em._running_sum, em._running_mix, em._running_leaf)
+                   for item in group for t in (item.values() if isinstance(item, dict) else [item])]
         return (em.rows, [c is None for c in em._sum_counts], [c is None for c in em._mix_counts],
                 [s is None for s in em._leaf_stats], [t.data_ptr() for t in running],
                 [p.data_ptr() for p in em.model.parameters()])

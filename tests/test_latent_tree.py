@@ -96,7 +96,7 @@ def test_initialization_from_data_beats_random_and_stays_normalized(trees):
 
 def test_initialization_is_seeded():
     data = latent_chain_data(rows=500)
-    c = hidden_chow_liu_tree(data, k=3)
+    c = hidden_chow_liu_tree(data, k=3, trees=1)
     states = []
     for _ in range(2):
         model = pcc.compile(c, dtype=torch.float64)

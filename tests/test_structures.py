@@ -295,7 +295,7 @@ def test_mutual_information_matches_a_direct_count(monkeypatch):
 
 
 def test_hclt_on_a_chain():
-    c = hidden_chow_liu_tree(chain_data(CHAIN), k=3)
+    c = hidden_chow_liu_tree(chain_data(CHAIN), k=3, trees=1)
     assert_valid(c)
     assert [r.name for r in c.inputs] == [f"leaf{v}" for v in range(7)]
     assert all(len(i.scope) == 1 and i.k == 3 for i in c.inputs)
@@ -317,7 +317,7 @@ def star_data(rows: int = 3000, leaves: int = 6) -> np.ndarray:
 
 
 def test_hclt_star_is_one_wide_element_wise_product():
-    c = hidden_chow_liu_tree(star_data(), k=4)
+    c = hidden_chow_liu_tree(star_data(), k=4, trees=1)
     assert_valid(c)
     assert c.region("top").partitions == (("leaf0", *(f"e{v}" for v in range(1, 7))),)
     assert c.region("top").elementwise == (0,)
@@ -335,7 +335,7 @@ def test_hclt_mixture_of_trees_shares_the_leaves():
     assert all(part[0].startswith("leaf") and all(ch.startswith(f"t{m}_e") for ch in part[1:])
                for m, part in enumerate(top.partitions))
     assert c == hidden_chow_liu_tree(data, k=2, trees=3, seed=1)  # seeded bootstraps
-    single = hidden_chow_liu_tree(data, k=2)
+    single = hidden_chow_liu_tree(data, k=2, trees=1)
     assert [r for r in c.regions if r.name.startswith("t0_")] == [
         dataclasses.replace(r, name=f"t0_{r.name}", partitions=tuple(
             tuple(ch if ch.startswith("leaf") else f"t0_{ch}" for ch in p) for p in r.partitions))
@@ -352,7 +352,7 @@ def test_hclt_categorical_data_and_leaf_choice():
 
 
 def test_hclt_single_variable():
-    c = hidden_chow_liu_tree(np.array([[0], [1], [1]]), k=5)
+    c = hidden_chow_liu_tree(np.array([[0], [1], [1]]), k=5, trees=1)
     assert_valid(c)
     assert c.regions == (Input("leaf0", (0,), 5), Sum("top", 1, (("leaf0",),)))
 

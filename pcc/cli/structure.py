@@ -80,11 +80,11 @@ def register(subparsers) -> None:
                     "--trees M mixes M trees sharing the leaves (tree m > 0 from a bootstrap resample).",
         epilog="examples:\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
-               "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 4 -o nltcs4.pc\n"
+               "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 1 -o nltcs1.pc\n"
                "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
-    hclt.add_argument("--trees", type=positive_int, default=1, metavar="M",
-                      help="number of trees mixed at the root (default 1)")
+    hclt.add_argument("--trees", type=positive_int, default=defaults.HCLT_TREES, metavar="M",
+                      help=f"number of trees mixed at the root (default {defaults.HCLT_TREES})")
     hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
     hclt.add_argument("--seed", type=non_negative_int, default=0, metavar="S",

@@ -126,7 +126,7 @@ def _train(args, group) -> int:
                              patience=args.patience, polish=args.polish, seed=args.seed,
                              members=args.members or (1 if continuing else None),
                              init=args.init or ("keep" if continuing else None)
-                             ).resolved(model.circuit)
+                             ).resolved(model.circuit, model.plan, len(splits["train"]))
         log = EpochLog(args.log, args.plot) if main else EpochLog()
         with interrupt_on(signal.SIGTERM) if group is None else contextlib.nullcontext():
             model, histories = fit_members(model, splits["train"], splits.get("valid"), config,

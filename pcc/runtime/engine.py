@@ -4,17 +4,20 @@ The whole sum/product part of a circuit is one `torch.autograd.Function` (`Circu
 forward writes every node's log-values into the arenas; its backward walks the ops in reverse,
 calling each kernel's backward, which adds child gradients into gradient arenas and returns the
 weight flows. So torch autograd sees only the leaves and the weights, and nothing but the arenas
-is kept for the backward pass.
+is kept for the backward pass. A flow sink (used by EM's step) takes each op's flows as the
+backward pass makes them, so that no op's flows need outlive it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+
+FlowSink = Callable[[int, Tensor], None]  # (index of a weighted op, its flows W * dL/dW)
 
 
 @dataclass(frozen=True)
@@ -106,30 +109,34 @@ class Program:
         return arenas[self.root_k][self.root_row]
 
     def backward(self, arenas: dict[int, Tensor], weights: Sequence[Tensor], grad_root: Tensor,
-                 leaf_sizes: Sequence[int]) -> tuple[list[Tensor], list[Tensor | None]]:
-        """Gradients of the leaf values and flows of the weights, given dL/droot [B, K_root]."""
+                 leaf_sizes: Sequence[int], flow_sink: FlowSink | None = None
+                 ) -> tuple[list[Tensor], list[Tensor | None]]:
+        """Gradients of the leaf values and flows of the weights, given dL/droot [B, K_root].
+        With a `flow_sink`, each op's flows go to it as soon as they are computed (the op's
+        weights are read no more after that), and None is returned in their place."""
         grads = {k: torch.zeros_like(a) for k, a in arenas.items()}
         grads[self.root_k][self.root_row] += grad_root
         flows: list[Tensor | None] = [None] * len(weights)
         ref = grad_root
         for op in reversed(self.ops):
+            out = slice(op.out_start, op.out_start + op.n)
             if isinstance(op, LoweredEinsum):
-                out = slice(op.out_start, op.out_start + op.n)
                 f = self.kernels.einsum_backward(
                     [arenas[k] for k in op.child_k], op.child_rows, self._log_w(op, weights, ref),
                     arenas[op.k_out][out], grads[op.k_out][out], [grads[k] for k in op.child_k])
-                if op.weight is not None:
-                    flows[op.weight] = f
             elif isinstance(op, LoweredHadamard):
-                out = slice(op.out_start, op.out_start + op.n)
-                flows[op.weight] = self.kernels.hadamard_backward(
+                f = self.kernels.hadamard_backward(
                     arenas[op.k_in], op.child_rows, weights[op.weight], arenas[op.k_out][out],
                     grads[op.k_out][out], grads[op.k_in])
             else:
-                out = slice(op.out_start, op.out_start + op.n)
-                flows[op.weight] = self.kernels.mix_backward(
+                f = self.kernels.mix_backward(
                     arenas[op.k], op.part_rows, weights[op.weight], arenas[op.k][out],
                     grads[op.k][out], grads[op.k])
+            if op.weight is not None:
+                if flow_sink is None:
+                    flows[op.weight] = f
+                else:
+                    flow_sink(op.weight, f)
         leaf_grads = [grads[s.k][s.start: s.start + n] for s, n in zip(self.leaves, leaf_sizes)]
         return leaf_grads, flows
 
@@ -144,10 +151,12 @@ class CircuitFunction(torch.autograd.Function):
     """root = circuit(leaf values, log-weights); backward gives leaf gradients and weight flows."""
 
     @staticmethod
-    def forward(ctx, program: Program, num_leaf: int, *tensors: Tensor) -> Tensor:
+    def forward(ctx, program: Program, flow_sink: FlowSink | None, num_leaf: int,
+                *tensors: Tensor) -> Tensor:
         leaf_values, weights = tensors[:num_leaf], tensors[num_leaf:]
         arenas = program.upward(leaf_values, weights)
         ctx.program, ctx.arenas, ctx.weights = program, arenas, weights
+        ctx.flow_sink = flow_sink
         ctx.leaf_sizes = [v.shape[0] for v in leaf_values]
         return program.root(arenas).clone()
 
@@ -155,6 +164,6 @@ class CircuitFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad_root: Tensor):
         leaf_grads, flows = ctx.program.backward(ctx.arenas, ctx.weights, grad_root,
-                                                 ctx.leaf_sizes)
+                                                 ctx.leaf_sizes, ctx.flow_sink)
         ctx.arenas = None
-        return (None, None, *leaf_grads, *flows)
+        return (None, None, None, *leaf_grads, *flows)

@@ -168,7 +168,7 @@ class EMGraph:
         x = self.em.model.prepare_input(x)
         if self.shape is None:
             self.shape = tuple(x.shape)
-        if tuple(x.shape) != self.shape or self.em.running is None or self.em.rows:
+        if tuple(x.shape) != self.shape or not self.em.started or self.em.rows:
             return None  # another shape, the first update, or statistics pending: eager
         if self.static is None:
             self.static = StaticInput(x)

@@ -30,7 +30,8 @@ from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, HadamardOp, Plan
 from ..region_graph import product_units
-from .engine import CircuitFunction, LeafSlot, LoweredEinsum, LoweredHadamard, LoweredMix, Program
+from .engine import (CircuitFunction, FlowSink, LeafSlot, LoweredEinsum, LoweredHadamard,
+                     LoweredMix, Program)
 from .leaf_tables import table_counts, table_layout, table_values
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
@@ -141,9 +142,12 @@ class CompiledCircuit(nn.Module):
         return CapturedForward(self, batch_size)
 
     @torch.compiler.disable
-    def evaluate(self, leaf_values: list[Tensor]) -> Tensor:
+    def evaluate(self, leaf_values: list[Tensor], flow_sink: FlowSink | None = None) -> Tensor:
         """The root values [B, K_root] from leaf group values (see `leaf_values`). Opaque to
-        torch.compile (a graph break): the engine's kernels write arenas in place."""
+        torch.compile (a graph break): the engine's kernels write arenas in place. With a
+        `flow_sink`, the backward pass hands it each weighted op's flows (`weights` index,
+        W * dL/dW) instead of making them the weights' gradients (the naive backend ignores it:
+        its flows arrive as gradients)."""
         if leaf_values[0].shape[1] == 0:  # an empty batch: [0, K], still part of the graph
             return leaf_values[0].sum() + leaf_values[0].new_zeros(0, self.root_k)
         if self.backend == "naive":
@@ -151,7 +155,8 @@ class CompiledCircuit(nn.Module):
         program = self.program(leaf_values[0].device)
         weights = self.log_weights()
         if torch.is_grad_enabled():
-            return CircuitFunction.apply(program, len(leaf_values), *leaf_values, *list(weights))
+            return CircuitFunction.apply(program, flow_sink, len(leaf_values), *leaf_values,
+                                         *list(weights))
         # inference: nothing is kept for a backward pass, so the arenas can be reused
         return program.root(program.upward(leaf_values, weights,
                                            arenas=self._inference_arenas(program, leaf_values[0])

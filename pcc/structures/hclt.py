@@ -27,7 +27,8 @@ from .chow_liu import DataSource, Tree, chow_liu, leaf_for, load_values
 
 
 def hidden_chow_liu_tree(data: DataSource, *, k: int = defaults.HCLT_K, leaf: Family | None = None,
-                         trees: int = 1, smoothing: float = defaults.HCLT_SMOOTHING,
+                         trees: int = defaults.HCLT_TREES,
+                         smoothing: float = defaults.HCLT_SMOOTHING,
                          seed: int = 0) -> Circuit:
     """The HCLT of `data` (rows x variables of non-negative integers, as an array or a file
     `pcc.data.load_data` reads); see the module doc. `leaf` defaults to bernoulli for 0/1 data,

@@ -80,12 +80,13 @@ class Group:
         the last collective. `interruptible`: a signal stops the work at once."""
         if self.failure is not None or (interruptible and self.interrupted):
             return default
+        outer = self._interruptible  # runs nest (a pass's reads inside its work)
         try:
             try:
                 self._interruptible = interruptible
                 return work()
             finally:
-                self._interruptible = False
+                self._interruptible = outer
         except KeyboardInterrupt:
             self.interrupted = True
         except Exception as e:  # noqa: BLE001 -- any failure is announced to every rank

@@ -58,8 +58,9 @@ class Labeled:
 
 
 class Rows:
-    """Rows x float64 [N, V] (NaN = missing), with each row's root unit [N] for labeled data.
-    One process sees them all; a `Shard` is one rank's view."""
+    """Rows x [N, V] (NaN = missing; float64 from a file, an array's own dtype in memory), with
+    each row's root unit [N] for labeled data. One process sees them all; a `Shard` is one
+    rank's view."""
 
     group = None  # the process group of data-parallel training (a Shard's); None: one process
 

@@ -53,7 +53,7 @@ def torchrun(*argv: str, timeout: float = 180) -> subprocess.CompletedProcess:
 def test_torchrun_trains_and_evaluates_like_one_process(files, tmp_path, capsys):
     argv = ["train", files / "c.pc", "--train", files / "train.data", "--valid",
             files / "valid.data", "--test", files / "test.data", "--epochs", "2", "--polish", "1",
-            "--members", "1", "--quiet"]
+            "--members", "2", "--quiet"]  # an ensemble: the members one after the other
     ranks = torchrun(*argv, "--log", tmp_path / "log.csv", "-o", tmp_path / "m2.pt")
     assert ranks.returncode == 0, ranks.stderr
     assert main([*map(str, argv), "-o", str(tmp_path / "m1.pt")]) == 0
@@ -67,7 +67,8 @@ def test_torchrun_trains_and_evaluates_like_one_process(files, tmp_path, capsys)
     for key, value in model.state_dict().items():
         assert torch.allclose(value.exp(), alone.state_dict()[key].exp(), rtol=1e-4), key
     with open(tmp_path / "log.csv") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2", "polish 1"]
+        assert [(r["member"], r["epoch"]) for r in csv.DictReader(f)] == [
+            (m, e) for m in "12" for e in ("1", "2", "polish 1")]
     evaluated = torchrun("eval", tmp_path / "m2.pt", "--data", files / "test.data")
     assert evaluated.returncode == 0, evaluated.stderr
     assert main(["eval", str(tmp_path / "m2.pt"), "--data", str(files / "test.data")]) == 0

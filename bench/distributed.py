@@ -5,12 +5,13 @@ bytes per step, and what streaming the data costs one process.
                                 [--baseline DIR]
 
 1. EM throughput (rows/s of online EM steps on a fixed global batch) with 1 process and with 2
-   processes (each its half of the batch, then one all-reduce of the statistics), one torch
-   thread per process, the runs interleaved (1, 2, 1, 2, ...: the machine is shared) and the
-   median taken; for a RAT (nltcs size), a larger RAT, and with --debd the HCLT of bbc at K=32
-   (docs/distributed.md's worked example). Also the seconds per step spent in the all-reduce,
-   and the bytes it sums per step against parameters x 4 (float32 statistics).
-2. One process: seconds per online EM epoch with the rows in memory, read from an .npy file, and
+   processes (each its half of the batch, then one all-reduce of the statistics), and of one
+   process on batches 8 times smaller (what each of 8 ranks would do), one torch thread per
+   process, the runs interleaved (the machine is shared) and the median taken; for a RAT (nltcs
+   size), a larger RAT, and with --debd the HCLT of bbc at K=32 (docs/distributed.md's worked
+   example). Also the time per step spent in the all-reduce, and the bytes it sums per step
+   against parameters x 4 (float32 statistics).
+2. One process: CPU seconds per online EM epoch with the rows in memory, read from an .npy file, and
    read from a text file's cache (pcc.rows), interleaved; ratios to in memory.
 3. With --baseline DIR (a checkout of another pcc, e.g. `git worktree add /tmp/main main`):
    CPU seconds per online EM epoch in memory with this pcc and with DIR's, interleaved in fresh
@@ -48,13 +49,14 @@ def problem(name: str, debd: str | None):
     return hidden_chow_liu_tree(x, k=32), x, 512
 
 
-def em_steps(group, name: str, debd: str | None, steps: int, out: str) -> None:
-    """Time `steps` online EM steps on the global batch (this rank's share of it)."""
+def em_steps(group, name: str, debd: str | None, steps: int, out: str, divisor: int = 1) -> None:
+    """Time `steps` online EM steps on the global batch / divisor (this rank's share of it)."""
     import pcc
     from pcc.distributed import reducer_for
     from pcc.em import EM
     torch.set_num_threads(1)
     circuit, x, batch = problem(name, debd)
+    batch //= divisor
     model = pcc.compile(circuit, seed=0)
     em = EM(model, step_size=0.1, reduce=reducer_for(group))
     x = torch.from_numpy(x)
@@ -111,13 +113,14 @@ def _rank_entry(rank: int, size: int, folder: str, name, debd, steps) -> None:
         dist.destroy_process_group()
 
 
-def measure(size: int, name: str, debd: str | None, steps: int) -> dict:
-    """One fresh run with `size` processes."""
+def measure(size: int, name: str, debd: str | None, steps: int, divisor: int = 1) -> dict:
+    """One fresh run with `size` processes (one process: on the global batch / divisor)."""
     with tempfile.TemporaryDirectory() as folder:
         if size == 1:
             context = mp.get_context("spawn")
             p = context.Process(target=em_steps, args=(None, name, debd, steps,
-                                                       os.path.join(folder, "out.json")))
+                                                       os.path.join(folder, "out.json"),
+                                                       divisor))
             p.start()
             p.join()
         else:
@@ -132,23 +135,25 @@ def throughput(names: list[str], debd: str | None, steps: int, repeats: int) -> 
           "other users; medians of interleaved runs)")
     print(f"load average {os.getloadavg()[0]:.2f} (other users' processes)")
     print(f"{'circuit':<12} {'parameters':>11} {'batch':>5} {'1 proc rows/s':>14} "
-          f"{'2 procs rows/s':>15} {'2/1':>5} {'in all-reduce':>14} {'alone':>7} "
-          f"{'bytes/step':>11} {'params x 4':>11} {'ratio':>6}")
+          f"{'at batch/8':>11} {'2 procs rows/s':>15} {'2/1':>5} {'in all-reduce':>14} "
+          f"{'alone':>7} {'bytes/step':>11} {'params x 4':>11} {'ratio':>6}")
     for name in names:
-        runs = {1: [], 2: []}
+        runs = {1: [], 8: [], 2: []}
         for _ in range(repeats):
-            for size in (1, 2):
-                runs[size].append(measure(size, name, debd, steps))
+            runs[1].append(measure(1, name, debd, steps))
+            runs[8].append(measure(1, name, debd, steps, divisor=8))
+            runs[2].append(measure(2, name, debd, steps))
         rate = {s: statistics.median(r["rows"] / r["seconds"] for r in runs[s]) for s in runs}
         reduce_ms = statistics.median(1e3 * r["allreduce"] / steps for r in runs[2])
         alone_ms = statistics.median(1e3 * r["alone"] for r in runs[2])
         two = runs[2][0]
         batch = two["rows"] // steps
         print(f"{name:<12} {two['parameters']:>11,} {batch:>5} {rate[1]:>14,.0f} "
-              f"{rate[2]:>15,.0f} {rate[2] / rate[1]:>5.2f} {reduce_ms:>11.2f} ms "
-              f"{alone_ms:>4.2f} ms {two['bytes']:>11,} {4 * two['parameters']:>11,} "
-              f"{two['bytes'] / (4 * two['parameters']):>6.3f}")
-    print("  in all-reduce: ms per step rank 0 spent in the all-reduce, waiting for the other "
+              f"{rate[8]:>11,.0f} {rate[2]:>15,.0f} {rate[2] / rate[1]:>5.2f} "
+              f"{reduce_ms:>11.2f} ms {alone_ms:>4.2f} ms {two['bytes']:>11,} "
+              f"{4 * two['parameters']:>11,} {two['bytes'] / (4 * two['parameters']):>6.3f}")
+    print("  at batch/8: one process on batches of batch/8 rows (a rank's share on 8 ranks); "
+          "in all-reduce: ms per step rank 0 spent in the all-reduce, waiting for the other "
           "rank included; alone: the same bytes all-reduced right after a barrier (transfer "
           "only); bytes/step: the statistics summed (status slots excluded)")
     print(f"  load average after: {os.getloadavg()[0]:.2f}")
@@ -158,7 +163,8 @@ EPOCH = """
 import importlib.util, sys, time, numpy as np, torch
 sys.path.insert(0, {repo!r})
 spec = importlib.util.spec_from_file_location(  # this checkout's kernels, not the installed ones
-    "pcc_kernels", {repo!r} + "/kernels/__init__.py", submodule_search_locations=[{repo!r} + "/kernels"])
+    "pcc_kernels", {repo!r} + "/kernels/__init__.py",
+    submodule_search_locations=[{repo!r} + "/kernels"])
 sys.modules["pcc_kernels"] = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sys.modules["pcc_kernels"])
 torch.set_num_threads(1)
@@ -232,9 +238,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--debd", help="folder of the debd data sets: adds the bbc HCLT (K=32)")
     parser.add_argument("--baseline", help="a checkout of another pcc to compare one process with")
+    parser.add_argument("--circuits", nargs="+", choices=("rat-nltcs", "rat-256", "hclt-bbc"),
+                        help="the circuits of section 1 (default: all; hclt-bbc needs --debd)")
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {os.cpu_count()} CPUs")
-    names = ["rat-nltcs", "rat-256"] + (["hclt-bbc"] if args.debd else [])
+    names = args.circuits or ["rat-nltcs", "rat-256"] + (["hclt-bbc"] if args.debd else [])
     throughput(names, args.debd, args.steps, args.repeats)
     streaming(args.repeats)
     if args.baseline:

@@ -66,7 +66,8 @@ def _scores(args, group) -> list[str]:
     model, rows = together(group, load)
     with rows:
         if rows.labeled:
-            return [f"mean log-likelihood given the label: {evaluate(model, rows, args.batch_size)}"]
+            score = evaluate(model, rows, args.batch_size)
+            return [f"mean log-likelihood given the label: {score}"]
         scores = evaluate_units(model, rows, args.batch_size)
     if len(scores) == 1:
         return [f"mean log-likelihood: {scores[0]}"]

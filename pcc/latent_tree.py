@@ -116,16 +116,16 @@ def find_latent_forest(circuit: Circuit) -> LatentForest | None:
 @torch.no_grad()
 def initialize(model, data: "np.ndarray | Tensor", forest: LatentForest, pseudocount: float,
                seed: int = 0) -> None:
-    """Set `model`'s parameters from complete discrete `data` [N, V] (see the module doc)."""
+    """Set `model`'s parameters from discrete `data` [N, V] (NaN = missing; see the module
+    doc). A missing value counts as 0 for the clustering and not at all for the leaves."""
     from .em import EM
     x = torch.as_tensor(data).to(torch.float64)
-    if torch.isnan(x).any():
-        x = torch.nan_to_num(x, nan=0.0)  # a missing value counts as 0 for the clustering only
-    values = x.long()
+    observed = ~torch.isnan(x)
+    x = torch.where(observed, x, torch.zeros_like(x))
     gen = torch.Generator().manual_seed(seed)
     z = assign_states(x, forest, gen)
     em = EM(model, step_size=1.0, pseudocount=pseudocount)
-    _set_statistics(em, model, forest, values, z, gen)
+    _set_statistics(em, model, forest, x.long(), observed, z, gen)
     em.update()
 
 
@@ -169,8 +169,8 @@ def nearest(points: Tensor, centers: Tensor) -> Tensor:
     return dist.argmin(1)
 
 
-def _set_statistics(em, model, forest: LatentForest, values: Tensor, z: Tensor,
-                    gen: torch.Generator) -> None:
+def _set_statistics(em, model, forest: LatentForest, values: Tensor, observed: Tensor,
+                    z: Tensor, gen: torch.Generator) -> None:
     """Hard-assignment counts as the EM statistics of `model`'s parameters."""
     part, mix, leaf = model._locate()
     k, dtype = forest.k, model._param_dtype()
@@ -194,8 +194,10 @@ def _set_statistics(em, model, forest: LatentForest, values: Tensor, z: Tensor,
         counts = jitter((len(g.var_index), g.k, size))
         for m, var in enumerate(g.var_index.tolist()):
             if (z[:, var] >= 0).all():
-                counts[m].index_put_((z[:, var], values[:, var].clamp(0, size - 1)),
-                                     torch.ones(len(values), dtype=torch.float64), accumulate=True)
+                rows = observed[:, var]
+                counts[m].index_put_((z[rows, var], values[rows, var].clamp(0, size - 1)),
+                                     torch.ones(int(rows.sum()), dtype=torch.float64),
+                                     accumulate=True)
         em._leaf_stats.append({key: v.to(dtype) for key, v in fam.stats_from_counts(counts).items()})
     em.rows = len(values)
 

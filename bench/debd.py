@@ -112,7 +112,8 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=SETS)
     ap.add_argument("--structure", choices=("hclt", "rat"), default="hclt")
     ap.add_argument("--k", type=int, nargs="+")
-    ap.add_argument("--trees", type=int, nargs="+", default=[1])
+    ap.add_argument("--trees", type=int, nargs="+", help="HCLT: trees in the mixture "
+                    "(default: pcc structure hclt's)")
     ap.add_argument("--depth", type=int, nargs="+", default=[3])
     ap.add_argument("--replicas", type=int, nargs="+", default=[20])
     for option, kind in (("step", float), ("batch-size", int), ("pseudocount", float),
@@ -130,6 +131,7 @@ def main() -> None:
         return
     from pcc.structures import defaults
     ks = args.k or [defaults.HCLT_K if args.structure == "hclt" else defaults.K]
+    args.trees = args.trees or [defaults.HCLT_TREES]
     for name in args.sets:
         splits = load_debd(name, args.data)
         for (k, trees, depth, replicas, step, batch, pc, epochs, patience, polish, members,

@@ -3,7 +3,7 @@
     python bench/debd.py --data ../shared/data/debd --out runs.jsonl            # the CLI defaults
     python bench/debd.py --data ../shared/data/debd --sets accidents --k 16 32 --trees 1 4
     python bench/debd.py --data ../shared/data/debd --structure rat --depth 3 --replicas 20 --k 10
-    python bench/debd.py --report runs.jsonl ...     # best run per set (by valid), as markdown
+    python bench/debd.py --report runs.jsonl ... [--floor clt.json]   # best run per set, markdown
 
 The structure is `pcc structure hclt` (default; --k, --trees) or `pcc structure rat` (--depth,
 --replicas, --k); training is `pcc train`'s: every option left out comes from the recipe for the
@@ -70,20 +70,24 @@ def run(name: str, splits, kind: str, k: int, trees: int, depth: int, replicas: 
             **{s: evaluate(model, getattr(splits, s)).mean for s in ("train", "valid", "test")}}
 
 
-def report(paths: list[str]) -> str:
+def report(paths: list[str], floor: str | None = None) -> str:
+    """Markdown: the best run per set by validation, with the plain Chow-Liu tree's test score
+    (`floor`: the --json of bench/clt_baseline.py) and the published numbers; then every run."""
     rows = [json.loads(line) for path in paths for line in open(path) if line.strip()]
+    clt = {r["set"]: r["test_ll"] for r in json.load(open(floor))} if floor else {}
     best = {}
     for r in rows:
         if r["set"] not in best or r["valid"] > best[r["set"]]["valid"]:
             best[r["set"]] = r
-    out = ["| set | structure | members | parameters | s/epoch | seconds | valid | test | HCLT | "
-           "EiNet |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| set | structure | members | parameters | s/epoch | seconds | valid | test | "
+           "plain CLT | HCLT | EiNet |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in SETS:
         if name in best:
             r = best[name]
+            floor_text = f"{clt[name]:.2f}" if name in clt else "-"
             out.append(f"| {name} | {_shape(r)} | {r['members']} | {r['parameters']:,} | "
                        f"{r['seconds_per_epoch']} | {r['seconds']:.0f} | {r['valid']:.2f} | "
-                       f"{r['test']:.2f} | {HCLT[name]:.2f} | {EINET[name]:.2f} |")
+                       f"{r['test']:.2f} | {floor_text} | {HCLT[name]:.2f} | {EINET[name]:.2f} |")
     out += ["", "All runs (chosen by valid; test for information only):", "",
             "| set | structure | members | step | batch | pseudocount | epochs + polish | "
             "seconds | train | valid | test |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -108,7 +112,8 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", default=SETS)
     ap.add_argument("--structure", choices=("hclt", "rat"), default="hclt")
     ap.add_argument("--k", type=int, nargs="+")
-    ap.add_argument("--trees", type=int, nargs="+", default=[1])
+    ap.add_argument("--trees", type=int, nargs="+", help="HCLT: trees in the mixture "
+                    "(default: pcc structure hclt's)")
     ap.add_argument("--depth", type=int, nargs="+", default=[3])
     ap.add_argument("--replicas", type=int, nargs="+", default=[20])
     for option, kind in (("step", float), ("batch-size", int), ("pseudocount", float),
@@ -119,12 +124,14 @@ def main() -> None:
     ap.add_argument("--out", default="debd_runs.jsonl")
     ap.add_argument("--report", nargs="+", help="print the best run per set (and all runs) "
                     "from these JSON-lines files")
+    ap.add_argument("--floor", help="with --report: the JSON bench/clt_baseline.py --json wrote")
     args = ap.parse_args()
     if args.report:
-        print(report(args.report))
+        print(report(args.report, args.floor))
         return
     from pcc.structures import defaults
     ks = args.k or [defaults.HCLT_K if args.structure == "hclt" else defaults.K]
+    args.trees = args.trees or [defaults.HCLT_TREES]
     for name in args.sets:
         splits = load_debd(name, args.data)
         for (k, trees, depth, replicas, step, batch, pc, epochs, patience, polish, members,

@@ -116,8 +116,9 @@ def find_latent_forest(circuit: Circuit) -> LatentForest | None:
 
 @torch.no_grad()
 def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int = 0) -> None:
-    """Set `model`'s parameters from complete discrete `data` (see the module doc): an array
-    [N, V], or `pcc.rows.Rows` read in pieces. For a `pcc.rows.Shard` (data-parallel training)
+    """Set `model`'s parameters from discrete `data` (NaN = missing; see the module doc): an
+    array [N, V], or `pcc.rows.Rows` read in pieces. A missing value counts as 0 for the
+    clustering and not at all for the leaves. For a `pcc.rows.Shard` (data-parallel training)
     every rank clusters the same seeded sample of rows, so the centers do not depend on the
     number of ranks; each counts its share of the rows and the counts are summed (as EM
     statistics)."""
@@ -213,6 +214,7 @@ def _set_statistics(em, model, forest: LatentForest, rows, centers: list[Centers
     counts = [jitter((len(g.var_index), g.k, size)) for (_, g), size in zip(groups, sizes)]
     count = 0
     for x, _ in rows.local_chunks(ROWS_PER_CHUNK):
+        observed = ~torch.isnan(torch.as_tensor(x, dtype=torch.float64))
         x = _features(x)
         values, z = x.long(), assign_states(x, centers)
         for node in forest.nodes:
@@ -226,8 +228,9 @@ def _set_statistics(em, model, forest: LatentForest, rows, centers: list[Centers
         for (fam, g), size, table in zip(groups, sizes, counts):
             for m, var in enumerate(g.var_index.tolist()):
                 if (z[:, var] >= 0).all():
-                    table[m].index_put_((z[:, var], values[:, var].clamp(0, size - 1)),
-                                        torch.ones(len(values), dtype=torch.float64),
+                    seen = observed[:, var]
+                    table[m].index_put_((z[seen, var], values[seen, var].clamp(0, size - 1)),
+                                        torch.ones(int(seen.sum()), dtype=torch.float64),
                                         accumulate=True)
         count += len(x)
     em._sum_counts = [s.to(dtype) for s in sums]

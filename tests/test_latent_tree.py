@@ -103,3 +103,17 @@ def test_initialization_is_seeded():
         initialize(model, data, find_latent_forest(c), pseudocount=0.1, seed=7)
         states.append(model.state_dict())
     assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_missing_values_are_not_counted_as_zeros():
+    """A variable missing in most rows gets its leaf tables from the observed rows only."""
+    data = latent_chain_data(rows=2000).astype(float)
+    data[:, 2] = 1.0
+    data[:1500, 2] = np.nan  # x2 is always 1 where observed
+    c = hidden_chow_liu_tree(np.nan_to_num(data).astype(np.int64), k=3, trees=1)
+    model = pcc.compile(c, dtype=torch.float64)
+    initialize(model, data, find_latent_forest(c), pseudocount=0.1)
+    p_one = {(prm.region, prm.field): prm.values for prm in model.ir_params()}[("leaf2", "p")]
+    # states that saw observed rows: p(x2 = 1) = 1; states that saw none: the prior's 0.5
+    # (counting the missing cells as 0 would put every state near 0.25)
+    assert max(p_one) > 0.99 and min(p_one) > 0.49

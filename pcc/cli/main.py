@@ -37,8 +37,8 @@ COMMANDS = ("check", "fmt", "structure", "compile", "train", "eval", "info", "sa
             "mpe", "import", "export")
 MODULES = {"import": "import_"}
 EPILOG = """\
-examples (the main job: a RAT circuit for the nltcs data in data/, trained by EM):
-  pcc structure rat --vars 16 -o nltcs.pc
+examples (the main job: a hidden Chow-Liu tree learned from the nltcs data in data/, trained by EM):
+  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc
   pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --test data/nltcs/nltcs.test.data -o nltcs.pt
   pcc info nltcs.pt
 

@@ -32,10 +32,11 @@ from .options import (add_device, add_timeout, column, metrics_file, non_negativ
 HELP = "train a circuit by EM on a data set"
 EXAMPLES = """examples (a minute or two each on one core; nltcs.pt and by_x0.pt feed the examples
 of `pcc eval`, `info`, `sample`, `mpe` and `inpaint`):
-  pcc structure rat --vars 16 -o nltcs.pc
+  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc
   pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --test data/nltcs/nltcs.test.data -o nltcs.pt
   pcc train nltcs.pt --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --epochs 10 -o nltcs_more.pt   # continue
-  pcc train nltcs.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --members 1 --log curve.csv --plot curve.png -o one.pt
+  pcc structure rat --vars 16 -o rat.pc
+  pcc train rat.pc --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data --members 1 --log curve.csv --plot curve.png -o one.pt
   pcc structure rat --vars 15 --classes 2 -o by_x0.pc          # one density of x1..x15 per value of x0
   pcc train by_x0.pc --label-column 1 --members 1 --train data/nltcs/nltcs.train.data --valid data/nltcs/nltcs.valid.data -o by_x0.pt
 

@@ -1,0 +1,73 @@
+"""The debd sets through the command line with its defaults, exactly as a user runs them:
+
+    pcc structure hclt --data NAME.train.data -o NAME.pc
+    pcc train NAME.pc --train NAME.train.data --valid NAME.valid.data --test NAME.test.data \\
+        -o NAME.pt --log NAME.csv
+
+    python bench/debd_cli.py --data ../shared/data/debd --work /tmp/debd [--sets nltcs ...]
+
+Prints and appends one JSON line per set (to --out): wall seconds of each command, the number of
+parameters and the median seconds per epoch (from the --log file), and the train / valid / test
+mean log-likelihoods `pcc train` printed. Extra options after `--` go to `pcc train`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+SETS = ("nltcs", "plants", "baudio", "jester", "accidents", "pumsb_star", "bbc")
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    return time.perf_counter() - start, done.stdout + done.stderr
+
+
+def run(name: str, data: str, work: str, extra: list[str]) -> dict:
+    base, out = os.path.join(data, name, name), os.path.join(work, name)
+    structure_s, text = timed(["pcc", "structure", "hclt", "--data", f"{base}.train.data",
+                               "-o", f"{out}.pc"])
+    parameters = int(re.search(r"([\d,]+) parameters", text).group(1).replace(",", ""))
+    train_s, text = timed(["pcc", "train", f"{out}.pc", "--train", f"{base}.train.data",
+                           "--valid", f"{base}.valid.data", "--test", f"{base}.test.data",
+                           "-o", f"{out}.pt", "--log", f"{out}.csv", "--quiet", *extra])
+    scores = dict(re.findall(r"(train|valid|test) (-?[\d.]+)", text.splitlines()[-1]))
+    with open(f"{out}.csv") as f:
+        log = list(csv.DictReader(f))
+    epochs = [float(r["seconds"]) for r in log if r["epoch"].isdigit()]
+    polish = [float(r["seconds"]) for r in log if not r["epoch"].isdigit()]
+    return {"set": name, "structure_seconds": round(structure_s, 1),
+            "train_seconds": round(train_s, 1), "parameters": parameters,
+            "epochs": len(epochs), "polish": len(polish),
+            "seconds_per_epoch": round(statistics.median(epochs + polish), 2),
+            **{k: float(v) for k, v in scores.items()}, "extra": extra}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default="../shared/data/debd")
+    parser.add_argument("--work", default="debd_cli", help="folder for the .pc, .pt and logs")
+    parser.add_argument("--sets", nargs="+", default=list(SETS))
+    parser.add_argument("--out", default="debd_cli.jsonl")
+    parser.add_argument("extra", nargs="*", help="options for pcc train (after --)")
+    args = parser.parse_args()
+    os.makedirs(args.work, exist_ok=True)
+    for name in args.sets:
+        row = run(name, args.data, args.work, args.extra)
+        print(json.dumps(row), flush=True)
+        with open(args.out, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+if __name__ == "__main__":
+    main()

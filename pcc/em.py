@@ -19,10 +19,15 @@ against one update's worth of data (a batch online; the whole data set in full-b
 Missing (NaN or marginalized) values contribute no statistics: a leaf that never saw an observed
 value and a sum unit that never received flow keep their parameters. Probabilities are floored
 at `min_prob`, variances at `min_var`; nothing becomes NaN.
+
+Data-parallel EM: with `reduce` (`pcc.distributed.StatisticsReducer`), each process accumulates
+its share of the rows and `update` first sums the fresh statistics over the processes (one
+all-reduce), so every process runs the same M-step on the statistics of the whole batch.
 """
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -32,12 +37,16 @@ from .runtime.engine import FlowSink
 from .runtime.graphs import EMGraph
 from .runtime.module import CompiledCircuit
 
+if TYPE_CHECKING:
+    from .distributed import StatisticsReducer
+
 
 class EM:
     """EM for a `CompiledCircuit` (any backend). See the module doc for the math."""
 
     def __init__(self, model: CompiledCircuit, step_size: float = 0.1, pseudocount: float = 0.01,
-                 min_prob: float = 1e-6, min_var: float = 1e-4, cuda_graph: bool = False):
+                 min_prob: float = 1e-6, min_var: float = 1e-4, cuda_graph: bool = False,
+                 reduce: "StatisticsReducer | None" = None):
         if not 0 < step_size <= 1:
             raise ValueError(f"step_size must be in (0, 1], got {step_size}")
         if pseudocount < 0:
@@ -51,8 +60,9 @@ class EM:
         self._running_leaf: list[dict[str, Tensor] | None] = [None] * len(model.leaf_params)
         self._weighted_ops = [w for w in model._weight_of_op if w is not None]  # (kind, index)
         self._reset()
+        self.reduce = reduce  # data-parallel: sums the statistics over the processes
         # cuda_graph: `step` replays a captured E-step + M-step on CUDA (pcc.runtime.graphs)
-        self.graph = EMGraph(self) if cuda_graph else None
+        self.graph = EMGraph(self) if cuda_graph and reduce is None else None
 
     def _reset(self) -> None:
         """Clear the statistics accumulated since the last update."""
@@ -86,7 +96,10 @@ class EM:
         """E-step on one batch: add its expected statistics; return log p(x) per row, [B].
 
         For a circuit whose root has K > 1 units (e.g. one density per class), `target` [B]
-        picks the unit each row belongs to."""
+        picks the unit each row belongs to. With `reduce`, x is this process's share (possibly no
+        rows), and a failure is announced to every process at the next update, not raised."""
+        if self.reduce is not None:
+            return self.reduce.local(self, x, marginalize, target)
         return self.estep(self.model.prepare_input(x, marginalize), target)
 
     def estep(self, x: Tensor, target: Tensor | None = None,
@@ -132,7 +145,10 @@ class EM:
 
     @torch.no_grad()
     def update(self) -> None:
-        """Mix the accumulated statistics into the running ones, then the M-step."""
+        """Mix the accumulated statistics into the running ones, then the M-step (with
+        `reduce`: the statistics of every process, summed)."""
+        if self.reduce is not None:
+            self.reduce(self)
         if self.rows == 0:
             return
         for i, n in enumerate(self._sum_counts):
@@ -179,15 +195,20 @@ class EM:
 
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
-        """Online EM on one batch (accumulate, then update); returns the batch's mean log p.
+        """Online EM on one batch (accumulate, then update); returns the batch's mean log p
+        (with `reduce`: of this process's share, 0 for an empty share).
 
         With nothing accumulated before, each op's weights are updated as soon as the backward
         pass has their flows (the same arithmetic as `accumulate` then `update`, without every
-        op's flows existing at once)."""
+        op's flows existing at once); with `reduce`, after the statistics are summed."""
         if self.graph is not None:
             replayed = self.graph.step(x, marginalize, target)
             if replayed is not None:
                 return replayed
+        if self.reduce is not None:
+            ll = self.accumulate(x, marginalize, target)
+            self.update()
+            return float(ll.mean()) if len(ll) else 0.0
         sink = self._update_weighted_op if self.rows == 0 else None
         ll = self.estep(self.model.prepare_input(x, marginalize), target, sink)
         self.update()

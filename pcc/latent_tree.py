@@ -34,6 +34,7 @@ from .ir import Circuit, Input, Sum
 KMEANS_ITERATIONS = 10
 RADIUS = 2  # z_v is clustered on the variables at most this many tree edges from v
 MAX_KMEANS_ROWS = 20_000  # rows clustered per variable (a fixed subsample beyond that)
+ROWS_PER_CHUNK = 4096  # rows assigned and counted at a time
 
 
 @dataclass(frozen=True)
@@ -114,35 +115,62 @@ def find_latent_forest(circuit: Circuit) -> LatentForest | None:
 
 
 @torch.no_grad()
-def initialize(model, data: "np.ndarray | Tensor", forest: LatentForest, pseudocount: float,
-               seed: int = 0) -> None:
-    """Set `model`'s parameters from discrete `data` [N, V] (NaN = missing; see the module
-    doc). A missing value counts as 0 for the clustering and not at all for the leaves."""
+def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int = 0) -> None:
+    """Set `model`'s parameters from discrete `data` (NaN = missing; see the module doc): an
+    array [N, V], or `pcc.rows.Rows` read in pieces. A missing value counts as 0 for the
+    clustering and not at all for the leaves. For a `pcc.rows.Shard` (data-parallel training)
+    every rank clusters the same seeded sample of rows, so the centers do not depend on the
+    number of ranks; each counts its share of the rows and the counts are summed (as EM
+    statistics)."""
+    from .distributed import reducer_for
     from .em import EM
-    x = torch.as_tensor(data).to(torch.float64)
-    observed = ~torch.isnan(x)
-    x = torch.where(observed, x, torch.zeros_like(x))
+    from .rows import as_rows
+    rows = as_rows(data)
     gen = torch.Generator().manual_seed(seed)
-    z = assign_states(x, forest, gen)
-    em = EM(model, step_size=1.0, pseudocount=pseudocount)
-    _set_statistics(em, model, forest, x.long(), observed, z, gen)
+    em = EM(model, step_size=1.0, pseudocount=pseudocount, reduce=reducer_for(rows.group))
+    prior = rows.group is None or rows.group.is_main  # the jitter and flat mixing, added once
+    rows.guard(lambda: _set_statistics(em, model, forest, rows, fit_centers(rows, forest, gen),
+                                       gen, prior))
     em.update()
 
 
-def assign_states(x: Tensor, forest: LatentForest, gen: torch.Generator) -> Tensor:
-    """z [N, V]: the hidden state of every variable in a tree, by k-means over the columns of
-    the variable and its tree neighbours (-1 for variables in no tree)."""
-    num_vars = x.shape[1]
-    neighbours = forest.neighbours(num_vars, RADIUS)
-    in_tree = {n.var for n in forest.nodes}
-    rows = x if len(x) <= MAX_KMEANS_ROWS else x[torch.randperm(len(x), generator=gen)
-                                                  [:MAX_KMEANS_ROWS]]
-    z = torch.full((len(x), num_vars), -1, dtype=torch.long)
-    for v in sorted(in_tree):
-        columns = [v, *sorted(neighbours[v])]
-        centers = kmeans(rows[:, columns], forest.k, gen)
-        z[:, v] = nearest(x[:, columns], centers)
+@dataclass(frozen=True)
+class Centers:
+    """The k-means centers [k', D] of variable `var`'s hidden states, over `columns` (D)."""
+
+    var: int
+    columns: tuple[int, ...]
+    centers: Tensor
+
+
+def fit_centers(rows, forest: LatentForest, gen: torch.Generator) -> list[Centers]:
+    """Per variable in a tree, k-means centers over the columns of the variable and its tree
+    neighbours, from all rows (at most MAX_KMEANS_ROWS: a seeded sample beyond that)."""
+    n = len(rows)
+    sample = rows.span(0, n) if n <= MAX_KMEANS_ROWS else rows.read(
+        torch.randperm(n, generator=gen)[:MAX_KMEANS_ROWS])
+    x = _features(sample[0])
+    neighbours = forest.neighbours(x.shape[1], RADIUS)
+    out = []
+    for v in sorted({n.var for n in forest.nodes}):
+        columns = (v, *sorted(neighbours[v]))
+        out.append(Centers(v, columns, kmeans(x[:, list(columns)], forest.k, gen)))
+    return out
+
+
+def assign_states(x: Tensor, centers: list[Centers]) -> Tensor:
+    """z [N, V]: the hidden state of every variable in a tree (the nearest center), -1 for
+    variables in no tree; x [N, V] float64 (`_features`)."""
+    z = torch.full((len(x), x.shape[1]), -1, dtype=torch.long)
+    for c in centers:
+        z[:, c.var] = nearest(x[:, list(c.columns)], c.centers)
     return z
+
+
+def _features(x: Tensor) -> Tensor:
+    """Rows as float64 for clustering, a missing value counted as 0."""
+    x = torch.as_tensor(x).to(torch.float64)
+    return torch.nan_to_num(x, nan=0.0) if torch.isnan(x).any() else x
 
 
 def kmeans(points: Tensor, k: int, gen: torch.Generator) -> Tensor:
@@ -169,37 +197,47 @@ def nearest(points: Tensor, centers: Tensor) -> Tensor:
     return dist.argmin(1)
 
 
-def _set_statistics(em, model, forest: LatentForest, values: Tensor, observed: Tensor,
-                    z: Tensor, gen: torch.Generator) -> None:
-    """Hard-assignment counts as the EM statistics of `model`'s parameters."""
+def _set_statistics(em, model, forest: LatentForest, rows, centers: list[Centers],
+                    gen: torch.Generator, prior: bool) -> None:
+    """Hard-assignment counts of this process's rows (`rows.local_chunks`) as the EM statistics
+    of `model`'s parameters; `prior`: add the jitter and the flat mixing counts (once, on one
+    process)."""
     part, mix, leaf = model._locate()
     k, dtype = forest.k, model._param_dtype()
-    jitter = lambda shape: 1e-3 * torch.rand(shape, generator=gen, dtype=torch.float64)
+    scale = 1.0 if prior else 0.0
+    jitter = lambda shape: scale * 1e-3 * torch.rand(shape, generator=gen, dtype=torch.float64)
     sums = [jitter(w.shape) for w in model.sum_logits]
-    for node in forest.nodes:
-        for edge, c in zip(node.edges, node.children):
-            i, m = part[(edge, 0)]
-            sums[i][m] += _pair_counts(z[:, node.var], z[:, forest.nodes[c].var], k)
-    for r in forest.roots:
-        node = forest.nodes[r]
-        i, m = part[(node.region, node.partition)]
-        sums[i][m] += torch.bincount(z[:, node.var], minlength=k).to(torch.float64)
+    groups = list(zip(model.families, model.plan.leaf_groups))
+    sizes = [fam.support_size() if hasattr(fam, "support_size") else None for fam, _ in groups]
+    if None in sizes:
+        raise ValueError("a latent tree is initialized from discrete leaves only")
+    counts = [jitter((len(g.var_index), g.k, size)) for (_, g), size in zip(groups, sizes)]
+    count = 0
+    for x, _ in rows.local_chunks(ROWS_PER_CHUNK):
+        observed = ~torch.isnan(torch.as_tensor(x, dtype=torch.float64))
+        x = _features(x)
+        values, z = x.long(), assign_states(x, centers)
+        for node in forest.nodes:
+            for edge, c in zip(node.edges, node.children):
+                i, m = part[(edge, 0)]
+                sums[i][m] += _pair_counts(z[:, node.var], z[:, forest.nodes[c].var], k)
+        for r in forest.roots:
+            node = forest.nodes[r]
+            i, m = part[(node.region, node.partition)]
+            sums[i][m] += torch.bincount(z[:, node.var], minlength=k).to(torch.float64)
+        for (fam, g), size, table in zip(groups, sizes, counts):
+            for m, var in enumerate(g.var_index.tolist()):
+                if (z[:, var] >= 0).all():
+                    seen = observed[:, var]
+                    table[m].index_put_((z[seen, var], values[seen, var].clamp(0, size - 1)),
+                                        torch.ones(int(seen.sum()), dtype=torch.float64),
+                                        accumulate=True)
+        count += len(x)
     em._sum_counts = [s.to(dtype) for s in sums]
-    em._mix_counts = [torch.ones_like(w) for w in model.mix_logits]
-    em._leaf_stats = []
-    for gi, (fam, g) in enumerate(zip(model.families, model.plan.leaf_groups)):
-        size = fam.support_size() if hasattr(fam, "support_size") else None
-        if size is None:
-            raise ValueError("a latent tree is initialized from discrete leaves only")
-        counts = jitter((len(g.var_index), g.k, size))
-        for m, var in enumerate(g.var_index.tolist()):
-            if (z[:, var] >= 0).all():
-                rows = observed[:, var]
-                counts[m].index_put_((z[rows, var], values[rows, var].clamp(0, size - 1)),
-                                     torch.ones(int(rows.sum()), dtype=torch.float64),
-                                     accumulate=True)
-        em._leaf_stats.append({key: v.to(dtype) for key, v in fam.stats_from_counts(counts).items()})
-    em.rows = len(values)
+    em._mix_counts = [torch.full_like(w.detach(), scale) for w in model.mix_logits]
+    em._leaf_stats = [{key: v.to(dtype) for key, v in fam.stats_from_counts(table).items()}
+                      for (fam, _), table in zip(groups, counts)]
+    em.rows = count
 
 
 def _pair_counts(parent: Tensor, child: Tensor, k: int) -> Tensor:

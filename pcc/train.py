@@ -14,27 +14,34 @@ rows: each row's EM statistics flow from its class's unit, and validation scores
 `on_epoch(record)` is called after every epoch (and polishing step) with its metrics. An
 interrupt (Ctrl-C, or a signal made one by `interrupt_on`) stops `fit` cleanly: the model goes
 back to its best state so far and the History says `interrupted`, so the caller can save it.
+
+Data may be arrays in memory or `pcc.rows.Rows` read on demand (a data file larger than memory).
+Data-parallel training passes each rank's `pcc.rows.Shard`: every rank draws the same global
+batches, takes its share of each, and EM sums the statistics over the ranks before each M-step
+(`pcc.distributed`); scores are totalled over the ranks, so every rank makes the same decisions
+and ends with the parameters one process would reach.
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import math
-import signal
 import sys
 import time
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .compiler import compile as compile_circuit
+from .distributed import reducer_for
 from .em import EM
 from .ensemble import ensemble_circuit
 from .errors import ShapeError
+from .rows import Labeled, Rows, as_rows
 from .runtime.module import CompiledCircuit
+from .signals import handled
 
 
 @dataclass(frozen=True)
@@ -99,17 +106,6 @@ class History:
     interrupted: bool = False  # stopped by an interrupt; the model holds its best state so far
 
 
-@dataclass(frozen=True)
-class Labeled:
-    """Rows x [N, V] with the root unit (class) of each, units [N] (class-conditional circuits)."""
-
-    x: "np.ndarray | torch.Tensor"
-    units: "np.ndarray | torch.Tensor"
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-
 def _split(data) -> tuple[torch.Tensor, "torch.Tensor | None"]:
     """(x, units or None) of plain or `Labeled` rows."""
     if isinstance(data, Labeled):
@@ -123,12 +119,8 @@ def interrupt_on(*signals: int):
     `fit` stops and keeps its best model. Main thread only (Python's rule for handlers)."""
     def interrupt(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
-    previous = {s: signal.signal(s, interrupt) for s in signals}
-    try:
+    with handled(interrupt, *signals):
         yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 @dataclass(frozen=True)
@@ -149,6 +141,14 @@ class Score:
         std = float(ll.std()) if n > 1 else 0.0
         return cls(float(ll.mean()), std / math.sqrt(n), n)
 
+    @classmethod
+    def of_sums(cls, n: float, total: float, squares: float) -> "Score":
+        """The Score of N = n log-likelihoods from their sum and the sum of their squares."""
+        n = round(n)
+        mean = total / n
+        variance = max(squares - total * mean, 0.0) / (n - 1) if n > 1 else 0.0
+        return cls(mean, math.sqrt(variance / n), n)
+
 
 @torch.no_grad()
 def log_likelihoods(model: CompiledCircuit, data, batch_size: int = 1000) -> torch.Tensor:
@@ -166,7 +166,13 @@ def log_likelihoods(model: CompiledCircuit, data, batch_size: int = 1000) -> tor
 
 
 def evaluate(model: CompiledCircuit, data, batch_size: int = 1000) -> Score:
-    """Mean log-likelihood of the rows (`Labeled` rows for a root with K > 1 units)."""
+    """Mean log-likelihood of the rows (`Labeled` rows for a root with K > 1 units); of every
+    rank's share for a `pcc.rows.Shard`."""
+    if isinstance(data, Rows):
+        if model.root_k > 1 and not data.labeled:
+            raise ShapeError(f"the root has {model.root_k} units: give each row's unit (Labeled "
+                             "rows) or score every unit (evaluate_units)")
+        return _scores(model, data, batch_size)[0]
     ll = log_likelihoods(model, data, batch_size)
     if ll.dim() == 2:
         raise ShapeError(f"the root has {ll.shape[1]} units: give each row's unit (Labeled rows) "
@@ -178,10 +184,39 @@ def evaluate(model: CompiledCircuit, data, batch_size: int = 1000) -> Score:
 
 def evaluate_units(model: CompiledCircuit, data, batch_size: int = 1000) -> list[Score]:
     """The Score of every root unit's density on all rows, [K]."""
+    if isinstance(data, Rows):
+        return _scores(model, data, batch_size, every_unit=True)
     ll = log_likelihoods(model, data, batch_size)
     if len(ll) == 0:
         raise ShapeError("no rows to evaluate")
     return [Score.of(column) for column in (ll.unsqueeze(1) if ll.dim() == 1 else ll).unbind(1)]
+
+
+@torch.no_grad()
+def _scores(model: CompiledCircuit, rows: Rows, batch_size: int,
+            every_unit: bool = False) -> list[Score]:
+    """Scores of `rows` (this process's share, totalled over the processes) from sums of
+    log-likelihoods: one Score (of each row's unit for labeled rows), or every root unit's."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    device = next(model.parameters()).device
+    units = model.root_k if every_unit else 1
+
+    def local() -> torch.Tensor:
+        sums = torch.zeros(3, units, dtype=torch.float64)  # rows, sum, sum of squares
+        for x, target in rows.local_chunks(batch_size):
+            ll = model(x.to(device)).double().cpu().reshape(len(x), -1)
+            if not every_unit and target is not None:
+                ll = ll.gather(1, target.unsqueeze(1))
+            sums += torch.stack([torch.full((units,), float(len(x)), dtype=torch.float64),
+                                 ll.sum(0), (ll * ll).sum(0)])
+        return sums
+    sums = rows.guard(local, torch.zeros(3, units, dtype=torch.float64))
+    n, total, squares = torch.tensor(rows.total(sums.reshape(-1).tolist())).reshape(3, units)
+    if n[0] == 0:
+        raise ShapeError("no rows to evaluate")
+    return [Score.of_sums(*values) for values in zip(n.tolist(), total.tolist(),
+                                                    squares.tolist())]
 
 
 OnEpoch = Callable[[dict], None]
@@ -192,32 +227,33 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     """Online EM on `train` (array [N, V], NaN = missing, or `Labeled` rows); early stopping on
     `valid`. `on_epoch(record)` after every epoch; an interrupt stops it (see the module doc).
     Settings left None in `config` come from the recipe for the model's circuit."""
-    x, units = _split(train)
-    config = config.resolved(model.circuit, model.plan, len(x))
+    data = as_rows(train)
+    config = config.resolved(model.circuit, model.plan, len(data))
     device = next(model.parameters()).device
     if config.init == "data":
-        _initialize_from_data(model, x, config)
+        _initialize_from_data(model, data, config)
     em = EM(model, step_size=config.step_size, pseudocount=config.pseudocount,
-            cuda_graph=config.cuda_graph)  # eager off CUDA and for the last partial batch
+            cuda_graph=config.cuda_graph,  # eager off CUDA and for the last partial batch
+            reduce=reducer_for(data.group))
     gen = torch.Generator().manual_seed(config.seed)
     history = History()
     best_state = None
     stale = 0
     try:
         for epoch in range(config.epochs):
-            order = torch.randperm(len(x), generator=gen)
-            bar = tqdm(range(0, len(x), config.batch_size),
+            order = torch.randperm(len(data), generator=gen)
+            bar = tqdm(range(0, len(data), config.batch_size),
                        desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
                        disable=None if progress else True,  # None: on TTYs only
                        file=sys.stderr, leave=False, dynamic_ncols=True)
             total, started = 0.0, time.perf_counter()
             for start in bar:
-                rows = order[start: start + config.batch_size]
-                batch = x[rows].to(device)
-                ll = em.step(batch, target=None if units is None else units[rows].to(device))
+                x, units = data.batch(order[start: start + config.batch_size])
+                batch = x.to(device)
+                ll = em.step(batch, target=None if units is None else units.to(device))
                 total += ll * len(batch)
                 bar.set_postfix(ll=f"{ll:.3f}")
-            record = {"epoch": epoch + 1, "train_ll": total / len(x),
+            record = {"epoch": epoch + 1, "train_ll": data.total([total])[0] / len(data),
                       "seconds": time.perf_counter() - started}
             if valid is not None:
                 record["valid_ll"] = evaluate(model, valid).mean
@@ -240,17 +276,17 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     if best_state is not None:
         model.load_state_dict(best_state)
     if valid is not None and not history.interrupted:
-        _polish(model, train, valid, config, history, progress, on_epoch)
+        _polish(model, data, valid, config, history, progress, on_epoch)
     return history
 
 
-def _initialize_from_data(model: CompiledCircuit, x: torch.Tensor, config: TrainConfig) -> None:
+def _initialize_from_data(model: CompiledCircuit, rows: Rows, config: TrainConfig) -> None:
     """Parameters from the training data (`pcc.latent_tree`); circuits of another shape keep
     theirs."""
     from .latent_tree import find_latent_forest, initialize
     forest = find_latent_forest(model.circuit)
     if forest is not None:
-        initialize(model, x, forest, config.pseudocount, seed=config.seed)
+        initialize(model, rows, forest, config.pseudocount, seed=config.seed)
 
 
 def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
@@ -289,21 +325,19 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     return merged.to(device), histories
 
 
-def _polish(model: CompiledCircuit, train, valid, config: TrainConfig, history: History,
+def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, history: History,
             progress: bool, on_epoch: OnEpoch | None) -> None:
     """Full-batch EM iterations while the validation likelihood improves (see module doc)."""
-    x, units = _split(train)
     device = next(model.parameters()).device
-    em = EM(model, step_size=1.0, pseudocount=config.pseudocount)
+    em = EM(model, step_size=1.0, pseudocount=config.pseudocount, reduce=reducer_for(train.group))
     chunk = max(config.batch_size, 1000)
     best_state = None
     try:
         for i in range(config.polish):
             best_state = copy.deepcopy(model.state_dict())
             started = time.perf_counter()
-            for start in range(0, len(x), chunk):
-                em.accumulate(x[start: start + chunk].to(device),
-                              target=None if units is None else units[start: start + chunk].to(device))
+            for x, units in train.local_chunks(chunk):
+                em.accumulate(x.to(device), target=None if units is None else units.to(device))
             em.update()
             record = {"epoch": f"polish {i + 1}", "seconds": time.perf_counter() - started,
                       "valid_ll": evaluate(model, valid).mean}

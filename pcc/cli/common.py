@@ -1,5 +1,7 @@
 """What the commands that use a model share: loading it (a checkpoint or a .pc circuit) on a
-device, and reading data rows for it (columns matched to its variables, labels split off)."""
+device, and reading data rows for it (columns matched to its variables, labels split off): in
+memory (`load_rows`), or streamed and shared out among the ranks of a torchrun launch
+(`open_rows`, for `pcc train` and `pcc eval`)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -39,28 +41,35 @@ def load_rows(path: str, model, label: "str | int | None" = None) -> Rows:
     """The rows of a data file for `model`: columns matched to its variables by the header's
     names (or by position), values checked against the leaf supports, labels against the root."""
     import torch
-    from ..data import check_support, read_table, select_columns
-    if label is not None and model.root_k == 1:
-        raise PcError("--label-column needs a circuit whose root has one unit per class (K > 1), "
-                      "e.g. from `pcc structure ... --classes C`; this one has 1")
+    from ..data import check_labels, check_support, read_table, select_columns
+    check_label_column(model, label)
     table, labels = select_columns(read_table(path), model.plan.var_names, label)
     if len(table.values) == 0:
         raise table.error("has no rows")
     check_support(torch.from_numpy(table.values), model.var_max.cpu(), model.var_discrete.cpu(),
                   model.plan.var_names, path=path, lines=table.lines)
     if labels is not None:
-        labels = _check_labels(table, labels, model.root_k)
+        labels = check_labels(labels, model.root_k, path, table.lines)
     return Rows(table.values, labels)
 
 
-def _check_labels(table, labels: np.ndarray, units: int) -> np.ndarray:
-    """Labels as root units 0..units-1, or a DataError naming the first bad one."""
-    bad = ~(np.isfinite(labels) & (labels >= 0) & (labels < units) & (labels == np.round(labels)))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise table.error(f"label {labels[row]:g} is not a class of the model (its root has "
-                          f"{units} units: 0..{units - 1})", row=row)
-    return labels.astype(np.int64)
+def open_rows(path: str, model, label: "str | int | None" = None, group=None):
+    """The rows of a data file for `model` as `load_rows` checks them, read in pieces
+    (`pcc.rows.open_data`: an .npy file in place, a text file through a binary cache): for one
+    process, FileRows; under torchrun (`group`), this rank's Shard of them, every rank having
+    checked its share. Close it when done (a text file's cache is deleted)."""
+    from ..rows import Share, Shard, open_data
+    check_label_column(model, label)
+    if group is None:
+        return open_data(path, model, label)
+    return Shard(open_data(path, model, label, Share(group.rank, group.size)), group)
+
+
+def check_label_column(model, label: "str | int | None") -> None:
+    """A PcError if --label-column is given for a circuit whose root has one unit."""
+    if label is not None and model.root_k == 1:
+        raise PcError("--label-column needs a circuit whose root has one unit per class (K > 1), "
+                      "e.g. from `pcc structure ... --classes C`; this one has 1")
 
 
 def check_root_unit(model, unit: int | None) -> None:

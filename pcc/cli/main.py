@@ -12,6 +12,10 @@ traceback:
     Ctrl-C               `interrupted`                                exit 130
     a bug in pcc         `internal error (please report it): ...`     exit 70; PCC_TRACEBACK=1
                                                                       shows the traceback
+
+Under torchrun (`pcc.distributed`), an error every rank knows of (a `RankError`, naming the
+failing rank, or an interrupt) is printed by rank 0 alone; any other error by the rank it
+happened on, as `rank R: ...` (so is losing contact with the other ranks).
 """
 from __future__ import annotations
 
@@ -81,6 +85,9 @@ def report(error: BaseException) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    group = _rank_group()
+    if group is not None and not group.is_main and _known_to_all(error):
+        return 130 if isinstance(error, KeyboardInterrupt) else 1  # rank 0 says it
     if isinstance(error, KeyboardInterrupt):
         message, code = "interrupted", 130
     elif isinstance(error, PcError):
@@ -99,8 +106,25 @@ def report(error: BaseException) -> int:
         message = (f"internal error (please report it; PCC_TRACEBACK=1 shows where): "
                    f"{type(error).__name__}: {_first_line(str(error))}")
         code = 70
+    if group is not None and not isinstance(error, sys.modules["pcc.distributed"].RankError):
+        message = f"rank {group.rank}: {message}"
     print(message, file=sys.stderr)
     return code
+
+
+def _rank_group():
+    """The process group of this torchrun launch (pcc.distributed), if any; never imports
+    torch."""
+    module = sys.modules.get("pcc.distributed")
+    group = None if module is None else module.joined()
+    return group if group is not None and group.size > 1 else None
+
+
+def _known_to_all(error: BaseException) -> bool:
+    """Whether every rank raised `error` alike (an interrupt, or a failure the ranks shared)."""
+    distributed = sys.modules["pcc.distributed"]
+    return isinstance(error, KeyboardInterrupt) or (
+        isinstance(error, distributed.RankError) and not isinstance(error, distributed.LostContact))
 
 
 def one_line(error: PcError) -> str:

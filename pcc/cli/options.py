@@ -59,6 +59,8 @@ probability = _checked(_finite, lambda v: 0 < v <= 1, "must be in (0, 1]",
                        "A number in (0, 1] (step sizes).")
 non_negative_float = _checked(_finite, lambda v: v >= 0, "must be at least 0",
                               "A finite number >= 0 (pseudocounts, temperatures, smoothing).")
+positive_float = _checked(_finite, lambda v: v > 0, "must be more than 0",
+                          "A finite number > 0 (seconds).")
 scale = _checked(_integer, lambda v: 1 <= v <= MAX_SCALE, f"must be in 1..{MAX_SCALE}",
                  "Pixels per image pixel in a picture: 1..MAX_SCALE.")
 
@@ -137,6 +139,12 @@ def _library_check(check, text: str) -> str:
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", type=device, default="auto", metavar="DEVICE",
                         help="auto (CUDA when present, else the CPU; default), cpu, cuda or cuda:N")
+
+
+def add_timeout(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                        help="under torchrun: how long a rank waits for the others at a step "
+                             "before every rank stops with an error (default 600)")
 
 
 def metrics_file(text: str) -> str:

@@ -14,14 +14,20 @@ A circuit whose root has one unit per class trains class-conditionally with --la
 
 Ctrl-C (or SIGTERM) stops training: the best model so far is saved to -o and the command exits
 with status 130. The output files are checked before training starts.
+
+The data are read in pieces, never whole (an .npy file in place, a text file through a binary
+cache in the temp folder), so a data file larger than memory trains. Launched by torchrun
+(`torchrun --standalone --nproc-per-node=N -m pcc train ...`), every rank trains the same model
+on its share of each batch (data-parallel EM, gloo on the CPU, NCCL on CUDA) and rank 0 alone
+prints, logs and saves: see docs/distributed.md.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from .options import (add_device, column, metrics_file, non_negative_float, non_negative_int,
-                      output_file, plot_file, positive_int, probability)
+from .options import (add_device, add_timeout, column, metrics_file, non_negative_float,
+                      non_negative_int, output_file, plot_file, positive_int, probability)
 
 HELP = "train a circuit by EM on a data set"
 EXAMPLES = """examples (a minute or two each on one core; nltcs.pt and by_x0.pt feed the examples
@@ -79,50 +85,79 @@ def register(sub) -> None:
     p.add_argument("--plot", type=plot_file, metavar="FILE.png",
                    help="draw the learning curve (needs matplotlib: pip install 'pcc[images]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    add_timeout(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
+    from .. import distributed
+    with distributed.session(args.device, args.timeout) as group:
+        return _train(args, group)
+
+
+def _train(args, group) -> int:
+    """`pcc train` in one process (group None) or as one rank of a torchrun launch: every rank
+    trains the same model on its share of the data; rank 0 alone prints, logs and saves."""
+    import contextlib
     import signal
 
     from .. import checkpoint
-    from ..train import Labeled, TrainConfig, evaluate, fit_members, interrupt_on
-    from .common import is_checkpoint, load_model, load_rows
+    from ..distributed import together
+    from ..train import TrainConfig, evaluate, fit_members, interrupt_on
+    from .common import is_checkpoint, load_model, open_rows
     from .train_log import EpochLog
-    model = load_model(args.file, seed=args.seed, device=args.device)
-    continuing = is_checkpoint(args.file)
+    main = group is None or group.is_main
     splits = {}
-    for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)):
-        if path:
-            rows = load_rows(path, model, args.label_column)
-            splits[name] = rows.x if rows.labels is None else Labeled(rows.x, rows.labels)
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, step_size=args.em_step,
-                         pseudocount=args.pseudocount, patience=args.patience,
-                         polish=args.polish, seed=args.seed,
-                         members=args.members or (1 if continuing else None),
-                         init=args.init or ("keep" if continuing else None)
-                         ).resolved(model.circuit, model.plan, len(splits["train"]))
-    log = EpochLog(args.log, args.plot)
-    with interrupt_on(signal.SIGTERM):
-        model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
-                                       progress=not args.quiet, on_epoch=log)
-    log.draw()
-    best = [h.best_epoch for h in histories if h.best_epoch > 0]
-    interrupted = histories[-1].interrupted
-    if not best:
-        print("interrupted before the first epoch ended: nothing saved", file=sys.stderr)
-        return 130
-    scores = {} if interrupted else {name: evaluate(model, rows) for name, rows in splits.items()}
-    meta = {"source": args.file,
-            "data": {name: path for name, path in (("train", args.train), ("valid", args.valid),
-                                                   ("test", args.test)) if path},
-            "train": dict(config.__dict__), "best_epoch": best[0], "member_best_epochs": best,
-            "history": log.records, **{f"{k}_ll": s.mean for k, s in scores.items()}}
-    if args.label_column is not None:
-        meta["label_column"] = args.label_column
-    if interrupted:
-        meta["interrupted"] = True
-    checkpoint.save(model, args.output, meta)
+    with contextlib.ExitStack() as stack:
+        if group is not None:  # signals stop every rank after the same step (pcc.distributed)
+            stack.enter_context(group.interrupt_on(signal.SIGINT, signal.SIGTERM))
+
+        def load():
+            model = load_model(args.file, seed=args.seed,
+                               device=args.device if group is None else group.device)
+            for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)):
+                if path:
+                    splits[name] = stack.enter_context(open_rows(path, model, args.label_column,
+                                                                 group))
+            return model
+        model = together(group, load)
+        continuing = is_checkpoint(args.file)
+        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
+                             step_size=args.em_step, pseudocount=args.pseudocount,
+                             patience=args.patience, polish=args.polish, seed=args.seed,
+                             members=args.members or (1 if continuing else None),
+                             init=args.init or ("keep" if continuing else None)
+                             ).resolved(model.circuit, model.plan, len(splits["train"]))
+        log = EpochLog(args.log, args.plot) if main else EpochLog()
+        with interrupt_on(signal.SIGTERM) if group is None else contextlib.nullcontext():
+            model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
+                                           progress=not args.quiet and main, on_epoch=log)
+        log.draw()
+        best = [h.best_epoch for h in histories if h.best_epoch > 0]
+        interrupted = histories[-1].interrupted
+        if not best:
+            if main:
+                print("interrupted before the first epoch ended: nothing saved", file=sys.stderr)
+            return 130
+        scores = {} if interrupted else {name: evaluate(model, rows)
+                                         for name, rows in splits.items()}
+        meta = {"source": args.file,
+                "data": {name: path for name, path in (("train", args.train),
+                                                       ("valid", args.valid),
+                                                       ("test", args.test)) if path},
+                "train": dict(config.__dict__), "best_epoch": best[0], "member_best_epochs": best,
+                "history": log.records, **{f"{k}_ll": s.mean for k, s in scores.items()}}
+        if group is not None:
+            meta["ranks"] = group.size
+        if args.label_column is not None:
+            meta["label_column"] = args.label_column
+        if interrupted:
+            meta["interrupted"] = True
+        # rank 0 saves; if that fails, every rank says so
+        together(group, lambda: checkpoint.save(model, args.output, meta) if main else None,
+                 interrupt=False)
+    if not main:
+        return 130 if interrupted else 0
     if interrupted:
         print(f"interrupted: saved the best model so far ({len(best)} member"
               f"{'s' if len(best) > 1 else ''}, best epoch {', '.join(map(str, best))}) to "

@@ -65,6 +65,17 @@ def test_train_then_eval(files, tmp_path, capsys):
     assert re.fullmatch(r"mean log-likelihood: -\d+\.\d+ ± \d+\.\d+ \(50 rows\)", line)
 
 
+def test_threads_option_sets_torch_threads(files, tmp_path, capsys):
+    before = torch.get_num_threads()
+    wanted = 1 if before > 1 else 2
+    try:
+        assert main(["eval", str(files["pc"]), "--data", str(files["test"]), "--threads",
+                     str(wanted)]) == 0
+        assert torch.get_num_threads() == wanted
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_continue_training_from_checkpoint(files, tmp_path):
     """Continuing starts from the checkpoint's parameters (not fresh ones), keeps its circuit
     (one member: no ensemble of ensembles), and trains exactly as `fit` does from them."""

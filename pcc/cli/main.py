@@ -72,6 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     with _warnings_as_lines():
         try:
             args = build_parser(command).parse_args(argv)
+            if getattr(args, "threads", None):
+                import torch
+                torch.set_num_threads(args.threads)
             return int(args.run(args) or 0)
         except SystemExit as e:  # --help, --version, and argument errors (printed already)
             return e.code if isinstance(e.code, int) else int(e.code is not None)

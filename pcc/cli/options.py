@@ -141,6 +141,13 @@ def add_device(parser: argparse.ArgumentParser) -> None:
                         help="auto (CUDA when present, else the CPU; default), cpu, cuda or cuda:N")
 
 
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=positive_int, metavar="N",
+                        help="CPU threads torch computes with (default: torch's choice, one per "
+                             "core, or OMP_NUM_THREADS); on a machine shared with other jobs, "
+                             "fewer threads than cores can be much faster")
+
+
 def add_timeout(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
                         help="under torchrun: how long a rank waits for the others at a step "

@@ -219,8 +219,13 @@ def session(device: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> Iterator[G
     _joined = Group(rank, size, place, timeout)
     try:
         yield _joined
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    # every rank done before any closes its connections: a rank that tears down while another
+    # still talks to it can abort the other inside gloo ("terminate called ...")
+    dist.barrier()
+    dist.destroy_process_group()
 
 
 class StatisticsReducer:

@@ -20,6 +20,10 @@ usual M-step (`pcc.em.EM`, so pseudocounts and floors apply):
 Trees of a mixture that share the leaves share the assignments z_v (so every tree reads the
 same meaning into state i); their roots are mixed uniformly. Empty states (k-means found fewer
 than K clusters) keep a little random mass, so EM can still tell them apart.
+
+`embed_chow_liu` sets the parameters to the plain Chow-Liu tree of the first tree instead (z_v =
+x_v: a latent tree with K >= the number of values holds it exactly): the floor `pcc.train.fit`
+compares the trained model with on validation.
 """
 from __future__ import annotations
 
@@ -129,9 +133,87 @@ def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int 
     gen = torch.Generator().manual_seed(seed)
     em = EM(model, step_size=1.0, pseudocount=pseudocount, reduce=reducer_for(rows.group))
     prior = rows.group is None or rows.group.is_main  # the jitter and flat mixing, added once
-    rows.guard(lambda: _set_statistics(em, model, forest, rows, fit_centers(rows, forest, gen),
-                                       gen, prior))
+
+    def count() -> None:
+        centers = fit_centers(rows, forest, gen)
+        counts = _count(model, forest, rows, lambda x: assign_states(x, centers))
+        scale = 1.0 if prior else 0.0
+        jitter = lambda t: t.add_(scale * 1e-3 * torch.rand(t.shape, generator=gen,
+                                                           dtype=torch.float64))
+        for t in counts.sums + counts.leaves:
+            jitter(t)
+        _load(em, model, counts, [torch.full_like(w.detach(), scale) for w in model.mix_logits])
+    rows.guard(count)
     em.update()
+
+
+@torch.no_grad()
+def embed_chow_liu(model, data, forest: LatentForest) -> bool:
+    """Set `model`'s parameters to the plain Chow-Liu tree of its first tree (no latent
+    variables; what `bench/clt_baseline.py` scores): z_v = x_v, so with c values per variable
+
+        p(x_v | z_v = i) = [x_v = i],  W_e[j, i] = (n(x_p = j, x_c = i) + 1) / (n(x_p = j) + c),
+        root: (n(x_r = i) + 1) / (N + c),   the other trees of a mixture weighted ~0
+
+    for i, j < c; states i >= c get (almost) no mass. A latent tree with K >= c states holds
+    that tree exactly (up to the 1e-12 floor of the unused states), which is why it is a floor
+    for what training should reach (`pcc.train.fit` keeps the better on validation). False,
+    with `model` unchanged, when a variable has more than K values. `data` as for
+    `initialize`; missing values count as 0 for the edges and not at all for the leaves."""
+    from .distributed import reducer_for
+    from .em import EM
+    from .rows import as_rows
+    sizes = _support_sizes(model)
+    if max(sizes) > forest.k:
+        return False
+    rows = as_rows(data)
+    em = EM(model, step_size=1.0, pseudocount=0.0, min_prob=1e-12,
+            reduce=reducer_for(rows.group))
+    prior = 1.0 if rows.group is None or rows.group.is_main else 0.0  # Laplace counts, once
+    part, mix, _ = model._locate()
+    size_of = {var: size for g, size in zip(model.plan.leaf_groups, sizes)
+               for var in g.var_index.tolist()}
+
+    def count() -> None:
+        counts = _count(model, forest, rows, lambda x: x.long())
+        for node in forest.nodes:
+            for edge, c in zip(node.edges, node.children):
+                i, m = part[(edge, 0)]
+                parent, child = size_of[node.var], size_of[forest.nodes[c].var]
+                counts.sums[i][m][:parent, :child] += prior
+        for r in forest.roots:
+            node = forest.nodes[r]
+            i, m = part[(node.region, node.partition)]
+            counts.sums[i][m][..., :size_of[node.var]] += prior
+        for table, size in zip(counts.leaves, sizes):
+            values = torch.arange(size)
+            table[:, values, values] += prior  # state i < c is value i, seen or not
+        mixing = [torch.zeros_like(w.detach(), dtype=torch.float64) for w in model.mix_logits]
+        if forest.root_region in mix:  # a mixture of trees: the first tree alone
+            i, m = mix[forest.root_region]
+            mixing[i][m][0] = prior
+        _load(em, model, counts, mixing)
+    rows.guard(count)
+    em.update()
+    return True
+
+
+@dataclass
+class _Counts:
+    """Hard-assignment counts (float64): per sum op [M, Ko, Ki], per leaf group [V, K, S]."""
+
+    sums: list[Tensor]
+    leaves: list[Tensor]
+    rows: int
+
+
+def _support_sizes(model) -> list[int]:
+    """The number of values of every leaf group's family; a latent tree needs discrete leaves."""
+    sizes = [fam.support_size() if hasattr(fam, "support_size") else None
+             for fam in model.families]
+    if None in sizes:
+        raise ValueError("a latent tree is initialized from discrete leaves only")
+    return sizes
 
 
 @dataclass(frozen=True)
@@ -197,26 +279,21 @@ def nearest(points: Tensor, centers: Tensor) -> Tensor:
     return dist.argmin(1)
 
 
-def _set_statistics(em, model, forest: LatentForest, rows, centers: list[Centers],
-                    gen: torch.Generator, prior: bool) -> None:
-    """Hard-assignment counts of this process's rows (`rows.local_chunks`) as the EM statistics
-    of `model`'s parameters; `prior`: add the jitter and the flat mixing counts (once, on one
-    process)."""
-    part, mix, leaf = model._locate()
-    k, dtype = forest.k, model._param_dtype()
-    scale = 1.0 if prior else 0.0
-    jitter = lambda shape: scale * 1e-3 * torch.rand(shape, generator=gen, dtype=torch.float64)
-    sums = [jitter(w.shape) for w in model.sum_logits]
-    groups = list(zip(model.families, model.plan.leaf_groups))
-    sizes = [fam.support_size() if hasattr(fam, "support_size") else None for fam, _ in groups]
-    if None in sizes:
-        raise ValueError("a latent tree is initialized from discrete leaves only")
-    counts = [jitter((len(g.var_index), g.k, size)) for (_, g), size in zip(groups, sizes)]
+def _count(model, forest: LatentForest, rows, assign) -> _Counts:
+    """Counts of this process's rows (`rows.local_chunks`) with hidden states z = assign(x)
+    ([N, V] long, -1 outside the trees): n(z_parent, z_child) per edge, n(z_root) per tree,
+    n(z_v, x_v) per leaf (observed values only)."""
+    part, _, _ = model._locate()
+    k = forest.k
+    sums = [torch.zeros(w.shape, dtype=torch.float64) for w in model.sum_logits]
+    sizes = _support_sizes(model)
+    leaves = [torch.zeros((len(g.var_index), g.k, size), dtype=torch.float64)
+              for g, size in zip(model.plan.leaf_groups, sizes)]
     count = 0
     for x, _ in rows.local_chunks(ROWS_PER_CHUNK):
         observed = ~torch.isnan(torch.as_tensor(x, dtype=torch.float64))
         x = _features(x)
-        values, z = x.long(), assign_states(x, centers)
+        values, z = x.long(), assign(x)
         for node in forest.nodes:
             for edge, c in zip(node.edges, node.children):
                 i, m = part[(edge, 0)]
@@ -225,7 +302,7 @@ def _set_statistics(em, model, forest: LatentForest, rows, centers: list[Centers
             node = forest.nodes[r]
             i, m = part[(node.region, node.partition)]
             sums[i][m] += torch.bincount(z[:, node.var], minlength=k).to(torch.float64)
-        for (fam, g), size, table in zip(groups, sizes, counts):
+        for g, size, table in zip(model.plan.leaf_groups, sizes, leaves):
             for m, var in enumerate(g.var_index.tolist()):
                 if (z[:, var] >= 0).all():
                     seen = observed[:, var]
@@ -233,11 +310,17 @@ def _set_statistics(em, model, forest: LatentForest, rows, centers: list[Centers
                                         torch.ones(int(seen.sum()), dtype=torch.float64),
                                         accumulate=True)
         count += len(x)
-    em._sum_counts = [s.to(dtype) for s in sums]
-    em._mix_counts = [torch.full_like(w.detach(), scale) for w in model.mix_logits]
+    return _Counts(sums, leaves, count)
+
+
+def _load(em, model, counts: _Counts, mixing: list[Tensor]) -> None:
+    """`counts` and the mixing counts as `em`'s fresh statistics (its next update the M-step)."""
+    dtype = model._param_dtype()
+    em._sum_counts = [s.to(dtype) for s in counts.sums]
+    em._mix_counts = [m.to(dtype) for m in mixing]
     em._leaf_stats = [{key: v.to(dtype) for key, v in fam.stats_from_counts(table).items()}
-                      for (fam, _), table in zip(groups, counts)]
-    em.rows = count
+                      for fam, table in zip(model.families, counts.leaves)]
+    em.rows = counts.rows
 
 
 def _pair_counts(parent: Tensor, child: Tensor, k: int) -> Tensor:

@@ -104,6 +104,8 @@ class History:
     best_epoch: int = -1
     best_valid: float = -math.inf
     interrupted: bool = False  # stopped by an interrupt; the model holds its best state so far
+    plain_tree: bool = False  # a latent tree's trained parameters lost on validation to its
+    # plain Chow-Liu tree, which the model holds instead (`_chow_liu_floor`)
 
 
 def _split(data) -> tuple[torch.Tensor, "torch.Tensor | None"]:
@@ -277,7 +279,31 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
         model.load_state_dict(best_state)
     if valid is not None and not history.interrupted:
         _polish(model, data, valid, config, history, progress, on_epoch)
+    if valid is not None and not history.interrupted and config.init == "data":
+        _chow_liu_floor(model, data, valid, history, progress)
     return history
+
+
+def _chow_liu_floor(model: CompiledCircuit, train: Rows, valid, history: History,
+                    progress: bool) -> None:
+    """For a latent tree: its plain Chow-Liu tree (`pcc.latent_tree.embed_chow_liu`, which the
+    structure holds exactly) replaces the trained parameters if it scores better on validation,
+    so training never ends below that floor (it can on data that are themselves a tree)."""
+    from .latent_tree import embed_chow_liu, find_latent_forest
+    forest = find_latent_forest(model.circuit)
+    if forest is None:
+        return
+    trained = copy.deepcopy(model.state_dict())
+    if not embed_chow_liu(model, train, forest):
+        return
+    score = evaluate(model, valid).mean
+    if score > history.best_valid:
+        if progress:
+            tqdm.write(f"the plain Chow-Liu tree scores {score:.4f} on validation, above the "
+                       f"trained {history.best_valid:.4f}: kept it", file=sys.stderr)
+        history.best_valid, history.plain_tree = score, True
+    else:
+        model.load_state_dict(trained)
 
 
 def _initialize_from_data(model: CompiledCircuit, rows: Rows, config: TrainConfig) -> None:

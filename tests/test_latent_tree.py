@@ -117,3 +117,67 @@ def test_missing_values_are_not_counted_as_zeros():
     # states that saw observed rows: p(x2 = 1) = 1; states that saw none: the prior's 0.5
     # (counting the missing cells as 0 would put every state near 0.25)
     assert max(p_one) > 0.99 and min(p_one) > 0.49
+
+
+def tree_data(rows: int, num_vars: int, values: int, seed: int) -> np.ndarray:
+    """Rows of a random tree-shaped Bayesian network: the plain Chow-Liu tree's own family."""
+    rng = np.random.default_rng(seed)
+    x = np.zeros((rows, num_vars), dtype=np.int64)
+    x[:, 0] = rng.integers(0, values, rows)
+    for v in range(1, num_vars):
+        parent = int(rng.integers(0, v))
+        copy = rng.random(rows) < 0.8
+        x[:, v] = np.where(copy, x[:, parent], rng.integers(0, values, rows))
+    return x
+
+
+def plain_chow_liu(train: np.ndarray, test: np.ndarray, values: int) -> float:
+    """Mean test log-likelihood of the plain Chow-Liu tree of `train` (Laplace count 1), by
+    direct evaluation of its conditional tables."""
+    from pcc.structures.chow_liu import chow_liu
+    tree = chow_liu(train, 1.0)
+    total = np.zeros(len(test))
+    for v, p in enumerate(tree.parent):
+        parent_train = train[:, p] if p >= 0 else np.zeros(len(train), dtype=np.int64)
+        counts = np.ones((values if p >= 0 else 1, values))
+        np.add.at(counts, (parent_train, train[:, v]), 1.0)
+        table = np.log(counts / counts.sum(1, keepdims=True))
+        total += table[test[:, p] if p >= 0 else 0, test[:, v]]
+    return float(total.mean())
+
+
+@pytest.mark.parametrize("values, k, trees", [(2, 2, 1), (2, 5, 3), (3, 4, 2)])
+def test_the_plain_chow_liu_tree_embeds_exactly(values, k, trees):
+    """embed_chow_liu makes the latent tree compute the plain Chow-Liu tree of its first tree
+    (K >= the number of values; the unused states get 1e-12 of the mass)."""
+    from pcc.latent_tree import embed_chow_liu
+    data = tree_data(400, 7, values, seed=values + k)
+    model = pcc.compile(hidden_chow_liu_tree(data, k=k, trees=trees), dtype=torch.float64)
+    assert embed_chow_liu(model, data[:300], find_latent_forest(model.circuit))
+    expected = plain_chow_liu(data[:300], data[300:], values)
+    assert evaluate(model, data[300:]).mean == pytest.approx(expected, abs=1e-8)
+
+
+def test_a_variable_with_more_values_than_states_cannot_embed_the_plain_tree():
+    from pcc.latent_tree import embed_chow_liu
+    data = tree_data(200, 5, 4, seed=1)
+    model = pcc.compile(hidden_chow_liu_tree(data, k=3, trees=1))
+    before = [p.clone() for p in model.parameters()]
+    assert not embed_chow_liu(model, data, find_latent_forest(model.circuit))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_training_a_latent_tree_never_ends_below_its_plain_chow_liu_tree():
+    """On data that are a tree, with few rows, training over-fits below the plain tree on
+    validation; fit then keeps the plain tree (and says so), never a worse model."""
+    from pcc.train import TrainConfig, fit
+    data = tree_data(560, 12, 2, seed=3)
+    train, valid = data[:160], data[160:]
+    model = pcc.compile(hidden_chow_liu_tree(train, k=16, trees=2), dtype=torch.float64)
+    history = fit(model, train, valid, TrainConfig(epochs=3, batch_size=16, step_size=0.9,
+                                                   pseudocount=1e-3, patience=3, polish=2,
+                                                   members=1, init="data"), progress=False)
+    floor = plain_chow_liu(train, valid, 2)
+    assert history.plain_tree
+    assert evaluate(model, valid).mean == pytest.approx(floor, abs=1e-8)
+    assert history.best_valid == pytest.approx(floor, abs=1e-8)

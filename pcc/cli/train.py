@@ -154,6 +154,8 @@ def _train(args, group) -> int:
             meta["label_column"] = args.label_column
         if interrupted:
             meta["interrupted"] = True
+        if any(h.plain_tree for h in histories):
+            meta["plain_chow_liu_tree"] = [i + 1 for i, h in enumerate(histories) if h.plain_tree]
         # rank 0 saves; if that fails, every rank says so
         together(group, lambda: checkpoint.save(model, args.output, meta) if main else None,
                  interrupt=False)
@@ -165,6 +167,10 @@ def _train(args, group) -> int:
               f"{args.output}", file=sys.stderr)
         return 130
     print(f"best epoch {', '.join(map(str, best))}; wrote {args.output}")
+    plain = [str(i + 1) for i, h in enumerate(histories) if h.plain_tree]
+    if plain:
+        print(f"member{'s' if len(plain) > 1 else ''} {', '.join(plain)}: the plain Chow-Liu "
+              "tree scored better on validation than the trained latent tree and was kept")
     print("mean log-likelihood: " + ", ".join(f"{k} {s.mean:.4f}" for k, s in scores.items()))
     return 0
 

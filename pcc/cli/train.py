@@ -9,6 +9,8 @@ seed+1..) and saved as one circuit that mixes them uniformly: an ensemble.
 The recipe comes from the circuit; every option overrides its part of it:
   latent trees (pcc structure hclt): parameters initialized from the training data (hidden
       states clustered, then counted), {latent}
+      (then the plain Chow-Liu tree that the structure holds is kept instead of the trained
+      parameters if it scores better on validation)
   other circuits: parameters random (or as the file gives them), {other}
 A circuit whose root has one unit per class trains class-conditionally with --label-column.
 

@@ -294,6 +294,31 @@ def test_mutual_information_matches_a_direct_count(monkeypatch):
     assert np.allclose(module.mutual_information(data, alpha), mi)
 
 
+def test_mutual_information_with_missing_values_counts_the_rows_where_both_are_observed():
+    """A missing value (NaN) drops the row from the pairs it is in, and only from those."""
+    from pcc.structures.chow_liu import check_values, mutual_information
+    rng = np.random.default_rng(0)
+    data = chain_data(CHAIN, rows=300).astype(np.float64)[:, :4]
+    data[rng.random(data.shape) < 0.2] = np.nan
+    mi = mutual_information(check_values(data, None, missing=True), 1.0)
+    for i, j in combinations(range(4), 2):
+        both = ~np.isnan(data[:, i]) & ~np.isnan(data[:, j])
+        pair = check_values(data[both][:, [i, j]], None)
+        assert mi[i, j] == pytest.approx(mutual_information(pair, 1.0)[0, 1], rel=1e-9)
+
+
+def test_hclt_learns_from_data_with_missing_values_and_checks_the_rest():
+    data = chain_data(CHAIN, rows=500).astype(np.float64)
+    holes = data.copy()
+    holes[np.random.default_rng(1).random(data.shape) < 0.02] = np.nan
+    circuit = hidden_chow_liu_tree(holes, k=2, trees=1)
+    assert_valid(circuit)
+    assert circuit == hidden_chow_liu_tree(data, k=2, trees=1)  # a few holes: the same tree
+    holes[3, 2] = 0.5
+    with pytest.raises(DataError, match="row 4, column 3"):
+        hidden_chow_liu_tree(holes)
+
+
 def test_hclt_on_a_chain():
     c = hidden_chow_liu_tree(chain_data(CHAIN), k=3, trees=1)
     assert_valid(c)
@@ -378,8 +403,8 @@ def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col):
 def test_hclt_bad_data():
     with pytest.raises(DataError, match="missing.data: no such data file"):
         hidden_chow_liu_tree("/nonexistent/missing.data")
-    with pytest.raises(DataError, match="row 2, column 1"):  # counted from 1
-        hidden_chow_liu_tree(np.array([[0.0, 1.0], [np.nan, 0.0]]))
+    with pytest.raises(DataError, match="every value is missing"):
+        hidden_chow_liu_tree(np.full((2, 2), np.nan))
     with pytest.raises(DataError, match="2-D"):
         hidden_chow_liu_tree(np.array([0, 1]))
     with pytest.raises(DataError, match="outside the support"):

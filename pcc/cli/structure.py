@@ -81,7 +81,8 @@ def register(subparsers) -> None:
         epilog="examples:\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 1 -o nltcs1.pc\n"
-               "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy.")
+               "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy;\n"
+               "a missing value (empty, ?, nan) leaves its row out of the pairs it belongs to.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
     hclt.add_argument("--trees", type=positive_int, default=defaults.HCLT_TREES, metavar="M",
                       help=f"number of trees mixed at the root (default {defaults.HCLT_TREES})")

@@ -110,13 +110,15 @@ def _path_to_farthest(neighbours: list[list[int]], source: int) -> list[int]:
 
 
 def load_values(data: DataSource) -> tuple[np.ndarray, str | None]:
-    """`data` (an array, or a file `pcc.data.load_data` reads) as checked values, with its path."""
+    """`data` (an array, or a file `pcc.data.load_data` reads) as checked values (missing: -1),
+    with its path."""
     path = None if isinstance(data, np.ndarray) else os.fspath(data)
-    return check_values(data if path is None else load_data(path), path), path
+    return check_values(data if path is None else load_data(path), path, missing=True), path
 
 
 def mutual_information(values: np.ndarray, smoothing: float) -> np.ndarray:
-    """MI (nats) of every variable pair under Laplace-smoothed pair tables, [N, N]."""
+    """MI (nats) of every variable pair under Laplace-smoothed pair tables, [N, N]; a pair's
+    table counts the rows where both are observed (a missing value is -1)."""
     rows, num_vars = values.shape
     c = int(values.max()) + 1
     if (num_vars * c) ** 2 * 8 > _MAX_TABLE_BYTES:
@@ -125,8 +127,8 @@ def mutual_information(values: np.ndarray, smoothing: float) -> np.ndarray:
     counts = np.zeros((num_vars * c, num_vars * c))
     for start in range(0, rows, _ROWS_PER_CHUNK):
         chunk = values[start:start + _ROWS_PER_CHUNK]
-        one_hot = np.zeros((len(chunk), num_vars, c), dtype=np.float32)  # exact: counts < 2^24 per chunk
-        np.put_along_axis(one_hot, chunk[:, :, None], 1.0, axis=2)
+        # exact: counts < 2^24 per chunk; a missing value (-1) is a row of zeros
+        one_hot = (chunk[:, :, None] == np.arange(c)).astype(np.float32)
         flat = one_hot.reshape(len(chunk), num_vars * c)
         counts += flat.T @ flat
     joint = counts.reshape(num_vars, c, num_vars, c).transpose(0, 2, 1, 3) + smoothing
@@ -152,20 +154,25 @@ def leaf_for(values: np.ndarray, leaf: Family | None, path: str | None) -> Famil
     return leaf
 
 
-def check_values(data, path: str | None) -> np.ndarray:
-    """`data` as an int64 [rows, vars] array of non-negative integers, or a DataError naming the cell."""
+def check_values(data, path: str | None, missing: bool = False) -> np.ndarray:
+    """`data` as an int64 [rows, vars] array of non-negative integers, or a DataError naming the
+    cell; with `missing`, a NaN is allowed and becomes -1."""
     array = np.asarray(data)
     if array.ndim != 2 or 0 in array.shape:
         raise DataError(f"data must be a non-empty 2-D array (rows x variables), got shape {array.shape}", path)
     if array.dtype.kind not in "biuf":
         raise DataError(f"data must be numbers, got dtype {array.dtype}", path)
     bad = array < 0
+    absent = np.zeros(array.shape, dtype=bool)
     if array.dtype.kind == "f":
-        bad |= ~np.isfinite(array) | (array != np.floor(array))
+        absent = np.isnan(array) if missing else absent
+        bad |= (~np.isfinite(array) | (array != np.floor(array))) & ~absent
     if bad.any():
         row, col = np.argwhere(bad)[0]
         value = array[row, col]
         problem = "missing value: a Chow-Liu tree needs complete data" if np.isnan(value) \
             else f"value {value:g} is not a non-negative integer"
         raise DataError(problem, path, int(row), int(col))
-    return array.astype(np.int64)
+    if absent.all():
+        raise DataError("every value is missing", path)
+    return np.where(absent, -1, array).astype(np.int64)

@@ -23,7 +23,7 @@ from pcc.rows import FileRows, Labeled, Shard, as_rows
 from pcc.data import Columns
 from pcc.structures import hidden_chow_liu_tree, random_binary_trees
 from pcc.train import TrainConfig, fit
-from test_latent_tree import latent_chain_data
+from test_latent_tree import latent_chain_data, tree_data
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "examples"))
 from embedding import CircuitClassifier, with_root_units  # noqa: E402
@@ -33,6 +33,7 @@ CONFIG = TrainConfig(epochs=2, batch_size=100, step_size=0.1, pseudocount=0.1, p
 KMEANS_ROWS = 400  # < the 1001 rows: the k-means sample is drawn (seeded) from all rows
 TRAIN = latent_chain_data(rows=1001, num_vars=8, seed=0).astype(np.float64)  # last batch: 1 row
 VALID = latent_chain_data(rows=301, num_vars=8, seed=1).astype(np.float64)
+TREE = tree_data(501, 10, 2, seed=5).astype(np.float64)  # a tree: the plain-tree floor wins
 
 
 def circuits():
@@ -41,6 +42,8 @@ def circuits():
     split = lambda x: Labeled(x[:, 1:], x[:, 0].astype(np.int64))  # noqa: E731
     return [("rat", random_binary_trees(8, depth=2, replicas=3, k=4), "keep", TRAIN, VALID),
             ("hclt", hidden_chow_liu_tree(TRAIN, k=3), "data", TRAIN, VALID),
+            ("hclt-tree", hidden_chow_liu_tree(TREE[:201], k=8, trees=2), "data", TREE[:201],
+             TREE[201:]),
             ("labeled", labeled, "keep", split(TRAIN), split(VALID))]
 
 
@@ -48,7 +51,8 @@ def train(name, circuit, init, rows, valid, dtype=torch.float32):
     model = pcc.compile(circuit, seed=3, dtype=dtype)
     history = fit(model, rows, valid, TrainConfig(**{**CONFIG.__dict__, "init": init}),
                   progress=False)
-    return model.state_dict(), [dict(r) for r in history.epochs]
+    plain = [{"epoch": "plain Chow-Liu tree"}] if history.plain_tree else []
+    return model.state_dict(), [dict(r) for r in history.epochs] + plain
 
 
 def train_on_ranks(group, npy):
@@ -100,6 +104,7 @@ def test_two_ranks_train_the_parameters_of_one_process(ranks, monkeypatch):
                 assert torch.allclose(probabilities(key, value), probabilities(
                     key, one_state[key]), rtol=1e-5, atol=0), (name, key)
         assert [r["epoch"] for r in history] == [r["epoch"] for r in one_history]
+        assert (history[-1]["epoch"] == "plain Chow-Liu tree") == (name == "hclt-tree")
         assert len(history) >= CONFIG.epochs + 1  # online epochs, then full-batch EM steps
         for got, want in zip(history, one_history):
             for key in ("train_ll", "valid_ll"):

@@ -15,7 +15,8 @@ LABELS = {"source": "trained from", "data": "data", "label_column": "label colum
           "train": "configuration", "member_best_epochs": "best epochs", "interrupted":
           "interrupted", "train_ll": "train log-likelihood", "valid_ll": "valid log-likelihood",
           "test_ll": "test log-likelihood",
-          "plain_chow_liu_tree": "plain Chow-Liu tree kept for members", "ranks": "trained on ranks"}
+          "plain_chow_liu_tree": "plain Chow-Liu tree kept for members",
+          "ranks": "trained on ranks"}
 HIDDEN = {"best_epoch", "history"}
 
 

@@ -12,8 +12,9 @@ model over hidden variables z_v (K states each), one per observed variable x_v:
 `find_latent_forest` recognizes this shape in any circuit (None when the circuit has another
 shape). `initialize` then sets every parameter from the data instead of at random: each z_v is
 assigned by k-means over the columns of v and the variables near it in the tree (at most
-`RADIUS` edges away: what z_v sits between), and with (x, z) complete the parameters are counts, one hard EM step through the
-usual M-step (`pcc.em.EM`, so pseudocounts and floors apply):
+`RADIUS` edges away: what z_v sits between), and with (x, z) complete the parameters are
+counts, one hard EM step through the usual M-step (`pcc.em.EM`, so pseudocounts and floors
+apply):
 
     p(x_v | z_v = i) ~ n(x_v, z_v = i),  W_e[j, i] ~ n(z_parent = j, z_c = i),  root ~ n(z_r = i)
 

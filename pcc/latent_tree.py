@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .errors import StructureError
 from .ir import Circuit, Input, Sum
 
 KMEANS_ITERATIONS = 10
@@ -80,6 +81,18 @@ class LatentForest:
                 reached |= frontier
             out.append(reached - {v})
         return out
+
+
+def discrete_leaves(circuit: Circuit) -> bool:
+    """Whether every input of `circuit` has a discrete family: what `initialize` and
+    `embed_chow_liu` count."""
+    from .families import family_spec
+    for region in circuit.inputs:
+        family = circuit.family_of(region)
+        spec = None if family is None else family_spec(family.name)
+        if spec is None or spec.support_size(dict(family.args)) is None:
+            return False
+    return True
 
 
 def find_latent_forest(circuit: Circuit) -> LatentForest | None:
@@ -213,7 +226,9 @@ def _support_sizes(model) -> list[int]:
     sizes = [fam.support_size() if hasattr(fam, "support_size") else None
              for fam in model.families]
     if None in sizes:
-        raise ValueError("a latent tree is initialized from discrete leaves only")
+        raise StructureError("only a latent tree with discrete leaves is initialized from the "
+                             "data (--init data); this one has continuous leaves: use --init "
+                             "keep")
     return sizes
 
 

@@ -83,11 +83,11 @@ MIN_POLISH = 10
 
 def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
     """The training recipe for `circuit` (a Circuit): LATENT_TREE_RECIPE for latent-tree
-    circuits without inline parameters (`pcc.latent_tree`), its polish bounded by
+    circuits with discrete leaves and without inline parameters (`pcc.latent_tree`), its polish bounded by
     LATENT_TREE_WORK when the `plan` and the number of training `rows` are given; else
     DEFAULT_RECIPE."""
-    from .latent_tree import find_latent_forest
-    if circuit.params or find_latent_forest(circuit) is None:
+    from .latent_tree import discrete_leaves, find_latent_forest
+    if circuit.params or not discrete_leaves(circuit) or find_latent_forest(circuit) is None:
         return DEFAULT_RECIPE
     recipe = LATENT_TREE_RECIPE
     if plan is not None and rows:

@@ -28,6 +28,18 @@ def test_latent_trees_get_their_recipe_and_others_the_default():
     assert recipe_for(fixed) == DEFAULT_RECIPE  # a file's own parameters are kept
 
 
+def test_a_latent_tree_with_continuous_leaves_keeps_the_default_and_refuses_data_init():
+    from pcc.errors import StructureError
+    from pcc.ir import Family
+    continuous = hidden_chow_liu_tree(data(), k=3, trees=1)
+    continuous = dataclasses.replace(continuous, leaf=Family("normal"))
+    assert recipe_for(continuous) == DEFAULT_RECIPE
+    model = pcc.compile(continuous)
+    x = data().astype(np.float64)
+    with pytest.raises(StructureError, match="discrete leaves"):
+        fit(model, x, x, TrainConfig(epochs=1, polish=0, members=1, init="data"), progress=False)
+
+
 def test_the_polish_shrinks_to_fit_the_work_budget():
     hclt = hidden_chow_liu_tree(data(), k=3)
     p = plan(hclt)

@@ -152,10 +152,8 @@ def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int 
         centers = fit_centers(rows, forest, gen)
         counts = _count(model, forest, rows, lambda x: assign_states(x, centers))
         scale = 1.0 if prior else 0.0
-        jitter = lambda t: t.add_(scale * 1e-3 * torch.rand(t.shape, generator=gen,
-                                                           dtype=torch.float64))
-        for t in counts.sums + counts.leaves:
-            jitter(t)
+        for t in counts.sums + counts.leaves:  # drawn on every rank: the generators stay alike
+            t.add_(scale * 1e-3 * torch.rand(t.shape, generator=gen, dtype=torch.float64))
         _load(em, model, counts, [torch.full_like(w.detach(), scale) for w in model.mix_logits])
     rows.guard(count)
     em.update()

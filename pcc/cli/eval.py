@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import PcError
-from .options import add_device, add_threads, add_timeout, column, non_negative_int, positive_int
+from .options import add_device, add_timeout, column, non_negative_int, positive_int
 
 HELP = "mean log-likelihood of a model on a data set"
 EXAMPLES = """examples (nltcs.pt and by_x0.pt: see `pcc train --help`):
@@ -38,7 +38,6 @@ def register(sub) -> None:
                    help="the data column holding each row's class (its root unit), by header "
                         "name or position from 1: score log p(x | class)")
     add_device(p)
-    add_threads(p)
     add_timeout(p)
     p.set_defaults(run=run)
 

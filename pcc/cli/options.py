@@ -137,11 +137,9 @@ def _library_check(check, text: str) -> str:
 
 
 def add_device(parser: argparse.ArgumentParser) -> None:
+    """--device and --threads: where the command computes, and with how many CPU threads."""
     parser.add_argument("--device", type=device, default="auto", metavar="DEVICE",
                         help="auto (CUDA when present, else the CPU; default), cpu, cuda or cuda:N")
-
-
-def add_threads(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, metavar="N",
                         help="CPU threads torch computes with (default: torch's choice, one per "
                              "core, or OMP_NUM_THREADS); on a machine shared with other jobs, "

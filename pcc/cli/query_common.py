@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import PcError
 from ..files import write_atomically
-from .options import add_device, add_threads, non_negative_int
+from .options import add_device, non_negative_int
 
 
 def add_model_options(p) -> None:
@@ -20,7 +20,6 @@ def add_model_options(p) -> None:
                    help="for a root with K > 1 units (e.g. one density per class): which unit")
     p.add_argument("--seed", type=non_negative_int, default=0, help="random seed (default 0)")
     add_device(p)
-    add_threads(p)
 
 
 def load_query_model(args):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .options import (add_device, add_threads, add_timeout, column, metrics_file, non_negative_float,
+from .options import (add_device, add_timeout, column, metrics_file, non_negative_float,
                       non_negative_int, output_file, plot_file, positive_int, probability)
 
 HELP = "train a circuit by EM on a data set"
@@ -82,7 +82,6 @@ def register(sub) -> None:
                    help="the data column holding each row's class, by header name or position "
                         "from 1: trains one density per class (a root with one unit per class)")
     add_device(p)
-    add_threads(p)
     p.add_argument("--log", type=metrics_file, metavar="FILE.csv|FILE.json",
                    help="write per-epoch metrics here, updated after every epoch")
     p.add_argument("--plot", type=plot_file, metavar="FILE.png",

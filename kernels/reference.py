@@ -1,306 +1,433 @@
 """Torch implementations of the layer kernels: the torch backend, and the reference for Triton.
 
-Shapes: an arena is [M, B, K] log-values (M rows, batch B, K units). `rows` picks N rows of an
-arena: a LongTensor [N], or an int, the first of N contiguous rows (read as a view, no gather).
+Values are kept in **linear space with a log-scale per row**. An arena of K units is three
+tensors (`Arena`):
 
-einsum   out[n,b,o] = log sum_{i1..ia} W[n,o,i1..ia] prod_j exp(X_j[n,b,i_j]),  X_j = src_j[rows_j]
-         with log_w = log W of shape [N, Ko, K1*...*Ka] (row-major over i1..ia). When all
-         children have K = 1 (width 1) the weight is the constant 1: out = sum_j X_j.
-hadamard out[n,b,o] = log sum_k W[n,o,k] exp(x[n,b,k]),  x[n,b,k] = sum_a src[rows[n,a], b, k]
-         (an element-wise product of A children of K units, all in one arena; padded children read
-         row 0, log 1), with log_w = log W of shape [N, Ko, K].
-mix      out[n,b,k] = log sum_p M[n,p,k] exp(src[rows[n,p], b, k]),  log_m = log M of shape [N, P, K].
+    values [M, B, K]   v >= 0, each (row, sample) normalized so that max_k v = 1 (or all 0)
+    scales [M, B]      s, the log-scale: the log-value of unit k is  log v[m, b, k] + s[m, b]
+    norms  [M, B]      n, the raw maximum an op divided its row by (1 for leaves; at least the
+                       smallest normal float): the op's loss of range, which the engine checks
 
-The sum semiring max-shifts every child, so -inf (log 0) inputs are exact and all -inf rows give -inf
-and zero gradients, never NaN. The max semiring (MPE) replaces every sum by a max.
+Every layer is a product, a contraction with probability-space weights and one normalization:
 
-Backward functions take dL/dout, add dL/dX into the gradient arenas in place, and return the weight
-flows dL/dlog_w = W * dL/dW (for L = sum of log-likelihoods these are EM's expected counts).
-The temporary outer product is built in chunks of partitions so memory stays bounded; nothing of
-size [N, B, K1*...*Ka] is kept between forward and backward. Temporaries live in a per-thread
-workspace that is reused from call to call: on the CPU a fresh large allocation costs a page
-fault per 4 KiB, which made gathers 2-3x slower than the copy itself.
+einsum   p = x_1 (x) ... (x) x_a           Kronecker product of the children's units, [B, K1*..*Ka]
+         y = W p                           W [N, Ko, K1*...*Ka] (row-major over i1..ia)
+hadamard p = x_1 * ... * x_a               element-wise product of A children of K units
+         y = W p                           W [N, Ko, K]
+mix      y[k] = sum_p M[p, k] c_p x_p[k],  c_p = exp(s_p - max_q s_q)    M [N, P, K]
+then     n = max_k y,  v_out = y / n,  s_out = sum_j s_j + log n  (mix: max_q s_q + log n)
+
+As W's rows sum to 1, y <= max p <= 1: values never overflow, and a layer costs its multiply-adds,
+a few memory passes and one logarithm per (row, sample), not an exponential per input and a
+logarithm per output. A product whose children all have K = 1 (width 1) has no weights: y = x_1
+* ... * x_a for every output unit. The max semiring (MPE) replaces the contraction by
+y[o] = max_i W[o, i] p[i] (and the mix's sum by a max); normalization is the same.
+
+Backward: given g = dL/dlog Y [N, B, Ko] (the flows into the output units), a layer adds the
+children's flows dL/dlog X into flow arenas [M, B, K] and writes the weight flows W * dL/dW (for
+L = sum of log-likelihoods: EM's expected counts). With h = g / (v_out n) = dL/d(W p) and p
+recomputed from the children:
+
+    flows = W * (h^T p),   dL/dlog p = p * (h W);   each child of an element-wise product gets
+    dL/dlog p, each child j of a Kronecker product the sum of dL/dlog p over the other children's
+    units; mix: r = M c x / (v_out n), flows = sum_b g r, dL/dlog x_p = g r.
+
+Flows are posteriors (in [0, 1] for tree-shaped circuits) and need no scale.
+
+Layers are *bound*: built once per batch size onto their arenas' rows, their weights' and flows'
+slices and shared scratch buffers (`Scratch`), so that a forward or backward call is a short run
+of torch operations with nothing to allocate, slice or look up. Kronecker products are built in
+chunks of members so that temporaries stay bounded.
 """
 from __future__ import annotations
 
 import math
-import threading
+import warnings
 from math import prod
-from typing import Sequence, Union
+from typing import NamedTuple, Sequence, Union
 
 import torch
 from torch import Tensor
 
 Rows = Union[Tensor, int]
 
-# Elements of the largest temporary a chunk may build: 2^22 floats = 16 MiB fp32.
+# Elements of the largest Kronecker-product temporary: 2^20 floats = 4 MiB fp32.
 CHUNK_ELEMENTS = 1 << 20
 
+# Tensor.index_reduce_ (the scatter-multiply of element-wise products) warns that its API is in
+# beta on every call.
+warnings.filterwarnings("ignore", message=r"index_reduce\(\) is in beta")
 
-class _Workspace(threading.local):
-    """Scratch tensors by tag, grown on demand and reused (one set per thread)."""
 
-    def __init__(self):
-        self.buffers: dict = {}
+class Arena(NamedTuple):
+    """Node values of one unit count K (see the module doc); also a block of rows of one."""
 
-    def take(self, tag: str, shape: Sequence[int], like: Tensor) -> Tensor:
-        if like.is_cuda and torch.cuda.is_current_stream_capturing():
-            # inside a CUDA graph capture the graph must own its temporaries: a cached buffer
-            # may be reallocated later while the graph still writes into it
+    values: Tensor  # [M, B, K]
+    scales: Tensor  # [M, B]
+    norms: Tensor  # [M, B]
+
+    def rows(self, start: int, n: int) -> "Arena":
+        """Rows [start, start + n), as views."""
+        return Arena(self.values.narrow(0, start, n), self.scales.narrow(0, start, n),
+                     self.norms.narrow(0, start, n))
+
+    @staticmethod
+    def empty(rows: int, batch: int, k: int, like: Tensor) -> "Arena":
+        def new(*shape):
             return torch.empty(shape, dtype=like.dtype, device=like.device)
-        numel = prod(shape)
-        key = (tag, like.dtype, like.device)
-        buf = self.buffers.get(key)
-        if buf is None or buf.numel() < numel:
-            buf = self.buffers[key] = torch.empty(numel, dtype=like.dtype, device=like.device)
-        return buf[:numel].view(*shape)
+        return Arena(new(rows, batch, k), new(rows, batch), new(rows, batch))
 
 
-_WS = _Workspace()
+class Children(NamedTuple):
+    """The children of N element-wise products, in two layouts of the same rows:
+    `rows` [N, A], padded with row 0 (value 1, scale 0); and without padding, each member's
+    first child `first` [N] and the others `extra` [E] with their member `parent` [E]."""
+
+    rows: Tensor
+    first: Tensor
+    extra: Tensor
+    parent: Tensor
 
 
-def gather_rows(arena: Tensor, rows: Rows, n: int, tag: str | None = None) -> Tensor:
-    """arena[rows] as [N, B, K]: a view when `rows` is a contiguous block, else a copy (into the
-    workspace slot `tag` when given)."""
-    if isinstance(rows, int):
-        return arena.narrow(0, rows, n)
-    if tag is None:
-        return arena.index_select(0, rows)
-    return torch.index_select(arena, 0, rows, out=_WS.take(tag, (n, *arena.shape[1:]), arena))
+class Scratch:
+    """Temporaries shared by the layers of one bound program: one buffer per tag, sized for the
+    largest request. Layers `reserve` while being built, then take `view`s once `allocate`d."""
+
+    def __init__(self, like: Tensor):
+        self.like = like
+        self.sizes: dict[str, int] = {}
+        self.buffers: dict[str, Tensor] = {}
+
+    def reserve(self, tag: str, shape: Sequence[int]) -> tuple[str, tuple[int, ...]]:
+        self.sizes[tag] = max(self.sizes.get(tag, 0), prod(shape))
+        return tag, tuple(shape)
+
+    def allocate(self) -> None:
+        self.buffers = {tag: torch.empty(n, dtype=self.like.dtype, device=self.like.device)
+                        for tag, n in self.sizes.items()}
+
+    def view(self, handle: tuple[str, tuple[int, ...]]) -> Tensor:
+        tag, shape = handle
+        return self.buffers[tag][:prod(shape)].view(shape)
 
 
-def scatter_add_rows(grad_arena: Tensor, rows: Rows, grad: Tensor) -> None:
-    """grad_arena[rows] += grad, with repeated rows accumulated."""
-    if isinstance(rows, int):
-        grad_arena.narrow(0, rows, grad.shape[0]).add_(grad)
-    else:
-        grad_arena.index_add_(0, rows, grad)
-
-
-def _chunks(n: int, per_item: int):
+def _chunks(n: int, per_item: int) -> list[tuple[int, int]]:
     step = max(1, CHUNK_ELEMENTS // max(1, per_item))
-    for start in range(0, n, step):
-        yield start, min(n, start + step)
+    return [(start, min(n, start + step)) for start in range(0, n, step)]
 
 
 def _slice_rows(rows: Rows, start: int, stop: int) -> Rows:
     return rows + start if isinstance(rows, int) else rows[start:stop]
 
 
-def _shift(x: Tensor, dim: int = -1) -> Tensor:
-    """Max along `dim` (kept), clamped to the most negative finite number so that x - shift
-    never gives NaN (-inf - that is -inf)."""
-    return x.amax(dim, keepdim=True).clamp_min_(torch.finfo(x.dtype).min)
+# ------------------------------------------------------------------------------ leaves, roots
+def from_log(log_values: Tensor, out: Arena) -> None:
+    """Write log-values [R, B, K] (-inf allowed) into arena rows: s = max_k (finite), v =
+    exp(x - s), n = 1."""
+    scale = torch.amax(log_values, -1, out=out.scales).clamp_min_(torch.finfo(log_values.dtype).min)
+    torch.sub(log_values, scale.unsqueeze(-1), out=out.values).exp_()
+    out.norms.fill_(1.0)
 
 
-def _children(sources, rows, a: int, b: int) -> list[Tensor]:
-    """The children of partitions a..b, [b-a, B, K_j] each (views or workspace copies)."""
-    return [gather_rows(s, _slice_rows(r, a, b), b - a, f"x{j}")
-            for j, (s, r) in enumerate(zip(sources, rows))]
+def to_log(arena: Arena) -> Tensor:
+    """The log-values [M, B, K] of arena rows (log 0 = -inf)."""
+    return arena.values.log().add_(arena.scales.unsqueeze(-1))
 
 
-def _exp_shifted(xs: Sequence[Tensor]) -> tuple[list[Tensor], Tensor]:
-    """exp(x_j - shift_j) per child, unit-major [n, K_j, B] (in the workspace), and the sum of
-    the shifts [n, B, 1]. Unit-major operands make the contraction a [Ko, width] @ [width, B]
-    product per partition, which runs 1.5-3x faster on the CPU than [B, width] @ [width, Ko]."""
-    es, total = [], None
-    for j, x in enumerate(xs):
-        s = _shift(x)
-        shape = (x.shape[0], x.shape[2], x.shape[1])
-        es.append(torch.sub(x.transpose(1, 2), s.transpose(1, 2),
-                            out=_WS.take(f"e{j}", shape, x)).exp_())
-        total = s if total is None else total + s
-    return es, total
+# ------------------------------------------------------------------------------ shared steps
+class _Output:
+    """A layer's output rows and, when bound for the backward pass, their flows."""
 
+    def __init__(self, out: Arena, grad_out: Tensor | None):
+        self.out, self.grad_out = out, grad_out
+        self.norms = out.norms.unsqueeze(-1)  # [N, B, 1]
+        self.tiny = torch.finfo(out.values.dtype).tiny
 
-def _outer(factors: Sequence[Tensor]) -> Tensor:
-    """Kronecker product over dim 1: [n, K1, B], ..., [n, Ka, B] -> [n, K1*...*Ka, B]."""
-    acc = factors[0]
-    for j, f in enumerate(factors[1:]):
-        shape = (acc.shape[0], acc.shape[1], f.shape[1], acc.shape[2])
-        acc = torch.mul(acc.unsqueeze(2), f.unsqueeze(1),
-                        out=_WS.take(f"outer{j % 2}", shape, acc)).flatten(1, 2)
-    return acc
-
-
-def einsum_forward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
-                   semiring: str = "sum") -> None:
-    """Write the einsum of N partitions into `out` [N, B, Ko] (see module doc)."""
-    n, batch, k_out = out.shape
-    width = log_w.shape[-1]
-    per_item = batch * max(width, k_out) * (k_out if semiring == "max" else 1)
-    for a, b in _chunks(n, per_item):
-        xs = _children(sources, rows, a, b)
-        if width == 1:  # one product per partition, weight 1 (log_w = 0): a sum of logs
-            _sum_into(out[a:b], xs)
-        elif semiring == "max":
-            prod_ = xs[0]
-            for x in xs[1:]:
-                prod_ = (prod_.unsqueeze(-1) + x.unsqueeze(-2)).flatten(-2)
-            out[a:b] = (prod_.unsqueeze(2) + log_w[a:b].unsqueeze(1)).amax(-1)
+    def normalize(self, y: Tensor, scale: Tensor) -> None:
+        """values = y / n, n = max_k y (at least the smallest normal float: an all-zero row
+        stays 0), scales = scale + log n; y [N, B, K] may be the values themselves."""
+        out = self.out
+        torch.amax(y, -1, out=out.norms).clamp_min_(self.tiny)
+        if y.data_ptr() == out.values.data_ptr():
+            out.values.div_(self.norms)
         else:
-            es, shift = _exp_shifted(xs)
-            outer = _outer(es)
-            res = torch.bmm(_exp_weights(log_w, a, b), outer,
-                            out=_WS.take("res", (b - a, k_out, batch), outer))
-            out[a:b].copy_(res.transpose(1, 2)).log_().add_(shift)
+            torch.div(y, self.norms, out=out.values)
+        torch.log(out.norms, out=out.scales).add_(scale)
+
+    def output_grad(self, h: Tensor) -> Tensor:
+        """h = g / (v * n) = dL/dY_raw into `h` [N, B, Ko] (0 where v = 0, as g is)."""
+        torch.mul(self.out.values, self.norms, out=h).add_(self.tiny)
+        return torch.div(self.grad_out, h, out=h)
 
 
-def _sum_into(out: Tensor, xs: Sequence[Tensor]) -> None:
-    """out = sum(xs), broadcast over out's last dim."""
-    if out.shape[-1] == 1 and len(xs) > 1:
-        torch.add(xs[0], xs[1], out=out)
-        for x in xs[2:]:
-            out.add_(x)
-        return
-    out.copy_(xs[0].expand_as(out))
-    for x in xs[1:]:
-        out.add_(x)
+def _contract(p: Tensor, w: Tensor, out: Tensor, semiring: str) -> None:
+    """out = W p per sample: p [n, B, W], w [n, Ko, W] -> out [n, B, Ko] (max semiring: max_i,
+    which builds a [n, B, Ko, W] temporary)."""
+    if semiring == "max":
+        torch.amax(p.unsqueeze(2) * w.unsqueeze(1), -1, out=out)
+    else:
+        torch.bmm(p, w.transpose(1, 2), out=out)
 
 
-def einsum_backward(sources: Sequence[Tensor], rows: Sequence[Rows], log_w: Tensor, out: Tensor,
-                    grad_out: Tensor, grad_sources: Sequence[Tensor]) -> Tensor:
-    """Add dL/dX_j into grad_sources[j] at rows[j]; return the flows W * dL/dW, [N, Ko, K1*..*Ka].
+# ------------------------------------------------------------------------------ einsum
+class _EinsumChunk(NamedTuple):
+    """Members [a, b) of an einsum layer, bound: per child slot its rows and (for gathered rows)
+    the buffers to gather values and scales into, and the layer's slices for these members."""
 
-    Per partition, with E_j = exp(X_j - shift_j) unit-major [K_j, B], outer = kron(E_1..E_a)
-    [width, B] and h = dL/dout * exp(shift - out) [Ko, B] (dL/dP for P = W @ outer):
-        flows = W * (h @ outer^T),   dL/dX_j = sum over the other children's units of
-        (W^T @ h) * outer   (as outer = E_1 x ... x E_a, this is E_j * dL/dE_j)."""
-    n, batch, k_out = out.shape
-    width = log_w.shape[-1]
-    flows = torch.empty_like(log_w)
-    for a, b in _chunks(n, batch * max(width, k_out)):
-        g = grad_out[a:b]
-        if width == 1:
-            flows[a:b] = g.sum(1).unsqueeze(-1)
-            child_grads = [g.sum(-1, keepdim=True)] * len(sources)
-        else:
-            es, shift = _exp_shifted(_children(sources, rows, a, b))
-            h = _output_grad(out[a:b], g, shift).transpose(1, 2)  # [n, Ko, B]
-            w = _exp_weights(log_w, a, b)
-            outer = _outer(es)  # [n, width, B]
-            torch.bmm(h, outer.transpose(1, 2), out=flows[a:b]).mul_(w)
-            d_outer = torch.bmm(w.transpose(1, 2), h, out=_WS.take("d_outer", outer.shape, outer))
-            child_grads = [cg.transpose(1, 2) for cg in _outer_backward(d_outer, outer, es)]
-        for gs, r, cg in zip(grad_sources, rows, child_grads):
-            scatter_add_rows(gs, _slice_rows(r, a, b), cg)
-    return flows
+    rows: list  # per slot: an int start or an index tensor [b-a]
+    x: list  # per slot: a buffer [b-a, B, K_j] (gathered) or None (a view of the arena)
+    s: list  # per slot: a buffer [b-a, B] or None
+    scale: Tensor | None  # [b-a, B], the sum of the scales (more than one child)
+    kron: list  # buffers [b-a, B, K1*..*K(j+2)] of the partial Kronecker products
+    out: _Output
+    w: Tensor  # [b-a, Ko, width]
+    flows: Tensor | None
+    h: Tensor | None  # [b-a, B, Ko]
+    dp: Tensor | None  # [b-a, B, width]
 
 
-def _exp_weights(log_w: Tensor, a: int, b: int) -> Tensor:
-    """W = exp(log_w[a:b]) in the workspace."""
-    return torch.exp(log_w[a:b], out=_WS.take("w", (b - a, *log_w.shape[1:]), log_w))
+class EinsumLayer:
+    """The einsum of N partitions (see the module doc) over child arenas `sources`, child slot
+    j's rows `rows[j]`, weights `w` [N, Ko, width] (linear), writing `out` (N rows); with
+    `grads` (the child slots' flow arenas), `grad_out` [N, B, Ko] and `flows` [N, Ko, width],
+    also the backward pass. Members are taken in chunks that bound the Kronecker product."""
+
+    def __init__(self, sources: Sequence[Arena], rows: Sequence[Rows], w: Tensor, out: Arena,
+                 scratch: Scratch, grads: Sequence[Tensor] | None = None,
+                 grad_out: Tensor | None = None, flows: Tensor | None = None):
+        self.sources, self.grads = list(sources), grads
+        n, batch, k_out = out.values.shape
+        self.sizes = [s.values.shape[-1] for s in sources]
+        self.width = w.shape[-1]
+        chunks = _chunks(n, batch * max(self.width, k_out))
+        step = chunks[0][1] - chunks[0][0] if chunks else 0
+        gathered = [not isinstance(r, int) for r in rows]
+        handles = {
+            "x": [scratch.reserve(f"x{j}", (step, batch, k)) if g else None
+                  for j, (g, k) in enumerate(zip(gathered, self.sizes))],
+            "s": [scratch.reserve(f"s{j}", (step, batch)) if g else None
+                  for j, g in enumerate(gathered)],
+            "scale": scratch.reserve("scale", (step, batch)) if len(rows) > 1 else None,
+            "kron": [scratch.reserve(f"kron{j % 2}", (step, batch, prod(self.sizes[: j + 2])))
+                     for j in range(len(self.sizes) - 1)],
+            "h": scratch.reserve("h", (step, batch, k_out)) if grads is not None else None,
+            "dp": scratch.reserve("dp", (step, batch, self.width)) if grads is not None else None,
+        }
+        self._bind = (scratch, handles, chunks, list(rows), w, out, grad_out, flows)
+        self.chunks: list[_EinsumChunk] = []
+
+    def attach(self) -> None:
+        """Take this layer's views of the allocated scratch buffers."""
+        scratch, handles, chunks, rows, w, out, grad_out, flows = self._bind
+
+        def view(handle, n):
+            return None if handle is None else _first(scratch.view(handle), n)
+        for a, b in chunks:
+            n = b - a
+            self.chunks.append(_EinsumChunk(
+                [_slice_rows(r, a, b) for r in rows],
+                [view(hx, n) for hx in handles["x"]], [view(hs, n) for hs in handles["s"]],
+                view(handles["scale"], n), [view(hk, n) for hk in handles["kron"]],
+                _Output(out.rows(a, n), None if grad_out is None else grad_out[a:b]),
+                w[a:b], None if flows is None else flows[a:b],
+                view(handles["h"], n), view(handles["dp"], n)))
+        self._bind = None
+
+    def _children(self, c: _EinsumChunk) -> tuple[list[Tensor], Tensor]:
+        """Children values [n, B, K_j] and the sum of their scales [n, B]."""
+        n = c.w.shape[0]
+        xs, scales = [], []
+        for src, r, x, s in zip(self.sources, c.rows, c.x, c.s):
+            if x is None:
+                xs.append(src.values.narrow(0, r, n))
+                scales.append(src.scales.narrow(0, r, n))
+            else:
+                xs.append(torch.index_select(src.values, 0, r, out=x))
+                scales.append(torch.index_select(src.scales, 0, r, out=s))
+        if len(scales) == 1:
+            return xs, scales[0]
+        total = torch.add(scales[0], scales[1], out=c.scale)
+        for s in scales[2:]:
+            total.add_(s)
+        return xs, total
+
+    @staticmethod
+    def _product(xs: Sequence[Tensor], c: _EinsumChunk) -> Tensor:
+        """The Kronecker product [n, B, K1*..*Ka] of the children (the child itself for one)."""
+        acc = xs[0]
+        for x, buf in zip(xs[1:], c.kron):
+            acc = torch.mul(acc.unsqueeze(-1), x.unsqueeze(-2),
+                            out=buf.view(*acc.shape, x.shape[-1])).flatten(-2)
+        return acc
+
+    def forward(self, semiring: str = "sum") -> None:
+        for c in self.chunks:
+            xs, scale = self._children(c)
+            if self.width == 1:  # a plain product, the same for every output unit
+                y = xs[0]
+                if len(xs) > 1:
+                    y = torch.mul(xs[0], xs[1], out=c.kron[0].view_as(xs[0]))
+                    for x in xs[2:]:
+                        y.mul_(x)
+                c.out.normalize(y.expand_as(c.out.out.values), scale)
+                continue
+            _contract(self._product(xs, c), c.w, c.out.out.values, semiring)
+            c.out.normalize(c.out.out.values, scale)
+
+    def backward(self) -> None:
+        for c in self.chunks:
+            g = c.out.grad_out
+            if self.width == 1:  # every output unit is the product: each child gets the sum
+                child_grads = [g.sum(-1, keepdim=True)] * len(self.sources)
+            else:
+                xs, _ = self._children(c)
+                p = self._product(xs, c)
+                h = c.out.output_grad(c.h)
+                torch.bmm(h.transpose(1, 2), p, out=c.flows).mul_(c.w)
+                dp = torch.bmm(h, c.w, out=c.dp).mul_(p)
+                child_grads = _kron_backward(dp, self.sizes)
+            for target, r, cg in zip(self.grads, c.rows, child_grads):
+                if isinstance(r, int):
+                    target.narrow(0, r, cg.shape[0]).add_(cg)
+                else:
+                    target.index_add_(0, r, cg)
 
 
-def _outer_backward(d_outer: Tensor, outer: Tensor, es: Sequence[Tensor]) -> list[Tensor]:
-    """Given dL/d(outer) (overwritten) and outer = kron(e_1..e_a), unit-major [n, K1*..*Ka, B],
-    return dL/dx_j = e_j * dL/de_j = sum over the other children's units of dL/d(outer) * outer,
-    as [n, K_j, B] (x_j = log e_j)."""
-    full = d_outer.mul_(outer).view(d_outer.shape[0], *(e.shape[1] for e in es), d_outer.shape[2])
-    if len(es) == 1:
-        return [full]
-    dims = range(1, len(es) + 1)
+def _first(t: Tensor, n: int) -> Tensor:
+    return t if t.shape[0] == n else t.narrow(0, 0, n)
+
+
+def _kron_backward(dp: Tensor, sizes: Sequence[int]) -> list[Tensor]:
+    """dL/dlog x_j from dL/dlog p [n, B, K1*..*Ka]: the sum over the other children's units."""
+    if len(sizes) == 1:
+        return [dp]
+    full = dp.view(*dp.shape[:2], *sizes)
+    dims = range(2, len(sizes) + 2)
     return [full.sum([d for d in dims if d != j]) for j in dims]
 
 
-def hadamard_forward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor,
-                     semiring: str = "sum") -> None:
-    """Write out[n,b,o] = log sum_k W[n,o,k] exp(sum_a source[rows[n,a],b,k]) into `out`
-    [N, B, Ko] (max semiring: max_k log W[n,o,k] + sum_a source[rows[n,a],b,k]).
+# ------------------------------------------------------------------------------ hadamard
+class HadamardLayer:
+    """y = W (x_1 * ... * x_A) of N members whose children are rows of `source` (see the module
+    doc); `grad_source` is the source's flow arena."""
 
-    Batch-major throughout: exp(x - shift) [n, B, K] @ W^T [n, K, Ko] lands in `out`'s own
-    layout, so nothing is transposed or copied."""
-    n, batch, k_out = out.shape
-    k = source.shape[2]
-    per_item = batch * max(k, k_out) * (rows.shape[1] + (k_out if semiring == "max" else 1))
-    for a, b in _chunks(n, per_item):
-        x = _hadamard_product(source, rows[a:b])
+    def __init__(self, source: Arena, children: Children, w: Tensor, out: Arena,
+                 scratch: Scratch, grad_source: Tensor | None = None,
+                 grad_out: Tensor | None = None, flows: Tensor | None = None):
+        self.source, self.children, self.w, self.flows = source, children, w, flows
+        self.wt = w.transpose(1, 2)
+        self.grad_source = grad_source
+        self.out = _Output(out, grad_out)
+        n, batch, k_out = out.values.shape
+        k = source.values.shape[-1]
+        e = children.extra.shape[0]
+        self.scratch = scratch
+        self._p = scratch.reserve("had", (n, batch, k))
+        self._s = scratch.reserve("had_s", (n, batch))
+        self._x = scratch.reserve("had_x", (e, batch, k)) if e else None
+        self._xs = scratch.reserve("had_xs", (e, batch)) if e else None
+        self._h = scratch.reserve("h", (n, batch, k_out)) if grad_source is not None else None
+        self._dp = scratch.reserve("dp", (n, batch, k)) if grad_source is not None else None
+        self.max_chunks = _chunks(n, batch * k_out * k)
+
+    def attach(self) -> None:
+        """Take this layer's views of the allocated scratch buffers."""
+        sc = self.scratch
+        self.p, self.s = sc.view(self._p), sc.view(self._s)
+        self.x = None if self._x is None else sc.view(self._x)
+        self.xs = None if self._xs is None else sc.view(self._xs)
+        self.h = None if self._h is None else sc.view(self._h)
+        self.dp = None if self._dp is None else sc.view(self._dp)
+
+    def _product(self) -> tuple[Tensor, Tensor]:
+        """p = prod of each member's children [N, B, K] and the sum of their scales [N, B]."""
+        c, src = self.children, self.source
+        p = torch.index_select(src.values, 0, c.first, out=self.p)
+        scale = torch.index_select(src.scales, 0, c.first, out=self.s)
+        if self.x is not None:
+            p.index_reduce_(0, c.parent, torch.index_select(src.values, 0, c.extra, out=self.x),
+                            "prod")
+            scale.index_add_(0, c.parent, torch.index_select(src.scales, 0, c.extra,
+                                                             out=self.xs))
+        return p, scale
+
+    def forward(self, semiring: str = "sum") -> None:
+        p, scale = self._product()
+        values = self.out.out.values
         if semiring == "max":
-            out[a:b] = (x.unsqueeze(2) + log_w[a:b].unsqueeze(1)).amax(-1)
-            continue
-        shift = _shift(x)
-        e = x.sub_(shift).exp_()
-        w_t = torch.exp(log_w[a:b]).transpose(1, 2)
-        if out.is_contiguous():
-            torch.bmm(e, w_t, out=out[a:b])
+            for a, b in self.max_chunks:
+                _contract(p[a:b], self.w[a:b], values[a:b], semiring)
         else:
-            out[a:b] = torch.bmm(e, w_t)
-        out[a:b].log_().add_(shift)
+            torch.bmm(p, self.wt, out=values)
+        self.out.normalize(values, scale)
+
+    def backward(self) -> None:
+        p, _ = self._product()
+        h = self.out.output_grad(self.h)
+        torch.bmm(h.transpose(1, 2), p, out=self.flows).mul_(self.w)
+        dp = torch.bmm(h, self.w, out=self.dp).mul_(p)
+        c = self.children
+        self.grad_source.index_add_(0, c.first, dp)
+        if self.x is not None:
+            self.grad_source.index_add_(0, c.extra, torch.index_select(dp, 0, c.parent,
+                                                                       out=self.x))
 
 
-def hadamard_backward(source: Tensor, rows: Tensor, log_w: Tensor, out: Tensor, grad_out: Tensor,
-                      grad_source: Tensor) -> Tensor:
-    """Add dL/dsource into grad_source at every rows[n,a] (repeats accumulate); return the flows
-    W * dL/dW, [N, Ko, K]. Batch-major, like the forward."""
-    n, batch, k_out = out.shape
-    k = source.shape[2]
-    arity = rows.shape[1]
-    flows = torch.empty_like(log_w)
-    for a, b in _chunks(n, batch * max(k, k_out) * (arity + 1)):
-        x = _hadamard_product(source, rows[a:b])
-        shift = _shift(x)
-        e = x.sub_(shift).exp_()  # [n, B, K]
-        h = _output_grad(out[a:b], grad_out[a:b], shift)  # [n, B, Ko]
-        w = torch.exp(log_w[a:b])  # [n, Ko, K]
-        torch.bmm(h.transpose(1, 2), e, out=flows[a:b]).mul_(w)
-        dx = torch.bmm(h, w).mul_(e)  # dL/dx, [n, B, K]
-        for j in range(arity):  # every child of an element-wise product gets dL/dx
-            grad_source.index_add_(0, rows[a:b, j], dx)
-    return flows
+# ------------------------------------------------------------------------------ mix
+class MixLayer:
+    """y[k] = sum_p M[p,k] x_p[k] (scales aligned) of N regions whose partitions are rows
+    `rows` [N, P] of `source` (`mask` [N, P] marks the real ones; M is 0 elsewhere)."""
 
+    def __init__(self, source: Arena, rows: Tensor, mask: Tensor, m: Tensor, out: Arena,
+                 scratch: Scratch, grad_source: Tensor | None = None,
+                 grad_out: Tensor | None = None, flows: Tensor | None = None):
+        self.source, self.rows, self.m, self.flows = source, rows, m, flows
+        self.padded = ~mask.unsqueeze(-1)  # [N, P, 1]
+        self.grad_source = grad_source
+        n, parts = rows.shape
+        batch, k = out.values.shape[1:]
+        self.chunks = _chunks(n, parts * batch * k)
+        step = self.chunks[0][1] - self.chunks[0][0] if self.chunks else 0
+        self.out = [_Output(out.rows(a, b - a), None if grad_out is None else grad_out[a:b])
+                    for a, b in self.chunks]
+        self.scratch = scratch
+        self._t = scratch.reserve("mix", (step * parts, batch, k))
+        self._s = scratch.reserve("mix_s", (step * parts, batch))
+        self._h = scratch.reserve("h", (step, batch, k)) if grad_source is not None else None
 
-def _hadamard_product(source: Tensor, rows: Tensor) -> Tensor:
-    """sum_a source[rows[:, a]]: the log of the element-wise product, [n, B, K] (workspace)."""
-    x = torch.index_select(source, 0, rows[:, 0],
-                           out=_WS.take("had", (rows.shape[0], *source.shape[1:]), source))
-    if rows.shape[1] > 1:
-        child = _WS.take("had_child", x.shape, source)
-        for j in range(1, rows.shape[1]):
-            x.add_(torch.index_select(source, 0, rows[:, j], out=child))
-    return x
+    def attach(self) -> None:
+        """Take this layer's views of the allocated scratch buffers."""
+        self.t, self.s = self.scratch.view(self._t), self.scratch.view(self._s)
+        self.h = None if self._h is None else self.scratch.view(self._h)
 
+    def _terms(self, a: int, b: int) -> tuple[Tensor, Tensor]:
+        """t[n,p,b,k] = M[n,p,k] c[n,p,b] x_p[n,b,k] [n, P, B, K] and max_p s_p [n, B]."""
+        rows = self.rows[a:b]
+        n, parts = rows.shape
+        flat = rows.reshape(-1)
+        x = torch.index_select(self.source.values, 0, flat, out=_first(self.t, n * parts))
+        s = torch.index_select(self.source.scales, 0, flat, out=_first(self.s, n * parts))
+        x, s = x.view(n, parts, *x.shape[1:]), s.view(n, parts, -1)
+        s.masked_fill_(self.padded[a:b], -math.inf)
+        top = s.amax(1).clamp_min_(torch.finfo(s.dtype).min)
+        c = s.sub_(top.unsqueeze(1)).exp_()  # [n, P, B]
+        x.mul_(c.unsqueeze(-1)).mul_(self.m[a:b].unsqueeze(2))
+        return x, top
 
-def _output_grad(out: Tensor, grad_out: Tensor, shift: Tensor) -> Tensor:
-    """h = dL/dP where P = exp(out - shift) is the contraction's result: grad * exp(shift - out),
-    0 where out = -inf; [n, B, Ko] like `out`."""
-    return torch.where(torch.isfinite(out), grad_out * torch.exp(shift - out),
-                       torch.zeros_like(grad_out))
+    def forward(self, semiring: str = "sum") -> None:
+        for (a, b), out in zip(self.chunks, self.out):
+            t, top = self._terms(a, b)
+            (torch.amax if semiring == "max" else torch.sum)(t, 1, out=out.out.values)
+            out.normalize(out.out.values, top)
 
-
-def mix_forward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor,
-                semiring: str = "sum") -> None:
-    """Write out[n,b,k] = log sum_p M[n,p,k] exp(source[rows[n,p],b,k]) into `out` [N, B, K]."""
-    n, p = rows.shape
-    batch, k = out.shape[1:]
-    for a, b in _chunks(n, p * batch * k):
-        z = _mix_terms(source, rows[a:b], log_m[a:b])
-        if semiring == "max":
-            torch.amax(z, 1, out=out[a:b])
-        else:  # log sum_p exp(z - m) + m, in place; m = 0 where every term is -inf
-            m = _shift(z, 1)
-            torch.sum(z.sub_(m).exp_(), 1, out=out[a:b]).log_().add_(m.squeeze(1))
-
-
-def mix_backward(source: Tensor, rows: Tensor, log_m: Tensor, out: Tensor, grad_out: Tensor,
-                 grad_source: Tensor) -> Tensor:
-    """Add dL/dsource at rows into grad_source; return the flows M * dL/dM, [N, P, K]."""
-    n, p = rows.shape
-    batch, k = out.shape[1:]
-    flows = torch.zeros_like(log_m)
-    for a, b in _chunks(n, p * batch * k):
-        z = _mix_terms(source, rows[a:b], log_m[a:b])
-        o = _shift(out[a:b].unsqueeze(1), 1)  # out, finite (where out = -inf, every z is)
-        contrib = z.sub_(o).exp_().mul_(grad_out[a:b].unsqueeze(1))  # posterior * dL/dout
-        flows[a:b] = contrib.sum(2)
-        grad_source.index_add_(0, rows[a:b].reshape(-1), contrib.reshape(-1, batch, k))
-    return flows
-
-
-def _mix_terms(source: Tensor, rows: Tensor, log_m: Tensor) -> Tensor:
-    """log M[n,p,k] + source[rows[n,p], b, k] as [n, P, B, K] (in the workspace)."""
-    n, p = rows.shape
-    vals = gather_rows(source, rows.reshape(-1), n * p, "mix")
-    return vals.view(n, p, *source.shape[1:]).add_(log_m.unsqueeze(2))
+    def backward(self) -> None:
+        for (a, b), out in zip(self.chunks, self.out):
+            t, _ = self._terms(a, b)
+            h = out.output_grad(_first(self.h, b - a))
+            contrib = t.mul_(h.unsqueeze(1))  # the flow into each partition's unit
+            torch.sum(contrib, 2, out=self.flows[a:b])
+            self.grad_source.index_add_(0, self.rows[a:b].reshape(-1),
+                                        contrib.reshape(-1, *contrib.shape[2:]))
 
 
 def table_contraction(table: Tensor, onehot: Tensor) -> Tensor:
@@ -313,3 +440,10 @@ def table_contraction(table: Tensor, onehot: Tensor) -> Tensor:
     floor = torch.finfo(table.dtype).min
     out = torch.bmm(table.clamp_min(floor), onehot)
     return out.masked_fill(out <= floor / 2, -math.inf)
+
+
+def gather_rows(source: Tensor, rows: Rows, n: int) -> Tensor:
+    """source[rows] as [N, ...]: a view when `rows` is a contiguous block, else a copy."""
+    if isinstance(rows, int):
+        return source.narrow(0, rows, n)
+    return source.index_select(0, rows)

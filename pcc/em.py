@@ -33,7 +33,6 @@ import torch
 from torch import Tensor
 
 from .errors import ShapeError
-from .runtime.engine import FlowSink
 from .runtime.graphs import EMGraph
 from .runtime.module import CompiledCircuit
 
@@ -54,11 +53,11 @@ class EM:
         self.model, self.step_size, self.pseudocount = model, step_size, pseudocount
         self.min_prob, self.min_var = min_prob, min_var
         self._normalize_weights()
-        # statistics the M-step reads (see module doc), per sum op, mix op and leaf group
+        # statistics the M-step reads (see module doc), per weight pool (`pcc.runtime.layout`:
+        # sum pools, mix pools) and per leaf group
         self._running_sum: list[Tensor | None] = [None] * len(model.sum_logits)
         self._running_mix: list[Tensor | None] = [None] * len(model.mix_logits)
         self._running_leaf: list[dict[str, Tensor] | None] = [None] * len(model.leaf_params)
-        self._weighted_ops = [w for w in model._weight_of_op if w is not None]  # (kind, index)
         self._reset()
         self.reduce = reduce  # data-parallel: sums the statistics over the processes
         # cuda_graph: `step` replays a captured E-step + M-step on CUDA (pcc.runtime.graphs)
@@ -102,10 +101,39 @@ class EM:
             return self.reduce.local(self, x, marginalize, target)
         return self.estep(self.model.prepare_input(x, marginalize), target)
 
-    def estep(self, x: Tensor, target: Tensor | None = None,
-              flow_sink: FlowSink | None = None) -> Tensor:
-        """`accumulate` for x as `model.prepare_input` returns it (checked already); weight
-        flows the engine hands to `flow_sink` are not accumulated."""
+    def estep(self, x: Tensor, target: Tensor | None = None, borrow: bool = False) -> Tensor:
+        """`accumulate` for x as `model.prepare_input` returns it (checked already). With
+        `borrow`, the first batch's weight statistics may be the engine's own flow buffers,
+        valid until its next pass (`step` updates at once)."""
+        m = self.model
+        if m.backend == "naive":
+            pool_flows, leaf_flows, ll = self._naive_flows(x, target)
+        else:
+            ll, leaf_flows, pool_flows = m.flows(x, lambda root: self._root_grad(root, target))
+        with torch.no_grad():
+            counts = self._sum_counts + self._mix_counts
+            for i, flows in enumerate(pool_flows):
+                counts[i] = (flows if borrow else flows.clone()) if counts[i] is None \
+                    else counts[i].add_(flows)
+            self._sum_counts = counts[:len(self._sum_counts)]
+            self._mix_counts = counts[len(self._sum_counts):]
+            for i, stats in enumerate(m.leaf_statistics(x, leaf_flows)):
+                old = self._leaf_stats[i]
+                self._leaf_stats[i] = stats if old is None else {
+                    k: old[k] + v for k, v in stats.items()}
+        self.rows += x.shape[0]
+        return ll.detach()
+
+    def _root_grad(self, root: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(L_b, dL/droot) for L = sum_b L_b: the root's value at each row's unit."""
+        ll = self._select(root, target)
+        if root.shape[1] == 1:
+            return ll, torch.ones_like(root)
+        target = torch.as_tensor(target, device=root.device).long()
+        return ll, torch.zeros_like(root).scatter_(1, target.unsqueeze(1), 1.0)
+
+    def _naive_flows(self, x: Tensor, target: Tensor | None):
+        """The naive backend's E-step: node by node, flows by autograd."""
         m = self.model
         weights = list(m.sum_logits) + list(m.mix_logits)
         for w in weights:
@@ -114,23 +142,12 @@ class EM:
             leaf_values = m.leaf_values(x)
         leaf_values = [v.requires_grad_() for v in leaf_values]
         with m.em_mode():
-            root = m.evaluate(leaf_values, flow_sink)
-        ll = self._select(root, target)
+            ll = self._select(m.evaluate(leaf_values), target)
         ll.sum().backward()
-        with torch.no_grad():
-            for i, w in enumerate(m.sum_logits):
-                self._sum_counts[i] = _add(self._sum_counts[i], w.grad)
-            for i, w in enumerate(m.mix_logits):
-                self._mix_counts[i] = _add(self._mix_counts[i], w.grad)
-            leaf_stats = m.leaf_statistics(x, [v.grad for v in leaf_values])
-            for i, stats in enumerate(leaf_stats):
-                old = self._leaf_stats[i]
-                self._leaf_stats[i] = stats if old is None else {
-                    k: old[k] + v for k, v in stats.items()}
+        flows = [w.grad if w.grad is not None else torch.zeros_like(w) for w in weights]
         for w in weights:
             w.grad = None
-        self.rows += x.shape[0]
-        return ll.detach()
+        return flows, [v.grad for v in leaf_values], ll
 
     def _select(self, root: Tensor, target: Tensor | None) -> Tensor:
         if root.shape[1] == 1:
@@ -165,8 +182,12 @@ class EM:
         self._reset()
 
     def _fold(self, running, fresh):
-        """Stepwise EM: running = (1 - s) running + s fresh, in place; the first is fresh."""
-        return fresh if running is None else _blend(running, fresh, self.step_size)
+        """Stepwise EM: running = (1 - s) running + s fresh, in place; the first is a copy of
+        fresh (which may be the engine's buffer)."""
+        if running is None:
+            return ({k: v.clone() for k, v in fresh.items()} if isinstance(fresh, dict)
+                    else fresh.clone())
+        return _blend(running, fresh, self.step_size)
 
     def _update_sum(self, i: int, counts: Tensor) -> None:
         self._running_sum[i] = self._fold(self._running_sum[i], counts)
@@ -177,12 +198,6 @@ class EM:
         self._running_mix[i] = self._fold(self._running_mix[i], counts)
         _normalize_into(self.model.mix_logits[i], self._running_mix[i], 1,
                         getattr(self.model, f"mix_mask_{i}"), self.pseudocount, self.min_prob)
-
-    @torch.no_grad()
-    def _update_weighted_op(self, i: int, flows: Tensor) -> None:
-        """A flow sink: the statistics and M-step of the i-th weighted op, from its flows."""
-        kind, j = self._weighted_ops[i]
-        (self._update_sum if kind == "sum" else self._update_mix)(j, flows)
 
     def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
         old = {k: v.detach() for k, v in params.as_dict().items()}
@@ -196,11 +211,8 @@ class EM:
     def step(self, x: Tensor, marginalize: Tensor | None = None,
              target: Tensor | None = None) -> float:
         """Online EM on one batch (accumulate, then update); returns the batch's mean log p
-        (with `reduce`: of this process's share, 0 for an empty share).
-
-        With nothing accumulated before, each op's weights are updated as soon as the backward
-        pass has their flows (the same arithmetic as `accumulate` then `update`, without every
-        op's flows existing at once); with `reduce`, after the statistics are summed."""
+        (with `reduce`: of this process's share, 0 for an empty share, after the statistics
+        are summed)."""
         if self.graph is not None:
             replayed = self.graph.step(x, marginalize, target)
             if replayed is not None:
@@ -209,8 +221,7 @@ class EM:
             ll = self.accumulate(x, marginalize, target)
             self.update()
             return float(ll.mean()) if len(ll) else 0.0
-        sink = self._update_weighted_op if self.rows == 0 else None
-        ll = self.estep(self.model.prepare_input(x, marginalize), target, sink)
+        ll = self.estep(self.model.prepare_input(x, marginalize), target, borrow=True)
         self.update()
         return float(ll.mean())
 

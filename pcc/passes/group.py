@@ -3,8 +3,9 @@
 Einsum groups: outer-product partitions with the same (K of each child, K out). Partitions whose
 children all have K = 1 are plain products (log-values add), element-wise or not; they are
 bucketed by arity rounded up (see `bucket`), the missing children read a row of log 1 = 0.
-Hadamard groups: element-wise partitions with the same (K of the children, K out), bucketed by
-arity the same way (row 0 of an arena holds log 1 = 0 in every unit, the element-wise neutral).
+Hadamard groups: element-wise partitions with the same (K of the children, K out), whatever
+their arity (children are listed per member, padded to the group's largest arity with row 0 of
+the arena, which holds the value 1 in every unit, the element-wise neutral).
 Mix groups: sum regions with several partitions, by (number of partitions rounded up, K); the
 missing partitions get weight 0 (log weight -inf).
 """
@@ -71,6 +72,7 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
     einsums: dict[tuple, list] = defaultdict(list)
     hadamards: dict[tuple, list] = defaultdict(list)
     mixes: dict[tuple, list] = defaultdict(list)
+    arity: dict[tuple, int] = defaultdict(int)
     for node, lvl in layering.level.items():
         if node[0] == "partition":
             _, region, p = node
@@ -79,7 +81,9 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
             if all(k == 1 for k in child_k):
                 child_k = (1,) * bucket(len(child_k))
             elif graph.nodes[node].get("elementwise"):
-                hadamards[(lvl, child_k[0], bucket(len(child_k)), k_out)].append((region, p))
+                hadamards[(lvl, child_k[0], k_out)].append((region, p))
+                arity[(lvl, child_k[0], k_out)] = max(arity[(lvl, child_k[0], k_out)],
+                                                      len(child_k))
                 continue
             einsums[(lvl, child_k, k_out)].append((region, p))
         elif graph.nodes[node]["kind"] == "sum":
@@ -90,8 +94,8 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
     for lvl in range(1, layering.depth + 1):
         groups += [EinsumGroup(l, ck, ko, tuple(sorted(m)))
                    for (l, ck, ko), m in sorted(einsums.items()) if l == lvl]
-        groups += [HadamardGroup(l, k, a, ko, tuple(sorted(m)))
-                   for (l, k, a, ko), m in sorted(hadamards.items()) if l == lvl]
+        groups += [HadamardGroup(l, k, arity[(l, k, ko)], ko, tuple(sorted(m)))
+                   for (l, k, ko), m in sorted(hadamards.items()) if l == lvl]
         groups += [MixGroup(l, k, p, tuple(sorted(m)))
                    for (l, k, p), m in sorted(mixes.items()) if l == lvl]
     return groups

@@ -222,6 +222,15 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
     )
 
 
+def unpadded_children(child_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The children [N, A] of element-wise products (padded with row 0) without the padding:
+    each member's first child [N], the others [E] (member-major) and their members [E]."""
+    rest = child_rows[:, 1:]
+    real = rest != 0
+    parent = np.nonzero(real)[0].astype(np.int64)
+    return (np.ascontiguousarray(child_rows[:, 0]), rest[real].astype(np.int64), parent)
+
+
 def _as_rows(rows: list[int]) -> "np.ndarray | int":
     """An int start row when `rows` is one ascending contiguous block, else an index array."""
     arr = np.asarray(rows, dtype=np.int64)

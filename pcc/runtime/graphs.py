@@ -121,12 +121,10 @@ class CapturedForward:
         inference arenas, which a later batch size replaces)."""
         m = self.model
         with torch.no_grad():
-            leaf_values = m.leaf_values(x)
             if m.backend == "naive":
-                out = m.evaluate(leaf_values)
+                out = m.evaluate(m.leaf_values(x))
             else:
-                program = m.program(x.device)
-                out = program.root(program.upward(leaf_values, m.log_weights())).clone()
+                out = m.program(x.device).evaluate(m.leaf_inputs(x), m.log_weight_pools()).root
         return out.squeeze(-1) if m.root_k == 1 else out
 
     def __call__(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:

@@ -69,12 +69,9 @@ def one_hot_codes(xt: Tensor, pad_vars: Tensor, regions: int, support: int,
     pad = torch.full_like(codes[:1], float(support + 1))  # padding: no column matches
     values = torch.arange(columns, dtype=xt.dtype, device=xt.device).view(1, columns, 1)
     onehot = (torch.cat([codes, pad]).unsqueeze(1) == values).to(xt.dtype)  # [V+1, C, B]
-    # Without autograd the copy goes to a reused workspace (a fresh one costs page faults);
-    # with it, a fresh tensor, as the product keeps it for its backward.
-    tag = None if torch.is_grad_enabled() else "onehot"
     width = len(pad_vars) // regions  # explicit sizes: a batch of 0 rows reshapes too
-    return gather_rows(onehot, pad_vars, len(pad_vars), tag).view(regions, width * columns,
-                                                                   xt.shape[1])
+    return gather_rows(onehot, pad_vars, len(pad_vars)).view(regions, width * columns,
+                                                             xt.shape[1])
 
 
 def table_values(family: LeafFamily, params: dict[str, Tensor], xt: Tensor, pad_vars: Tensor,
@@ -101,3 +98,23 @@ def table_counts(family: LeafFamily, xt: Tensor, gamma: Tensor, pad_vars: Tensor
     counts = torch.bmm(gamma.transpose(1, 2), onehot.transpose(1, 2))  # [R, K, Z*S]
     counts = counts.view(regions, k, -1, support).transpose(1, 2).reshape(-1, k, support)
     return counts.index_select(0, positions)
+
+
+def table_probabilities(family: LeafFamily, params: dict[str, Tensor], xt: Tensor,
+                        var_index: Tensor, semiring: str = "sum", out: Tensor | None = None
+                        ) -> Tensor:
+    """Region values [R, B, K] in probability space of a group of one-variable regions (slot r
+    is region r): f(x_v(r); theta[r, k]) looked up in the group's table, 1 where the value is
+    missing (summed out) or, under the max semiring, max_s f(s) (maximized out); written into
+    `out` when given."""
+    probs = family.log_table(params).exp()  # [R, K, S]
+    regions, k, support = probs.shape
+    missing = (probs.amax(-1, keepdim=True) if semiring == "max"
+               else torch.ones_like(probs[..., :1]))
+    table = torch.cat([probs, missing], -1).transpose(1, 2).reshape(-1, k)  # [R*(S+1), K]
+    codes = torch.nan_to_num(xt.index_select(0, var_index), nan=float(support)).long()
+    codes += torch.arange(regions, device=codes.device).unsqueeze(1) * (support + 1)
+    if out is None:
+        return table.index_select(0, codes.view(-1)).view(regions, -1, k)
+    torch.index_select(table, 0, codes.view(-1), out=out.view(-1, k))
+    return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
 
@@ -29,10 +29,14 @@ from ..data import check_support
 from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, HadamardOp, Plan
+from ..passes.plan import unpadded_children
 from ..region_graph import product_units
-from .engine import (CircuitFunction, FlowSink, LeafSlot, LoweredEinsum, LoweredHadamard,
-                     LoweredMix, Program)
-from .leaf_tables import table_counts, table_layout, table_values
+from pcc_kernels.reference import Children
+
+from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, Linear,
+                     LoweredEinsum, LoweredHadamard, LoweredMix, Program)
+from .leaf_tables import table_counts, table_layout, table_probabilities, table_values
+from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
 
@@ -80,10 +84,14 @@ class CompiledCircuit(nn.Module):
                     self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
                         getattr(layout, name)), persistent=False)
 
-        self.sum_logits = nn.ParameterList()
-        self.mix_logits = nn.ParameterList()
-        self._weight_of_op: list[tuple[str, int] | None] = []
-        for j, op in enumerate(plan.ops):
+        self.layout = weight_layout(plan)
+        sum_pools = [torch.empty(rows, *shape, dtype=torch.float64)
+                     for shape, rows in self.layout.sum_pools]
+        mix_pools = [torch.empty(rows, *shape, dtype=torch.float64)
+                     for shape, rows in self.layout.mix_pools]
+        mix_masks = [torch.zeros(rows, *shape[:1], 1, dtype=torch.bool)
+                     for shape, rows in self.layout.mix_pools]
+        for j, (op, slot) in enumerate(zip(plan.ops, self.layout.slots)):
             if isinstance(op, (EinsumOp, HadamardOp)):
                 rows_of_slots = (enumerate(op.child_rows) if isinstance(op, EinsumOp)
                                  else [(0, op.child_rows)])
@@ -91,23 +99,28 @@ class CompiledCircuit(nn.Module):
                     if not isinstance(rows, int):
                         self.register_buffer(f"rows_{j}_{s}", torch.from_numpy(rows),
                                              persistent=False)
-                if isinstance(op, HadamardOp) or op.has_weights:
+                if isinstance(op, HadamardOp):
+                    for name, index in zip(("first", "extra", "parent"),
+                                           unpadded_children(op.child_rows)):
+                        self.register_buffer(f"children_{name}_{j}", torch.from_numpy(index),
+                                             persistent=False)
+                if slot is not None:  # random weights, normalized per output unit
                     w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
-                    self.sum_logits.append(nn.Parameter(torch.log_softmax(
-                        torch.log(w + 0.01), -1).to(dtype)))
-                    self._weight_of_op.append(("sum", len(self.sum_logits) - 1))
-                else:
-                    self._weight_of_op.append(None)
+                    sum_pools[slot.pool][slot.start: slot.start + slot.n] = torch.log_softmax(
+                        torch.log(w + 0.01), -1)
             else:
                 self.register_buffer(f"rows_{j}_0", torch.from_numpy(op.part_rows),
                                      persistent=False)
                 mask = torch.from_numpy(op.mask).unsqueeze(-1)
-                self.register_buffer(f"mix_mask_{len(self.mix_logits)}", mask, persistent=False)
                 w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64) + 0.01
                 logits = torch.log(w).masked_fill(~mask, -math.inf)
-                logits = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
-                self.mix_logits.append(nn.Parameter(logits.to(dtype)))
-                self._weight_of_op.append(("mix", len(self.mix_logits) - 1))
+                rows = slice(slot.start, slot.start + slot.n)
+                mix_pools[slot.pool][rows] = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
+                mix_masks[slot.pool][rows] = mask
+        self.sum_logits = nn.ParameterList(nn.Parameter(w.to(dtype)) for w in sum_pools)
+        self.mix_logits = nn.ParameterList(nn.Parameter(w.to(dtype)) for w in mix_pools)
+        for i, mask in enumerate(mix_masks):
+            self.register_buffer(f"mix_mask_{i}", mask, persistent=False)
 
         var_max = torch.full((plan.num_vars,), math.inf, dtype=torch.float64)
         var_discrete = torch.zeros(plan.num_vars, dtype=torch.bool)
@@ -130,7 +143,13 @@ class CompiledCircuit(nn.Module):
 
     def forward(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         """log p(x) for each row of x: [B] (or [B, K_root])."""
-        out = self.evaluate(self.leaf_values(self.prepare_input(x, marginalize)))
+        x = self.prepare_input(x, marginalize)
+        if torch.is_grad_enabled() or self.backend == "naive":
+            out = self.evaluate(self.leaf_values(x))
+        elif x.shape[0] == 0:
+            out = x.new_zeros(0, self.root_k)
+        else:
+            out = self.infer(x).root
         return out.squeeze(-1) if self.root_k == 1 else out
 
     log_prob = forward
@@ -142,41 +161,66 @@ class CompiledCircuit(nn.Module):
         return CapturedForward(self, batch_size)
 
     @torch.compiler.disable
-    def evaluate(self, leaf_values: list[Tensor], flow_sink: FlowSink | None = None) -> Tensor:
-        """The root values [B, K_root] from leaf group values (see `leaf_values`). Opaque to
-        torch.compile (a graph break): the engine's kernels write arenas in place. With a
-        `flow_sink`, the backward pass hands it each weighted op's flows (`weights` index,
-        W * dL/dW) instead of making them the weights' gradients (the naive backend ignores it:
-        its flows arrive as gradients)."""
+    def evaluate(self, leaf_values: list[Tensor]) -> Tensor:
+        """The root values [B, K_root] from leaf group log-values (see `leaf_values`), through
+        autograd: gradients reach the leaf values and the weights. Opaque to torch.compile (a
+        graph break): the engine's kernels write arenas in place."""
         if leaf_values[0].shape[1] == 0:  # an empty batch: [0, K], still part of the graph
             return leaf_values[0].sum() + leaf_values[0].new_zeros(0, self.root_k)
         if self.backend == "naive":
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)
-        weights = self.log_weights()
-        if torch.is_grad_enabled():
-            return CircuitFunction.apply(program, flow_sink, len(leaf_values), *leaf_values,
-                                         *list(weights))
-        # inference: nothing is kept for a backward pass, so the arenas can be reused
-        return program.root(program.upward(leaf_values, weights,
-                                           arenas=self._inference_arenas(program, leaf_values[0])
-                                           )).clone()
+        return CircuitFunction.apply(program, self._binding, len(leaf_values), *leaf_values,
+                                     *self.log_weight_pools())
 
-    def _inference_arenas(self, program: Program, like: Tensor) -> dict[int, Tensor]:
-        """Arenas kept from the last inference batch of the same size, dtype and device (a fresh
-        large allocation costs page faults on the CPU); only the latest shape is kept."""
-        key = (like.shape[1], like.dtype, like.device)
-        if getattr(self, "_arena_key", None) != key:
-            self._arena_key, self._arena_cache = key, program.new_arenas(like.shape[1], like)
-        return self._arena_cache
+    @torch.no_grad()
+    def infer(self, x: Tensor, semiring: str = "sum") -> Evaluation:
+        """One upward pass of prepared input x (see `prepare_input`) without autograd, on a
+        binding reused from the last batch of the same size."""
+        bound = self._binding(x.shape[0], x, False)
+        return self.program(x.device).evaluate(self.leaf_inputs(x, semiring, bound),
+                                               self.log_weight_pools(), semiring, bound)
+
+    def _binding(self, batch: int, like: Tensor, backward: bool) -> Bound:
+        """The program bound to this batch size (see `pcc.runtime.engine.Bound`): the one kept
+        from the last call with the same size, dtype, device and direction unless it is still in
+        use (a forward awaiting its backward), else a new one, kept for next time."""
+        key = (batch, like.dtype, like.device, backward)
+        kept = self.__dict__.setdefault("_bindings", {})
+        bound = kept.get(key)
+        if bound is None or bound.in_use:
+            bound = self.program(like.device).bind(batch, like, backward)
+            if key not in kept or not kept[key].in_use:
+                for other in [k for k in kept if k[3] == backward]:
+                    del kept[other]  # one batch size per direction: sizes change rarely
+                kept[key] = bound
+        return bound
 
     def upward(self, x: Tensor, semiring: str = "sum",
                marginalize: Tensor | None = None) -> dict[int, Tensor]:
-        """All node values (arenas, see `pcc_kernels`) for a batch, without autograd."""
+        """All node log-values {K: [rows, B, K]} for a batch (the plan's arenas), without
+        autograd."""
         with torch.no_grad():
             x = self.prepare_input(x, marginalize)
-            leaf_values = self.leaf_values(x, semiring)
-            return self.program(x.device).upward(leaf_values, self.log_weights(), semiring)
+            evaluation = self.infer(x, semiring)
+            return self.program(x.device).log_arenas(evaluation)
+
+    @torch.no_grad()
+    def flows(self, x: Tensor, grad_root: Callable[[Tensor], tuple[Tensor, Tensor]]
+              ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """EM's E-step of prepared input x, without autograd: `grad_root(root)` [B, K_root] ->
+        (the log-likelihoods L_b, dL/droot); returns (L [B], the flows dL/dlog value of every
+        leaf group [R, B, K], the flows W * dL/dW of every pool (sum pools, then mix pools)),
+        valid until the next call. The weights are the stored logits (EM keeps them
+        normalized)."""
+        program = self.program(x.device)
+        bound = self._binding(x.shape[0], x, True)
+        with self.em_mode():
+            evaluation = program.evaluate(self.leaf_inputs(x, "sum", bound),
+                                          self.log_weight_pools(), "sum", bound)
+        ll, grad = grad_root(evaluation.root)
+        leaf_flows, pool_flows = program.backward(evaluation, grad)
+        return ll, leaf_flows, pool_flows
 
     def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         """Check x's shape and support; turn it into floats with NaN for missing values."""
@@ -195,15 +239,19 @@ class CompiledCircuit(nn.Module):
         check_support(x, self.var_max, self.var_discrete, self.plan.var_names)
         return x
 
-    def leaf_values(self, x: Tensor, semiring: str = "sum") -> list[Tensor]:
+    def leaf_values(self, x: Tensor, semiring: str = "sum", only: int | None = None
+                    ) -> list[Tensor]:
         """Per leaf group, the log-densities of its regions' units: [R, B, K] each.
 
         A missing value contributes log 1 = 0 (it is summed out); under the max semiring it
-        contributes the density at the mode instead (it is maximized out)."""
+        contributes the density at the mode instead (it is maximized out). `only`: that group's
+        alone."""
         xt = x.t()
         out = []
         for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
                                                  self.plan.leaf_groups)):
+            if only is not None and i != only:
+                continue
             if g.table:
                 out.append(table_values(
                     fam, params.as_dict(), xt, getattr(self, f"leaf_pad_vars_{i}"),
@@ -211,6 +259,25 @@ class CompiledCircuit(nn.Module):
                 continue
             ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), params.as_dict(), semiring)
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
+        return out
+
+    def leaf_inputs(self, x: Tensor, semiring: str = "sum", bound: Bound | None = None
+                    ) -> list[LeafInput]:
+        """`leaf_values` as the engine takes them, without autograd: groups of one-variable
+        discrete inputs as probabilities looked up in their tables (`Linear`, no logarithm or
+        exponential per unit; written straight into `bound`'s arena rows when given), the
+        others as log-densities."""
+        xt = x.t()
+        out: list[LeafInput] = []
+        for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
+                                                 self.plan.leaf_groups)):
+            if g.table and g.scope_size == 1:
+                out.append(Linear(table_probabilities(
+                    fam, {k: v.detach() for k, v in params.as_dict().items()}, xt,
+                    getattr(self, f"leaf_vars_{i}"), semiring,
+                    out=None if bound is None else bound.leaf_rows[i].values)))
+            else:
+                out.append(self.leaf_values(x, semiring, only=i)[0])
         return out
 
     @torch.no_grad()
@@ -250,8 +317,14 @@ class CompiledCircuit(nn.Module):
         computed when indexed."""
         return LogWeights(self)
 
+    def log_weight_pools(self) -> list[Tensor]:
+        """log W of every pool (`pcc.runtime.layout`), sum pools then mix pools."""
+        return ([self.log_weight("sum", i) for i in range(len(self.sum_logits))]
+                + [self.log_weight("mix", i) for i in range(len(self.mix_logits))])
+
     def log_weight(self, kind: str, i: int) -> Tensor:
-        """log W of sum_logits[i] (kind 'sum') or log M of mix_logits[i] (kind 'mix')."""
+        """log W of the pool sum_logits[i] (kind 'sum') or log M of mix_logits[i] (kind 'mix';
+        -inf where a region has fewer partitions than its pool)."""
         if kind == "sum":
             logits = self.sum_logits[i]
             return logits if self._raw_weights else torch.log_softmax(logits, -1)
@@ -278,26 +351,46 @@ class CompiledCircuit(nn.Module):
         return triton_kernels(device)
 
     def program(self, device: torch.device) -> Program:
+        """The plan lowered onto this module's buffers for `device`'s kernels (cached until the
+        module moves)."""
+        cache = self.__dict__.setdefault("_programs", {})
+        if device not in cache:
+            cache[device] = self._lower(device)
+        return cache[device]
+
+    def _apply(self, fn, *args, **kwargs):
+        self.__dict__.pop("_programs", None)  # the buffers the programs hold are replaced
+        self.__dict__.pop("_arena_key", None)
+        return super()._apply(fn, *args, **kwargs)
+
+    def _lower(self, device: torch.device) -> Program:
         ops = []
-        weight_index = 0
-        for j, (op, w) in enumerate(zip(self.plan.ops, self._weight_of_op)):
-            wi = None
-            if w is not None:
-                wi, weight_index = weight_index, weight_index + 1
+        layout = self.layout
+        weighted = 0
+        for j, (op, slot) in enumerate(zip(self.plan.ops, layout.slots)):
+            wi = pool = None
+            if slot is not None:
+                wi, weighted = weighted, weighted + 1
+                pool = (layout.pool_index(slot), slot.start)
             if isinstance(op, EinsumOp):
                 rows = tuple(r if isinstance(r, int) else getattr(self, f"rows_{j}_{s}")
                              for s, r in enumerate(op.child_rows))
                 ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
-                                         len(op.members), wi))
+                                         len(op.members), wi, pool))
             elif isinstance(op, HadamardOp):
-                ops.append(LoweredHadamard(op.k_in, op.k_out, getattr(self, f"rows_{j}_0"),
-                                           op.out_start, len(op.members), wi))
+                children = Children(getattr(self, f"rows_{j}_0"),
+                                    *(getattr(self, f"children_{name}_{j}")
+                                      for name in ("first", "extra", "parent")))
+                ops.append(LoweredHadamard(op.k_in, op.k_out, children, op.out_start,
+                                           len(op.members), wi, pool))
             else:
-                ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), op.out_start,
-                                      len(op.members), wi))
+                mask = getattr(self, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
+                ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), mask.squeeze(-1),
+                                      op.out_start, len(op.members), wi, pool))
         root_k, root_row = self.plan.region_row[self.plan.root]
-        leaves = tuple(LeafSlot(g.k, g.out_start) for g in self.plan.leaf_groups)
-        return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row,
+        leaves = tuple(LeafSlot(g.k, g.out_start, len(g.regions)) for g in self.plan.leaf_groups)
+        pools = tuple(tuple(p.shape) for p in (*self.sum_logits, *self.mix_logits))
+        return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row, pools,
                        self.kernels(device))
 
     def _param_dtype(self) -> torch.dtype:
@@ -305,15 +398,14 @@ class CompiledCircuit(nn.Module):
 
     # ----------------------------------------------------------------- parameters <-> IR
     def _locate(self):
-        """Maps from IR names to parameter positions: (region, p) -> (sum index, member),
-        region -> (mix index, member), region -> (leaf group, member)."""
+        """Maps from IR names to parameter positions: (region, p) -> (sum pool, row),
+        region -> (mix pool, row), region -> (leaf group, member)."""
         part, mix, leaf = {}, {}, {}
-        for op, w in zip(self.plan.ops, self._weight_of_op):
-            if w is None:
+        for op, slot in zip(self.plan.ops, self.layout.slots):
+            if slot is None:
                 continue
-            kind, i = w
             for m, member in enumerate(op.members):
-                (part if kind == "sum" else mix)[member] = (i, m)
+                (part if slot.kind == "sum" else mix)[member] = (slot.pool, slot.start + m)
         for gi, g in enumerate(self.plan.leaf_groups):
             for m, r in enumerate(g.regions):
                 leaf[r] = (gi, m)
@@ -398,18 +490,27 @@ class CompiledCircuit(nn.Module):
 
 
 class LogWeights(Sequence):
-    """The log-weights of a model's weighted ops in op order, each normalized when indexed: one
-    op's normalized copy exists at a time instead of a second copy of every weight."""
+    """The log-weights of a model's weighted ops in op order (each a view of its rows of the
+    normalized pool), each computed when indexed."""
 
     def __init__(self, model: CompiledCircuit):
         self.model = model
-        self.ops = [w for w in model._weight_of_op if w is not None]
+        self.slots = model.layout.weighted
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self.slots)
 
     def __getitem__(self, i: int) -> Tensor:
-        return self.model.log_weight(*self.ops[i])
+        slot = self.slots[i]
+        kind = slot.kind
+        pool = self.model.sum_logits if kind == "sum" else self.model.mix_logits
+        logits = pool[slot.pool].narrow(0, slot.start, slot.n)
+        if kind == "mix":
+            mask = getattr(self.model, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
+            logits = logits.masked_fill(~mask, -math.inf)
+        if self.model._raw_weights:
+            return logits
+        return torch.log_softmax(logits, -1 if kind == "sum" else 1)
 
 
 def _param(region: str, field: str, index: int | None, values: Tensor) -> Param:

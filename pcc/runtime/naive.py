@@ -18,8 +18,8 @@ from ..ir import Input
 def naive_evaluate(model, leaf_values: list[Tensor]) -> Tensor:
     """Root values [B, K_root] of `model` (a CompiledCircuit) from its leaf group values."""
     part, mix, leaf = model._locate()
-    log_w = model.log_weights()
-    sum_index, mix_index = _weight_positions(model)
+    sums = [model.log_weight("sum", i) for i in range(len(model.sum_logits))]
+    mixes = [model.log_weight("mix", i) for i in range(len(model.mix_logits))]
     values: dict[str, list[Tensor]] = {}
     circuit = model.circuit
     for name in circuit.topological_order():
@@ -41,7 +41,7 @@ def naive_evaluate(model, leaf_values: list[Tensor]) -> Tensor:
                 part_values.append([products[0]] * region.k)
                 continue
             i, m = part[(name, p)]
-            w = log_w[sum_index[i]][m]  # [K, width]
+            w = sums[i][m]  # [K, width]
             stacked = torch.stack(products)
             part_values.append([torch.logsumexp(stacked + w[o].unsqueeze(-1), 0)
                                 for o in range(region.k)])
@@ -49,16 +49,8 @@ def naive_evaluate(model, leaf_values: list[Tensor]) -> Tensor:
             values[name] = part_values[0]
         else:
             i, m = mix[name]
-            w = log_w[mix_index[i]][m]  # [P, K]
+            w = mixes[i][m]  # [P, K]
             values[name] = [torch.logsumexp(torch.stack([pv[o] for pv in part_values])
                                             + w[: len(part_values), o].unsqueeze(-1), 0)
                             for o in range(region.k)]
     return torch.stack(values[circuit.root], -1)
-
-
-def _weight_positions(model) -> tuple[dict[int, int], dict[int, int]]:
-    """Position in `model.log_weights()` of each sum_logits and mix_logits entry."""
-    sum_index, mix_index = {}, {}
-    for pos, (kind, i) in enumerate(filter(None, model._weight_of_op)):
-        (sum_index if kind == "sum" else mix_index)[i] = pos
-    return sum_index, mix_index

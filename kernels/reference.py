@@ -322,10 +322,11 @@ class HadamardLayer:
         k = source.values.shape[-1]
         e = children.extra.shape[0]
         self.scratch = scratch
+        self.flat_rows = children.rows.reshape(-1)
         self._p = scratch.reserve("had", (n, batch, k))
         self._s = scratch.reserve("had_s", (n, batch))
         self._x = scratch.reserve("had_x", (e, batch, k)) if e else None
-        self._xs = scratch.reserve("had_xs", (e, batch)) if e else None
+        self._xs = scratch.reserve("had_xs", (children.rows.numel(), batch))
         self._h = scratch.reserve("h", (n, batch, k_out)) if grad_source is not None else None
         self._dp = scratch.reserve("dp", (n, batch, k)) if grad_source is not None else None
         self.max_chunks = _chunks(n, batch * k_out * k)
@@ -335,7 +336,7 @@ class HadamardLayer:
         sc = self.scratch
         self.p, self.s = sc.view(self._p), sc.view(self._s)
         self.x = None if self._x is None else sc.view(self._x)
-        self.xs = None if self._xs is None else sc.view(self._xs)
+        self.xs = sc.view(self._xs).view(*self.children.rows.shape, -1)
         self.h = None if self._h is None else sc.view(self._h)
         self.dp = None if self._dp is None else sc.view(self._dp)
 
@@ -343,13 +344,13 @@ class HadamardLayer:
         """p = prod of each member's children [N, B, K] and the sum of their scales [N, B]."""
         c, src = self.children, self.source
         p = torch.index_select(src.values, 0, c.first, out=self.p)
-        scale = torch.index_select(src.scales, 0, c.first, out=self.s)
         if self.x is not None:
             p.index_reduce_(0, c.parent, torch.index_select(src.values, 0, c.extra, out=self.x),
                             "prod")
-            scale.index_add_(0, c.parent, torch.index_select(src.scales, 0, c.extra,
-                                                             out=self.xs))
-        return p, scale
+        # the scales of every child slot (padding reads row 0, scale 0), summed: an indexed
+        # add of such small rows costs more in torch's CPU kernels than the sum
+        torch.index_select(src.scales, 0, self.flat_rows, out=self.xs.view(-1, self.xs.shape[-1]))
+        return p, torch.sum(self.xs, 1, out=self.s)
 
     def forward(self, semiring: str = "sum") -> None:
         p, scale = self._product()

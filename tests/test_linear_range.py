@@ -1,0 +1,171 @@
+"""The engine's linear-space arithmetic (values with a log-scale per row) in float32 is exact
+against float64 log-space references: deep circuits neither underflow nor lose precision,
+samples whose values leave float32's range in some layer take the float64 pass (and would be
+wrong without it), zero probabilities give exact -inf, and EM's flows agree too."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import pcc
+from pcc.em import EM
+from pcc.runtime import engine
+from pcc.structures import hidden_chow_liu_tree, poon_domingos
+
+
+def chain_text(n: int, k: int) -> str:
+    """A hidden Markov chain over n binary variables: the deepest tree (n - 1 layers)."""
+    lines = ["pc 1", f"vars {n}", "leaf bernoulli", ""]
+    lines += [f"input leaf{v} {{x{v}}} k={k}" for v in range(n)]
+    lines.append(f"sum e{n - 1} k={k} = leaf{n - 1}")
+    lines += [f"sum e{v} k={k} = leaf{v} .* e{v + 1}" for v in range(n - 2, 0, -1)]
+    lines += ["sum top k=1 = leaf0 .* e1", "root top"]
+    return "\n".join(lines)
+
+
+def randomized(model, seed: int, scale: float = 2.0):
+    """Random logits (normal with std `scale`): peaked distributions, far from uniform."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * scale)
+    return model
+
+
+def float64_reference(model):
+    """The same parameters, node by node in float64 log space."""
+    ref = pcc.compile(model.circuit, backend="naive").double()
+    ref.load_state_dict(model.state_dict())
+    return ref
+
+
+def relative_error(a, b):
+    return ((a.double() - b.double()).abs() / b.double().abs().clamp_min(1)).max().item()
+
+
+def test_a_deep_chain_neither_underflows_nor_drifts():
+    model = randomized(pcc.compile(chain_text(1500, 4)), 0)
+    x = torch.randint(0, 2, (8, 1500), generator=torch.Generator().manual_seed(1)).float()
+    x[:, ::7] = math.nan
+    with torch.no_grad():
+        ll = model(x)
+        expected = float64_reference(model)(x.double())
+    assert (expected < -700).all(), "far below float32's exponent range in linear space"
+    assert torch.isfinite(ll).all()
+    assert relative_error(ll, expected) < 1e-5
+
+
+def test_a_large_hclt_and_pd_match_float64():
+    data = np.random.default_rng(0).integers(0, 2, (300, 400))
+    hclt = randomized(pcc.compile(hidden_chow_liu_tree(data, k=8, trees=2)), 2, scale=1.0)
+    pd = randomized(pcc.compile(poon_domingos(16, 16, [4], k=3)), 3, scale=1.0)
+    for model, x in ((hclt, torch.from_numpy(data[:6]).float()),
+                     (pd, torch.randint(0, 2, (6, 256)).float())):
+        with torch.no_grad():
+            ll = model(x)
+            expected = model.double()(x.double())  # the engine itself, in float64
+            model.float()
+        assert relative_error(ll, expected) < 1e-5
+
+
+OUT_OF_RANGE = """pc 1
+vars 120
+leaf bernoulli
+input a {x0..x59} k=2
+input b {x60..x119} k=2
+sum top k=1 = a .* b
+root top
+"""
+
+
+def out_of_range_model():
+    """a's unit 1 and b's unit 0 give all-ones data a likelihood e^-180 times their other unit:
+    in the element-wise product every unit is tiny, beyond float32's range relative to the
+    children's maxima."""
+    model = pcc.compile(OUT_OF_RANGE)
+    with torch.no_grad():
+        logit = model.leaf_params[0].logit  # one group: slots of a (60 x 2), then of b
+        logit[:60, 0], logit[:60, 1] = math.log(0.9 / 0.1), math.log(0.05 / 0.95)
+        logit[60:, 0], logit[60:, 1] = math.log(0.05 / 0.95), math.log(0.9 / 0.1)
+    return model
+
+
+def test_out_of_range_samples_are_evaluated_again_in_float64(monkeypatch):
+    model = out_of_range_model()
+    x = torch.ones(3, 120)
+    x[1, 60:] = 0.0  # an ordinary sample (both children favour unit 0): float32 alone
+    with torch.no_grad():
+        expected = float64_reference(model)(x.double())
+        evaluation = model.infer(model.prepare_input(x))
+        assert evaluation.wide is not None and evaluation.wide_rows.tolist() == [0, 2]
+        assert relative_error(evaluation.root[:, 0], expected) < 1e-6
+        monkeypatch.setattr(engine, "RANGE_LIMIT", 0.0)  # float32 alone is wrong here
+        assert relative_error(model(x), expected) > 1e-3
+
+
+def test_em_flows_of_out_of_range_samples_equal_float64():
+    model = out_of_range_model()
+    ref = float64_reference(model)
+    x = torch.ones(4, 120)
+    x[1, :30] = 0.0
+    em, em_ref = EM(model), EM(ref)
+    em.accumulate(x)
+    em_ref.accumulate(x.double())
+    assert em.rows == em_ref.rows == 4
+    for counts, expected in zip(em._sum_counts + em._mix_counts,
+                                em_ref._sum_counts + em_ref._mix_counts):
+        assert torch.allclose(counts.double(), expected, rtol=1e-5, atol=1e-6)
+    for stats, expected in zip(em._leaf_stats, em_ref._leaf_stats):
+        for key in expected:
+            assert torch.allclose(stats[key].double(), expected[key], rtol=1e-5, atol=1e-6)
+
+
+ZEROS = """pc 1
+vars 4
+leaf bernoulli
+input a {x0, x1} k=2
+input b {x2, x3} k=2
+sum ab k=2 = a * b
+sum top k=1 = ab
+root top
+param a.p = [[1.0, 0.5], [0.0, 0.5]]
+param b.p = [[0.5, 1.0], [0.5, 1.0]]
+param ab.weights = [[[1.0, 0.0], [0.0, 0.0]], [[0.0, 0.0], [0.0, 1.0]]]
+"""
+
+
+def test_zero_probabilities_give_exact_minus_inf_and_finite_flows():
+    model = pcc.compile(ZEROS)
+    states = torch.tensor([[a, b, c, d] for a in (0, 1) for b in (0, 1) for c in (0, 1)
+                           for d in (0, 1)], dtype=torch.float32)
+    with torch.no_grad():
+        ll = model(states)
+        expected = float64_reference(model)(states.double())
+    assert torch.equal(torch.isinf(ll), torch.isinf(expected)) and torch.isinf(ll).any()
+    finite = torch.isfinite(expected)
+    assert torch.allclose(ll[finite].double(), expected[finite], atol=1e-6)
+    assert abs(torch.logsumexp(ll, 0).item()) < 1e-6
+    ll.requires_grad_(False)
+    em = EM(model, step_size=0.5)
+    em.step(states[finite])
+    assert all(not p.isnan().any() for p in model.parameters())
+    out = model(states[finite])
+    out.sum().backward()
+    assert all(p.grad is None or not p.grad.isnan().any() for p in model.parameters())
+
+
+@pytest.mark.parametrize("semiring_query", ["mpe", "sample"])
+def test_queries_see_log_values_of_out_of_range_samples(semiring_query):
+    """MPE and sampling read every node's log-value: the float64 pass's for its samples."""
+    model = out_of_range_model()
+    x = torch.full((2, 120), math.nan)
+    x[:, :100] = 1.0
+    if semiring_query == "mpe":
+        states, logp = model.mpe(x)
+        assert torch.isfinite(logp).all()
+        with torch.no_grad():
+            assert torch.allclose(model(states).double(), logp.double(), rtol=1e-5)
+    else:
+        samples = model.sample(5, x[:1], generator=torch.Generator().manual_seed(0))
+        assert torch.equal(samples[:, :100], x[:1, :100].expand(5, -1))

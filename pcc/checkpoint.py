@@ -2,9 +2,14 @@
 loadable without pickle's code execution (`torch.load(weights_only=True)`), written atomically
 (temp file, fsync, rename).
 
-    {"format": "pcc-checkpoint", "version": 2, "circuit": <.pc text>,
+    {"format": "pcc-checkpoint", "version": 3, "circuit": <.pc text>,
      "state_dict": {name: tensor}, "checksums": {name: sha256 of dtype, shape and bytes},
-     "meta": {...}}
+     "layout": {weight pool name: the member of each row}, "meta": {...}}
+
+The layout names the partition (or region) each row of a weight pool holds
+(`pcc.runtime.layout.pool_members`), so a checkpoint loads into any later version's layout of
+the same circuit; version 2 (one tensor per op, pcc before the linear-space engine) is placed
+by reconstructing the op order of its day.
 
 Reading checks everything before a model is built: the keys and their types, every tensor's
 checksum (damaged bytes), that no parameter is NaN and that only logits are infinite (a logit of
@@ -24,8 +29,10 @@ import torch
 
 from .errors import CheckpointError, PcError
 from .files import write_atomically
+from .runtime.layout import pool_members, relayout
 
-FORMAT, VERSION = "pcc-checkpoint", 2
+FORMAT, VERSION = "pcc-checkpoint", 3
+READABLE = (2, 3)  # version 2: one weight tensor per op, placed by the op order of its day
 SUFFIXES = (".pt", ".pth", ".ckpt")
 _ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
@@ -37,6 +44,7 @@ class Stored:
     circuit: str
     state_dict: dict
     meta: dict
+    layout: dict | None  # pool name -> member per row; None for version 2
 
 
 def save(model, path: "str | os.PathLike", meta: dict | None = None) -> None:
@@ -51,6 +59,7 @@ def save(model, path: "str | os.PathLike", meta: dict | None = None) -> None:
         "circuit": to_text(dataclasses.replace(model.circuit, params=())),
         "state_dict": state,
         "checksums": {k: checksum(v) for k, v in state.items()},
+        "layout": pool_members(model.plan, model.layout),
         "meta": dict(meta or {}),
     }
     write_atomically(path, lambda f: torch.save(payload, f))
@@ -69,7 +78,7 @@ def load(path: "str | os.PathLike", backend: str = "auto",
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{path}: the stored circuit is invalid ({first})") from None
     model = compile_circuit(circuit, backend=backend)
-    state = stored.state_dict
+    state = _placed(stored, circuit, model, path)
     model.to(next(iter(state.values())).dtype if state else torch.float32)
     expected, given = set(model.state_dict()), set(state)
     if expected != given:
@@ -110,9 +119,9 @@ def read(path: "str | os.PathLike", map_location: "str | torch.device" = "cpu") 
         raise CheckpointError(f"{path}: not a pcc checkpoint ({type(e).__name__})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a pcc checkpoint")
-    if payload.get("version") != VERSION:
+    if payload.get("version") not in READABLE:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')!r} is not "
-                              f"supported (this pcc reads version {VERSION}; version 1 had no "
+                              f"supported (this pcc reads versions 2 and 3; version 1 had no "
                               "checksums: train or compile it again)")
     _check_fields(payload, path)
     state, sums = payload["state_dict"], payload["checksums"]
@@ -124,7 +133,42 @@ def read(path: "str | os.PathLike", map_location: "str | torch.device" = "cpu") 
             raise CheckpointError(f"{path}: damaged: parameter '{name}' does not match its "
                                   "checksum")
     _check_values(state, path, "refusing")
-    return Stored(payload["circuit"], state, payload["meta"])
+    layout = payload.get("layout") if payload["version"] >= 3 else None
+    if payload["version"] >= 3 and not isinstance(layout, dict):
+        raise CheckpointError(f"{path}: not a valid pcc checkpoint: 'layout' is missing")
+    return Stored(payload["circuit"], state, payload["meta"], layout)
+
+
+def _placed(stored: Stored, circuit, model, path: str) -> dict:
+    """The stored parameters in `model`'s layout (see the module doc)."""
+    wanted = pool_members(model.plan, model.layout)
+    layout = stored.layout if stored.layout is not None else _version2_layout(circuit)
+    if layout == wanted:
+        return stored.state_dict
+    try:
+        return relayout(stored.state_dict, layout, wanted)
+    except (KeyError, IndexError, RuntimeError):
+        raise CheckpointError(f"{path}: the parameters do not fit the circuit (their layout "
+                              "names other partitions)") from None
+
+
+def _version2_layout(circuit) -> dict:
+    """Version 2's weights: one tensor per weighted op, `sum_logits.i` / `mix_logits.j` in op
+    order, with element-wise products grouped by arity as then."""
+    from .passes import group_by_shape, layerize, make_plan
+    from .passes.plan import EinsumOp, MixOp
+    from .region_graph import to_graph
+    graph = to_graph(circuit)
+    legacy = make_plan(graph, group_by_shape(graph, layerize(graph), by_arity=True),
+                       circuit.root, circuit.vars)
+    out: dict[str, list] = {}
+    sums = mixes = 0
+    for op in legacy.ops:
+        if isinstance(op, MixOp):
+            out[f"mix_logits.{mixes}"], mixes = list(op.members), mixes + 1
+        elif not isinstance(op, EinsumOp) or op.has_weights:
+            out[f"sum_logits.{sums}"], sums = [list(m) for m in op.members], sums + 1
+    return out
 
 
 def checksum(tensor: torch.Tensor) -> str:

@@ -1,8 +1,10 @@
 """Checkpoints load back bit-exact, carry the circuit, never need pickle, and are written
 atomically (a failed write leaves the old file intact)."""
 import dataclasses
+import os
 import re
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,7 +92,7 @@ def test_pcc_load_gives_the_model_and_compile_points_to_it(tmp_path):
 def test_every_tensor_has_a_checksum_that_is_checked(tmp_path):
     _, path = saved(tmp_path)
     payload = torch.load(path, weights_only=True)
-    assert set(payload["checksums"]) == set(payload["state_dict"]) and payload["version"] == 2
+    assert set(payload["checksums"]) == set(payload["state_dict"]) and payload["version"] == 3
     name = next(iter(payload["state_dict"]))
     payload["state_dict"][name] = payload["state_dict"][name].clone()
     payload["state_dict"][name].view(-1)[0] += 1e-6  # one value, slightly
@@ -139,3 +141,22 @@ def test_crafted_checkpoints_are_one_clear_error(tmp_path, edit, message):
         checkpoint.load(path)
     assert str(info.value).startswith(f"{path}: ") and "\n" not in str(info.value)
     assert re.search(message, str(info.value))
+
+
+def test_a_version_2_checkpoint_loads_into_the_pooled_layout():
+    """tests/data/hclt_v2.pt was saved by pcc 4ca9c35 (one weight tensor per op, element-wise
+    products grouped by arity): a 2-tree HCLT over 12 variables, K = 3, after 3 EM steps. Its
+    log-likelihoods then, on the rows below, were printed by that version."""
+    path = os.path.join(os.path.dirname(__file__), "data", "hclt_v2.pt")
+    rng = np.random.default_rng(7)
+    data = (rng.random((200, 12)) < rng.random(12)).astype(int)
+    data[:, 5] = data[:, 4] ^ (rng.random(200) < 0.1)
+    x = torch.from_numpy(data[:5]).float()
+    x[0, 3] = float("nan")
+    model = pcc.load(path)
+    with torch.no_grad():
+        ll = model(x)
+    then = [-4.624248504638672, -8.671375274658203, -6.421778678894043, -6.158636569976807,
+            -4.012171745300293]
+    assert torch.allclose(ll, torch.tensor(then), rtol=1e-6)
+    assert len(model.sum_logits) < 6, "the six per-op tensors of version 2 are pooled"

@@ -66,9 +66,11 @@ class MixGroup:
 Group = Union[EinsumGroup, HadamardGroup, MixGroup]
 
 
-def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
+def group_by_shape(graph: nx.DiGraph, layering: Layering, by_arity: bool = False
+                   ) -> list[Group]:
     """All groups in execution order: per level, its einsum groups, its Hadamard groups, then its
-    mix groups."""
+    mix groups. `by_arity`: Hadamard groups also by arity (bucketed), as before checkpoint
+    version 3 (whose parameter layout followed the groups)."""
     einsums: dict[tuple, list] = defaultdict(list)
     hadamards: dict[tuple, list] = defaultdict(list)
     mixes: dict[tuple, list] = defaultdict(list)
@@ -81,9 +83,9 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
             if all(k == 1 for k in child_k):
                 child_k = (1,) * bucket(len(child_k))
             elif graph.nodes[node].get("elementwise"):
-                hadamards[(lvl, child_k[0], k_out)].append((region, p))
-                arity[(lvl, child_k[0], k_out)] = max(arity[(lvl, child_k[0], k_out)],
-                                                      len(child_k))
+                key = (lvl, child_k[0], bucket(len(child_k)) if by_arity else 0, k_out)
+                hadamards[key].append((region, p))
+                arity[key] = max(arity[key], bucket(len(child_k)) if by_arity else len(child_k))
                 continue
             einsums[(lvl, child_k, k_out)].append((region, p))
         elif graph.nodes[node]["kind"] == "sum":
@@ -94,8 +96,8 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering) -> list[Group]:
     for lvl in range(1, layering.depth + 1):
         groups += [EinsumGroup(l, ck, ko, tuple(sorted(m)))
                    for (l, ck, ko), m in sorted(einsums.items()) if l == lvl]
-        groups += [HadamardGroup(l, k, arity[(l, k, ko)], ko, tuple(sorted(m)))
-                   for (l, k, ko), m in sorted(hadamards.items()) if l == lvl]
+        groups += [HadamardGroup(l, k, arity[(l, k, a, ko)], ko, tuple(sorted(m)))
+                   for (l, k, a, ko), m in sorted(hadamards.items()) if l == lvl]
         groups += [MixGroup(l, k, p, tuple(sorted(m)))
                    for (l, k, p), m in sorted(mixes.items()) if l == lvl]
     return groups

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
+
 from ..passes import EinsumOp, HadamardOp, MixOp, Plan
 
 
@@ -66,3 +68,34 @@ def weight_layout(plan: Plan) -> Layout:
     def listed(kind):
         return tuple((shape, rows[kind][i]) for shape, i in shapes[kind].items())
     return Layout(listed("sum"), listed("mix"), tuple(slots))
+
+
+def pool_members(plan: Plan, layout: Layout) -> dict[str, list]:
+    """The member each row of every pool holds, by state_dict name: `sum_logits.i` rows are
+    [region, partition] pairs, `mix_logits.i` rows regions (what a checkpoint records, so that
+    parameters saved under another layout can be placed by name)."""
+    out: dict[str, list] = {f"sum_logits.{i}": [None] * rows
+                            for i, (_, rows) in enumerate(layout.sum_pools)}
+    out.update({f"mix_logits.{i}": [None] * rows for i, (_, rows) in enumerate(layout.mix_pools)})
+    for op, slot in zip(plan.ops, layout.slots):
+        if slot is not None:
+            rows = out[f"{slot.kind}_logits.{slot.pool}"]
+            for m, member in enumerate(op.members):
+                rows[slot.start + m] = list(member) if slot.kind == "sum" else member
+    return out
+
+
+def relayout(state: dict, stored: dict[str, list], wanted: dict[str, list]) -> dict:
+    """`state` with its weight pools rearranged from the layout `stored` into `wanted` (both as
+    `pool_members` gives them), row by row by member; other entries as they are. A member the
+    stored layout lacks raises KeyError."""
+    where = {_key(m): (name, row) for name, members in stored.items()
+             for row, m in enumerate(members)}
+    out = {k: v for k, v in state.items() if k not in stored}
+    for name, members in wanted.items():
+        out[name] = torch.stack([state[n][r] for n, r in (where[_key(m)] for m in members)])
+    return out
+
+
+def _key(member) -> tuple:
+    return tuple(member) if isinstance(member, (list, tuple)) else (member,)

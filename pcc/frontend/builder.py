@@ -7,16 +7,20 @@ is reported once, by one piece of code, whether the IR came from text or was bui
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
+from ..families import FAMILIES
 from ..ir import Circuit, Family, Input, Param, Span, Sum, default_var_names
 from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
+from .typos import misspelt_keyword, unknown_statement
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, Option, ParamDecl, RootDecl,
                          ScopeItem, Setting, Statement, SumDecl, VarsDecl, Word)
 
 MAX_VARS = 1_000_000
 OPTIONS = ("k",)  # the settings a region takes (k, its number of units, is the only one)
+_K_WITHOUT_EQUALS = re.compile(r"k[0-9]+")  # `k4` for `k=4`
 _SINGULAR = {Header: "pc", VarsDecl: "vars", LeafDecl: "leaf", RootDecl: "root"}
 
 
@@ -31,6 +35,8 @@ class SourceInfo:
     root: Span | None = None
     vars_known: bool = True  # False: no usable `vars` statement
     doubtful: frozenset[str] = frozenset()  # regions whose scope or k is not known
+    # variable names that start a line and look like a misspelt keyword: (span, name, keyword)
+    misread: tuple[tuple[Span, str, str], ...] = ()
 
 
 def build(statements: list[Statement], report: Reporter) -> tuple[Circuit, SourceInfo]:
@@ -85,6 +91,7 @@ class _Builder:
             root=root.name.span if root else None,
             vars_known=self.vars_known,
             doubtful=frozenset(self.doubtful),
+            misread=tuple(self._misread(w) for w in vars_decl.names[1:] if self._slip(w)) if vars_decl else (),
         )
         return circuit, info
 
@@ -111,6 +118,15 @@ class _Builder:
             self.report.error("header-not-first", "the `pc` header must be the first statement",
                               first[Header].span)
         return first
+
+    def _slip(self, word: Word) -> tuple[str, int, str] | None:
+        """The misspelt keyword `word` is, when it starts its line looking like one (`typos`)."""
+        line = self.report.source_line(word.span.line)
+        slip = misspelt_keyword(line, False) if line is not None else None
+        return slip if slip is not None and slip[1] == word.span.col else None
+
+    def _misread(self, word: Word) -> tuple[Span, str, str]:
+        return word.span, word.text, self._slip(word)[2]
 
     def _declare_vars(self, decl: VarsDecl | None) -> None:
         if decl is None:
@@ -195,6 +211,12 @@ class _Builder:
         family: FamilyItem | None = None
         k_reported = False
         for opt in options:
+            slip = self._slip(opt.name) if isinstance(opt, FamilyItem) and not opt.args \
+                and opt.name.text not in FAMILIES else None
+            if slip is not None:  # this option and the rest are a statement misspelt
+                self.report.error("unknown-statement", unknown_statement(opt.name.text, slip[2]),
+                                  opt.span)
+                break
             if isinstance(opt, Setting):
                 if opt.key.text != "k":
                     self.report.error("unknown-option", f"unknown option '{opt.key.text}' for {what} "
@@ -205,6 +227,10 @@ class _Builder:
                     k_setting = opt
             elif opt.name.text == "k" and not opt.args:
                 self.report.error("missing-k", "k needs a value, e.g. k=4", opt.span)
+                k_reported = True
+            elif _K_WITHOUT_EQUALS.fullmatch(opt.name.text) and not opt.args:
+                self.report.error("missing-k", f"'{opt.name.text}' is not an option; did you mean "
+                                  f"'k={opt.name.text[1:]}'?", opt.span)
                 k_reported = True
             elif not takes_family:
                 self.report.error("unknown-option", f"a sum takes no leaf family: remove '{opt.name.text}' "

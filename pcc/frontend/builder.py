@@ -91,7 +91,7 @@ class _Builder:
             root=root.name.span if root else None,
             vars_known=self.vars_known,
             doubtful=frozenset(self.doubtful),
-            misread=tuple(self._misread(w) for w in vars_decl.names[1:] if self._slip(w)) if vars_decl else (),
+            misread=self._misread(vars_decl.names) if vars_decl else (),
         )
         return circuit, info
 
@@ -125,8 +125,14 @@ class _Builder:
         slip = misspelt_keyword(line, False) if line is not None else None
         return slip if slip is not None and slip[1] == word.span.col else None
 
-    def _misread(self, word: Word) -> tuple[Span, str, str]:
-        return word.span, word.text, self._slip(word)[2]
+    def _misread(self, names: list[Word]) -> tuple[tuple[Span, str, str], ...]:
+        """The names of a `vars` list that start a line looking like a misspelt keyword."""
+        out = []
+        for before, word in zip(names, names[1:]):
+            slip = self._slip(word) if word.span.line != before.span.line else None
+            if slip is not None:
+                out.append((word.span, word.text, slip[2]))
+        return tuple(out)
 
     def _declare_vars(self, decl: VarsDecl | None) -> None:
         if decl is None:

@@ -26,8 +26,8 @@ def all_states(circuit, var_family):
 def families_of(circuit):
     out = {}
     for r in circuit.inputs:
-        for v in r.scope:
-            out[v] = circuit.family_of(r).name
+        for v, family in zip(r.scope, circuit.families_of(r)):
+            out[v] = family.name
     return out
 
 

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..families import FAMILIES
-from ..ir import Circuit, Family, Input, Param, Span, Sum, default_var_names
+from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum, default_var_names
 from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
 from .typos import misspelt_keyword, unknown_statement
@@ -45,10 +45,18 @@ def build(statements: list[Statement], report: Reporter) -> tuple[Circuit, Sourc
 
 
 def out_of_range(index: int, region: str, num_vars: int) -> str:
-    """The message for a variable index past the last variable (shared with `checks`)."""
+    """The message for a variable index past the last variable (shared with `checks`); `region`
+    is an input's name, or a phrase for another owner of a scope (`` `leaf` on line 4 ``)."""
     last = f" (0..{num_vars - 1})" if num_vars else ""
-    return (f"variable {index} in the scope of input '{region}' is out of range: the circuit has "
+    owner = f"input '{region}'" if " " not in region else region
+    return (f"variable {index} in the scope of {owner} is out of range: the circuit has "
             f"{num_vars} variables{last}")
+
+
+def leaf_scope_owner(scope: LeafScope) -> str:
+    """How messages name a `leaf F {..}` statement."""
+    where = f" on line {scope.span.line}" if scope.span is not None else ""
+    return f"`leaf {scope.family} {{..}}`{where}"
 
 
 class _Builder:
@@ -67,8 +75,11 @@ class _Builder:
         header, leaf, root = first.get(Header), first.get(LeafDecl), first.get(RootDecl)
         regions: list[Input | Sum] = []
         params: list[Param] = []
+        leaf_scopes: list[LeafScope] = []
         for s in statements:
-            if isinstance(s, InputDecl):
+            if isinstance(s, LeafDecl) and s.scope is not None:
+                leaf_scopes.append(self._leaf_scope(s))
+            elif isinstance(s, InputDecl):
                 regions.append(self._input(s))
             elif isinstance(s, SumDecl):
                 regions.append(self._sum(s))
@@ -83,6 +94,7 @@ class _Builder:
             leaf=_family(leaf.family) if leaf else None,
             params=_weights_index_defaults(params, regions),
             version=int(header.version.text) if header else 1,
+            leaf_scopes=tuple(leaf_scopes),
         )
         info = SourceInfo(
             version=header.version.span if header else None,
@@ -101,7 +113,7 @@ class _Builder:
         first: dict[type, Statement] = {}
         for s in statements:
             kind = type(s)
-            if kind not in _SINGULAR:
+            if kind not in _SINGULAR or (kind is LeafDecl and s.scope is not None):
                 continue
             if kind not in first:
                 first[kind] = s
@@ -158,6 +170,11 @@ class _Builder:
         k, k_span, family = self._options(decl.options, "input", decl.name, takes_family=True)
         return Input(name, tuple(scope), k, family, decl.name.span, tuple(i.span for i in decl.scope),
                      k_span)
+
+    def _leaf_scope(self, decl: LeafDecl) -> LeafScope:
+        owner = leaf_scope_owner(LeafScope(_family(decl.family), (), decl.span))
+        scope = self._scope(owner, decl.scope)
+        return LeafScope(_family(decl.family), tuple(scope), decl.span, tuple(i.span for i in decl.scope))
 
     def _sum(self, decl: SumDecl) -> Sum:
         k, k_span, _ = self._options(decl.options, "sum", decl.name, takes_family=False)

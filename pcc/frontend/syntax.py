@@ -208,7 +208,10 @@ class _ToStatements(Transformer):
         return VarsDecl(_span(c[0]), None, names, names[-1].span)
 
     def leaf_decl(self, c):
-        return LeafDecl(_span(c[0]), c[1])
+        if c[2] is None:
+            return LeafDecl(_span(c[0]), c[1])
+        items, scope_span = c[2]
+        return LeafDecl(_span(c[0]), c[1], items, scope_span)
 
     def input_decl(self, c):
         items, scope_span = c[2]

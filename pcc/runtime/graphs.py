@@ -126,7 +126,8 @@ class CapturedForward:
                 out = m.evaluate(leaf_values)
             else:
                 program = m.program(x.device)
-                out = program.root(program.upward(leaf_values, m.log_weights())).clone()
+                out = program.root(program.upward(m.leaf_blocks(leaf_values),
+                                                   m.log_weights())).clone()
         return out.squeeze(-1) if m.root_k == 1 else out
 
     def __call__(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:

@@ -79,6 +79,9 @@ class CompiledCircuit(nn.Module):
                 for name in ("pad_vars", "pad_slots", "positions"):
                     self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
                         getattr(layout, name)), persistent=False)
+        for block in plan.mixed_leaves:
+            for i, rows in block.parts:
+                self.register_buffer(f"mixed_rows_{i}", torch.from_numpy(rows), persistent=False)
 
         self.sum_logits = nn.ParameterList()
         self.mix_logits = nn.ParameterList()
@@ -154,13 +157,35 @@ class CompiledCircuit(nn.Module):
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)
         weights = self.log_weights()
+        blocks = self.leaf_blocks(leaf_values)
         if torch.is_grad_enabled():
-            return CircuitFunction.apply(program, flow_sink, len(leaf_values), *leaf_values,
-                                         *list(weights))
+            return CircuitFunction.apply(program, flow_sink, len(blocks), *blocks, *list(weights))
         # inference: nothing is kept for a backward pass, so the arenas can be reused
-        return program.root(program.upward(leaf_values, weights,
-                                           arenas=self._inference_arenas(program, leaf_values[0])
+        return program.root(program.upward(blocks, weights,
+                                           arenas=self._inference_arenas(program, blocks[0])
                                            )).clone()
+
+    def leaf_blocks(self, leaf_values: list[Tensor]) -> list[Tensor]:
+        """What the engine writes into the arenas (`Plan.leaf_blocks`), from the leaf group
+        values: each group of whole inputs as it is, then per K the mixed inputs [R, B, K], each
+        the sum of its parts' values (see `pcc.passes.plan.MixedLeaves`)."""
+        groups = self.plan.leaf_groups
+        blocks = [v for g, v in zip(groups, leaf_values) if g.out_start is not None]
+        for block in self.plan.mixed_leaves:
+            first = leaf_values[block.parts[0][0]]
+            total = first.new_zeros(len(block.regions), first.shape[1], block.k)
+            for i, _ in block.parts:
+                total = total.index_add(0, getattr(self, f"mixed_rows_{i}"), leaf_values[i])
+            blocks.append(total)
+        return blocks
+
+    def leaf_slot_rows(self, i: int) -> Tensor:
+        """[M] the arena row (in arena K of leaf group i) of the region of each of its slots."""
+        g, slots = self.plan.leaf_groups[i], getattr(self, f"leaf_slots_{i}")
+        if g.out_start is not None:
+            return slots + g.out_start
+        block = next(b for b in self.plan.mixed_leaves if any(j == i for j, _ in b.parts))
+        return getattr(self, f"mixed_rows_{i}")[slots] + block.out_start
 
     def _inference_arenas(self, program: Program, like: Tensor) -> dict[int, Tensor]:
         """Arenas kept from the last inference batch of the same size, dtype and device (a fresh
@@ -176,7 +201,8 @@ class CompiledCircuit(nn.Module):
         with torch.no_grad():
             x = self.prepare_input(x, marginalize)
             leaf_values = self.leaf_values(x, semiring)
-            return self.program(x.device).upward(leaf_values, self.log_weights(), semiring)
+            return self.program(x.device).upward(self.leaf_blocks(leaf_values), self.log_weights(),
+                                                 semiring)
 
     def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         """Check x's shape and support; turn it into floats with NaN for missing values."""
@@ -196,7 +222,8 @@ class CompiledCircuit(nn.Module):
         return x
 
     def leaf_values(self, x: Tensor, semiring: str = "sum") -> list[Tensor]:
-        """Per leaf group, the log-densities of its regions' units: [R, B, K] each.
+        """Per leaf group, the log-densities of its regions' units: [R, B, K] each (for a group
+        of parts of mixed inputs, of each part's variables; `leaf_blocks` adds them up).
 
         A missing value contributes log 1 = 0 (it is summed out); under the max semiring it
         contributes the density at the mode instead (it is maximized out)."""
@@ -296,7 +323,7 @@ class CompiledCircuit(nn.Module):
                 ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), op.out_start,
                                       len(op.members), wi))
         root_k, root_row = self.plan.region_row[self.plan.root]
-        leaves = tuple(LeafSlot(g.k, g.out_start) for g in self.plan.leaf_groups)
+        leaves = tuple(LeafSlot(k, start) for k, start in self.plan.leaf_blocks)
         return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row,
                        self.kernels(device))
 
@@ -306,17 +333,21 @@ class CompiledCircuit(nn.Module):
     # ----------------------------------------------------------------- parameters <-> IR
     def _locate(self):
         """Maps from IR names to parameter positions: (region, p) -> (sum index, member),
-        region -> (mix index, member), region -> (leaf group, member)."""
-        part, mix, leaf = {}, {}, {}
+        region -> (mix index, member), region -> ((leaf group, member), ...) one per part of
+        the input (`Circuit.input_parts`: one unless it mixes families)."""
+        part, mix = {}, {}
         for op, w in zip(self.plan.ops, self._weight_of_op):
             if w is None:
                 continue
             kind, i = w
             for m, member in enumerate(op.members):
                 (part if kind == "sum" else mix)[member] = (i, m)
+        by_family: dict[str, dict] = {}
         for gi, g in enumerate(self.plan.leaf_groups):
             for m, r in enumerate(g.regions):
-                leaf[r] = (gi, m)
+                by_family.setdefault(r, {})[g.family] = (gi, m)
+        leaf = {name: tuple(found[family] for family, _ in self.circuit.input_parts(
+            self.circuit.region(name))) for name, found in by_family.items()}
         return part, mix, leaf
 
     @torch.no_grad()
@@ -334,7 +365,7 @@ class CompiledCircuit(nn.Module):
                 n_parts = values.shape[1]
                 self.mix_logits[i][m, :n_parts] = torch.log(values).t()
             else:
-                gi, m = leaf[prm.region]
+                gi, m = leaf[prm.region][prm.index or 0]
                 fam, g = self.families[gi], self.plan.leaf_groups[gi]
                 slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
                 current = fam.to_ir({k: v[slots].double() for k, v in
@@ -352,13 +383,15 @@ class CompiledCircuit(nn.Module):
         for region in self.circuit.regions:
             name = region.name
             if name in leaf:
-                gi, m = leaf[name]
-                fam, g = self.families[gi], self.plan.leaf_groups[gi]
-                slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
-                fields = fam.to_ir({k: v[slots].double() for k, v in
-                                    self.leaf_params[gi].as_dict().items()})
-                for fname in fam.ir_fields:
-                    out.append(_param(name, fname, None, fields[fname].transpose(0, 1)))
+                parts = leaf[name]
+                for j, (gi, m) in enumerate(parts):
+                    fam, g = self.families[gi], self.plan.leaf_groups[gi]
+                    slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                    fields = fam.to_ir({k: v[slots].double() for k, v in
+                                        self.leaf_params[gi].as_dict().items()})
+                    for fname in fam.ir_fields:
+                        out.append(_param(name, fname, j if len(parts) > 1 else None,
+                                          fields[fname].transpose(0, 1)))
                 continue
             partitions = region.partitions
             for p, children in enumerate(partitions):

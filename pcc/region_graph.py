@@ -162,6 +162,9 @@ class Summary:
     depth: int
     sum_parameters: int
     leaf_parameters: int
+    root: str = ""
+    root_k: int = 1
+    mixed_inputs: int = 0  # inputs whose variables have several families
 
     @property
     def parameter_count(self) -> int:
@@ -169,17 +172,27 @@ class Summary:
 
     def __str__(self) -> str:
         leaves = ", ".join(f"{family} x{n}" for family, n in self.leaves_per_family) or "none"
+        if self.mixed_inputs:
+            leaves += f" ({_count(self.mixed_inputs, 'input')} mixing families)"
+        returns = "log p(x), [B]" if self.root_k == 1 else (
+            f"one log-density per root unit, [B, {self.root_k}] (e.g. one per class; a single density "
+            "needs k=1)")
         return "\n".join([
             f"vars        {self.num_vars}",
-            f"regions     {self.num_inputs + self.num_sums} ({self.num_inputs} inputs, {self.num_sums} sums, "
-            f"{self.num_partitions} partitions)",
-            f"shape       depth {self.depth} sum layers, max arity {self.max_arity}, "
-            f"max {self.max_partitions} partitions per sum",
+            f"regions     {self.num_inputs + self.num_sums} ({_count(self.num_inputs, 'input')}, "
+            f"{_count(self.num_sums, 'sum')}, {_count(self.num_partitions, 'partition')})",
+            f"shape       depth {_count(self.depth, 'sum layer')}, max arity {self.max_arity}, "
+            f"max {_count(self.max_partitions, 'partition')} per sum",
             f"K           {', '.join(map(str, self.k_values))}",
             f"leaves      {leaves}",
             f"parameters  {self.parameter_count:,} ({self.sum_parameters:,} sum weights, "
             f"{self.leaf_parameters:,} leaf)",
+            f"root        {self.root} (k={self.root_k}): the model returns {returns}",
         ])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def summary(circuit: Circuit) -> Summary:
@@ -199,6 +212,9 @@ def summary(circuit: Circuit) -> Summary:
         depth=depth(circuit),
         sum_parameters=sum_parameter_count(circuit),
         leaf_parameters=leaf_parameter_count(circuit),
+        root=circuit.root,
+        root_k=circuit.region(circuit.root).k,
+        mixed_inputs=sum(map(circuit.is_mixed, circuit.inputs)),
     )
 
 

@@ -18,6 +18,12 @@ from pcc.ir import Family
 from pcc.structures import hidden_chow_liu_tree, poon_domingos, random_binary_trees
 
 
+def write_data(path, data):
+    """`data` as a debd file at `path`; the path."""
+    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    return path
+
+
 def test_pd_writes_a_file_that_loads_back(tmp_path, capsys):
     out = tmp_path / "pd.pc"
     assert main(["structure", "pd", "--height", "8", "--width", "6", "--delta", "4,2", "--delta-w", "3,1",
@@ -41,10 +47,8 @@ def test_rat_to_stdout(capsys):
 
 
 def test_hclt_from_a_data_file(tmp_path):
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 3, (50, 5))
-    path = tmp_path / "toy.train.data"
-    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    data = np.random.default_rng(0).integers(0, 3, (50, 5))
+    path = write_data(tmp_path / "toy.train.data", data)
     out = tmp_path / "hclt.pc"
     assert main(["structure", "hclt", "--data", str(path), "-k", "2", "--trees", "2", "-o", str(out)]) == 0
     assert load(str(out)) == hidden_chow_liu_tree(data, k=2, trees=2)
@@ -53,10 +57,8 @@ def test_hclt_from_a_data_file(tmp_path):
 def test_a_generated_tree_file_says_where_it_came_from(tmp_path):
     """The command, the data file with its rows and sha256, every tree's root and edges (as the
     circuit holds them), and that the file has no starting values (and who computes them)."""
-    rng = np.random.default_rng(1)
-    data = rng.integers(0, 2, (60, 6))
-    path = tmp_path / "toy.data"
-    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    data = np.random.default_rng(1).integers(0, 2, (60, 6))
+    path = write_data(tmp_path / "toy.data", data)
     out = tmp_path / "h.pc"
     assert main(["structure", "hclt", "--data", str(path), "-k", "2", "--trees", "2", "-o", str(out)]) == 0
     text = out.read_text()
@@ -86,10 +88,8 @@ def _tree_of(forest, node) -> int:
 
 
 def test_init_data_writes_the_starting_values_pcc_train_computes(tmp_path):
-    rng = np.random.default_rng(2)
-    data = rng.integers(0, 3, (80, 4))
-    path = tmp_path / "toy.data"
-    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    data = np.random.default_rng(2).integers(0, 3, (80, 4))
+    path = write_data(tmp_path / "toy.data", data)
     out = tmp_path / "h.pc"
     argv = ["structure", "hclt", "--data", str(path), "-k", "3", "--trees", "1", "--seed", "5"]
     assert main([*argv, "--init", "data", "-o", str(out)]) == 0

@@ -16,6 +16,7 @@ from pcc.queries import mpe, sample
 from query_helpers import all_states, chi_square_p, compiled, families_of, support_sizes
 from random_circuits import random_circuit
 from test_mpe import brute_force_max, random_evidence
+from test_runtime_exact import assert_marginals_are_brute_force_sums, assert_same_values_and_gradients
 
 DISCRETE = ("bernoulli", "categorical", "binomial")
 MIXED = """pc 1
@@ -113,15 +114,8 @@ def test_mixed_discrete_circuits_sum_to_one_and_marginals_are_brute_force_sums(s
     c = mixed_circuit(10 * seed)
     model = compiled(c, seed=seed)
     states = all_states(c, families_of(c))
-    joint = model(states)
-    assert abs(torch.logsumexp(joint, 0).item()) < 1e-10
-    gen = torch.Generator().manual_seed(seed)
-    for _ in range(4):
-        missing = torch.rand(c.num_vars, generator=gen) < 0.5
-        x = states[torch.randint(len(states), (1,), generator=gen)].clone()
-        x[0, missing] = math.nan
-        agree = ((states == x) | missing).all(1)
-        assert torch.allclose(model(x)[0], torch.logsumexp(joint[agree], 0), atol=1e-10)
+    assert abs(torch.logsumexp(model(states), 0).item()) < 1e-10
+    assert_marginals_are_brute_force_sums(c, model, seed)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -132,15 +126,7 @@ def test_mixed_circuits_equal_the_naive_evaluator_with_gradients(seed):
     gen = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 2, (6, c.num_vars), generator=gen).double()
     x[torch.rand(x.shape, generator=gen) < 0.25] = math.nan
-    grads = []
-    for m in (fast, naive):
-        xi = x.clone().requires_grad_()
-        out = m(xi)
-        out.sum().backward()
-        grads.append([out.detach(), xi.grad] + [p.grad for p in m.parameters()])
-    for a, b in zip(*grads):
-        assert (a is None) == (b is None)
-        assert a is None or torch.allclose(torch.nan_to_num(a), torch.nan_to_num(b), atol=1e-8)
+    assert_same_values_and_gradients(fast, naive, x)
 
 
 def test_em_on_a_mixed_mixture_is_the_hand_computed_m_step():

@@ -1,7 +1,7 @@
 """The canonical text of a circuit: `parse(to_text(c)) == c` and `to_text` is a fixed point.
 
-Layout: `pc`, `vars`, `leaf`, the `leaf F {vars}` statements; a blank line; the regions in IR order; a blank line; `root`; then,
-after a blank line, the params. Comments kept from the source are printed above the statement
+Layout: `pc`, `vars`, `leaf`, the `leaf F {vars}` statements; a blank line; the regions in IR
+order; a blank line; `root`; then, after a blank line, the params. Comments kept from the source are printed above the statement
 that followed them there.
 """
 from __future__ import annotations

@@ -73,7 +73,8 @@ def explain(plan: Plan, regions: bool = False) -> str:
               f"arena rows per K: {arenas}")
     rows: list[tuple[list[str], OpCost, list[str]]] = []
     for g in plan.leaf_groups:
-        shape = f"{g.family} K={g.k}: {_count(len(g.var_index), 'slot')}, {'table' if g.table else 'per slot'}"
+        how = "table" if g.table else "per slot"
+        shape = f"{g.family} K={g.k}: {_count(len(g.var_index), 'slot')}, {how}"
         kind = "leaf" if g.out_start is not None else "parts"  # of mixed inputs
         rows.append((["0", kind, str(len(g.regions)), shape, "-"], leaf_cost(g), list(g.regions)))
     for block in plan.mixed_leaves:

@@ -21,8 +21,9 @@ def einet_style_forward(model, x: torch.Tensor) -> torch.Tensor:
     outputs: dict[int, list[tuple[int, torch.Tensor]]] = {}  # K -> [(first row, [B, K, n])]
     for k, rows in model.plan.arena_rows.items():
         outputs[k] = [(0, torch.zeros(batch, k, 1, dtype=x.dtype, device=x.device))]
-    for slot, values in zip(model.plan.leaf_groups, model.leaf_values(x)):
-        outputs[slot.k].append((slot.out_start, values.permute(1, 2, 0)))
+    for (k, start, _), values in zip(model.plan.leaf_blocks,
+                                     model.leaf_blocks(model.leaf_values(x))):
+        outputs[k].append((start, values.permute(1, 2, 0)))
     log_w = model.log_weights()
     weight = iter(log_w)
     level, cache = None, {}

@@ -24,15 +24,16 @@ from .ir import Circuit, Input, Param, Sum
 
 def ensemble_circuit(members: Sequence[Circuit], root: str = "ensemble") -> Circuit:
     """One circuit mixing `members` uniformly (see the module doc). The members must share
-    their variables, default leaf family and root K; their inline parameters are kept."""
+    their variables, leaf families and root K; their inline parameters are kept."""
     if not members:
         raise StructureError("an ensemble needs at least one member")
     first = members[0]
     root_k = first.region(first.root).k
     for i, c in enumerate(members[1:], 1):
-        if c.vars != first.vars or c.leaf != first.leaf or c.region(c.root).k != root_k:
+        if c.vars != first.vars or c.leaf != first.leaf or c.region(c.root).k != root_k \
+                or c.declared_families != first.declared_families:
             raise StructureError(f"ensemble member {i} differs from member 0 in its variables, "
-                                 "default leaf family or root K")
+                                 "leaf families or root K")
     names = {f"m{i}_{r.name}" for i, c in enumerate(members) for r in c.regions}
     while root in names:
         root += "_"
@@ -48,7 +49,8 @@ def ensemble_circuit(members: Sequence[Circuit], root: str = "ensemble") -> Circ
         params += [Param(root, "weights", p, (root_k, root_k), identity) for p in range(n)]
     if n > 1:
         params.append(Param(root, "mixing", None, (root_k, n), (1.0 / n,) * (root_k * n)))
-    return Circuit(first.vars, tuple(regions), root, first.leaf, tuple(params), first.version)
+    return Circuit(first.vars, tuple(regions), root, first.leaf, tuple(params), first.version,
+                   first.leaf_scopes)
 
 
 def _renamed(region, rename: dict[str, str]):

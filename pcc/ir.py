@@ -44,6 +44,18 @@ class Family:
 
 
 @dataclass(frozen=True)
+class LeafScope:
+    """`leaf FAMILY {SCOPE}`: the leaf family of the variables in `scope` (indices), in every
+    input that holds them. An input whose variables have several families is *mixed*: unit k is
+    still the product over its scope, each variable under its own family."""
+
+    family: Family
+    scope: tuple[int, ...]
+    span: Span | None = _span()  # of the keyword
+    scope_spans: tuple[Span, ...] | None = _span()  # one per scope item as written
+
+
+@dataclass(frozen=True)
 class Input:
     """K factorized leaf densities over `scope`: unit k is prod_{v in scope} f(x_v; theta[k, v])."""
 
@@ -135,6 +147,7 @@ class Circuit:
     leaf: Family | None = None
     params: tuple[Param, ...] = ()
     version: int = 1
+    leaf_scopes: tuple[LeafScope, ...] = ()  # families of single variables (`leaf F {vars}`)
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False, hash=False)
     path: str | None = field(default=None, compare=False, repr=False, hash=False)
     source: str | None = field(default=None, compare=False, repr=False, hash=False)
@@ -158,8 +171,44 @@ class Circuit:
     def sums(self) -> tuple[Sum, ...]:
         return tuple(r for r in self.regions if isinstance(r, Sum))
 
+    @cached_property
+    def declared_families(self) -> dict[int, Family]:
+        """Variable -> the family a `leaf F {vars}` statement gives it (the first, if several)."""
+        out: dict[int, Family] = {}
+        for scope in self.leaf_scopes:
+            for v in scope.scope:
+                out.setdefault(v, scope.family)
+        return out
+
+    def var_family(self, v: int) -> Family | None:
+        """The family of variable v where an input names none: its `leaf F {..}`, else `leaf`."""
+        return self.declared_families.get(v, self.leaf)
+
+    def families_of(self, region: Input) -> tuple[Family | None, ...]:
+        """The family of each variable of `region`'s scope, in scope order."""
+        if region.family is not None:
+            return (region.family,) * len(region.scope)
+        return tuple(self.var_family(v) for v in region.scope)
+
+    def input_parts(self, region: Input) -> tuple[tuple[Family | None, tuple[int, ...]], ...]:
+        """`region`'s variables grouped by family, families in order of first appearance in the
+        scope, variables in scope order: one part for an input of one family, several for a
+        mixed one (part j's params are `region.FIELD[j]`)."""
+        parts: dict[Family | None, list[int]] = {}
+        for v, family in zip(region.scope, self.families_of(region)):
+            parts.setdefault(family, []).append(v)
+        return tuple((family, tuple(vs)) for family, vs in parts.items())
+
     def family_of(self, region: Input) -> Family | None:
-        return region.family if region.family is not None else self.leaf
+        """The one family of an input's variables (None when it has none, or is mixed)."""
+        if region.family is not None or not region.scope:
+            return region.family if region.family is not None else self.leaf
+        parts = self.input_parts(region)
+        return parts[0][0] if len(parts) == 1 else None
+
+    def is_mixed(self, region: Input) -> bool:
+        """Whether the variables of `region` have several families."""
+        return region.family is None and len(self.input_parts(region)) > 1
 
     def topological_order(self) -> list[str]:
         """Region names, children before parents (inputs first). Raises ValueError on a cycle."""

@@ -88,10 +88,10 @@ def discrete_leaves(circuit: Circuit) -> bool:
     `embed_chow_liu` count."""
     from .families import family_spec
     for region in circuit.inputs:
-        family = circuit.family_of(region)
-        spec = None if family is None else family_spec(family.name)
-        if spec is None or spec.support_size(dict(family.args)) is None:
-            return False
+        for family, _ in circuit.input_parts(region):
+            spec = None if family is None else family_spec(family.name)
+            if spec is None or spec.support_size(dict(family.args)) is None:
+                return False
     return True
 
 

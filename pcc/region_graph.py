@@ -6,10 +6,11 @@ child region, each partition -> child edge holding its `position` in the product
     region:    kind 'input' | 'sum', scope (frozenset of var indices), k;
                inputs also: family (str of the family in force, None if none is),
                declared_family (the Input's own Family, None when it uses the circuit default),
-               variables (the scope as written, a tuple)
+               variables (the scope as written, a tuple),
+               parts ((Family, variables) per family of its variables, `Circuit.input_parts`)
     partition: kind 'partition', scope (frozenset), children (names in product order),
                elementwise (True for an element-wise product `a .* b`)
-Graph attrs: vars, root, leaf, params, version.
+Graph attrs: vars, root, leaf, params, version, leaf_scopes.
 """
 from __future__ import annotations
 
@@ -30,13 +31,13 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
     parallel edges)."""
     scopes = circuit.scopes()
     graph = nx.DiGraph(vars=circuit.vars, root=circuit.root, leaf=circuit.leaf, params=circuit.params,
-                       version=circuit.version)
+                       version=circuit.version, leaf_scopes=circuit.leaf_scopes)
     for r in circuit.regions:
         if isinstance(r, Input):
             family = circuit.family_of(r)
             graph.add_node(("region", r.name), kind="input", scope=scopes[r.name], k=r.k,
                            family=None if family is None else str(family), declared_family=r.family,
-                           variables=r.scope)
+                           variables=r.scope, parts=circuit.input_parts(r))
         else:
             graph.add_node(("region", r.name), kind="sum", scope=scopes[r.name], k=r.k)
     for r in circuit.sums:
@@ -80,6 +81,7 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
         leaf=G.graph.get("leaf") if leaf is None else leaf,
         params=G.graph.get("params", ()) if params is None else tuple(params),
         version=G.graph.get("version", 1),
+        leaf_scopes=G.graph.get("leaf_scopes", ()),
     )
 
 
@@ -132,11 +134,11 @@ def leaf_parameter_count(circuit: Circuit) -> int:
     Inputs whose family pcc does not know (or that have none) count 0."""
     total = 0
     for r in circuit.inputs:
-        family = circuit.family_of(r)
-        spec = family_spec(family.name) if family is not None else None
-        if spec is not None:
-            args = dict(family.args)
-            total += sum(r.k * len(r.scope) * prod(f.extra(args)) for f in spec.fields)
+        for family, variables in circuit.input_parts(r):
+            spec = family_spec(family.name) if family is not None else None
+            if spec is not None:
+                args = dict(family.args)
+                total += sum(r.k * len(variables) * prod(f.extra(args)) for f in spec.fields)
     return total
 
 
@@ -160,6 +162,9 @@ class Summary:
     depth: int
     sum_parameters: int
     leaf_parameters: int
+    root: str = ""
+    root_k: int = 1
+    mixed_inputs: int = 0  # inputs whose variables have several families
 
     @property
     def parameter_count(self) -> int:
@@ -167,23 +172,33 @@ class Summary:
 
     def __str__(self) -> str:
         leaves = ", ".join(f"{family} x{n}" for family, n in self.leaves_per_family) or "none"
+        if self.mixed_inputs:
+            leaves += f" ({_count(self.mixed_inputs, 'input')} mixing families)"
+        returns = "log p(x), [B]" if self.root_k == 1 else (
+            f"one log-density per root unit, [B, {self.root_k}] (e.g. one per class; a single density "
+            "needs k=1)")
         return "\n".join([
             f"vars        {self.num_vars}",
-            f"regions     {self.num_inputs + self.num_sums} ({self.num_inputs} inputs, {self.num_sums} sums, "
-            f"{self.num_partitions} partitions)",
-            f"shape       depth {self.depth} sum layers, max arity {self.max_arity}, "
-            f"max {self.max_partitions} partitions per sum",
+            f"regions     {self.num_inputs + self.num_sums} ({_count(self.num_inputs, 'input')}, "
+            f"{_count(self.num_sums, 'sum')}, {_count(self.num_partitions, 'partition')})",
+            f"shape       depth {_count(self.depth, 'sum layer')}, max arity {self.max_arity}, "
+            f"max {_count(self.max_partitions, 'partition')} per sum",
             f"K           {', '.join(map(str, self.k_values))}",
             f"leaves      {leaves}",
             f"parameters  {self.parameter_count:,} ({self.sum_parameters:,} sum weights, "
             f"{self.leaf_parameters:,} leaf)",
+            f"root        {self.root} (k={self.root_k}): the model returns {returns}",
         ])
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def summary(circuit: Circuit) -> Summary:
     """The `Summary` of an acyclic circuit whose region names resolve."""
-    families = Counter(str(family) if family else "unspecified"
-                       for family in map(circuit.family_of, circuit.inputs))
+    families = Counter(str(family) if family else "unspecified"  # a mixed input counts per family
+                       for r in circuit.inputs for family, _ in circuit.input_parts(r))
     n = counts(circuit)
     return Summary(
         num_vars=circuit.num_vars,
@@ -197,10 +212,19 @@ def summary(circuit: Circuit) -> Summary:
         depth=depth(circuit),
         sum_parameters=sum_parameter_count(circuit),
         leaf_parameters=leaf_parameter_count(circuit),
+        root=circuit.root,
+        root_k=circuit.region(circuit.root).k,
+        mixed_inputs=sum(map(circuit.is_mixed, circuit.inputs)),
     )
 
 
-def input_family(G: nx.DiGraph, region) -> Family:
-    """The family in force for an input region node: its own, else the circuit's default."""
-    own = G.nodes[region].get("declared_family")
-    return own if own is not None else G.graph["leaf"]
+def input_parts(G: nx.DiGraph, region) -> tuple[tuple[Family, tuple[int, ...]], ...]:
+    """The (family, variables) parts of an input region node (one unless it mixes families);
+    for a node without `parts`, its own family, else the circuit's default, over its scope."""
+    parts = G.nodes[region].get("parts")
+    if parts is not None:
+        return parts
+    node = G.nodes[region]
+    own = node.get("declared_family")
+    variables = node.get("variables") or tuple(sorted(node["scope"]))
+    return ((own if own is not None else G.graph["leaf"], tuple(variables)),)

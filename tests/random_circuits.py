@@ -1,11 +1,11 @@
 """Random small valid circuits for runtime tests: DAG region graphs with shared regions, K in 1..5,
-arity 1..3, several partitions per region, outer and element-wise products, and every leaf
-family."""
+arity 1..3, several partitions per region, outer and element-wise products, every leaf family,
+and inputs that mix families."""
 from __future__ import annotations
 
 import random
 
-from pcc.ir import Circuit, Family, Input, Sum, default_var_names
+from pcc.ir import Circuit, Family, Input, LeafScope, Sum, default_var_names
 
 FAMILIES = {
     "bernoulli": Family("bernoulli"),
@@ -18,9 +18,11 @@ SUPPORT = {"bernoulli": 2, "categorical": 3, "binomial": 3, "normal": None}
 
 def random_circuit(seed: int, num_vars: int = 4, families=("bernoulli",), max_k: int = 5,
                    max_parts: int = 3, max_arity: int = 3, root_k: int = 1,
-                   elementwise: float = 0.3) -> Circuit:
+                   elementwise: float = 0.3, mixed: float = 0.0) -> Circuit:
     """A random valid circuit; each variable gets one family from `families`; a partition of
-    two or more children is element-wise with probability `elementwise`."""
+    two or more children is element-wise with probability `elementwise`. With `mixed` > 0 the
+    families are declared per variable (`leaf F {vars}`) and a scope whose variables have
+    several families becomes a mixed input with that probability."""
     rng = random.Random(seed)
     var_family = [rng.choice(families) for _ in range(num_vars)]
     regions: list = []
@@ -39,6 +41,11 @@ def random_circuit(seed: int, num_vars: int = 4, families=("bernoulli",), max_k:
             name = new_name("in")
             fam = FAMILIES[var_family[next(iter(scope))]]
             regions.append(Input(name, tuple(sorted(scope)), k, fam))
+        elif not same_family and mixed > 0 and rng.random() < mixed:
+            name = new_name("mixed")
+            scope_order = sorted(scope)
+            rng.shuffle(scope_order)
+            regions.append(Input(name, tuple(scope_order), k))
         else:
             parts = {}  # partition -> element-wise; a partition listed twice is still one
             for _ in range(rng.randint(1, max_parts)):
@@ -59,7 +66,11 @@ def random_circuit(seed: int, num_vars: int = 4, families=("bernoulli",), max_k:
 
     root = build(frozenset(range(num_vars)), root_k)
     leaf = FAMILIES[families[0]]
-    return Circuit(default_var_names(num_vars), tuple(regions), root, leaf)
+    scopes = ()
+    if mixed > 0:
+        scopes = tuple(LeafScope(FAMILIES[f], tuple(v for v in range(num_vars) if var_family[v] == f))
+                       for f in families if f in var_family)
+    return Circuit(default_var_names(num_vars), tuple(regions), root, leaf, leaf_scopes=scopes)
 
 
 def _split(rng: random.Random, scope: frozenset, arity: int) -> list[frozenset]:

@@ -25,7 +25,19 @@ def test_check_summarizes_a_valid_file(capsys):
     code, out, err = run(capsys, "check", str(EXAMPLES / "pd2x2.pc"))
     assert (code, err) == (0, "")
     assert out.startswith(f"{EXAMPLES / 'pd2x2.pc'}: ok\n")
-    assert "regions     5 (4 inputs, 1 sums, 2 partitions)" in out and "parameters  66" in out
+    assert "regions     5 (4 inputs, 1 sum, 2 partitions)" in out and "parameters  66" in out
+    assert "root        top (k=1): the model returns log p(x), [B]" in out
+
+
+def test_check_notes_a_root_with_several_units_and_what_the_model_returns(capsys, tmp_path):
+    path = tmp_path / "classes.pc"
+    path.write_text("pc 1\nvars 2\nleaf bernoulli\ninput a {x0} k=2\ninput b {x1} k=2\n"
+                    "sum top k=3 = a * b\nroot top\n")
+    code, out, _ = run(capsys, "check", str(path))
+    assert code == 0
+    assert ("root        top (k=3): the model returns one log-density per root unit, [B, 3] (e.g. one "
+            "per class; a single density needs k=1)") in out
+    assert "1 sum," in out and "depth 1 sum layer," in out and "max 1 partition per sum" in out
 
 
 def test_check_reports_every_file_and_fails_if_one_is_wrong(capsys, tmp_path):

@@ -43,13 +43,29 @@ def test_compile_explain_sizes_every_op(files, capsys):
     4 x 3 bytes)."""
     assert main(["compile", str(files["pc"]), "--explain"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == ("plan: 4 variables, 1 leaf groups, 2 fused ops in 1 layers; arenas "
-                        "K=1: 4 rows, K=3: 5 rows")
+    assert lines[0] == "plan: 4 variables, 1 leaf group, 2 fused ops in 1 layer; arena rows per K: K=1: 4, K=3: 5"
     rows = [line.split() for line in lines[3:6]]
-    assert rows[0][:3] == ["0", "leaf", "4"] and "8 slots" in lines[3]
+    assert rows[0][:3] == ["0", "leaf", "4"] and "8 slots" in lines[3] and rows[0][-3:] == ["24", "96", "48"]
     assert rows[1][:6] == ["1", "einsum", "2", "3x3", "->", "1"] and rows[1][-3:] == ["18", "68", "56"]
     assert rows[2][:5] == ["1", "mix", "1", "P=2,", "K=1"] and rows[2][-3:] == ["2", "8", "12"]
     assert lines[-1] == "total: 44 parameters (24 in leaves), 172 FLOPs and 116 bytes per sample"
+    assert sum(int(r[-3].replace(",", "")) for r in rows) == 44  # the rows add up to the total
+
+
+def test_explain_columns_are_aligned_and_regions_are_listed(capsys):
+    """A long family name does not push its row out of line; --explain=regions names the regions
+    (sums by name, the partitions of a sum with several as name[p])."""
+    assert main(["compile", "ir_examples/mixed_families.pc", "--explain=regions"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    table = [line for line in lines[2:] if line[:5].strip().isdigit() or line.startswith("layer")]
+    ends = {len(line) for line in table}
+    assert len(ends) == 1, table  # right-aligned numbers: every row ends in the same column
+    starts = {line.index(" - ") for line in table if " - " in line}
+    assert len(starts) == 1
+    listed = [line.strip() for line in lines[2:] if line.startswith("       ")]
+    assert {"ab", "bc", "c", "a2", "top[0]", "top[1]", "top"} <= set(listed)
+    assert any(line.split()[1] == "parts" for line in table) and any(line.split()[1] == "mixed" for line in table)
+    assert "1 slots" not in "\n".join(lines) and "1 layers" not in lines[0]
 
 
 def test_train_then_eval(files, tmp_path, capsys):

@@ -2,13 +2,26 @@
 and a non-zero exit (2 for a bad option, 1 for what the generators refuse)."""
 from __future__ import annotations
 
+import hashlib
+import re
+
 import numpy as np
 import pytest
+import torch
 
+import pcc
 from pcc.cli.main import main
+from pcc.latent_tree import find_latent_forest, initialize
+from pcc.train import LATENT_TREE_RECIPE
 from pcc.frontend import load, parse, to_text
 from pcc.ir import Family
 from pcc.structures import hidden_chow_liu_tree, poon_domingos, random_binary_trees
+
+
+def write_data(path, data):
+    """`data` as a debd file at `path`; the path."""
+    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    return path
 
 
 def test_pd_writes_a_file_that_loads_back(tmp_path, capsys):
@@ -25,17 +38,77 @@ def test_rat_to_stdout(capsys):
     assert main(["structure", "rat", "--vars", "9", "--depth", "2", "--replicas", "3", "--seed", "4"]) == 0
     text = capsys.readouterr().out
     assert parse(text) == random_binary_trees(9, 2, 3, seed=4)
-    assert text == to_text(random_binary_trees(9, 2, 3, seed=4))
+    head, body = text.split("pc 1\n", 1)
+    assert "pc 1\n" + body == to_text(random_binary_trees(9, 2, 3, seed=4))
+    assert head.splitlines() == [
+        "# written by: pcc structure rat --vars 9 --depth 2 --replicas 3 --seed 4",
+        "# starting values: none in this file; `pcc compile` and `pcc train` draw random ones (seeded by",
+        "# their --seed)"]
 
 
 def test_hclt_from_a_data_file(tmp_path):
-    rng = np.random.default_rng(0)
-    data = rng.integers(0, 3, (50, 5))
-    path = tmp_path / "toy.train.data"
-    path.write_text("".join(",".join(map(str, row)) + "\n" for row in data))
+    data = np.random.default_rng(0).integers(0, 3, (50, 5))
+    path = write_data(tmp_path / "toy.train.data", data)
     out = tmp_path / "hclt.pc"
     assert main(["structure", "hclt", "--data", str(path), "-k", "2", "--trees", "2", "-o", str(out)]) == 0
     assert load(str(out)) == hidden_chow_liu_tree(data, k=2, trees=2)
+
+
+def test_a_generated_tree_file_says_where_it_came_from(tmp_path):
+    """The command, the data file with its rows and sha256, every tree's root and edges (as the
+    circuit holds them), and that the file has no starting values (and who computes them)."""
+    data = np.random.default_rng(1).integers(0, 2, (60, 6))
+    path = write_data(tmp_path / "toy.data", data)
+    out = tmp_path / "h.pc"
+    assert main(["structure", "hclt", "--data", str(path), "-k", "2", "--trees", "2", "-o", str(out)]) == 0
+    text = out.read_text()
+    lines = [c.text for c in load(out).comments]
+    assert lines[0] == f"# written by: pcc structure hclt --data {path} -k 2 --trees 2 -o {out}"
+    assert lines[1] == f"# data: {path} (60 rows, 6 variables), sha256 {hashlib.sha256(path.read_bytes()).hexdigest()}"
+    forest = find_latent_forest(load(out))
+    trees = " ".join(lines[2:]).split("# tree ")[1:]
+    assert len(trees) == 2
+    for t, (text_of_tree, root) in enumerate(zip(trees, forest.roots)):
+        assert text_of_tree.startswith(f"{t}: root x{forest.nodes[root].var}; edges (parent child):")
+        listed = re.findall(r"x(\d+) x(\d+)", text_of_tree.replace("#  ", ""))
+        edges = {(n.var, forest.nodes[c].var) for n in forest.nodes for c in n.children
+                 if _tree_of(forest, n) == t}
+        assert {(int(a), int(b)) for a, b in listed} == edges and len(listed) == 5
+    assert "starting values: none in this file. `pcc train` computes them from its training" in text
+    assert "param" not in text.split("pc 1\n", 1)[1]
+
+
+def _tree_of(forest, node) -> int:
+    """The tree (index into forest.roots) a node belongs to."""
+    parent = {c: i for i, n in enumerate(forest.nodes) for c in n.children}
+    i = forest.nodes.index(node)
+    while i in parent:
+        i = parent[i]
+    return forest.roots.index(i)
+
+
+def test_init_data_writes_the_starting_values_pcc_train_computes(tmp_path):
+    data = np.random.default_rng(2).integers(0, 3, (80, 4))
+    path = write_data(tmp_path / "toy.data", data)
+    out = tmp_path / "h.pc"
+    argv = ["structure", "hclt", "--data", str(path), "-k", "3", "--trees", "1", "--seed", "5"]
+    assert main([*argv, "--init", "data", "-o", str(out)]) == 0
+    written = load(out)
+    assert "# starting values: the param blocks below, computed from the data" in out.read_text()
+    reference = pcc.compile(hidden_chow_liu_tree(data, k=3, trees=1, seed=5), seed=5, dtype=torch.float64)
+    initialize(reference, data.astype(float), find_latent_forest(reference.circuit), LATENT_TREE_RECIPE.pseudocount,
+               seed=5)
+    model = pcc.compile(written, dtype=torch.float64)
+    x = torch.tensor(data, dtype=torch.float64)
+    assert torch.allclose(model(x), reference(x), atol=1e-6)
+    assert {(p.region, p.field) for p in written.params} >= {(r.name, "probs") for r in written.inputs}
+
+
+def test_the_help_says_what_happens_without_init(capsys):
+    assert main(["structure", "hclt", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "without --init the file has no param blocks; `pcc train` then computes them from its" in text
+    assert "`pcc compile` (or pcc.compile) of the file alone draws random ones" in text
 
 
 def test_output_replaces_an_existing_file(tmp_path):

@@ -182,7 +182,7 @@ def test_info_shows_the_circuit_the_configuration_and_the_scores(classes_model, 
     assert main(["info", str(classes_model)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"{classes_model}: pcc checkpoint version 3, parameters in float32\n")
-    assert "  regions     5 (4 inputs, 1 sums, 2 partitions)" in out
+    assert "  regions     5 (4 inputs, 1 sum, 2 partitions)" in out
     assert "  K           2, 3" in out
     assert "  label column          class" in out
     assert "epochs 20, batch_size 100, step_size 0.05" in out

@@ -168,7 +168,8 @@ def test_spans_of_an_indexed_param_include_the_index():
     (HEAD + "input a {x0} k=", "4:16 expected a number, found end of file"),
     (HEAD + "input a {x0} k=2 = 3",
      "4:18 expected an option such as k=4, a leaf family or a new statement, found '='"),
-    (HEAD + "input a {x0} k=2 categorical(3)", "4:30 expected an argument name or ')', found number 3"),
+    (HEAD + "input a {x0} k=2 categorical(3)", "4:30 expected an argument name or ')', found number 3; did you mean "
+     "'categorical(n=3)'?"),
     ("pc", "1:3 expected the format version (an integer), found end of file"),
     ("pc 1 vars", "1:10 expected the number of variables or their names, found end of file"),
     ("pc 1 vars 2 leaf", "1:17 expected a leaf family, found end of file"),

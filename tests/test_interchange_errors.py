@@ -1,5 +1,6 @@
 """What real files contain is tolerated (and means the same circuit); malformed and invalid files
 are errors that point at FILE:LINE:COL, from the Python API and from the CLI."""
+import hashlib
 import re
 import warnings
 
@@ -188,6 +189,10 @@ def test_cli_import_writes_a_pc_that_loads(tmp_path, capsys):
     assert "wrote" in capsys.readouterr().err
     from pcc.frontend import load
     assert_same_circuit(load(out), import_text(PSDD, "psdd"))
+    source = "ir_examples/interchange/little.psdd"
+    digest = hashlib.sha256(open(source, "rb").read()).hexdigest()
+    assert out.read_text().startswith(f"# written by: pcc import {source} -o {out}\n"
+                                      f"# source: {source}, sha256 {digest}\n# parameters: the param blocks below")
 
 
 def test_cli_errors_are_file_line_col_without_traceback(tmp_path, capsys):

@@ -99,3 +99,80 @@ def test_gradient_training_keeps_normalization(model):
 def test_moves_to_cuda(model):
     model = model.cuda()
     assert model(torch.zeros(2, 4, device="cuda")).device.type == "cuda"
+
+
+def _documented_param_blocks(model) -> dict:
+    """The `param` blocks of `model`, computed from its state_dict as docs/queries.md says."""
+    from pcc.passes import EinsumOp, HadamardOp
+    state, circuit, plan = model.state_dict(), model.circuit, model.plan
+    out = {}
+    sums = mixes = 0
+    for op in plan.ops:
+        if isinstance(op, HadamardOp) or (isinstance(op, EinsumOp) and op.has_weights):
+            w = state[f"sum_logits.{sums}"].double()
+            sums += 1
+            for m, (r, p) in enumerate(op.members):
+                ks = [circuit.region(c).k for c in circuit.region(r).partitions[p]]
+                shape = (circuit.region(r).k, ks[0]) if isinstance(op, HadamardOp) else (circuit.region(r).k, *ks)
+                out[(r, "weights", p)] = torch.softmax(w[m], -1).reshape(shape)
+        elif not isinstance(op, EinsumOp):
+            w = state[f"mix_logits.{mixes}"].double()
+            mixes += 1
+            for m, r in enumerate(op.members):
+                parts = len(circuit.region(r).partitions)
+                out[(r, "mixing", None)] = torch.softmax(w[m, :parts], 0).T
+    for g, group in enumerate(plan.leaf_groups):
+        for m, r in enumerate(group.regions):
+            slots = torch.from_numpy((group.slot_region == m).nonzero()[0])
+            name = group.family.name
+            if name in ("bernoulli", "binomial"):
+                out[(r, "p", None)] = torch.sigmoid(state[f"leaf_params.{g}.logit"][slots].double()).T
+            elif name == "categorical":
+                out[(r, "probs", None)] = torch.softmax(state[f"leaf_params.{g}.logits"][slots].double(), -1
+                                                        ).transpose(0, 1)
+            else:
+                out[(r, "mean", None)] = state[f"leaf_params.{g}.mean"][slots].double().T
+                out[(r, "std", None)] = state[f"leaf_params.{g}.log_std"][slots].double().exp().T
+    return out
+
+
+HADAMARD = """pc 1
+vars 3
+leaf bernoulli
+input x0 {x0} k=4
+input x1 {x1} k=4
+input x2 {x2} k=4
+sum e1 k=4 = x1
+sum e2 k=4 = x2
+sum top k=1 = x0 .* e1 .* e2
+root top
+"""
+
+
+@pytest.mark.parametrize("source", ["ir_examples/params_inline.pc", "ir_examples/categorical_named.pc",
+                                    "ir_examples/gmm.pc", "ir_examples/mixture2.pc", HADAMARD])
+def test_state_dict_entries_map_to_param_blocks_as_documented(source):
+    """docs/queries.md: which state_dict entry holds which `param` block, and how (a mixing block
+    [K, P] is stored transposed, a leaf block [K, S] slot-major)."""
+    model = pcc.compile(source)
+    documented = _documented_param_blocks(model)
+    given = {(p.region, p.field, p.index): torch.tensor(p.values, dtype=torch.float64).view(p.shape)
+             for p in model.ir_params()}
+    assert given.keys() == documented.keys()
+    for key, block in given.items():
+        assert torch.allclose(block, documented[key], atol=1e-6), key
+
+
+def test_the_documented_return_shapes():
+    model = pcc.compile(random_circuit(5, num_vars=4, families=("bernoulli",), root_k=3))
+    x = torch.zeros(6, 4)
+    assert model(x).shape == (6, 3) and model.root_k == 3
+    states, log_prob = model.mpe(torch.full((6, 4), math.nan), root_unit=1)
+    assert states.shape == (6, 4) and log_prob.shape == (6,)
+    assert model.sample(8, root_unit=2).shape == (8, 4)
+    assert model.conditional(torch.tensor([True, False, False, False]), x).shape == (6, 3)
+    arenas = model.upward(x)
+    k, row = model.plan.region_row[model.circuit.root]
+    assert torch.allclose(arenas[k][row], model(x))
+    values = model.leaf_values(x)
+    assert [v.shape for v in values] == [(len(g.regions), 6, g.k) for g in model.plan.leaf_groups]

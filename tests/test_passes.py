@@ -10,6 +10,7 @@ from pcc.structures import poon_domingos, random_binary_trees
 from random_circuits import random_circuit
 
 CIRCUITS = [random_circuit(s, num_vars=5, families=("bernoulli", "categorical")) for s in range(6)]
+CIRCUITS += [random_circuit(s, num_vars=5, families=("bernoulli", "normal"), mixed=0.7) for s in range(3)]
 CIRCUITS += [poon_domingos(4, 4, [2], k=3), random_binary_trees(9, depth=3, replicas=3, k=2)]
 
 
@@ -68,8 +69,11 @@ def test_plan_rows_point_at_children(circuit):
     graph = to_graph(circuit)
     plan = make_plan(graph, group_by_shape(graph, layerize(graph)), circuit.root, circuit.vars)
     written: dict[int, set] = {}
-    for g in plan.leaf_groups:
-        written.setdefault(g.k, set()).update(range(g.out_start, g.out_start + len(g.regions)))
+    for i, g in enumerate(plan.leaf_groups):
+        rows = plan.leaf_rows(i)
+        for region, row in zip(g.regions, rows):
+            assert plan.region_row[region] == (g.k, row)
+        written.setdefault(g.k, set()).update(rows.tolist())
     for op in plan.ops:
         if isinstance(op, EinsumOp):
             for j, rows in enumerate(op.child_rows):

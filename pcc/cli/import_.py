@@ -44,6 +44,7 @@ def run(args) -> int:
     from ..interchange import load_circuit
     from ..region_graph import counts
     from ..structures import parse_family
+    from ..structures.provenance import header
     from ..files import write_text
     leaf = parse_family(args.leaf) if args.leaf else None
     with warnings.catch_warnings(record=True) as caught:
@@ -51,7 +52,7 @@ def run(args) -> int:
         circuit = load_circuit(args.file, args.format, k=args.k, leaf=leaf)
     for w in caught:
         print(w.message, file=sys.stderr)
-    text = to_text(circuit)
+    text = header(args.argv, circuit, source=args.file) + to_text(circuit)
     if args.output == "-":
         sys.stdout.write(text)
         return 0

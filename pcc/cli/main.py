@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with _warnings_as_lines():
         try:
             args = build_parser(command).parse_args(argv)
+            args.argv = argv  # as typed, for files that record the command that wrote them
             if getattr(args, "threads", None):
                 import torch
                 torch.set_num_threads(args.threads)

@@ -12,6 +12,8 @@ from ..region_graph import counts
 from ..sizes import MAX_ELEMENTS, check_circuit_size
 from ..structures import (defaults, hidden_chow_liu_tree, parse_family, poon_domingos,
                           random_binary_trees)
+from ..structures.chow_liu import leaf_for, load_values
+from ..structures.provenance import header
 from .options import non_negative_float, non_negative_int, output_or_stdout, positive_int
 
 HELP = "generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree) as a .pc file"
@@ -81,15 +83,27 @@ def register(subparsers) -> None:
         epilog="examples:\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 1 -o nltcs1.pc\n"
+               "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 2 --trees 1 --init data -o nltcs2.pc\n"
                "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy;\n"
-               "a missing value (empty, ?, nan) leaves its row out of the pairs it belongs to.")
+               "a missing value (empty, ?, nan) leaves its row out of the pairs it belongs to.\n"
+               "The file starts with comment lines: this command, the data file (rows, sha256),\n"
+               "each tree's root and edges, and where the starting values come from.\n"
+               "starting values: without --init the file has no param blocks; `pcc train` then\n"
+               "computes them from its training data (hidden states by k-means, then counts), but\n"
+               "`pcc compile` (or pcc.compile) of the file alone draws random ones. --init data\n"
+               "computes the data-based ones here, from --data, and writes them as param blocks.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
     hclt.add_argument("--trees", type=positive_int, default=defaults.HCLT_TREES, metavar="M",
                       help=f"number of trees mixed at the root (default {defaults.HCLT_TREES})")
     hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
     hclt.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
-                      help="seed of the bootstrap resamples of trees 1.. (default 0)")
+                      help="seed of the bootstrap resamples of trees 1.. and of --init data (default 0)")
+    hclt.add_argument("--init", choices=("none", "data"), default="none",
+                      help="data: write starting values computed from --data as param blocks (as "
+                           "`pcc train` computes them); none (default): no param blocks, so `pcc "
+                           "train` computes them from its own training data and `pcc compile` "
+                           "alone draws random ones")
     _common_options(hclt, leaf_default=None, k_default=defaults.HCLT_K)
     hclt.set_defaults(run=_run_hclt)
 
@@ -125,9 +139,35 @@ def _run_rat(args) -> int:
 
 def _run_hclt(args) -> int:
     leaf = None if args.leaf is None else parse_family(args.leaf)
-    circuit = hidden_chow_liu_tree(args.data, k=args.k, leaf=leaf, trees=args.trees,
-                                   smoothing=args.smoothing, seed=args.seed)
-    return _write(circuit, args)
+    values, _ = load_values(args.data)
+    circuit = hidden_chow_liu_tree(values, k=args.k, leaf=leaf_for(values, leaf, args.data),
+                                   trees=args.trees, smoothing=args.smoothing, seed=args.seed)
+    initialized = args.init == "data"
+    if args.classes > 1:
+        circuit = _with_root_units(circuit, args.classes)
+    if initialized:
+        check_circuit_size(circuit, None if args.output == "-" else args.output)
+        circuit = dataclasses.replace(circuit, params=_data_params(circuit, values, args.seed))
+    return _write(circuit, args, header(args.argv, circuit, args.data, len(values), initialized))
+
+
+def _data_params(circuit: Circuit, values, seed: int) -> tuple:
+    """The starting values `pcc train` computes for a latent tree from `values` (missing: -1),
+    rounded to 9 significant digits (float32 holds fewer; rows still sum to 1 within 1e-8)."""
+    import numpy as np
+    import torch
+
+    from ..compiler import compile as compile_circuit
+    from ..latent_tree import find_latent_forest, initialize
+    from ..train import LATENT_TREE_RECIPE
+    forest = find_latent_forest(circuit)
+    if forest is None:  # --classes > 1: the root is not a latent-tree root
+        raise StructureError("--init data needs a latent tree with one root unit; leave out --classes")
+    model = compile_circuit(circuit, backend="torch", seed=seed, dtype=torch.float64)
+    x = np.where(values < 0, np.nan, values).astype(np.float64)
+    initialize(model, x, forest, LATENT_TREE_RECIPE.pseudocount, seed=seed)
+    return tuple(dataclasses.replace(p, values=tuple(float(f"{v:.9g}") for v in p.values))
+                 for p in model.ir_params())
 
 
 def _check_leaves(slots: int, k: int) -> None:
@@ -146,16 +186,17 @@ def _deltas(text: str, option: str) -> list[float]:
         raise StructureError(f"{option} wants numbers separated by commas, got {text!r}") from None
 
 
-def _write(circuit: Circuit, args) -> int:
+def _write(circuit: Circuit, args, head: str | None = None) -> int:
     """Print `circuit` (its root given --classes units) as .pc text to stdout, or replace
-    --output with it in one step; a circuit too large to build is refused first."""
+    --output with it in one step, after the comment lines `head` (by default the command and
+    where the starting values come from); a circuit too large to build is refused first."""
     from ..frontend import to_text
 
     output = args.output
-    if args.classes > 1:
+    if args.classes > 1 and circuit.region(circuit.root).k != args.classes:
         circuit = _with_root_units(circuit, args.classes)
     parameters = check_circuit_size(circuit, None if output == "-" else output)
-    text = to_text(circuit)
+    text = (head if head is not None else header(args.argv, circuit)) + to_text(circuit)
     if output == "-":
         sys.stdout.write(text)
         return 0

@@ -20,6 +20,9 @@ from .diagnostics import PcWarning, Reporter
 from .files import read_source
 from .printer import to_text
 from .syntax import comments, parse_statements
+from .typos import unknown_statement
+
+SYNTAX_KINDS = ("syntax-error", "unknown-statement", "unreadable-file")  # PcSyntaxError's kinds
 
 __all__ = ["parse", "load", "check_source", "validate", "to_text", "read_source", "error_for", "PcWarning"]
 
@@ -39,10 +42,20 @@ def check_source(text: str, path: str | None = None) -> tuple[Circuit | None, li
         circuit, info = build(statements, report)
         circuit = dataclasses.replace(circuit, comments=comments(text), path=path, source=text)
         check(circuit, report, info)
+        if report.has_errors:
+            _misread_statements(info, report)
     finally:
         if collecting:
             gc.enable()
     return (None if report.has_errors else circuit), report.sorted()
+
+
+def _misread_statements(info, report: Reporter) -> None:
+    """Variable names that start a line looking like a misspelt keyword: in a file with errors,
+    likely a statement the `vars` statement read as more names (e.g. `rooot top`)."""
+    for span, word, keyword in info.misread:
+        report.warning("unknown-statement", f"{unknown_statement(word, keyword)} (read as a "
+                       f"variable of the `vars` statement on line {info.vars.line})", span)
 
 
 def parse(text: str, path: str | None = None) -> Circuit:
@@ -58,8 +71,8 @@ def parse(text: str, path: str | None = None) -> Circuit:
 
 def error_for(diagnostics: list[Diagnostic]) -> SourceError:
     """The exception for a source with errors: PcSyntaxError if it did not parse (or could not be
-    read), else PcCheckError."""
-    syntax = any(d.kind in ("syntax-error", "unreadable-file") for d in diagnostics)
+    read, or has an unknown statement), else PcCheckError."""
+    syntax = any(d.kind in SYNTAX_KINDS and d.severity == "error" for d in diagnostics)
     return (PcSyntaxError if syntax else PcCheckError)(diagnostics)
 
 

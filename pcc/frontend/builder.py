@@ -7,16 +7,20 @@ is reported once, by one piece of code, whether the IR came from text or was bui
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 
-from ..ir import Circuit, Family, Input, Param, Span, Sum, default_var_names
+from ..families import FAMILIES
+from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum, default_var_names
 from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
+from .typos import misspelt_keyword, unknown_statement
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, Option, ParamDecl, RootDecl,
                          ScopeItem, Setting, Statement, SumDecl, VarsDecl, Word)
 
 MAX_VARS = 1_000_000
 OPTIONS = ("k",)  # the settings a region takes (k, its number of units, is the only one)
+_K_WITHOUT_EQUALS = re.compile(r"k[0-9]+")  # `k4` for `k=4`
 _SINGULAR = {Header: "pc", VarsDecl: "vars", LeafDecl: "leaf", RootDecl: "root"}
 
 
@@ -31,6 +35,8 @@ class SourceInfo:
     root: Span | None = None
     vars_known: bool = True  # False: no usable `vars` statement
     doubtful: frozenset[str] = frozenset()  # regions whose scope or k is not known
+    # variable names that start a line and look like a misspelt keyword: (span, name, keyword)
+    misread: tuple[tuple[Span, str, str], ...] = ()
 
 
 def build(statements: list[Statement], report: Reporter) -> tuple[Circuit, SourceInfo]:
@@ -39,10 +45,18 @@ def build(statements: list[Statement], report: Reporter) -> tuple[Circuit, Sourc
 
 
 def out_of_range(index: int, region: str, num_vars: int) -> str:
-    """The message for a variable index past the last variable (shared with `checks`)."""
+    """The message for a variable index past the last variable (shared with `checks`); `region`
+    is an input's name, or a phrase for another owner of a scope (`` `leaf` on line 4 ``)."""
     last = f" (0..{num_vars - 1})" if num_vars else ""
-    return (f"variable {index} in the scope of input '{region}' is out of range: the circuit has "
+    owner = f"input '{region}'" if " " not in region else region
+    return (f"variable {index} in the scope of {owner} is out of range: the circuit has "
             f"{num_vars} variables{last}")
+
+
+def leaf_scope_owner(scope: LeafScope) -> str:
+    """How messages name a `leaf F {..}` statement."""
+    where = f" on line {scope.span.line}" if scope.span is not None else ""
+    return f"`leaf {scope.family} {{..}}`{where}"
 
 
 class _Builder:
@@ -61,8 +75,11 @@ class _Builder:
         header, leaf, root = first.get(Header), first.get(LeafDecl), first.get(RootDecl)
         regions: list[Input | Sum] = []
         params: list[Param] = []
+        leaf_scopes: list[LeafScope] = []
         for s in statements:
-            if isinstance(s, InputDecl):
+            if isinstance(s, LeafDecl) and s.scope is not None:
+                leaf_scopes.append(self._leaf_scope(s))
+            elif isinstance(s, InputDecl):
                 regions.append(self._input(s))
             elif isinstance(s, SumDecl):
                 regions.append(self._sum(s))
@@ -77,6 +94,7 @@ class _Builder:
             leaf=_family(leaf.family) if leaf else None,
             params=_weights_index_defaults(params, regions),
             version=int(header.version.text) if header else 1,
+            leaf_scopes=tuple(leaf_scopes),
         )
         info = SourceInfo(
             version=header.version.span if header else None,
@@ -85,6 +103,7 @@ class _Builder:
             root=root.name.span if root else None,
             vars_known=self.vars_known,
             doubtful=frozenset(self.doubtful),
+            misread=self._misread(vars_decl.names) if vars_decl else (),
         )
         return circuit, info
 
@@ -94,7 +113,7 @@ class _Builder:
         first: dict[type, Statement] = {}
         for s in statements:
             kind = type(s)
-            if kind not in _SINGULAR:
+            if kind not in _SINGULAR or (kind is LeafDecl and s.scope is not None):
                 continue
             if kind not in first:
                 first[kind] = s
@@ -111,6 +130,21 @@ class _Builder:
             self.report.error("header-not-first", "the `pc` header must be the first statement",
                               first[Header].span)
         return first
+
+    def _slip(self, word: Word) -> tuple[str, int, str] | None:
+        """The misspelt keyword `word` is, when it starts its line looking like one (`typos`)."""
+        line = self.report.source_line(word.span.line)
+        slip = misspelt_keyword(line, False) if line is not None else None
+        return slip if slip is not None and slip[1] == word.span.col else None
+
+    def _misread(self, names: list[Word]) -> tuple[tuple[Span, str, str], ...]:
+        """The names of a `vars` list that start a line looking like a misspelt keyword."""
+        out = []
+        for before, word in zip(names, names[1:]):
+            slip = self._slip(word) if word.span.line != before.span.line else None
+            if slip is not None:
+                out.append((word.span, word.text, slip[2]))
+        return tuple(out)
 
     def _declare_vars(self, decl: VarsDecl | None) -> None:
         if decl is None:
@@ -136,6 +170,11 @@ class _Builder:
         k, k_span, family = self._options(decl.options, "input", decl.name, takes_family=True)
         return Input(name, tuple(scope), k, family, decl.name.span, tuple(i.span for i in decl.scope),
                      k_span)
+
+    def _leaf_scope(self, decl: LeafDecl) -> LeafScope:
+        owner = leaf_scope_owner(LeafScope(_family(decl.family), (), decl.span))
+        scope = self._scope(owner, decl.scope)
+        return LeafScope(_family(decl.family), tuple(scope), decl.span, tuple(i.span for i in decl.scope))
 
     def _sum(self, decl: SumDecl) -> Sum:
         k, k_span, _ = self._options(decl.options, "sum", decl.name, takes_family=False)
@@ -195,6 +234,12 @@ class _Builder:
         family: FamilyItem | None = None
         k_reported = False
         for opt in options:
+            slip = self._slip(opt.name) if isinstance(opt, FamilyItem) and not opt.args \
+                and opt.name.text not in FAMILIES else None
+            if slip is not None:  # this option and the rest are a statement misspelt
+                self.report.error("unknown-statement", unknown_statement(opt.name.text, slip[2]),
+                                  opt.span)
+                break
             if isinstance(opt, Setting):
                 if opt.key.text != "k":
                     self.report.error("unknown-option", f"unknown option '{opt.key.text}' for {what} "
@@ -205,6 +250,10 @@ class _Builder:
                     k_setting = opt
             elif opt.name.text == "k" and not opt.args:
                 self.report.error("missing-k", "k needs a value, e.g. k=4", opt.span)
+                k_reported = True
+            elif _K_WITHOUT_EQUALS.fullmatch(opt.name.text) and not opt.args:
+                self.report.error("missing-k", f"'{opt.name.text}' is not an option; did you mean "
+                                  f"'k={opt.name.text[1:]}'?", opt.span)
                 k_reported = True
             elif not takes_family:
                 self.report.error("unknown-option", f"a sum takes no leaf family: remove '{opt.name.text}' "

@@ -6,8 +6,8 @@ import math
 
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
-from ..ir import Circuit, Family, Input, Param, Span, Sum
-from .builder import SourceInfo, out_of_range
+from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum
+from .builder import SourceInfo, leaf_scope_owner, out_of_range
 from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
 from .naming import RESERVED_WORDS, describe_vars, is_name, var_label
 
@@ -38,6 +38,7 @@ class _Checker:
         self.duplicated: set[str] = set()  # region names defined twice: which one is meant is unknown
         self.odd_scope: set[str] = set()  # inputs whose scope holds something other than indices
         self.dangling = False  # some sum uses an unknown region: reachability is uncertain
+        self.unusable_vars: set[int] = set()  # variables whose `leaf F {..}` family was reported
         self.vars_ambiguous = False  # a variable name is declared twice
 
     def run(self) -> None:
@@ -46,6 +47,7 @@ class _Checker:
                               "this pcc reads version 1 (`pc 1`)", self.info.version)
         self._vars()
         leaf_ok = self.c.leaf is None or self._family(self.c.leaf, "the `leaf` default")
+        self._leaf_scopes()
         for r in self.c.regions:
             self._region(r, leaf_ok)
         self.children = {name: [c for part in r.partitions for c in part if c in self.regions]
@@ -127,11 +129,20 @@ class _Checker:
         if r.family is not None:
             if not self._family(r.family, f"input '{r.name}'"):
                 self.unusable_family.add(r.name)
-        elif self.c.leaf is None:
-            self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after its k "
-                              "(e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
+            return
+        declared = self.c.declared_families
+        undeclared = [v for v in r.scope if v not in declared]
+        if self.c.leaf is None and (undeclared or not r.scope):
+            if len(undeclared) == len(r.scope):
+                self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after "
+                                  "its k (e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
+            else:
+                vs = describe_vars([v for v in undeclared if type(v) is int], self.c.vars)
+                self.report.error("missing-family", f"input '{r.name}' has no leaf family for {vs}: "
+                                  f"give one with `leaf FAMILY {{{vs}}}`, name one after the input's k, "
+                                  "or set a default with `leaf`", r.span)
             self.unusable_family.add(r.name)
-        elif not leaf_ok:
+        elif (undeclared and not leaf_ok) or self.unusable_vars.intersection(r.scope):
             self.unusable_family.add(r.name)
 
     def _family(self, family: Family, owner: str) -> bool:
@@ -159,6 +170,30 @@ class _Checker:
         for problem in problems:
             self.report.error("bad-family-args", f"{problem} (in {owner})", family.span)
         return not problems
+
+    def _leaf_scopes(self) -> None:
+        """`leaf F {vars}`: a usable family, a scope of variables, each given one family."""
+        n = len(self.c.vars)
+        first: dict[int, LeafScope] = {}
+        for scope in self.c.leaf_scopes:
+            owner = leaf_scope_owner(scope)
+            usable = self._family(scope.family, owner)
+            spans = scope.scope_spans or ()
+            if not scope.scope and not spans:
+                self.report.error("empty-scope", f"{owner} has an empty scope", scope.span)
+            for pos, v in enumerate(scope.scope):
+                span = spans[pos] if len(spans) == len(scope.scope) else scope.span
+                if type(v) is not int or not 0 <= v < n:
+                    if self.info.vars_known and n:
+                        self.report.error("var-out-of-range", out_of_range(v, owner, n), span)
+                    continue
+                if not usable:
+                    self.unusable_vars.add(v)
+                other = first.setdefault(v, scope)
+                if other.family != scope.family:
+                    self.report.error("family-conflict", f"variable {var_label(v, self.c.vars)} is "
+                                      f"{scope.family} in {owner} but {other.family} in "
+                                      f"{leaf_scope_owner(other)}", span)
 
     def _sum(self, r: Sum) -> None:
         if not r.partitions:
@@ -320,22 +355,34 @@ class _Checker:
         self.report.error("missing-root", f"no `root` statement{hint}")
 
     def _family_conflicts(self) -> None:
-        """Every variable must have one family (with the same arguments) in all inputs."""
+        """Every variable has one family (with the same arguments): in every input that holds it,
+        and as its `leaf F {..}` statement says. An input that names no family of its own takes
+        each variable's."""
         owner: dict[int, tuple[Family, str]] = {}
+        for scope in self.c.leaf_scopes:
+            for v in scope.scope:
+                owner.setdefault(v, (scope.family, leaf_scope_owner(scope)))
         for r in self.regions.values():
             if not isinstance(r, Input) or r.name in self.unusable_family:
                 continue
-            family = self.c.family_of(r)
-            clashes: dict[str, tuple[Family, list[int]]] = {}
-            for v in r.scope:
-                first = owner.setdefault(v, (family, r.name))
+            clashes: dict[tuple[str, Family], tuple[Family, list[int]]] = {}
+            for v, family in zip(r.scope, self.c.families_of(r)):
+                first = owner.setdefault(v, (family, f"input '{r.name}'"))
                 if first[0] != family:
-                    clashes.setdefault(first[1], (first[0], []))[1].append(v)
-            for other, (other_family, vs) in clashes.items():
-                subject = f"variable {describe_vars(vs, self.c.vars)} is" if len(vs) == 1 else \
-                    f"variables {describe_vars(vs, self.c.vars)} are"
+                    clashes.setdefault((first[1], family), (first[0], []))[1].append(v)
+            for (other, family), (other_family, vs) in clashes.items():
+                named = describe_vars(vs, self.c.vars)
+                subject = f"variable {named} is" if len(vs) == 1 else f"variables {named} are"
+                if other.startswith("`leaf"):
+                    fix = f"; name no family on input '{r.name}' (its variables then take theirs)"
+                elif len(vs) < len(r.scope):  # likely meant to mix families in one input
+                    fix = ("; a variable has one family: to mix families in one input, give each "
+                           f"variable its own (`leaf {other_family} {{{named}}}`)"
+                           + (f" and name none on input '{r.name}'" if r.family is not None else ""))
+                else:
+                    fix = ""
                 self.report.error("family-conflict", f"{subject} {family} in input '{r.name}' but "
-                                  f"{other_family} in input '{other}'", r.family.span if r.family else r.span)
+                                  f"{other_family} in {other}{fix}", r.family.span if r.family else r.span)
 
     # ------------------------------------------------------------------ params
 
@@ -404,6 +451,8 @@ class _Checker:
             return None
         if r.name in self.unusable_family:
             return None
+        if self.c.is_mixed(r):
+            return self._part_shape(prm, r, target)
         family = self.c.family_of(r)
         fields = {f.name: f for f in family_spec(family.name).fields}
         if prm.field not in fields:
@@ -415,6 +464,29 @@ class _Checker:
             return None
         return (r.k, len(r.scope), *fields[prm.field].extra(dict(family.args)))
 
+    def _part_shape(self, prm: Param, r: Input, target: str) -> tuple[int, ...] | None:
+        """The shape of a param of a mixed input: part `prm.index`, [K, its variables, *extra]."""
+        parts = self.c.input_parts(r)
+        listing = "; ".join(f"[{j}] {family} over {describe_vars(vs, self.c.vars)}"
+                            for j, (family, vs) in enumerate(parts))
+        if prm.index is None or type(prm.index) is not int or not 0 <= prm.index < len(parts):
+            what = (f"param {target} needs a part index: input '{r.name}'" if prm.index is None else
+                    f"param {target}: input '{r.name}' has no part {prm.index}; it")
+            self.report.error("param-index", f"{what} mixes {len(parts)} families, one part each "
+                              f"({listing})", prm.span)
+            return None
+        family, vs = parts[prm.index]
+        fields = {f.name: f for f in family_spec(family.name).fields}
+        if prm.field not in fields:
+            self.report.error("param-unknown-field", f"'{prm.field}' is not a parameter of part "
+                              f"{prm.index} of input '{r.name}' ({family} over "
+                              f"{describe_vars(vs, self.c.vars)}); its parameters: {', '.join(fields)}"
+                              f"{did_you_mean(prm.field, fields)}", prm.span)
+            return None
+        if r.name in self.info.doubtful:
+            return None
+        return (r.k, len(vs), *fields[prm.field].extra(dict(family.args)))
+
     def _has_index(self, prm: Param, target: str) -> bool:
         if prm.index is not None:
             self.report.error("param-index", f"param {target} takes no index", prm.span)
@@ -425,7 +497,8 @@ class _Checker:
         if isinstance(r, Sum):
             check, row = "simplex", math.prod(prm.shape[1:])
         else:
-            spec = family_spec(self.c.family_of(r).name)
+            family = self.c.input_parts(r)[prm.index][0] if self.c.is_mixed(r) else self.c.family_of(r)
+            spec = family_spec(family.name)
             check = next(f.check for f in spec.fields if f.name == prm.field)
             row = prm.shape[-1]
         ok, condition = _VALUE_CHECKS[check]

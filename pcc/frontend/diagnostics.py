@@ -40,6 +40,10 @@ class Reporter:
         return sorted(self.diagnostics, key=lambda d: (d.span is None, d.span.line if d.span else 0,
                                                        d.span.col if d.span else 0))
 
+    def source_line(self, line: int) -> str | None:
+        """Line `line` (1-based) of the source, if known."""
+        return self._line(Span(line, 1, line, 1))
+
     def _add(self, severity: str, kind: str, message: str, span: Span | None) -> None:
         self.diagnostics.append(Diagnostic(severity, kind, message, span, self.path, self._line(span)))
 

@@ -1,7 +1,7 @@
 """The canonical text of a circuit: `parse(to_text(c)) == c` and `to_text` is a fixed point.
 
-Layout: `pc`, `vars`, `leaf`; a blank line; the regions in IR order; a blank line; `root`; then,
-after a blank line, the params. Comments kept from the source are printed above the statement
+Layout: `pc`, `vars`, `leaf`, the `leaf F {vars}` statements; a blank line; the regions in IR
+order; a blank line; `root`; then, after a blank line, the params. Comments kept from the source are printed above the statement
 that followed them there.
 """
 from __future__ import annotations
@@ -24,7 +24,9 @@ def to_text(circuit: Circuit) -> str:
         head.append(f"leaf {circuit.leaf}")
     at = _head_lines(circuit)
     sections: list[list[tuple[int | None, str]]] = [
-        [(at.get(text.split()[0]), text) for text in head],
+        [(at.get(text.split()[0]), text) for text in head]
+        + [(_line(scope.span), f"leaf {scope.family} {{{', '.join(var_items(scope.scope, circuit.vars))}}}")
+           for scope in circuit.leaf_scopes],
         [(_line(r.span), _region_line(r, circuit.vars)) for r in circuit.regions],
         [(at.get("root"), f"root {circuit.root}")],
         [(_line(p.span), _param_text(p, circuit)) for p in circuit.params],

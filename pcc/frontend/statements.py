@@ -74,8 +74,12 @@ class VarsDecl:
 
 @dataclass(slots=True)
 class LeafDecl:
+    """`leaf FAMILY` (the default family) or `leaf FAMILY {SCOPE}` (the family of variables)."""
+
     span: Span
     family: FamilyItem
+    scope: list[ScopeItem] | None = None
+    scope_span: Span | None = None
 
 
 @dataclass(slots=True)

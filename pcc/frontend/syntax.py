@@ -16,6 +16,7 @@ from ..ir import Comment, Span
 from .diagnostics import Reporter, join_spans
 from .expected import KEYWORDS, expected_words, found_words
 from .lexer import LineLexer, Tok
+from .typos import misspelt_keyword, unknown_statement, value_hint
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, ParamDecl, RootDecl, ScopeItem,
                          Setting, Statement, SumDecl, VarsDecl, Word)
 
@@ -28,7 +29,8 @@ def parse_statements(text: str, report: Reporter) -> list[Statement] | None:
     """The statements of `text`, or None after reporting every syntax error.
 
     On an error the text is parsed again in chunks, each from a line that starts with a statement
-    keyword to the next, from the failing chunk on: one error per chunk is reported."""
+    keyword to the next, from the failing chunk on: one error per chunk is reported. A line that
+    starts with a misspelt keyword is reported as an unknown statement (see `typos`)."""
     parser = _parser()
     try:
         return parser.parse(text)
@@ -42,15 +44,55 @@ def parse_statements(text: str, report: Reporter) -> list[Statement] | None:
     for begin, end in zip(bounds, bounds[1:]):
         if end < failing_line:  # (a chunk may fail at the keyword that starts the next one)
             continue
-        try:
-            parser.parse("\n".join(lines[begin:end]))
-        except UnexpectedToken as error:
-            follower = _STATEMENT_START.match(lines[end]) if end < len(lines) else None
-            report.error("syntax-error", *_describe(error, begin, end, follower))
-            found = True
+        found |= _report_chunk(parser, lines, begin, end, report)
     if not found:
-        report.error("syntax-error", *_describe(first, 0, len(lines), None))
+        report.error("syntax-error", *_describe(first, lines, 0, len(lines), None))
     return None
+
+
+def _report_chunk(parser: Lark, lines: list[str], begin: int, end: int, report: Reporter) -> bool:
+    """Report the syntax error of lines [begin, end), if any; whether there was one."""
+    try:
+        parser.parse("\n".join(lines[begin:end]))
+        return False
+    except UnexpectedToken as error:
+        unknown = _unknown_statement(parser, error, lines, begin)
+        if unknown is None:
+            follower = _STATEMENT_START.match(lines[end]) if end < len(lines) else None
+            report.error("syntax-error", *_describe(error, lines, begin, end, follower))
+            return True
+    line, (word, col, keyword) = unknown
+    report.error("unknown-statement", unknown_statement(word, keyword),
+                 Span(line + 1, col, line + 1, col + len(word)))
+    # The unknown statement runs up to the next line that starts like a statement.
+    rest = next((i for i in range(line + 1, end) if misspelt_keyword(lines[i], False)), end)
+    if rest < end:
+        _report_chunk(parser, lines, rest, end, report)
+    return True
+
+
+def _unknown_statement(parser: Lark, error: UnexpectedToken, lines: list[str], begin: int):
+    """(line index, (word, column, keyword)) when the parser failed on a line that starts with a
+    misspelt keyword, the lines before it in the chunk being fine; else None."""
+    token = error.token
+    if token.type == "$END":
+        return None
+    line = begin + token.line - 1
+    header_possible = not any(_tokens(text) for text in lines[:line])
+    slip = misspelt_keyword(lines[line], header_possible)
+    if slip is None or token.column < slip[1]:
+        return None
+    if line > begin:
+        try:
+            parser.parse("\n".join(lines[begin:line]))
+        except UnexpectedToken:
+            return None
+    return line, slip
+
+
+def _tokens(line: str) -> bool:
+    """Whether a line holds anything but blanks and a comment."""
+    return bool(_COMMENT.sub("", line).strip())
 
 
 def comments(text: str) -> tuple[Comment, ...]:
@@ -63,7 +105,8 @@ def comments(text: str) -> tuple[Comment, ...]:
     return tuple(out)
 
 
-def _describe(error: UnexpectedToken, begin: int, end: int, follower) -> tuple[str, Span]:
+def _describe(error: UnexpectedToken, lines: list[str], begin: int, end: int,
+              follower) -> tuple[str, Span]:
     """Message and span of a syntax error in the chunk of lines [begin, end); `follower` is the
     keyword match that starts the next chunk, if any (what the parser really meets at the chunk's
     end)."""
@@ -74,10 +117,17 @@ def _describe(error: UnexpectedToken, begin: int, end: int, follower) -> tuple[s
     statement = next((v.type for v in reversed(stack) if isinstance(v, Tok) and v.type in KEYWORDS),
                      None)
     expected = expected_words(error.expected, statement, previous, _literals())
+    hint = ""
     if token.type != "$END":
         line = begin + token.line
         span = Span(line, token.column, line, token.end_column)
         found = found_words(token.type, token.value)
+        slip = _value_slip(token, stack, error.expected, lines[line - 1])
+        if slip is not None:
+            hint, width = slip
+            span = Span(line, token.column, line, token.column + width)
+            if width != len(token.value):
+                found = f"'{lines[line - 1][token.column - 1:token.column - 1 + width]}'"
     elif follower is not None and token.end_line:
         # The statement ends early: point just after its last token, where the value is missing,
         # not at the next line's keyword.
@@ -94,7 +144,18 @@ def _describe(error: UnexpectedToken, begin: int, end: int, follower) -> tuple[s
         col = token.end_column or 1
         span = Span(line, col, line, col + 1)
         found = "end of file"
-    return f"expected {expected}, found {found}", span
+    return f"expected {expected}, found {found}{hint}", span
+
+
+def _value_slip(token: Tok, stack: list, expected, line: str) -> tuple[str, int] | None:
+    """The hint for a value written the way other languages write it (see `typos.value_hint`)."""
+    previous = stack[-1] if stack and isinstance(stack[-1], Tok) else None
+    family = stack[-2].value if previous is not None and previous.type == "LPAR" and \
+        len(stack) > 1 and isinstance(stack[-2], Tok) else None
+    return value_hint(token.value, line[token.end_column - 1:],
+                      previous.type if previous is not None else None,
+                      previous.value if previous is not None else None, family,
+                      bool({"INT", "FLOAT"} & set(expected)), "_DOTDOT" in expected)
 
 
 @functools.cache
@@ -147,7 +208,10 @@ class _ToStatements(Transformer):
         return VarsDecl(_span(c[0]), None, names, names[-1].span)
 
     def leaf_decl(self, c):
-        return LeafDecl(_span(c[0]), c[1])
+        if c[2] is None:
+            return LeafDecl(_span(c[0]), c[1])
+        items, scope_span = c[2]
+        return LeafDecl(_span(c[0]), c[1], items, scope_span)
 
     def input_decl(self, c):
         items, scope_span = c[2]

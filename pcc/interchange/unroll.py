@@ -100,10 +100,9 @@ def node_view(circuit: Circuit, root_unit: int | None = None) -> list[Node]:
         units[name] = [_unit_name(region, o) for o in range(region.k)]
         written = [root_unit] if name == circuit.root else range(region.k)
         if isinstance(region, Input):
-            family = circuit.family_of(region)
-            nodes += [NodeInput(units[name][o], tuple(
-                _leaf(params, region, family, o, slot) for slot in range(len(region.scope))))
-                for o in written]
+            slots = _slots(circuit, region)
+            nodes += [NodeInput(units[name][o], tuple(_leaf(params, region, o, *slot) for slot in slots))
+                      for o in written]
             continue
         terms = [_terms(region, p, units, nodes) for p in range(len(region.partitions))]
         nodes += [_unit_sum(region, o, terms, params, units[name][o]) for o in written]
@@ -209,13 +208,23 @@ def _reached(nodes: list[Node]) -> list[Node]:
     return [node for node in nodes if node.name in reached]
 
 
-def _leaf(params: dict, region: Input, family, unit: int, slot: int) -> Leaf:
-    """The leaf of unit `unit` of `region` over its `slot`-th variable (params [K, S, *extra])."""
-    var, width = region.scope[slot], len(region.scope)
+def _slots(circuit: Circuit, region: Input) -> list[tuple]:
+    """Per variable of `region`, in scope order: (variable, family, its part's param index
+    (None unless the input mixes families), position in the part, variables in the part)."""
+    parts = circuit.input_parts(region)
+    where = {v: (family, j if len(parts) > 1 else None, pos, len(vs))
+             for j, (family, vs) in enumerate(parts) for pos, v in enumerate(vs)}
+    return [(v, *where[v]) for v in region.scope]
+
+
+def _leaf(params: dict, region: Input, unit: int, var: int, family, index: int | None, slot: int,
+          width: int) -> Leaf:
+    """The leaf of unit `unit` of `region` over `var`, the `slot`-th of the `width` variables of
+    its part `index` (params [K, width, *extra])."""
 
     def value(field: str, extra: int = 1) -> tuple[float, ...]:
         at = (unit * width + slot) * extra
-        return _values(params, region.name, field, None)[at:at + extra]
+        return _values(params, region.name, field, index)[at:at + extra]
 
     if family.name == "bernoulli":
         return Leaf(var, "bernoulli", value("p"))

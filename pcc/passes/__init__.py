@@ -5,7 +5,7 @@ returns a new value; nothing is mutated.
 """
 from .group import EinsumGroup, HadamardGroup, MixGroup, group_by_shape
 from .layerize import Layering, layerize
-from .plan import EinsumOp, HadamardOp, LeafGroup, MixOp, Op, Plan, make_plan
+from .plan import EinsumOp, HadamardOp, LeafGroup, MixedLeaves, MixOp, Op, Plan, make_plan
 
 __all__ = ["Layering", "layerize", "EinsumGroup", "HadamardGroup", "MixGroup", "group_by_shape",
-           "Plan", "LeafGroup", "EinsumOp", "HadamardOp", "MixOp", "Op", "make_plan"]
+           "Plan", "LeafGroup", "MixedLeaves", "EinsumOp", "HadamardOp", "MixOp", "Op", "make_plan"]

@@ -1,18 +1,21 @@
-"""`pcc compile --explain`: the plan as a table of layers and fused ops, with their cost.
+"""`pcc compile --explain`: the plan as a table of layers and fused ops, with their cost
+(every column is described in docs/cli.md, "Reading --explain").
 
 Per op and per sample: FLOPs counts multiply-adds as 2 (einsum: building the K1*...*Ka outer
 product, the contraction with the [Ko, K1*...*Ka] weights, the exp/log of the max-shift;
 hadamard: adding A children's K log-values, the contraction with the [Ko, K] weights, the exp/log;
-mix: a weighted log-sum-exp over P), bytes counts float32 reads of the inputs and writes of the outputs
-(weights are read once per batch, listed as parameters).
+mix: a weighted log-sum-exp over P; leaf: 4 per slot and unit, a log-density and its sum into the
+region; mixed inputs: adding the parts), bytes counts float32 reads of the inputs and writes of
+the outputs (weights are read once per batch, listed as parameters).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .plan import EinsumOp, HadamardOp, Op, Plan
+from .plan import EinsumOp, HadamardOp, LeafGroup, MixedLeaves, Op, Plan
 
 FLOAT_BYTES = 4
+_LINE = 100  # width of a regions listing
 
 
 @dataclass(frozen=True)
@@ -20,6 +23,9 @@ class OpCost:
     params: int
     flops: int  # per sample
     bytes: int  # per sample
+
+    def __add__(self, other: "OpCost") -> "OpCost":
+        return OpCost(self.params + other.params, self.flops + other.flops, self.bytes + other.bytes)
 
 
 def op_cost(op: Op) -> OpCost:
@@ -39,49 +45,94 @@ def op_cost(op: Op) -> OpCost:
     return OpCost(n * p * k, 4 * n * p * k, FLOAT_BYTES * n * k * (p + 1))
 
 
+def leaf_cost(g: LeafGroup) -> OpCost:
+    """A leaf group: its parameters (per slot and unit: n for categorical(n), 2 for normal, 1
+    else), 4 FLOPs per slot and unit, and its K values per region written."""
+    extra = int(g.family.arg("n", 1)) if g.family.name == "categorical" else 1
+    fields = 2 if g.family.name == "normal" else 1
+    slots = len(g.var_index)
+    return OpCost(slots * g.k * extra * fields, 4 * slots * g.k, FLOAT_BYTES * len(g.regions) * g.k)
+
+
+def mixed_cost(block: MixedLeaves, plan: Plan) -> OpCost:
+    """Adding the parts of mixed inputs: one add per part value, each part read, the sum written."""
+    parts = sum(len(plan.leaf_groups[i].regions) for i, _ in block.parts)
+    return OpCost(0, parts * block.k, FLOAT_BYTES * block.k * (parts + len(block.regions)))
+
+
 def leaf_params(plan: Plan) -> int:
-    total = 0
-    for g in plan.leaf_groups:
-        extra = int(g.family.arg("n", 1)) if g.family.name == "categorical" else 1
-        fields = 2 if g.family.name == "normal" else 1
-        total += len(g.var_index) * g.k * extra * fields
-    return total
+    return sum(leaf_cost(g).params for g in plan.leaf_groups)
 
 
-def explain(plan: Plan) -> str:
-    """A readable table of the plan (see module doc)."""
-    lines = [f"plan: {plan.num_vars} variables, {len(plan.leaf_groups)} leaf groups, "
-             f"{len(plan.ops)} fused ops in {plan.depth} layers; arenas "
-             + ", ".join(f"K={k}: {rows} rows" for k, rows in sorted(plan.arena_rows.items()))]
-    lines.append("")
-    lines.append(f"{'layer':>5}  {'op':<8} {'nodes':>7}  {'shape':<28} {'gather':<8} "
-                 f"{'params':>10} {'FLOPs/sample':>13} {'bytes/sample':>13}")
-    lp = leaf_params(plan)
-    leaf_flops = sum(len(g.var_index) * g.k * 4 for g in plan.leaf_groups)
-    leaf_bytes = sum(FLOAT_BYTES * len(g.regions) * g.k for g in plan.leaf_groups)
+def explain(plan: Plan, regions: bool = False) -> str:
+    """A readable table of the plan (see the module doc); `regions` lists under each row the
+    regions (or partitions, `name[p]`) it computes."""
+    arenas = ", ".join(f"K={k}: {rows}" for k, rows in sorted(plan.arena_rows.items()))
+    header = (f"plan: {_count(plan.num_vars, 'variable')}, {_count(len(plan.leaf_groups), 'leaf group')}, "
+              f"{_count(len(plan.ops), 'fused op')} in {_count(plan.depth, 'layer')}; "
+              f"arena rows per K: {arenas}")
+    rows: list[tuple[list[str], OpCost, list[str]]] = []
     for g in plan.leaf_groups:
-        lines.append(f"{0:>5}  {'leaf':<8} {len(g.regions):>7}  "
-                     f"{f'{g.family} K={g.k}, {len(g.var_index)} slots':<28} "
-                     f"{'table' if g.table else 'slots':<8} "
-                     f"{'':>10} {'':>13} {'':>13}")
-    totals = OpCost(lp, leaf_flops, leaf_bytes)
+        how = "table" if g.table else "per slot"
+        shape = f"{g.family} K={g.k}: {_count(len(g.var_index), 'slot')}, {how}"
+        kind = "leaf" if g.out_start is not None else "parts"  # of mixed inputs
+        rows.append((["0", kind, str(len(g.regions)), shape, "-"], leaf_cost(g), list(g.regions)))
+    for block in plan.mixed_leaves:
+        shape = f"K={block.k}, from {_count(len(block.parts), 'parts group')}"
+        rows.append((["0", "mixed", str(len(block.regions)), shape, "-"], mixed_cost(block, plan),
+                     list(block.regions)))
     for op in plan.ops:
-        cost = op_cost(op)
-        totals = OpCost(totals.params + cost.params, totals.flops + cost.flops,
-                        totals.bytes + cost.bytes)
-        if isinstance(op, EinsumOp):
-            kind = "product" if not op.has_weights else "einsum"
-            shape = f"{'x'.join(map(str, op.child_k))} -> {op.k_out}"
-            gathers = sum(not isinstance(r, int) for r in op.child_rows)
-            gather = f"{gathers}/{len(op.child_rows)}"
-        elif isinstance(op, HadamardOp):
-            arity = op.child_rows.shape[1]
-            kind, shape, gather = "hadamard", f"{arity} x {op.k_in} -> {op.k_out}", f"{arity}/{arity}"
-        else:
-            kind, shape, gather = "mix", f"P={op.part_rows.shape[1]}, K={op.k}", "1/1"
-        lines.append(f"{op.level:>5}  {kind:<8} {len(op.members):>7}  {shape:<28} {gather:<8} "
-                     f"{cost.params:>10,} {cost.flops:>13,} {cost.bytes:>13,}")
+        rows.append((_op_cells(op), op_cost(op), _op_members(op, plan)))
+    totals = OpCost(0, 0, 0)
+    for _, cost, _ in rows:
+        totals = totals + cost
+    table = [["layer", "op", "nodes", "shape", "gathered", "params", "FLOPs/sample", "bytes/sample"]]
+    table += [cells + [f"{cost.params:,}", f"{cost.flops:,}", f"{cost.bytes:,}"] for cells, cost, _ in rows]
+    widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
+    right = {0, 2, 5, 6, 7}
+    lines = [header, ""]
+    for i, cells in enumerate(table):
+        lines.append("  ".join(cell.rjust(w) if c in right else cell.ljust(w)
+                               for c, (cell, w) in enumerate(zip(cells, widths))).rstrip())
+        if regions and i:
+            lines += _wrapped(rows[i - 1][2], widths[0] + 2)
     lines.append("")
-    lines.append(f"total: {totals.params:,} parameters ({lp:,} in leaves), "
+    lines.append(f"total: {totals.params:,} parameters ({leaf_params(plan):,} in leaves), "
                  f"{totals.flops:,} FLOPs and {totals.bytes:,} bytes per sample")
     return "\n".join(lines)
+
+
+def _op_cells(op: Op) -> list[str]:
+    """layer, op, nodes, shape, gathered."""
+    if isinstance(op, EinsumOp):
+        kind = "einsum" if op.has_weights else "product"
+        shape = f"{'x'.join(map(str, op.child_k))} -> {op.k_out}"
+        gathered = f"{sum(not isinstance(r, int) for r in op.child_rows)} of {len(op.child_rows)}"
+    elif isinstance(op, HadamardOp):
+        arity = op.child_rows.shape[1]
+        kind, shape, gathered = "hadamard", f"{arity} x {op.k_in} -> {op.k_out}", f"{arity} of {arity}"
+    else:
+        kind, shape, gathered = "mix", f"P={op.part_rows.shape[1]}, K={op.k}", "1 of 1"
+    return [str(op.level), kind, str(len(op.members)), shape, gathered]
+
+
+def _op_members(op: Op, plan: Plan) -> list[str]:
+    """The regions an op computes: sums by name, a partition of a sum with several as `name[p]`."""
+    if isinstance(op, (EinsumOp, HadamardOp)):
+        return [r if plan.num_partitions.get(r, 1) == 1 else f"{r}[{p}]" for r, p in op.members]
+    return list(op.members)
+
+
+def _wrapped(names: list[str], indent: int) -> list[str]:
+    """`names` as indented lines of at most _LINE characters."""
+    lines, line = [], ""
+    for name in names:
+        if line and indent + len(line) + 2 + len(name) > _LINE:
+            lines.append(" " * indent + line + ",")
+            line = ""
+        line = f"{line}, {name}" if line else name
+    return lines + [" " * indent + line]
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

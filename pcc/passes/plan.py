@@ -1,8 +1,14 @@
 """Plan: lay every group's outputs out in arenas and compute the index arrays its op reads.
 
 Arenas: one per distinct K, a tensor [rows, B, K] at run time. Row 0 of each arena holds log 1 = 0
-(padding for products). Then come the leaf groups, then every op's outputs in execution order,
-each op writing one contiguous block of rows.
+(padding for products). Then come the leaf groups, then the mixed inputs (whose variables have
+several families), then every op's outputs in execution order, each op writing one contiguous
+block of rows.
+
+An input of one family is a member of the leaf group of its (family, K). A mixed input is split
+into parts, one per family, each a member of a leaf group of parts (`LeafGroup.out_start` None);
+its row holds the sum of its parts' log-values (a product of densities), added before the
+engine runs (`MixedLeaves`).
 
 Member order inside each group is chosen top-down so that an op's children, where possible, sit in
 one contiguous ascending block of rows; such inputs are read as views (`int` start row) instead
@@ -20,7 +26,7 @@ import numpy as np
 
 from ..families import FAMILIES
 from ..ir import Family
-from ..region_graph import input_family, partition_children
+from ..region_graph import input_parts, partition_children
 from .group import EinsumGroup, Group, HadamardGroup, MixGroup
 
 # A discrete leaf group is a table product when its support has at most this many values, or
@@ -47,7 +53,7 @@ class LeafGroup:
     regions: tuple[str, ...]
     var_index: np.ndarray  # [M] variable of each slot
     slot_region: np.ndarray  # [M] member index of each slot
-    out_start: int
+    out_start: int | None  # its first arena row; None for a group of parts of mixed inputs
 
     @property
     def table(self) -> bool:
@@ -60,6 +66,22 @@ class LeafGroup:
         """The common scope size of all members, or None when sizes differ."""
         counts = np.bincount(self.slot_region, minlength=len(self.regions))
         return int(counts[0]) if len(counts) and (counts == counts[0]).all() else None
+
+
+@dataclass(frozen=True)
+class MixedLeaves:
+    """The input regions of K units whose variables have several families: rows [out_start,
+    out_start + len(regions)) of arena k. Region i's value is the sum of its parts' values,
+
+        L[i] = sum over parts (g, rows) with rows[m] = i of  values of leaf group g, member m
+
+    one part per family of its variables (`parts`: the leaf groups of parts, each with the
+    position in `regions` of each of its members)."""
+
+    k: int
+    regions: tuple[str, ...]
+    out_start: int
+    parts: tuple[tuple[int, np.ndarray], ...]
 
 
 @dataclass(frozen=True)
@@ -135,10 +157,27 @@ class Plan:
     partition_row: dict[tuple[str, int], tuple[int, int]]
     root: str
     num_partitions: dict[str, int] = field(default_factory=dict)  # sum region -> P
+    mixed_leaves: tuple[MixedLeaves, ...] = ()
 
     @property
     def num_vars(self) -> int:
         return len(self.var_names)
+
+    @property
+    def leaf_blocks(self) -> tuple[tuple[int, int, int], ...]:
+        """Where leaf values go, (K, first row, rows) per block: the leaf groups of whole inputs
+        in order, then the mixed inputs of each K."""
+        return tuple((g.k, g.out_start, len(g.regions)) for g in self.leaf_groups
+                     if g.out_start is not None) \
+            + tuple((b.k, b.out_start, len(b.regions)) for b in self.mixed_leaves)
+
+    def leaf_rows(self, i: int) -> np.ndarray:
+        """[R] the arena row of each member of leaf group i (its region's row)."""
+        g = self.leaf_groups[i]
+        if g.out_start is not None:
+            return g.out_start + np.arange(len(g.regions))
+        block, rows = next((b, rows) for b in self.mixed_leaves for gi, rows in b.parts if gi == i)
+        return block.out_start + rows
 
     @property
     def depth(self) -> int:
@@ -148,9 +187,9 @@ class Plan:
 def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
               var_names: tuple[str, ...]) -> Plan:
     """Allocate rows and index arrays for `groups` (from `group_by_shape`)."""
-    leaves = _leaf_groups(graph)
-    producer = _producers(graph, leaves, groups)
-    order = _member_orders(graph, leaves, groups, producer, root)
+    leaves, mixed = _leaf_groups(graph)
+    producer = _producers(graph, leaves, mixed, groups)
+    order = _member_orders(graph, leaves, mixed, groups, producer, root)
 
     next_row: dict[int, int] = defaultdict(lambda: 1)
     node_row: dict = {}  # ("region", name) or ("partition", name, p) -> row in its K's arena
@@ -172,6 +211,23 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
             np.array([v for s in scopes for v in s], dtype=np.int64),
             np.repeat(np.arange(len(regions)), [len(s) for s in scopes]).astype(np.int64),
             start))
+    mixed_leaves = []
+    for k in mixed:
+        regions = order[("mixed", k)]
+        start = allocate(k, [("region", r) for r in regions])
+        parts: dict[Family, list[tuple[int, str, tuple[int, ...]]]] = defaultdict(list)
+        for i, r in enumerate(regions):
+            for family, variables in input_parts(graph, ("region", r)):
+                parts[family].append((i, r, variables))
+        part_groups = []
+        for family, members in sorted(parts.items(), key=lambda kv: str(kv[0])):
+            leaf_groups.append(LeafGroup(
+                family, k, tuple(r for _, r, _ in members),
+                np.array([v for _, _, vs in members for v in vs], dtype=np.int64),
+                np.repeat(np.arange(len(members)), [len(vs) for _, _, vs in members]).astype(np.int64),
+                None))
+            part_groups.append((len(leaf_groups) - 1, np.array([i for i, _, _ in members], dtype=np.int64)))
+        mixed_leaves.append(MixedLeaves(k, tuple(regions), start, tuple(part_groups)))
 
     ops: list[Op] = []
     for g in groups:
@@ -219,6 +275,7 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         root=root,
         num_partitions={n[1]: graph.out_degree(n) for n, d in graph.nodes(data=True)
                         if d.get("kind") == "sum"},
+        mixed_leaves=tuple(mixed_leaves),
     )
 
 
@@ -239,23 +296,31 @@ def _as_rows(rows: list[int]) -> "np.ndarray | int":
     return arr
 
 
-def _leaf_groups(graph: nx.DiGraph) -> dict[tuple[Family, int], list[str]]:
-    """Input regions by (family, K), in a deterministic order."""
+def _leaf_groups(graph: nx.DiGraph) -> tuple[dict[tuple[Family, int], list[str]], dict[int, list[str]]]:
+    """Input regions of one family by (family, K), and mixed ones by K, in a deterministic order."""
     out: dict[tuple[Family, int], list[str]] = defaultdict(list)
+    mixed: dict[int, list[str]] = defaultdict(list)
     for node, d in sorted(graph.nodes(data=True), key=lambda nd: str(nd[0])):
         if d.get("kind") == "input":
-            out[(input_family(graph, node), d["k"])].append(node[1])
-    return dict(sorted(out.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])))
+            parts = input_parts(graph, node)
+            if len(parts) == 1:
+                out[(parts[0][0], d["k"])].append(node[1])
+            else:
+                mixed[d["k"]].append(node[1])
+    return dict(sorted(out.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))), dict(sorted(mixed.items()))
 
 
-def _producers(graph, leaves, groups) -> dict:
+def _producers(graph, leaves, mixed, groups) -> dict:
     """The key of the group that computes each region's value: ("leaf", family, k) for a leaf
-    group, ("group", i) for groups[i] (a group itself is slow to hash: its hash covers all its
-    members)."""
+    group, ("mixed", k) for the mixed inputs of K units, ("group", i) for groups[i] (a group
+    itself is slow to hash: its hash covers all its members)."""
     producer = {}
     for (family, k), regions in leaves.items():
         for r in regions:
             producer[r] = ("leaf", family, k)
+    for k, regions in mixed.items():
+        for r in regions:
+            producer[r] = ("mixed", k)
     for i, g in enumerate(groups):
         if isinstance(g, (EinsumGroup, HadamardGroup)):
             for r, p in g.members:
@@ -268,7 +333,7 @@ def _producers(graph, leaves, groups) -> dict:
     return producer
 
 
-def _member_orders(graph, leaves, groups, producer, root) -> dict:
+def _member_orders(graph, leaves, mixed, groups, producer, root) -> dict:
     """Member order of every group, chosen top-down by first consumption (see module doc)."""
     wanted: dict = defaultdict(list)
     seen: set = set()
@@ -304,6 +369,8 @@ def _member_orders(graph, leaves, groups, producer, root) -> dict:
     for (family, k), regions in leaves.items():
         key = ("leaf", family, k)
         order[key] = _finish(wanted[key], regions)
+    for k, regions in mixed.items():
+        order[("mixed", k)] = _finish(wanted[("mixed", k)], regions)
     return order
 
 

@@ -117,16 +117,16 @@ def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
     """Each variable's value from the leaf unit chosen for it: [B, V] (NaN where none was)."""
     x = torch.full((batch, model.num_vars), math.nan, dtype=model._param_dtype(),
                    device=chosen[program.root_k].device)
-    for i, (family, params, slot) in enumerate(zip(model.families, model.leaf_params,
-                                                  program.leaves)):
+    for i, (family, params, group) in enumerate(zip(model.families, model.leaf_params,
+                                                   model.plan.leaf_groups)):
         variables = getattr(model, f"leaf_vars_{i}")
-        units = chosen[slot.k][slot.start + getattr(model, f"leaf_slots_{i}")]  # [M, B]
+        units = chosen[group.k][model.leaf_slot_rows(i)]  # [M, B]
         if bool((units >= 0).all()):  # every slot in every tree (e.g. one input per variable)
             selected = {name: _at_units(p, units) for name, p in params.as_dict().items()}
             x[:, variables] = draw(family, selected).t().to(x.dtype)
             continue
         m, row, unit = _active(units, 0, units.shape[0])
-        flat = m * slot.k + unit  # (slot, unit) into parameters viewed as [M * K, ...]
+        flat = m * group.k + unit  # (slot, unit) into parameters viewed as [M * K, ...]
         selected = {name: p.flatten(0, 1).index_select(0, flat)
                     for name, p in params.as_dict().items()}
         x.view(-1).scatter_(0, row * model.num_vars + variables[m],

@@ -83,6 +83,9 @@ class CompiledCircuit(nn.Module):
                 for name in ("pad_vars", "pad_slots", "positions"):
                     self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
                         getattr(layout, name)), persistent=False)
+        for block in plan.mixed_leaves:
+            for i, rows in block.parts:
+                self.register_buffer(f"mixed_rows_{i}", torch.from_numpy(rows), persistent=False)
 
         self.layout = weight_layout(plan)
         sum_pools = [torch.empty(rows, *shape, dtype=torch.float64)
@@ -170,7 +173,8 @@ class CompiledCircuit(nn.Module):
         if self.backend == "naive":
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)
-        return CircuitFunction.apply(program, self._binding, len(leaf_values), *leaf_values,
+        blocks = self.leaf_blocks(leaf_values)
+        return CircuitFunction.apply(program, self._binding, len(blocks), *blocks,
                                      *self.log_weight_pools())
 
     @torch.no_grad()
@@ -196,6 +200,45 @@ class CompiledCircuit(nn.Module):
                 kept[key] = bound
         return bound
 
+    def leaf_blocks(self, leaf_values: list[Tensor]) -> list[Tensor]:
+        """What the engine writes into the arenas (`Plan.leaf_blocks`), from the leaf group
+        values: each group of whole inputs as it is, then per K the mixed inputs [R, B, K], each
+        the sum of its parts' values (see `pcc.passes.plan.MixedLeaves`)."""
+        groups = self.plan.leaf_groups
+        blocks = [v for g, v in zip(groups, leaf_values) if g.out_start is not None]
+        return blocks + self._mixed_blocks(dict(enumerate(leaf_values)))
+
+    def _mixed_blocks(self, values: dict[int, Tensor]) -> list[Tensor]:
+        """Per K the mixed inputs' values [R, B, K]: the sums of their parts' (`values` by leaf
+        group)."""
+        blocks = []
+        for block in self.plan.mixed_leaves:
+            first = values[block.parts[0][0]]
+            total = first.new_zeros(len(block.regions), first.shape[1], block.k)
+            for i, _ in block.parts:
+                total = total.index_add(0, getattr(self, f"mixed_rows_{i}"), values[i])
+            blocks.append(total)
+        return blocks
+
+    def _group_flows(self, block_flows: list[Tensor]) -> list[Tensor]:
+        """The flows of every leaf group [R, B, K] from those of the leaf blocks: a part of a
+        mixed input gets its input's."""
+        groups = self.plan.leaf_groups
+        whole = iter(block_flows)
+        out = [next(whole) if g.out_start is not None else None for g in groups]
+        for block, flows in zip(self.plan.mixed_leaves, whole):
+            for i, _ in block.parts:
+                out[i] = flows.index_select(0, getattr(self, f"mixed_rows_{i}"))
+        return out
+
+    def leaf_slot_rows(self, i: int) -> Tensor:
+        """[M] the arena row (in arena K of leaf group i) of the region of each of its slots."""
+        g, slots = self.plan.leaf_groups[i], getattr(self, f"leaf_slots_{i}")
+        if g.out_start is not None:
+            return slots + g.out_start
+        block = next(b for b in self.plan.mixed_leaves if any(j == i for j, _ in b.parts))
+        return getattr(self, f"mixed_rows_{i}")[slots] + block.out_start
+
     def upward(self, x: Tensor, semiring: str = "sum",
                marginalize: Tensor | None = None) -> dict[int, Tensor]:
         """All node log-values {K: [rows, B, K]} for a batch (the plan's arenas), without
@@ -220,7 +263,7 @@ class CompiledCircuit(nn.Module):
                                           self.log_weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)
         leaf_flows, pool_flows = program.backward(evaluation, grad)
-        return ll, leaf_flows, pool_flows
+        return ll, self._group_flows(leaf_flows), pool_flows
 
     def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         """Check x's shape and support; turn it into floats with NaN for missing values."""
@@ -241,7 +284,8 @@ class CompiledCircuit(nn.Module):
 
     def leaf_values(self, x: Tensor, semiring: str = "sum", only: int | None = None
                     ) -> list[Tensor]:
-        """Per leaf group, the log-densities of its regions' units: [R, B, K] each.
+        """Per leaf group, the log-densities of its regions' units: [R, B, K] each (for a group
+        of parts of mixed inputs, of each part's variables; `leaf_blocks` adds them up).
 
         A missing value contributes log 1 = 0 (it is summed out); under the max semiring it
         contributes the density at the mode instead (it is maximized out). `only`: that group's
@@ -263,22 +307,27 @@ class CompiledCircuit(nn.Module):
 
     def leaf_inputs(self, x: Tensor, semiring: str = "sum", bound: Bound | None = None
                     ) -> list[LeafInput]:
-        """`leaf_values` as the engine takes them, without autograd: groups of one-variable
-        discrete inputs as probabilities looked up in their tables (`Linear`, no logarithm or
-        exponential per unit; written straight into `bound`'s arena rows when given), the
-        others as log-densities."""
+        """`leaf_blocks(leaf_values(x))` as the engine takes them, without autograd: groups of
+        one-variable discrete inputs as probabilities looked up in their tables (`Linear`, no
+        logarithm or exponential per unit; written straight into `bound`'s arena rows when
+        given), the others as log-densities."""
         xt = x.t()
         out: list[LeafInput] = []
+        parts: dict[int, Tensor] = {}
+        block = 0
         for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
                                                  self.plan.leaf_groups)):
-            if g.table and g.scope_size == 1:
+            if g.out_start is None:
+                parts[i] = self.leaf_values(x, semiring, only=i)[0]
+            elif g.table and g.scope_size == 1:
                 out.append(Linear(table_probabilities(
                     fam, {k: v.detach() for k, v in params.as_dict().items()}, xt,
                     getattr(self, f"leaf_vars_{i}"), semiring,
-                    out=None if bound is None else bound.leaf_rows[i].values)))
+                    out=None if bound is None else bound.leaf_rows[block].values)))
             else:
                 out.append(self.leaf_values(x, semiring, only=i)[0])
-        return out
+            block += g.out_start is not None
+        return out + self._mixed_blocks(parts)
 
     @torch.no_grad()
     def leaf_statistics(self, x: Tensor, gammas: Sequence[Tensor]) -> list[dict[str, Tensor]]:
@@ -388,7 +437,7 @@ class CompiledCircuit(nn.Module):
                 ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), mask.squeeze(-1),
                                       op.out_start, len(op.members), wi, pool))
         root_k, root_row = self.plan.region_row[self.plan.root]
-        leaves = tuple(LeafSlot(g.k, g.out_start, len(g.regions)) for g in self.plan.leaf_groups)
+        leaves = tuple(LeafSlot(k, start, n) for k, start, n in self.plan.leaf_blocks)
         pools = tuple(tuple(p.shape) for p in (*self.sum_logits, *self.mix_logits))
         return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row, pools,
                        self.kernels(device))
@@ -399,16 +448,20 @@ class CompiledCircuit(nn.Module):
     # ----------------------------------------------------------------- parameters <-> IR
     def _locate(self):
         """Maps from IR names to parameter positions: (region, p) -> (sum pool, row),
-        region -> (mix pool, row), region -> (leaf group, member)."""
-        part, mix, leaf = {}, {}, {}
+        region -> (mix pool, row), region -> ((leaf group, member), ...) one per part of the
+        input (`Circuit.input_parts`: one unless it mixes families)."""
+        part, mix = {}, {}
         for op, slot in zip(self.plan.ops, self.layout.slots):
             if slot is None:
                 continue
             for m, member in enumerate(op.members):
                 (part if slot.kind == "sum" else mix)[member] = (slot.pool, slot.start + m)
+        by_family: dict[str, dict] = {}
         for gi, g in enumerate(self.plan.leaf_groups):
             for m, r in enumerate(g.regions):
-                leaf[r] = (gi, m)
+                by_family.setdefault(r, {})[g.family] = (gi, m)
+        leaf = {name: tuple(found[family] for family, _ in self.circuit.input_parts(
+            self.circuit.region(name))) for name, found in by_family.items()}
         return part, mix, leaf
 
     @torch.no_grad()
@@ -426,7 +479,7 @@ class CompiledCircuit(nn.Module):
                 n_parts = values.shape[1]
                 self.mix_logits[i][m, :n_parts] = torch.log(values).t()
             else:
-                gi, m = leaf[prm.region]
+                gi, m = leaf[prm.region][prm.index or 0]
                 fam, g = self.families[gi], self.plan.leaf_groups[gi]
                 slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
                 current = fam.to_ir({k: v[slots].double() for k, v in
@@ -444,13 +497,15 @@ class CompiledCircuit(nn.Module):
         for region in self.circuit.regions:
             name = region.name
             if name in leaf:
-                gi, m = leaf[name]
-                fam, g = self.families[gi], self.plan.leaf_groups[gi]
-                slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
-                fields = fam.to_ir({k: v[slots].double() for k, v in
-                                    self.leaf_params[gi].as_dict().items()})
-                for fname in fam.ir_fields:
-                    out.append(_param(name, fname, None, fields[fname].transpose(0, 1)))
+                parts = leaf[name]
+                for j, (gi, m) in enumerate(parts):
+                    fam, g = self.families[gi], self.plan.leaf_groups[gi]
+                    slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                    fields = fam.to_ir({k: v[slots].double() for k, v in
+                                        self.leaf_params[gi].as_dict().items()})
+                    for fname in fam.ir_fields:
+                        out.append(_param(name, fname, j if len(parts) > 1 else None,
+                                          fields[fname].transpose(0, 1)))
                 continue
             partitions = region.partitions
             for p, children in enumerate(partitions):

@@ -24,9 +24,9 @@ def naive_evaluate(model, leaf_values: list[Tensor]) -> Tensor:
     circuit = model.circuit
     for name in circuit.topological_order():
         region = circuit.region(name)
-        if isinstance(region, Input):
-            group, member = leaf[name]
-            values[name] = list(leaf_values[group][member].unbind(-1))
+        if isinstance(region, Input):  # the product of its parts (one unless mixed)
+            values[name] = list(sum(leaf_values[group][member] for group, member in leaf[name])
+                                .unbind(-1))
             continue
         part_values = []
         for p, children in enumerate(region.partitions):

@@ -138,9 +138,14 @@ class Group:
         with handled(interrupt, *signals):
             yield
 
+    def gather(self, value: object) -> list:
+        """`value` (any picklable object) of every rank, in rank order, on every rank."""
+        values: list = [None] * self.size
+        self._collective(lambda: dist.all_gather_object(values, value))
+        return values
+
     def _failures(self) -> RankError:
-        messages: list = [None] * self.size
-        self._collective(lambda: dist.all_gather_object(messages, self.failure))
+        messages = self.gather(self.failure)
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         first = failed[0][1]
         same = [r for r, m in failed if m == first]

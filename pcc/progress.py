@@ -13,6 +13,14 @@ parameters and EM's statistics (bit for bit), the stage, the epoch and the batch
 the state of the seeded generator that draws each epoch's order of the rows (the order is drawn
 again from it), the sums of the epoch so far, the best epoch's parameters, the Histories, the
 members trained, and torch's global random-number states. Nothing depends on the kernels.
+
+Under torchrun every rank holds the same state but one thing: its share of the epoch's sum of
+log-likelihoods. The saving rank asks for a snapshot in the status of the next all-reduce
+(`pcc.distributed`), every rank takes it at the safe point after that one, and the sum saved is
+the total over the ranks (one more all-reduce per snapshot); a resumed run gives it to rank 0.
+So a snapshot is the same whichever rank writes it and resumes with any number of ranks (with
+another number, the parameters differ from the uninterrupted run's by float rounding, and the
+training log-likelihood of the epoch resumed in may differ in its last digits).
 """
 from __future__ import annotations
 
@@ -75,10 +83,10 @@ class Run:
     EM statistics back where the snapshot left them.
 
     `config` (a resolved `pcc.train.TrainConfig`) and `batches` (online steps per epoch) only
-    describe the run (`where`)."""
+    describe the run (`where`); `group`: the process group of data-parallel training, or None."""
 
-    def __init__(self, config, batches: int, snapshots=None):
-        self.config, self.batches, self.snapshots = config, batches, snapshots
+    def __init__(self, config, batches: int, snapshots=None, group=None):
+        self.config, self.batches, self.snapshots, self.group = config, batches, snapshots, group
         self.done: list[dict] = []  # parameters of the members trained
         self.histories: list[History] = []  # their Histories
         self.progress: Progress | None = None  # of the member in training (None: not begun)
@@ -109,8 +117,21 @@ class Run:
         """A safe point (see the module doc): the member in training holds `model`'s parameters,
         and `em` the statistics of its stage (None between stages, where the next stage makes a
         fresh EM). A snapshot is written if one is due."""
-        if self.snapshots is not None and self.snapshots.due():
+        if self.snapshots is not None and self._due():
             self.snapshots.save(self.where(), self.state_dict(model, em))
+
+    def _due(self) -> bool:
+        """Whether a snapshot is taken at this safe point: when due, at once in one process; on
+        every rank at the safe point after the all-reduce that carried the saving rank's ask."""
+        group = self.group
+        if group is None:
+            return self.snapshots.due()
+        if group.snapshot_asked:
+            group.snapshot_asked = group.snapshot_wanted = False
+            return True
+        if self.snapshots.due():
+            group.snapshot_wanted = True
+        return False
 
     def restore_parameters(self, model) -> None:
         """Before the member in training goes on: its parameters at the snapshot."""
@@ -148,8 +169,11 @@ class Run:
         rng = {"torch": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             rng["cuda"] = torch.cuda.get_rng_state_all()
+        progress = None if self.progress is None else self.progress.state_dict()
+        if progress is not None and self.group is not None:  # every rank's share, summed
+            progress["epoch_ll"] = self.group.sum([progress["epoch_ll"]])[0]
         return {"members": self.done, "histories": [dataclasses.asdict(h) for h in self.histories],
-                "progress": None if self.progress is None else self.progress.state_dict(),
+                "progress": progress,
                 "parameters": None if model is None else model.state_dict(),
                 "em": None if em is None else em.state_dict(), "rng": rng,
                 "seconds": self.seconds()}
@@ -159,6 +183,8 @@ class Run:
         self.histories = [History(**h) for h in state["histories"]]
         if state["progress"] is not None:
             self.progress = Progress.from_state_dict(state["progress"])
+            if self.group is not None and not self.group.is_main:
+                self.progress.epoch_ll = 0.0  # rank 0 holds the sum over the ranks
         self._parameters, self._em = state["parameters"], state["em"]
         self._seconds_before = state["seconds"]
         torch.set_rng_state(state["rng"]["torch"])

@@ -237,8 +237,10 @@ class Snapshots:
         return self.writes and self.every > 0 and time.monotonic() - self._last >= self.every
 
     def save(self, where: dict, state: dict) -> None:
-        """Write a snapshot (see the module doc); the first of a new run replaces the files of
-        any earlier run, and a failure is reported, not raised."""
+        """Write a snapshot (see the module doc) if this process writes; the first of a new run
+        replaces the files of any earlier run, and a failure is reported, not raised."""
+        if not self.writes:
+            return
         started = time.perf_counter()
         first = self.serial == 0
         try:

@@ -231,7 +231,7 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     see `fit_members`."""
     data = as_rows(train)
     config = config.resolved(model.circuit, model.plan, len(data))
-    run = Run(config, _batches(data, config), snapshots)
+    run = Run(config, _batches(data, config), snapshots, data.group)
     for _, record in run.records() if on_epoch is not None else ():
         on_epoch(record)
     return _fit(model, data, valid, config, progress, on_epoch, run)
@@ -385,7 +385,7 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     if config.members < 1:
         raise ValueError(f"members must be >= 1, got {config.members}")
     device = next(model.parameters()).device
-    run = Run(config, _batches(data, config), snapshots)
+    run = Run(config, _batches(data, config), snapshots, data.group)
     for number, record in run.records() if on_epoch is not None else ():
         on_epoch({"member": number, **record})
     members, histories = [], []

@@ -12,7 +12,6 @@ HELP = "show a checkpoint's circuit, training configuration and scores (or a sna
 EXAMPLES = """examples (nltcs.pt: see `pcc train --help`):
   pcc info nltcs.pt
   pcc info rat16.pt                   # from `pcc compile ir_examples/rat16.pc -o rat16.pt`
-  pcc info nltcs.pt.state             # a run's snapshot, while it trains or after a kill
 """
 # How the meta keys `pcc train` writes are shown, in this order; others follow as they are.
 LABELS = {"source": "trained from", "data": "data", "label_column": "label column",

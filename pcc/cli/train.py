@@ -225,11 +225,11 @@ def _snapshots(args, model, config, group):
     from ..snapshot import Snapshots, circuit_hash, describe, file_hash, parameters_hash
     main = group is None or group.is_main
     fingerprint = {"circuit": circuit_hash(model.circuit),
-                   "starting parameters": parameters_hash(model),
                    "training data": file_hash(args.train),
                    "validation data": file_hash(args.valid) if args.valid else None,
+                   **{option: getattr(config, field) for field, option in OPTIONS.items()},
                    "--label-column": args.label_column,
-                   **{option: getattr(config, field) for field, option in OPTIONS.items()}}
+                   "starting parameters": parameters_hash(model)}  # after --seed, which sets them
     made = {"ranks": 1 if group is None else group.size,
             "device": next(model.parameters()).device.type}
     snapshots = Snapshots(f"{args.output}.state", args.snapshot_every, fingerprint, write=main,

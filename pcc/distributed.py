@@ -190,6 +190,17 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
+def _restart_hint() -> str:
+    """After a torchrun restart with the rendezvous store shared with the workers (torch's
+    default), the ranks can read the addresses of the attempt before (pytorch/pytorch#135712)."""
+    if (os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
+            or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"):
+        return ""
+    return (" (a torchrun restart: the ranks may have read the addresses of the attempt before; "
+            "set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's environment, see "
+            "docs/distributed.md)")
+
+
 def _first_line(text: str) -> str:
     return text.strip().splitlines()[0] if text.strip() else ""
 
@@ -227,7 +238,7 @@ def session(device: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> Iterator[G
                                 rank=rank, world_size=size)
     except (RuntimeError, ValueError) as e:
         raise PcError(f"rank {rank}: could not join the process group of {size} ranks "
-                      f"({backend}): {_first_line(str(e))}") from None
+                      f"({backend}): {_first_line(str(e))}{_restart_hint()}") from None
     _joined = Group(rank, size, place, timeout)
     try:
         yield _joined

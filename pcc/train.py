@@ -230,7 +230,7 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
     Settings left None in `config` come from the recipe for the model's circuit. `snapshots`:
     see `fit_members`."""
     data = as_rows(train)
-    config = config.resolved(model.circuit, model.plan, len(data))
+    config = replace(config.resolved(model.circuit, model.plan, len(data)), members=1)
     run = Run(config, _batches(data, config), snapshots, data.group)
     for _, record in run.records() if on_epoch is not None else ():
         on_epoch(record)

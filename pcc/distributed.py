@@ -12,7 +12,8 @@ ranks must agree on is summed by an all-reduce, always through `Group.all_reduce
     scores         sums of log-likelihoods, of their squares and row counts (float64)
 
 Faults. Every reduced buffer starts with STATUS slots: the number of ranks that failed and that
-were interrupted since the last collective. A rank's local work runs under `Group.run`, which
+were interrupted since the last collective, and of those asking for a snapshot (the saving rank,
+when its clock says one is due: every rank then takes it at the same safe point, `pcc.progress`). A rank's local work runs under `Group.run`, which
 keeps an exception instead of raising it (and skips further work); the next all-reduce tells
 every rank, and all of them raise, at the same point of the program, the same `RankError` (its
 message, gathered from the failing ranks, names them: "rank 1: data.npy, row 7, column 2: ...")
@@ -42,7 +43,7 @@ from torch import Tensor
 from .errors import PcError
 from .signals import handled
 
-STATUS = 2  # leading slots of every reduced buffer: failed ranks, interrupted ranks
+STATUS = 3  # leading slots of every reduced buffer: failed, interrupted, snapshot-asking ranks
 DEFAULT_TIMEOUT = 600.0  # seconds a rank waits for the others at a collective
 T = TypeVar("T")
 
@@ -58,8 +59,9 @@ class LostContact(RankError):
 @dataclass(eq=False)
 class Group:
     """This process's place in a process group of `size` ranks, on `device`; the group is
-    torch.distributed's default one. `failure` and `interrupted` are this rank's news for the
-    next collective."""
+    torch.distributed's default one. `failure`, `interrupted` and `snapshot_wanted` are this
+    rank's news for the next collective; `snapshot_asked`: a rank asked for a snapshot in the
+    last one."""
 
     rank: int
     size: int
@@ -67,6 +69,8 @@ class Group:
     timeout: float = DEFAULT_TIMEOUT
     failure: str | None = None
     interrupted: bool = False
+    snapshot_wanted: bool = False
+    snapshot_asked: bool = False
     _interruptible: bool = field(default=False, repr=False)
 
     @property
@@ -101,11 +105,14 @@ class Group:
         on the group's device, by one all-reduce that also carries this rank's status. Raises
         RankError (a rank failed or was lost) or, unless `interrupt` is False, KeyboardInterrupt
         (a rank was interrupted) on every rank alike."""
-        status = torch.tensor([self.failure is not None, self.interrupted], dtype=dtype)
+        status = torch.tensor([self.failure is not None, self.interrupted,
+                               self.snapshot_wanted], dtype=dtype)
         flat = torch.cat([status.to(self.device)] +
                          [p.reshape(-1).to(self.device, dtype) for p in parts])
         self._collective(lambda: dist.all_reduce(flat))
-        failed, interrupted = flat[:STATUS].tolist()
+        failed, interrupted, snapshot = flat[:STATUS].tolist()
+        if snapshot:
+            self.snapshot_asked, self.snapshot_wanted = True, False
         if failed:
             error = self._failures()
             self.failure, self.interrupted = None, False  # announced: the group is usable again
@@ -138,9 +145,14 @@ class Group:
         with handled(interrupt, *signals):
             yield
 
+    def gather(self, value: object) -> list:
+        """`value` (any picklable object) of every rank, in rank order, on every rank."""
+        values: list = [None] * self.size
+        self._collective(lambda: dist.all_gather_object(values, value))
+        return values
+
     def _failures(self) -> RankError:
-        messages: list = [None] * self.size
-        self._collective(lambda: dist.all_gather_object(messages, self.failure))
+        messages = self.gather(self.failure)
         failed = [(r, m) for r, m in enumerate(messages) if m is not None]
         first = failed[0][1]
         same = [r for r, m in failed if m == first]
@@ -176,6 +188,17 @@ def describe(error: BaseException) -> str:
     if isinstance(error, OSError) and error.strerror:
         return f"{error.filename or 'pcc'}: {error.strerror}"
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _restart_hint() -> str:
+    """After a torchrun restart with the rendezvous store shared with the workers (torch's
+    default), the ranks can read the addresses of the attempt before (pytorch/pytorch#135712)."""
+    if (os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") in ("", "0")
+            or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True"):
+        return ""
+    return (" (a torchrun restart: the ranks may have read the addresses of the attempt before; "
+            "set TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1 in torchrun's environment, see "
+            "docs/distributed.md)")
 
 
 def _first_line(text: str) -> str:
@@ -215,7 +238,7 @@ def session(device: str = "cpu", timeout: float = DEFAULT_TIMEOUT) -> Iterator[G
                                 rank=rank, world_size=size)
     except (RuntimeError, ValueError) as e:
         raise PcError(f"rank {rank}: could not join the process group of {size} ranks "
-                      f"({backend}): {_first_line(str(e))}") from None
+                      f"({backend}): {_first_line(str(e))}{_restart_hint()}") from None
     _joined = Group(rank, size, place, timeout)
     try:
         yield _joined

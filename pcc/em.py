@@ -80,6 +80,34 @@ class EM:
         return any(r is not None for r in (*self._running_sum, *self._running_mix,
                                            *self._running_leaf))
 
+    def state_dict(self) -> dict:
+        """What EM carries from one update to the next: the running statistics the M-step reads,
+        the statistics accumulated since the last update and their row count, per weight pool
+        (sum pools, mix pools) and leaf group (None where there are none yet). The tensors are EM's own, not copies:
+        save them (torch.save) or copy them before stepping on."""
+        return {"running_sum": list(self._running_sum), "running_mix": list(self._running_mix),
+                "running_leaf": list(self._running_leaf), "sum_counts": list(self._sum_counts),
+                "mix_counts": list(self._mix_counts), "leaf_stats": list(self._leaf_stats),
+                "rows": self.rows}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        """Statistics from `state_dict` (of an EM of the same circuit), copied onto the model's
+        device; into the running statistics in place where they exist (a captured CUDA
+        graph reads those). With the model's parameters loaded too, this EM then steps exactly as
+        the one that made `state` did."""
+        like = next(self.model.parameters())
+        for key, lists in (("running_sum", self._running_sum), ("running_mix", self._running_mix),
+                           ("running_leaf", self._running_leaf), ("sum_counts", self._sum_counts),
+                           ("mix_counts", self._mix_counts), ("leaf_stats", self._leaf_stats)):
+            given = state[key]
+            if len(given) != len(lists):
+                raise ShapeError(f"EM statistics '{key}' are for {len(given)} pools or groups, "
+                                 f"this model has {len(lists)}")
+            for i, value in enumerate(given):
+                lists[i] = _copied(lists[i] if key.startswith("running") else None, value, like)
+        self.rows = int(state["rows"])
+
     @torch.no_grad()
     def _normalize_weights(self) -> None:
         """Project the logits onto normalized log-weights (EM's invariant)."""
@@ -260,6 +288,19 @@ def _blend(old, new, step: float):
         o, n = (old[k], new[k]) if k is not None else (old, new)
         o.lerp_(n, step)
     return old
+
+
+def _copied(into, value, like: Tensor):
+    """`value` (a tensor, a dict of them, or None) on `like`'s device: copied into `into` (same
+    structure and shapes) in place, else a fresh copy."""
+    if value is None:
+        return None
+    if isinstance(value, dict):
+        inner = into if isinstance(into, dict) and into.keys() == value.keys() else {}
+        return {k: _copied(inner.get(k), v, like) for k, v in value.items()}
+    if into is not None and into.shape == value.shape and into.dtype == value.dtype:
+        return into.copy_(value)
+    return value.to(like.device, copy=True)
 
 
 def _add(acc: Tensor | None, value: Tensor | None) -> Tensor | None:

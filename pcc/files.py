@@ -1,5 +1,6 @@
-"""Writing files atomically: a temp file next to the target, fsynced, then renamed over it, so a
-crash or a full disk never leaves a half-written file (the old one stays intact)."""
+"""Writing files atomically: a temp file next to the target, fsynced, then renamed over it (and
+the folder synced), so a crash or a full disk never leaves a half-written file (the old one stays
+intact)."""
 from __future__ import annotations
 
 import os
@@ -10,10 +11,13 @@ from typing import BinaryIO, Callable
 from .errors import PcError
 
 
-def write_atomically(path: "str | os.PathLike", write: Callable[[BinaryIO], object]) -> None:
+def write_atomically(path: "str | os.PathLike", write: Callable[[BinaryIO], object],
+                     keep: "str | os.PathLike | None" = None) -> None:
     """Call write(file) on a temp file next to `path`, then rename it over `path`. The file gets
     the mode of the file it replaces, or the usual mode of a new file (0666 minus the umask).
-    An OSError becomes a PcError naming the path; the temp file never outlives the call."""
+    `keep`: the file at `path`, if any, is first renamed to `keep` (a previous generation; a
+    crash between the two renames leaves it and no file at `path`). An OSError becomes a PcError
+    naming the path; the temp file never outlives the call."""
     path = os.fspath(path)
     temp = None
     try:
@@ -24,8 +28,11 @@ def write_atomically(path: "str | os.PathLike", write: Callable[[BinaryIO], obje
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temp, _mode_for(path))
+        if keep is not None and os.path.exists(path):
+            os.replace(path, keep)
         os.replace(temp, path)
         temp = None
+        _sync_folder(path)
     except OSError as e:
         raise PcError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
@@ -36,6 +43,21 @@ def write_atomically(path: "str | os.PathLike", write: Callable[[BinaryIO], obje
 def write_text(path: "str | os.PathLike", text: str) -> None:
     """Replace the file at `path` by UTF-8 `text` atomically."""
     write_atomically(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def _sync_folder(path: str) -> None:
+    """fsync the folder holding `path`, so that its renames survive a power cut (where the file
+    system allows it)."""
+    try:
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder
+    finally:
+        os.close(fd)
 
 
 def _mode_for(path: str) -> int:

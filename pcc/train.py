@@ -15,6 +15,10 @@ rows: each row's EM statistics flow from its class's unit, and validation scores
 interrupt (Ctrl-C, or a signal made one by `interrupt_on`) stops `fit` cleanly: the model goes
 back to its best state so far and the History says `interrupted`, so the caller can save it.
 
+Runs survive a kill: with `snapshots` (`pcc.snapshot.Snapshots`) the state of the run at its
+safe points (`pcc.progress`) is written every few minutes, and a run resumed from it ends with
+the parameters the run would have reached without stopping.
+
 Data may be arrays in memory or `pcc.rows.Rows` read on demand (a data file larger than memory).
 Data-parallel training passes each rank's `pcc.rows.Shard`: every rank draws the same global
 batches, takes its share of each, and EM sums the statistics over the ranks before each M-step
@@ -28,8 +32,8 @@ import copy
 import math
 import sys
 import time
-from dataclasses import dataclass, field, replace
-from typing import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -39,9 +43,13 @@ from .distributed import reducer_for
 from .em import EM
 from .ensemble import ensemble_circuit
 from .errors import ShapeError
+from .progress import History, Progress, Run
 from .rows import Labeled, Rows, as_rows
 from .runtime.module import CompiledCircuit
 from .signals import handled
+
+if TYPE_CHECKING:
+    from .snapshot import Snapshots
 
 
 @dataclass(frozen=True)
@@ -96,16 +104,6 @@ def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
         passes = int(LATENT_TREE_WORK // per_pass) - recipe.epochs
         recipe = replace(recipe, polish=min(recipe.polish, max(MIN_POLISH, passes)))
     return recipe
-
-
-@dataclass
-class History:
-    epochs: list[dict] = field(default_factory=list)
-    best_epoch: int = -1
-    best_valid: float = -math.inf
-    interrupted: bool = False  # stopped by an interrupt; the model holds its best state so far
-    plain_tree: bool = False  # a latent tree's trained parameters lost on validation to its
-    # plain Chow-Liu tree, which the model holds instead (`_chow_liu_floor`)
 
 
 def _split(data) -> tuple[torch.Tensor, "torch.Tensor | None"]:
@@ -225,63 +223,116 @@ OnEpoch = Callable[[dict], None]
 
 
 def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
-        progress: bool = True, on_epoch: OnEpoch | None = None) -> History:
+        progress: bool = True, on_epoch: OnEpoch | None = None,
+        snapshots: "Snapshots | None" = None) -> History:
     """Online EM on `train` (array [N, V], NaN = missing, or `Labeled` rows); early stopping on
     `valid`. `on_epoch(record)` after every epoch; an interrupt stops it (see the module doc).
-    Settings left None in `config` come from the recipe for the model's circuit."""
+    Settings left None in `config` come from the recipe for the model's circuit. `snapshots`:
+    see `fit_members`."""
     data = as_rows(train)
-    config = config.resolved(model.circuit, model.plan, len(data))
+    config = replace(config.resolved(model.circuit, model.plan, len(data)), members=1)
+    run = Run(config, _batches(data, config), snapshots, data.group)
+    for _, record in run.records() if on_epoch is not None else ():
+        on_epoch(record)
+    return _fit(model, data, valid, config, progress, on_epoch, run)
+
+
+def _fit(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progress: bool,
+         on_epoch: OnEpoch | None, run: Run) -> History:
+    """Train the member in training of `run`, from the start or from where its snapshot left
+    it: online EM, back to the best epoch, full-batch EM, the plain Chow-Liu tree floor."""
+    run.restore_parameters(model)
+    if run.progress is None:
+        if config.init == "data":
+            _initialize_from_data(model, data, config)
+        run.begin(config.seed)
+    p = run.progress
+    if p.stage == "online":
+        _online(model, data, valid, config, progress, on_epoch, run)
+    if p.history.interrupted:
+        return p.history
+    if p.stage == "polish":
+        if valid is not None:
+            _polish(model, data, valid, config, progress, on_epoch, run)
+        if p.history.interrupted:
+            return p.history
+        p.stage = "floor"
+        run.safe_point(model)
+    if p.stage == "floor":
+        if valid is not None and config.init == "data":
+            _chow_liu_floor(model, data, valid, p.history, progress)
+        p.stage = "done"
+    return p.history
+
+
+def _online(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progress: bool,
+            on_epoch: OnEpoch | None, run: Run) -> None:
+    """Online EM epochs over the rows in seeded orders, with early stopping, from where
+    `run.progress` stands; then the model goes back to its best epoch (also when interrupted)."""
+    p, history = run.progress, run.progress.history
     device = next(model.parameters()).device
-    if config.init == "data":
-        _initialize_from_data(model, data, config)
     em = EM(model, step_size=config.step_size, pseudocount=config.pseudocount,
             cuda_graph=config.cuda_graph,  # eager off CUDA and for the last partial batch
             reduce=reducer_for(data.group))
-    gen = torch.Generator().manual_seed(config.seed)
-    history = History()
-    best_state = None
-    stale = 0
+    run.restore_em(model, em)
+    gen = torch.Generator()
+    gen.set_state(p.order)
     try:
-        for epoch in range(config.epochs):
+        while p.epoch < config.epochs and not (valid is not None and p.stale >= config.patience):
+            run.safe_point(model, em)
             order = torch.randperm(len(data), generator=gen)
-            bar = tqdm(range(0, len(data), config.batch_size),
-                       desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch",
+            bar = tqdm(range(p.batch * config.batch_size, len(data), config.batch_size),
+                       initial=p.batch, total=run.batches,
+                       desc=f"epoch {p.epoch + 1}/{config.epochs}", unit="batch",
                        disable=None if progress else True,  # None: on TTYs only
                        file=sys.stderr, leave=False, dynamic_ncols=True)
-            total, started = 0.0, time.perf_counter()
+            clock = time.perf_counter() - p.epoch_seconds
             for start in bar:
                 x, units = data.batch(order[start: start + config.batch_size])
                 batch = x.to(device)
                 ll = em.step(batch, target=None if units is None else units.to(device))
-                total += ll * len(batch)
+                p.epoch_ll += ll * len(batch)
+                p.batch += 1
+                p.epoch_seconds = time.perf_counter() - clock
                 bar.set_postfix(ll=f"{ll:.3f}")
-            record = {"epoch": epoch + 1, "train_ll": data.total([total])[0] / len(data),
-                      "seconds": time.perf_counter() - started}
-            if valid is not None:
-                record["valid_ll"] = evaluate(model, valid).mean
-            history.epochs.append(record)
-            score = record.get("valid_ll", record["train_ll"])
-            if score > history.best_valid:
-                history.best_valid, history.best_epoch = score, epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
-                stale = 0
-            else:
-                stale += 1
-            if on_epoch is not None:
-                on_epoch(record)
-            if progress:  # last: an epoch shown is an epoch kept
-                tqdm.write(_epoch_line(record), file=sys.stderr)
-            if valid is not None and stale >= config.patience:
-                break
+                run.safe_point(model, em)
+            _end_epoch(model, data, valid, progress, on_epoch, p)
+            p.order = gen.get_state()
     except KeyboardInterrupt:
         history.interrupted = True
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    if valid is not None and not history.interrupted:
-        _polish(model, data, valid, config, history, progress, on_epoch)
-    if valid is not None and not history.interrupted and config.init == "data":
-        _chow_liu_floor(model, data, valid, history, progress)
-    return history
+    if p.best_state is not None:
+        model.load_state_dict(p.best_state)
+    if not history.interrupted:
+        p.stage, p.best_state = "polish", None
+        run.safe_point(model)
+
+
+def _end_epoch(model: CompiledCircuit, data: Rows, valid, progress: bool,
+               on_epoch: OnEpoch | None, p: Progress) -> None:
+    """An online epoch's record: its scores, the best epoch so far, the next epoch."""
+    history = p.history
+    record = {"epoch": p.epoch + 1, "train_ll": data.total([p.epoch_ll])[0] / len(data),
+              "seconds": p.epoch_seconds}
+    if valid is not None:
+        record["valid_ll"] = evaluate(model, valid).mean
+    history.epochs.append(record)
+    score = record.get("valid_ll", record["train_ll"])
+    if score > history.best_valid:
+        history.best_valid, history.best_epoch = score, p.epoch + 1
+        p.best_state = copy.deepcopy(model.state_dict())
+        p.stale = 0
+    else:
+        p.stale += 1
+    if on_epoch is not None:
+        on_epoch(record)
+    if progress:  # last: an epoch shown is an epoch kept
+        tqdm.write(_epoch_line(record), file=sys.stderr)
+    p.epoch, p.batch, p.epoch_ll, p.epoch_seconds = p.epoch + 1, 0, 0.0, 0.0
+
+
+def _batches(data: Rows, config: TrainConfig) -> int:
+    """Online EM steps per epoch."""
+    return math.ceil(len(data) / config.batch_size)
 
 
 def _chow_liu_floor(model: CompiledCircuit, train: Rows, valid, history: History,
@@ -316,33 +367,51 @@ def _initialize_from_data(model: CompiledCircuit, rows: Rows, config: TrainConfi
 
 
 def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainConfig(),
-                progress: bool = True, on_epoch: OnEpoch | None = None
+                progress: bool = True, on_epoch: OnEpoch | None = None,
+                snapshots: "Snapshots | None" = None
                 ) -> tuple[CompiledCircuit, list[History]]:
     """`config.members` copies of `model`'s circuit, each trained by `fit`, mixed uniformly into
     one model (`pcc.ensemble`). Member 0 is `model` itself; member i is initialized and shuffled
     with seed `config.seed + i`. With one member: `model`, trained. `on_epoch` gets each record
     with its "member" (from 1). After an interrupt, the members trained so far (the interrupted
-    one at its best epoch, if it finished one) are mixed, and its History says `interrupted`."""
-    config = config.resolved(model.circuit, model.plan, len(train))
+    one at its best epoch, if it finished one) are mixed, and its History says `interrupted`.
+
+    `snapshots` (`pcc.snapshot.Snapshots`): the run is written at its safe points when a
+    snapshot is due (`pcc.progress`); after `snapshots.resume()` found one, the run goes on from
+    it and ends with the parameters of the run it was taken from, and `on_epoch` first gets the
+    records of the epochs before it."""
+    data = as_rows(train)
+    config = config.resolved(model.circuit, model.plan, len(data))
     if config.members < 1:
         raise ValueError(f"members must be >= 1, got {config.members}")
     device = next(model.parameters()).device
+    run = Run(config, _batches(data, config), snapshots, data.group)
+    for number, record in run.records() if on_epoch is not None else ():
+        on_epoch({"member": number, **record})
     members, histories = [], []
     for i in range(config.members):
         member = model if i == 0 else CompiledCircuit(
             model.circuit, model.plan, backend=model.backend, seed=config.seed + i,
             dtype=model._param_dtype()).to(device)
+        if i < len(run.done):  # trained before the snapshot
+            member.load_state_dict(run.done[i])
+            members.append(member)
+            histories.append(run.histories[i])
+            continue
         if progress and config.members > 1:
             tqdm.write(f"member {i + 1}/{config.members}", file=sys.stderr)
         report = None if on_epoch is None else (
             lambda record, number=i + 1: on_epoch({"member": number, **record}))
-        history = fit(member, train, valid, replace(config, seed=config.seed + i), progress,
-                      report)
+        history = _fit(member, data, valid, replace(config, seed=config.seed + i), progress,
+                       report, run)
         histories.append(history)
         if not history.interrupted or history.best_epoch > 0:
             members.append(member)
         if history.interrupted:
             break
+        run.end_member(member)
+        if i + 1 < config.members:
+            run.safe_point()
     if len(members) <= 1:
         return (members[0] if members else model), histories
     circuit = ensemble_circuit([replace(m.circuit, params=m.ir_params()) for m in members])
@@ -351,25 +420,29 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     return merged.to(device), histories
 
 
-def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, history: History,
-            progress: bool, on_epoch: OnEpoch | None) -> None:
-    """Full-batch EM iterations while the validation likelihood improves (see module doc)."""
+def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, progress: bool,
+            on_epoch: OnEpoch | None, run: Run) -> None:
+    """Full-batch EM iterations while the validation likelihood improves (see module doc), from
+    where `run.progress` stands."""
+    p, history = run.progress, run.progress.history
     device = next(model.parameters()).device
     em = EM(model, step_size=1.0, pseudocount=config.pseudocount, reduce=reducer_for(train.group))
+    run.restore_em(model, em)
     chunk = max(config.batch_size, 1000)
     best_state = None
     try:
-        for i in range(config.polish):
+        while p.polished < config.polish:
             best_state = copy.deepcopy(model.state_dict())
             started = time.perf_counter()
             for x, units in train.local_chunks(chunk):
                 em.accumulate(x.to(device), target=None if units is None else units.to(device))
             em.update()
-            record = {"epoch": f"polish {i + 1}", "seconds": time.perf_counter() - started,
+            p.polished += 1
+            record = {"epoch": f"polish {p.polished}", "seconds": time.perf_counter() - started,
                       "valid_ll": evaluate(model, valid).mean}
             history.epochs.append(record)
             if progress:
-                tqdm.write(f"full-batch EM {i + 1:3d}  valid {record['valid_ll']:.4f}  "
+                tqdm.write(f"full-batch EM {p.polished:3d}  valid {record['valid_ll']:.4f}  "
                            f"({record['seconds']:.1f} s)", file=sys.stderr)
             if on_epoch is not None:
                 on_epoch(record)
@@ -377,6 +450,7 @@ def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, his
                 model.load_state_dict(best_state)
                 return
             history.best_valid = record["valid_ll"]
+            run.safe_point(model, em)
     except KeyboardInterrupt:
         history.interrupted = True
         if best_state is not None:

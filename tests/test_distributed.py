@@ -143,7 +143,7 @@ def _count(group, steps, calls):
 def test_each_em_update_is_one_all_reduce_of_the_statistics(ranks):
     per_step, per_update, numel, payload, parameters, leaf_parameters = ranks[0]["all_reduces"]
     assert per_step == 1 and per_update == 1
-    assert numel * 4 == payload + 2 * 4  # the statistics, then 2 status slots, in float32
+    assert numel * 4 == payload + 3 * 4  # the statistics, then 3 status slots, in float32
     # the statistics: one per parameter, plus the expected count n of every Bernoulli leaf
     # (1 parameter, 2 statistics: n and t), plus the row count
     assert payload == 4 * (parameters + leaf_parameters + 1)

@@ -1,11 +1,14 @@
 """`pcc info MODEL.pt`: what a checkpoint holds: its circuit's summary, how it was trained and
 its scores (from the checkpoint's meta). The checkpoint is verified (checksums, values) as when
-it is loaded, but no model is built."""
+it is loaded, but no model is built.
+
+`pcc info MODEL.pt.state`: where the run a snapshot was taken from stands (`pcc train
+--snapshot-every`): its stage, epoch, best score so far, the training time used, its settings."""
 from __future__ import annotations
 
 import argparse
 
-HELP = "show a checkpoint's circuit, training configuration and scores"
+HELP = "show a checkpoint's circuit, training configuration and scores (or a snapshot's run)"
 EXAMPLES = """examples (nltcs.pt: see `pcc train --help`):
   pcc info nltcs.pt
   pcc info rat16.pt                   # from `pcc compile ir_examples/rat16.pc -o rat16.pt`
@@ -23,7 +26,8 @@ HIDDEN = {"best_epoch", "history"}
 def register(sub) -> None:
     p = sub.add_parser("info", help=HELP, description=__doc__, epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", help="a checkpoint (.pt) written by `pcc train` or `pcc compile`")
+    p.add_argument("model", help="a checkpoint (.pt) written by `pcc train` or `pcc compile`, "
+                                 "or a snapshot (.pt.state) of a `pcc train` run")
     p.set_defaults(run=run)
 
 
@@ -32,6 +36,9 @@ def run(args) -> int:
     from ..errors import CheckpointError, PcError
     from ..frontend import parse
     from ..region_graph import summary
+    from ..snapshot import is_snapshot
+    if is_snapshot(args.model):
+        return _snapshot(args.model)
     stored = checkpoint.read(args.model)
     try:
         circuit = parse(stored.circuit)
@@ -57,6 +64,39 @@ def run(args) -> int:
     if meta.get("history"):
         print(f"  {len(meta['history'])} epoch records (pcc train --log writes them as CSV/JSON)")
     return 0
+
+
+def _snapshot(path: str) -> int:
+    """Where a snapshot's run stands (`pcc.snapshot`)."""
+    import os
+    import time
+
+    from ..snapshot import OLDER, describe, describe_best, read
+    snap = read(path)
+    where, made = snap.where, snap.made
+    age = time.time() - snap.written
+    print(f"{path}: pcc training snapshot {snap.serial}, written "
+          f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(snap.written))} ({_ago(age)}), "
+          f"{os.path.getsize(path):,} bytes")
+    rows = [("stage", describe(where)), ("best score", describe_best(where)),
+            ("training time", f"{where.get('seconds', 0.0):.1f} s"),
+            ("made by", ", ".join(f"{k} {v}" for k, v in made.items())),
+            ("settings", " ".join(f"{k} {v}" for k, v in snap.fingerprint.items()
+                                  if k.startswith("--") and v is not None))]
+    other = path[: -len(OLDER)] if path.endswith(OLDER) else path + OLDER
+    if os.path.exists(other):
+        rows.append(("newer" if path.endswith(OLDER) else "older", other))
+    for label, value in rows:
+        if value:
+            print(f"  {label:<13}  {value}")
+    return 0
+
+
+def _ago(seconds: float) -> str:
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit} ago"
+    return f"{seconds:.0f} s ago"
 
 
 def _show(value) -> str:

@@ -17,6 +17,12 @@ A circuit whose root has one unit per class trains class-conditionally with --la
 Ctrl-C (or SIGTERM) stops training: the best model so far is saved to -o and the command exits
 with status 130. The output files are checked before training starts.
 
+Runs survive a kill: every --snapshot-every seconds (default {every:g}) the run's state is written
+beside -o (-o m.pt: m.pt.state, and the one before as m.pt.state.1; removed when the run ends),
+and the same command with --resume goes on from the newest and ends with the parameters the run
+would have reached without stopping (it refuses a snapshot of another circuit, other data or other
+settings). --resume without a snapshot starts the run, so torchrun --max-restarts can restart it.
+
 The data are read in pieces, never whole (an .npy file in place, a text file through a binary
 cache in the temp folder), so a data file larger than memory trains. Launched by torchrun
 (`torchrun --standalone --nproc-per-node=N -m pcc train ...`), every rank trains the same model
@@ -47,10 +53,12 @@ A checkpoint continues from its parameters, with --members 1 unless given.
 
 
 def register(sub) -> None:
+    from ..snapshot import DEFAULT_EVERY
     from ..train import DEFAULT_RECIPE, LATENT_TREE_RECIPE
     p = sub.add_parser("train", help=HELP,
                        description=__doc__.format(latent=_options_text(LATENT_TREE_RECIPE),
-                                                  other=_options_text(DEFAULT_RECIPE)),
+                                                  other=_options_text(DEFAULT_RECIPE),
+                                                  every=DEFAULT_EVERY),
                        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("file", help="a .pc circuit or a checkpoint (.pt) to continue")
     p.add_argument("--train", required=True, metavar="FILE",
@@ -87,6 +95,13 @@ def register(sub) -> None:
     p.add_argument("--plot", type=plot_file, metavar="FILE.png",
                    help="draw the learning curve (needs matplotlib: pip install 'pcc[images]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    p.add_argument("--snapshot-every", type=non_negative_float, default=DEFAULT_EVERY,
+                   metavar="SECONDS",
+                   help=f"write the run's state beside -o (m.pt.state) this often, to resume "
+                        f"from after a kill (default {DEFAULT_EVERY:g}; 0: never)")
+    p.add_argument("--resume", action="store_true",
+                   help="go on from the newest snapshot beside -o (start the run if there is "
+                        "none): the same command, data and settings end at the same parameters")
     add_timeout(p)
     p.set_defaults(run=run)
 
@@ -124,19 +139,26 @@ def _train(args, group) -> int:
             return model
         model = together(group, load)
         continuing = is_checkpoint(args.file)
-        config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size,
-                             step_size=args.em_step, pseudocount=args.pseudocount,
-                             patience=args.patience, polish=args.polish, seed=args.seed,
-                             members=args.members or (1 if continuing else None),
-                             init=args.init or ("keep" if continuing else None)
+        given = {field: getattr(args, option[2:].replace("-", "_"))
+                 for field, option in OPTIONS.items()}
+        config = TrainConfig(**{**given, "members": args.members or (1 if continuing else None),
+                                "init": args.init or ("keep" if continuing else None)}
                              ).resolved(model.circuit, model.plan, len(splits["train"]))
+        snapshots = together(group, lambda: _snapshots(args, model, config, group))
+        if args.resume and group is not None:
+            _same_snapshot(group, snapshots)
         log = EpochLog(args.log, args.plot) if main else EpochLog()
         with interrupt_on(signal.SIGTERM) if group is None else contextlib.nullcontext():
             model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
-                                           progress=not args.quiet and main, on_epoch=log)
+                                           progress=not args.quiet and main, on_epoch=log,
+                                           snapshots=snapshots)
         log.draw()
         best = [h.best_epoch for h in histories if h.best_epoch > 0]
         interrupted = histories[-1].interrupted
+        if interrupted and main and snapshots.latest is not None:
+            from ..snapshot import describe
+            print(f"--resume goes on from the snapshot {snapshots.path} "
+                  f"({describe(snapshots.latest)})", file=sys.stderr)
         if not best:
             if main:
                 print("interrupted before the first epoch ended: nothing saved", file=sys.stderr)
@@ -160,6 +182,8 @@ def _train(args, group) -> int:
         # rank 0 saves; if that fails, every rank says so
         together(group, lambda: checkpoint.save(model, args.output, meta) if main else None,
                  interrupt=False)
+        if main and not interrupted:
+            snapshots.remove()  # the run is over
     if not main:
         return 130 if interrupted else 0
     if interrupted:
@@ -174,6 +198,53 @@ def _train(args, group) -> int:
               "tree scored better on validation than the trained latent tree and was kept")
     print("mean log-likelihood: " + ", ".join(f"{k} {s.mean:.4f}" for k, s in scores.items()))
     return 0
+
+
+def _same_snapshot(group, snapshots) -> None:
+    """A RankError on every rank unless every rank resumed from the same snapshot (or none)."""
+    from ..distributed import RankError
+    found = group.gather(None if snapshots.resumed is None else snapshots.resumed.digest)
+    if len(set(found)) > 1:
+        seen = ", ".join(f"rank {r}: {'none' if d is None else d[:12]}" for r, d in
+                         enumerate(found))
+        raise RankError(f"the ranks found different snapshots at {snapshots.path} ({seen}): "
+                        "give -o a folder that every node shares")
+
+
+# TrainConfig's settings and the options that set them (a snapshot names a difference so)
+OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "step_size": "--em-step",
+           "pseudocount": "--pseudocount", "patience": "--patience", "polish": "--polish",
+           "seed": "--seed", "members": "--members", "init": "--init"}
+
+
+def _snapshots(args, model, config, group):
+    """The run's Snapshots beside -o (rank 0 writes them), resumed from with --resume; without
+    it, a note if an unfinished run left one there."""
+    from tqdm.auto import tqdm
+
+    from ..snapshot import Snapshots, circuit_hash, describe, file_hash, parameters_hash
+    main = group is None or group.is_main
+    fingerprint = {"circuit": circuit_hash(model.circuit),
+                   "training data": file_hash(args.train),
+                   "validation data": file_hash(args.valid) if args.valid else None,
+                   **{option: getattr(config, field) for field, option in OPTIONS.items()},
+                   "--label-column": args.label_column,
+                   "starting parameters": parameters_hash(model)}  # after --seed, which sets them
+    made = {"ranks": 1 if group is None else group.size,
+            "device": next(model.parameters()).device.type}
+    snapshots = Snapshots(f"{args.output}.state", args.snapshot_every, fingerprint, write=main,
+                          made=made, say=lambda line: tqdm.write(line, file=sys.stderr)
+                          if main else None)
+    if args.resume:
+        snapshots.resume()
+    elif main:
+        earlier = snapshots.existing()
+        if earlier is not None:
+            snapshots.say(f"{earlier.path} holds a snapshot of a run that did not finish "
+                          f"({describe(earlier.where)}): starting a new run"
+                          f"{', whose snapshots replace it' if args.snapshot_every else ''} "
+                          "(--resume would go on from it)")
+    return snapshots
 
 
 def _options_text(recipe) -> str:

@@ -71,12 +71,6 @@ class Arena(NamedTuple):
         return Arena(self.values.narrow(0, start, n), self.scales.narrow(0, start, n),
                      self.norms.narrow(0, start, n))
 
-    @staticmethod
-    def empty(rows: int, batch: int, k: int, like: Tensor) -> "Arena":
-        def new(*shape):
-            return torch.empty(shape, dtype=like.dtype, device=like.device)
-        return Arena(new(rows, batch, k), new(rows, batch), new(rows, batch))
-
 
 class Children(NamedTuple):
     """The children of N element-wise products, in two layouts of the same rows:

@@ -132,13 +132,17 @@ def check_support(x, var_max, var_discrete, var_names, path: str | None = None,
     integer-valued. `lines` [N]: the file line of each row, for the message; else row i is
     reported as row first_row + i."""
     import torch
-    obs = ~torch.isnan(x)
     vmax = var_max.to(x.device, x.dtype)
     disc = var_discrete.to(x.device)
-    bad = obs & (torch.isinf(x) | (disc & ((x < 0) | (x > vmax) | (x != torch.floor(x)))))
-    if not bool(bad.any()):
+    y = torch.nan_to_num(x, nan=0.0, posinf=math.inf, neginf=-math.inf)  # missing: in support
+    # discrete: an integer in 0..max; continuous: finite (within +-the largest finite number)
+    big = torch.finfo(x.dtype).max
+    low = torch.full_like(vmax, -big).masked_fill_(disc, 0.0)
+    high = vmax.clamp_max(big)
+    ok = (y >= low) & (y <= high) & ((y == y.floor()) | ~disc)
+    if bool(ok.all()):
         return
-    row, col = (int(i) for i in bad.nonzero()[0])
+    row, col = (int(i) for i in (~ok).nonzero()[0])
     what = (f"an integer in 0..{int(vmax[col])}" if disc[col] else "a finite number")
     raise _error_at(f"value {float(x[row, col]):g} of variable '{var_names[col]}' is outside "
                     f"its leaf family's support (expected {what})", path, lines, row, col,

@@ -31,6 +31,8 @@ from torch.autograd.function import once_differentiable
 
 from pcc_kernels.reference import Arena, Children, Scratch, from_log, to_log
 
+from .stamps import Stamp
+
 # A layer whose raw maximum falls below this (its children's maxima being 1) sends the sample
 # to the float64 pass (see the module doc).
 RANGE_LIMIT = 2.0 ** -32
@@ -106,13 +108,20 @@ class Bound:
         self.program, self.batch, self.backward_ready = program, batch, backward
         self.in_use = False
         kernels = program.kernels
-        self.arenas = {k: Arena.empty(rows, batch, k, like) for k, rows in
-                       program.arena_rows.items()}
+        # every arena's norms are rows of one tensor, checked at once (`out_of_range`)
+        self.norms = like.new_empty(sum(program.arena_rows.values()), batch)
+        self.arenas, first = {}, 0
+        for k, rows in program.arena_rows.items():
+            self.arenas[k] = Arena(like.new_empty(rows, batch, k), like.new_empty(rows, batch),
+                                   self.norms.narrow(0, first, rows))
+            first += rows
         for arena in self.arenas.values():  # row 0: the neutral child of padded products
             arena.values[0].fill_(1.0)
             arena.scales[0].zero_()
             arena.norms[0].fill_(1.0)
         self.weights = [like.new_empty(shape) for shape in program.pool_shapes]
+        self._weight_stamps: list[Stamp | None] = [None] * len(self.weights)
+        self._linear_leaves = [False] * len(program.leaves)
         self.flows = [like.new_empty(shape) for shape in program.pool_shapes] if backward else []
         self.grads = ({k: torch.zeros_like(a.values) for k, a in self.arenas.items()}
                       if backward else {})
@@ -145,19 +154,25 @@ class Bound:
         return kernels.MixLayer(arenas[op.k], op.part_rows, op.mask, w, out, scratch,
                                 grads.get(op.k), grad_out, flows)
 
-    def forward(self, leaf_inputs: Sequence[LeafInput], log_pools: Sequence[Tensor],
+    def forward(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
                 semiring: str = "sum") -> None:
-        """Every node's value for this batch (max-product if semiring='max')."""
-        for w, lw in zip(self.weights, log_pools):
-            torch.exp(lw.detach(), out=w)
-        for rows, leaf in zip(self.leaf_rows, leaf_inputs):
-            if isinstance(leaf, Linear):
+        """Every node's value for this batch (max-product if semiring='max'), given each pool's
+        weights W (linear; copied into this binding's buffers when they changed)."""
+        for i, (buffer, w) in enumerate(zip(self.weights, weights)):
+            if self._weight_stamps[i] is None or not self._weight_stamps[i].matches([w]):
+                buffer.copy_(w.detach())
+                self._weight_stamps[i] = Stamp([w])
+        for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
+            linear = isinstance(leaf, Linear)
+            if linear:
                 if leaf.values.data_ptr() != rows.values.data_ptr():
                     rows.values.copy_(leaf.values)
-                rows.scales.zero_()
-                rows.norms.fill_(1.0)
+                if not self._linear_leaves[i]:  # scale 0 and norm 1 stay until a log input
+                    rows.scales.zero_()
+                    rows.norms.fill_(1.0)
             else:
                 from_log(leaf, rows)
+            self._linear_leaves[i] = linear
         for layer in self.layers:
             layer.forward(semiring)
 
@@ -168,13 +183,10 @@ class Bound:
 
     def out_of_range(self) -> Tensor | None:
         """The samples some layer's norm put below RANGE_LIMIT ([F] long), or None."""
-        flagged = None
-        for arena in self.arenas.values():
-            low = (arena.norms < RANGE_LIMIT).any(0)
-            flagged = low if flagged is None else flagged.logical_or_(low)
-        if flagged is None or not bool(flagged.any()):
+        low = self.norms < RANGE_LIMIT
+        if not bool(low.any()):
             return None
-        return flagged.nonzero().squeeze(1)
+        return low.any(0).nonzero().squeeze(1)
 
     def backward(self, grad_root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
         """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf group: views of this
@@ -219,14 +231,15 @@ class Program:
     def bind(self, batch: int, like: Tensor, backward: bool = False) -> Bound:
         return Bound(self, batch, like, backward)
 
-    def evaluate(self, leaf_inputs: Sequence[LeafInput], log_pools: Sequence[Tensor],
+    def evaluate(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
                  semiring: str = "sum", bound: Bound | None = None,
                  backward: bool = False) -> Evaluation:
-        """Every node's value for this batch (on `bound`, or a new binding), and the
-        out-of-range samples' again in float64 (see the module doc)."""
+        """Every node's value for this batch (on `bound`, or a new binding), given each pool's
+        weights W (linear), and the out-of-range samples' again in float64 (see the module
+        doc)."""
         ref = _values(leaf_inputs[0])
         main = bound if bound is not None else self.bind(ref.shape[1], ref, backward)
-        main.forward(leaf_inputs, log_pools, semiring)
+        main.forward(leaf_inputs, weights, semiring)
         root = main.root()
         if ref.is_cuda and torch.cuda.is_current_stream_capturing():
             return Evaluation(main, root)  # a CUDA graph cannot branch on its data
@@ -235,7 +248,7 @@ class Program:
             return Evaluation(main, root)
         wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready)
         wide.forward([_wide(v, rows) for v in leaf_inputs],
-                     [p.detach().to(WIDE) for p in log_pools], semiring)
+                     [w.detach().to(WIDE) for w in weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
         return Evaluation(main, root, wide, rows)
 
@@ -284,7 +297,7 @@ class CircuitFunction(torch.autograd.Function):
         leaf_values, log_pools = tensors[:num_leaf], tensors[num_leaf:]
         bound = binder(leaf_values[0].shape[1], leaf_values[0], True)
         bound.in_use = True
-        evaluation = program.evaluate(leaf_values, log_pools, bound=bound)
+        evaluation = program.evaluate(leaf_values, [torch.exp(p) for p in log_pools], bound=bound)
         ctx.program, ctx.evaluation = program, evaluation
         return evaluation.root
 

@@ -28,6 +28,7 @@ from torch import Tensor
 from pcc_kernels.reference import gather_rows, table_contraction
 
 from .leaves import LeafFamily
+from .stamps import Stamp
 
 
 @dataclass(frozen=True)
@@ -100,21 +101,58 @@ def table_counts(family: LeafFamily, xt: Tensor, gamma: Tensor, pad_vars: Tensor
     return counts.index_select(0, positions)
 
 
-def table_probabilities(family: LeafFamily, params: dict[str, Tensor], xt: Tensor,
-                        var_index: Tensor, semiring: str = "sum", out: Tensor | None = None
-                        ) -> Tensor:
-    """Region values [R, B, K] in probability space of a group of one-variable regions (slot r
-    is region r): f(x_v(r); theta[r, k]) looked up in the group's table, 1 where the value is
-    missing (summed out) or, under the max semiring, max_s f(s) (maximized out); written into
-    `out` when given."""
-    probs = family.log_table(params).exp()  # [R, K, S]
-    regions, k, support = probs.shape
-    missing = (probs.amax(-1, keepdim=True) if semiring == "max"
-               else torch.ones_like(probs[..., :1]))
-    table = torch.cat([probs, missing], -1).transpose(1, 2).reshape(-1, k)  # [R*(S+1), K]
-    codes = torch.nan_to_num(xt.index_select(0, var_index), nan=float(support)).long()
-    codes += torch.arange(regions, device=codes.device).unsqueeze(1) * (support + 1)
-    if out is None:
-        return table.index_select(0, codes.view(-1)).view(regions, -1, k)
-    torch.index_select(table, 0, codes.view(-1), out=out.view(-1, k))
-    return out
+class PointTables:
+    """A group of one-variable discrete inputs (region r is slot r, over variable v(r)) looked up
+    in probability space, with no logarithm or exponential per unit:
+
+        value[r, b, k] = T[r, c(r, b), k],   T[r, s, k] = f(s; theta[r, k]) for s < S,
+                                             T[r, S, k] = 1 (a missing value, summed out),
+                                             or max_s f(s; theta[r, k]) under the max semiring
+        counts[r, k, s] = sum_b gamma[r, b, k] [c(r, b) = s]   (EM's expected counts, s < S)
+
+    with c(r, b) = x[b, v(r)], or S where it is missing. The tables are remade only when the
+    parameters change (their in-place version counters), the codes once per batch."""
+
+    def __init__(self, family: LeafFamily, var_index: Tensor):
+        self.family, self.var_index = family, var_index
+        self.support = family.support_size()
+        self._table: tuple | None = None
+        self._codes: tuple | None = None
+
+    def table(self, params: dict[str, Tensor], semiring: str) -> Tensor:
+        """T as [R * (S+1), K]."""
+        tensors = list(params.values())
+        if self._table is None or not self._table[0].matches(tensors, semiring):
+            with torch.no_grad():
+                probs = self.family.log_table(params).exp()  # [R, K, S]
+                missing = (probs.amax(-1, keepdim=True) if semiring == "max"
+                           else torch.ones_like(probs[..., :1]))
+                table = torch.cat([probs, missing], -1).transpose(1, 2).reshape(-1, probs.shape[1])
+            self._table = (Stamp(tensors, semiring), table)
+        return self._table[1]
+
+    def codes(self, x: Tensor) -> Tensor:
+        """r * (S+1) + c(r, b) as [R * B] (long), for x [B, V]; kept for the same batch."""
+        if self._codes is None or not self._codes[0].matches([x]):
+            codes = torch.nan_to_num(x.t().index_select(0, self.var_index),
+                                     nan=float(self.support))
+            offsets = torch.arange(0, len(self.var_index) * (self.support + 1), self.support + 1,
+                                   device=x.device).unsqueeze(1)
+            self._codes = (Stamp([x]), codes.long().add_(offsets).view(-1))
+        return self._codes[1]
+
+    def values(self, params: dict[str, Tensor], x: Tensor, semiring: str = "sum",
+               out: Tensor | None = None) -> Tensor:
+        """[R, B, K] for x [B, V], written into `out` when given."""
+        table, codes = self.table(params, semiring), self.codes(x)
+        if out is None:
+            return table.index_select(0, codes).view(len(self.var_index), -1, table.shape[-1])
+        torch.index_select(table, 0, codes, out=out.view(-1, table.shape[-1]))
+        return out
+
+    def counts(self, x: Tensor, gamma: Tensor) -> Tensor:
+        """[R, K, S] from x [B, V] and gamma [R, B, K]."""
+        regions, _, k = gamma.shape
+        flat = gamma.new_zeros(regions * (self.support + 1), k)
+        flat.index_add_(0, self.codes(x), gamma.reshape(-1, k))
+        return flat.view(regions, self.support + 1, k)[:, :self.support].transpose(1, 2)

@@ -35,9 +35,10 @@ from pcc_kernels.reference import Children
 
 from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, Linear,
                      LoweredEinsum, LoweredHadamard, LoweredMix, Program)
-from .leaf_tables import table_counts, table_layout, table_probabilities, table_values
+from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
+from .stamps import Stamp
 from .naive import naive_evaluate
 
 if TYPE_CHECKING:
@@ -183,7 +184,7 @@ class CompiledCircuit(nn.Module):
         binding reused from the last batch of the same size."""
         bound = self._binding(x.shape[0], x, False)
         return self.program(x.device).evaluate(self.leaf_inputs(x, semiring, bound),
-                                               self.log_weight_pools(), semiring, bound)
+                                               self.weight_pools(), semiring, bound)
 
     def _binding(self, batch: int, like: Tensor, backward: bool) -> Bound:
         """The program bound to this batch size (see `pcc.runtime.engine.Bound`): the one kept
@@ -260,7 +261,7 @@ class CompiledCircuit(nn.Module):
         bound = self._binding(x.shape[0], x, True)
         with self.em_mode():
             evaluation = program.evaluate(self.leaf_inputs(x, "sum", bound),
-                                          self.log_weight_pools(), "sum", bound)
+                                          self.weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)
         leaf_flows, pool_flows = program.backward(evaluation, grad)
         return ll, self._group_flows(leaf_flows), pool_flows
@@ -319,11 +320,10 @@ class CompiledCircuit(nn.Module):
                                                  self.plan.leaf_groups)):
             if g.out_start is None:
                 parts[i] = self.leaf_values(x, semiring, only=i)[0]
-            elif g.table and g.scope_size == 1:
-                out.append(Linear(table_probabilities(
-                    fam, {k: v.detach() for k, v in params.as_dict().items()}, xt,
-                    getattr(self, f"leaf_vars_{i}"), semiring,
-                    out=None if bound is None else bound.leaf_rows[block].values)))
+            elif self._points[i] is not None:
+                out.append(Linear(self._points[i].values(
+                    params.as_dict(), x, semiring,
+                    None if bound is None else bound.leaf_rows[block].values)))
             else:
                 out.append(self.leaf_values(x, semiring, only=i)[0])
             block += g.out_start is not None
@@ -337,6 +337,9 @@ class CompiledCircuit(nn.Module):
         xt = x.t()
         out = []
         for i, (fam, g, gamma) in enumerate(zip(self.families, self.plan.leaf_groups, gammas)):
+            if self._points[i] is not None:
+                out.append(fam.stats_from_counts(self._points[i].counts(x, gamma)))
+                continue
             if g.table:
                 counts = table_counts(fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
                                       getattr(self, f"leaf_positions_{i}"))
@@ -365,6 +368,19 @@ class CompiledCircuit(nn.Module):
         """Per weighted op, log W (einsum: [N, Ko, width]) or log M (mix: [N, P, K]), each
         computed when indexed."""
         return LogWeights(self)
+
+    @torch.no_grad()
+    def weight_pools(self) -> list[Tensor]:
+        """W of every pool in probability space (sum pools, then mix pools; 0 where a region has
+        fewer partitions than its pool), remade only when the logits change (their in-place
+        version counters) or `em_mode` is switched."""
+        logits = [*self.sum_logits, *self.mix_logits]
+        kept = self.__dict__.get("_weight_pools")
+        if kept is None or not kept[0].matches(logits, self._raw_weights):
+            kept = (Stamp(logits, self._raw_weights),
+                    [torch.exp(lw) for lw in self.log_weight_pools()])
+            self.__dict__["_weight_pools"] = kept
+        return kept[1]
 
     def log_weight_pools(self) -> list[Tensor]:
         """log W of every pool (`pcc.runtime.layout`), sum pools then mix pools."""
@@ -407,9 +423,21 @@ class CompiledCircuit(nn.Module):
             cache[device] = self._lower(device)
         return cache[device]
 
+    @property
+    def _points(self) -> list[PointTables | None]:
+        """Per leaf group of whole one-variable discrete inputs, its lookup tables (see
+        `PointTables`; made once, until the module moves), else None."""
+        if "_point_tables" not in self.__dict__:
+            self.__dict__["_point_tables"] = [
+                PointTables(fam, getattr(self, f"leaf_vars_{i}"))
+                if g.table and g.scope_size == 1 and g.out_start is not None else None
+                for i, (fam, g) in enumerate(zip(self.families, self.plan.leaf_groups))]
+        return self.__dict__["_point_tables"]
+
     def _apply(self, fn, *args, **kwargs):
-        self.__dict__.pop("_programs", None)  # the buffers the programs hold are replaced
-        self.__dict__.pop("_arena_key", None)
+        # what holds buffers or bindings of the old tensors is made again on next use
+        for cached in ("_programs", "_bindings", "_point_tables", "_weight_pools"):
+            self.__dict__.pop(cached, None)
         return super()._apply(fn, *args, **kwargs)
 
     def _lower(self, device: torch.device) -> Program:

@@ -136,6 +136,7 @@ class _Output:
         self.out, self.grad_out = out, grad_out
         self.norms = out.norms.unsqueeze(-1)  # [N, B, 1]
         self.tiny = torch.finfo(out.values.dtype).tiny
+        self.tiny_tensor = out.values.new_full((), self.tiny)
 
     def normalize(self, y: Tensor, scale: Tensor) -> None:
         """values = y / n, n = max_k y (at least the smallest normal float: an all-zero row
@@ -150,7 +151,7 @@ class _Output:
 
     def output_grad(self, h: Tensor) -> Tensor:
         """h = g / (v * n) = dL/dY_raw into `h` [N, B, Ko] (0 where v = 0, as g is)."""
-        torch.mul(self.out.values, self.norms, out=h).add_(self.tiny)
+        torch.addcmul(self.tiny_tensor, self.out.values, self.norms, out=h)
         return torch.div(self.grad_out, h, out=h)
 
 
@@ -334,20 +335,25 @@ class HadamardLayer:
         self.h = None if self._h is None else sc.view(self._h)
         self.dp = None if self._dp is None else sc.view(self._dp)
 
-    def _product(self) -> tuple[Tensor, Tensor]:
-        """p = prod of each member's children [N, B, K] and the sum of their scales [N, B]."""
+    def _product(self) -> Tensor:
+        """p = prod of each member's children [N, B, K]."""
         c, src = self.children, self.source
         p = torch.index_select(src.values, 0, c.first, out=self.p)
         if self.x is not None:
             p.index_reduce_(0, c.parent, torch.index_select(src.values, 0, c.extra, out=self.x),
                             "prod")
-        # the scales of every child slot (padding reads row 0, scale 0), summed: an indexed
-        # add of such small rows costs more in torch's CPU kernels than the sum
-        torch.index_select(src.scales, 0, self.flat_rows, out=self.xs.view(-1, self.xs.shape[-1]))
-        return p, torch.sum(self.xs, 1, out=self.s)
+        return p
+
+    def _scale(self) -> Tensor:
+        """The sum of each member's children's scales [N, B]: gathered over the padded child
+        rows (padding reads row 0, scale 0) and summed (an indexed add of such small rows costs
+        more in torch's CPU kernels)."""
+        torch.index_select(self.source.scales, 0, self.flat_rows,
+                           out=self.xs.view(-1, self.xs.shape[-1]))
+        return torch.sum(self.xs, 1, out=self.s)
 
     def forward(self, semiring: str = "sum") -> None:
-        p, scale = self._product()
+        p, scale = self._product(), self._scale()
         values = self.out.out.values
         if semiring == "max":
             for a, b in self.max_chunks:
@@ -357,7 +363,7 @@ class HadamardLayer:
         self.out.normalize(values, scale)
 
     def backward(self) -> None:
-        p, _ = self._product()
+        p = self._product()
         h = self.out.output_grad(self.h)
         torch.bmm(h.transpose(1, 2), p, out=self.flows).mul_(self.w)
         dp = torch.bmm(h, self.w, out=self.dp).mul_(p)
@@ -423,6 +429,79 @@ class MixLayer:
             torch.sum(contrib, 2, out=self.flows[a:b])
             self.grad_source.index_add_(0, self.rows[a:b].reshape(-1),
                                         contrib.reshape(-1, *contrib.shape[2:]))
+
+
+# ------------------------------------------------------------------------------ point sums
+class PointSource:
+    """What a group of point inputs (regions over one discrete variable, looked up in tables)
+    gives its point sums for one batch, set before the layers run: `table` [R, S+1, K] in
+    probability space (value s of region r's variable, unit k; column S: a missing value) and
+    `codes` [R, B] (long), r * (S+1) + the column of each sample's value."""
+
+    def __init__(self):
+        self.table: Tensor | None = None
+        self.codes: Tensor | None = None
+
+
+class PointSumLayer:
+    """Sums y = W x of N members whose one child x is a point input (member n's child is
+    `members[n]` of `source`): a table over the child's values, not a product per sample,
+
+        Q[n, s] = W T[m_n, s]  ([S+1, Ko]: max_k W[o, k] T[s, k] under the max semiring)
+        v_out[n, b] = Q[n, c_b] / n[n, c_b],  n[n, s] = max_o Q[n, s, o],  s_out = log n
+
+    and backward, with H[n, s] = sum over samples b whose value is s of h[n, b] (h = g / (v n)):
+
+        flows = W * (H^T T),   counts[m_n, s, k] += T[m_n, s, k] (H W)[s, k]
+
+    the expected counts of each value of the child's leaf (`counts`, the group's [R, S+1, K]
+    buffer; column S, missing values, is no count): the leaf's flows, summed by value."""
+
+    def __init__(self, source: PointSource, members: Tensor, support: int, w: Tensor,
+                 out: Arena, scratch: Scratch, grad_out: Tensor | None = None,
+                 flows: Tensor | None = None, counts: Tensor | None = None):
+        self.source, self.members, self.w, self.flows, self.counts = source, members, w, flows, counts
+        self.out = _Output(out, grad_out)
+        n, batch, k_out = out.values.shape
+        k = w.shape[-1]
+        columns = support + 1
+        # codes of the group (r * (S+1) + s) -> rows of this layer's tables (n * (S+1) + s)
+        self.shift = ((torch.arange(n, device=members.device) - members) * columns).unsqueeze(1)
+        self.codes = torch.empty(n, batch, dtype=torch.long, device=members.device)
+        self.scratch = scratch
+        self._t = scratch.reserve("pt_t", (n, columns, k))
+        self._q = scratch.reserve("pt_q", (n, columns, k_out))
+        self._qn = scratch.reserve("pt_n", (n, columns))
+        self._h = scratch.reserve("h", (n, batch, k_out)) if grad_out is not None else None
+
+    def attach(self) -> None:
+        sc = self.scratch
+        self.t, self.q, self.qn = sc.view(self._t), sc.view(self._q), sc.view(self._qn)
+        self.h = None if self._h is None else sc.view(self._h)
+
+    def _tables(self) -> Tensor:
+        return torch.index_select(self.source.table, 0, self.members, out=self.t)
+
+    def forward(self, semiring: str = "sum") -> None:
+        t, q, qn = self._tables(), self.q, self.qn
+        _contract(t, self.w, q, semiring)
+        torch.amax(q, -1, out=qn).clamp_min_(torch.finfo(q.dtype).tiny)
+        q.div_(qn.unsqueeze(-1))
+        codes = torch.index_select(self.source.codes, 0, self.members, out=self.codes)
+        flat = codes.add_(self.shift).view(-1)
+        out = self.out.out
+        torch.index_select(q.view(-1, q.shape[-1]), 0, flat, out=out.values.view(-1, q.shape[-1]))
+        torch.index_select(qn.view(-1), 0, flat, out=out.norms.view(-1))
+        torch.log(out.norms, out=out.scales)
+
+    def backward(self) -> None:
+        h = self.out.output_grad(self.h)
+        k_out = h.shape[-1]
+        by_value = self.q.zero_()  # H [N, S+1, Ko]
+        by_value.view(-1, k_out).index_add_(0, self.codes.view(-1), h.view(-1, k_out))
+        t = self._tables()
+        torch.bmm(by_value.transpose(1, 2), t, out=self.flows).mul_(self.w)
+        self.counts.index_add_(0, self.members, torch.bmm(by_value, self.w).mul_(t))
 
 
 def table_contraction(table: Tensor, onehot: Tensor) -> Tensor:

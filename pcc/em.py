@@ -134,10 +134,12 @@ class EM:
         `borrow`, the first batch's weight statistics may be the engine's own flow buffers,
         valid until its next pass (`step` updates at once)."""
         m = self.model
+        point_counts = None
         if m.backend == "naive":
             pool_flows, leaf_flows, ll = self._naive_flows(x, target)
         else:
-            ll, leaf_flows, pool_flows = m.flows(x, lambda root: self._root_grad(root, target))
+            ll, leaf_flows, pool_flows, point_counts = m.flows(
+                x, lambda root: self._root_grad(root, target))
         with torch.no_grad():
             counts = self._sum_counts + self._mix_counts
             for i, flows in enumerate(pool_flows):
@@ -145,7 +147,7 @@ class EM:
                     else counts[i].add_(flows)
             self._sum_counts = counts[:len(self._sum_counts)]
             self._mix_counts = counts[len(self._sum_counts):]
-            for i, stats in enumerate(m.leaf_statistics(x, leaf_flows)):
+            for i, stats in enumerate(m.leaf_statistics(x, leaf_flows, point_counts)):
                 old = self._leaf_stats[i]
                 self._leaf_stats[i] = stats if old is None else {
                     k: old[k] + v for k, v in stats.items()}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pcc.ir import Family
-from pcc.passes.plan import uses_table
+from pcc.passes.tables import uses_table
 from pcc.runtime.leaf_tables import table_counts, table_layout, table_values
 from pcc.runtime.leaves import leaf_family
 

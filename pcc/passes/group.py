@@ -8,6 +8,9 @@ their arity (children are listed per member, padded to the group's largest arity
 the arena, which holds the value 1 in every unit, the element-wise neutral).
 Mix groups: sum regions with several partitions, by (number of partitions rounded up, K); the
 missing partitions get weight 0 (log weight -inf).
+Point sums: a partition whose one child is an input over one discrete variable (a *point
+input*, evaluated by table lookup) is grouped apart, by that input's family: its sum is a table
+over the variable's values, folded by the lowering (`pcc_kernels.reference.PointSumLayer`).
 """
 from __future__ import annotations
 
@@ -17,8 +20,10 @@ from typing import Union
 
 import networkx as nx
 
-from ..region_graph import partition_children
+from ..ir import Family
+from ..region_graph import input_parts, partition_children
 from .layerize import Layering
+from .tables import uses_table
 
 
 def bucket(n: int) -> int:
@@ -28,12 +33,14 @@ def bucket(n: int) -> int:
 
 @dataclass(frozen=True)
 class EinsumGroup:
-    """Partitions `members` ((region, p) pairs) with children of K `child_k` and `k_out` outputs."""
+    """Partitions `members` ((region, p) pairs) with children of K `child_k` and `k_out` outputs;
+    `points`: the family of their one child, a point input (see the module doc), else None."""
 
     level: int
     child_k: tuple[int, ...]
     k_out: int
     members: tuple[tuple[str, int], ...]
+    points: Family | None = None
 
     @property
     def is_product(self) -> bool:
@@ -66,6 +73,26 @@ class MixGroup:
 Group = Union[EinsumGroup, HadamardGroup, MixGroup]
 
 
+def point_family(graph: nx.DiGraph, children: list[str]) -> Family | None:
+    """The family of the one child of a partition if it is a point input: an input region over
+    one variable of a discrete family its K evaluates by table lookup (`uses_table`)."""
+    if len(children) != 1:
+        return None
+    node = ("region", children[0])
+    if graph.nodes[node]["kind"] != "input":
+        return None
+    parts = input_parts(graph, node)
+    if len(parts) != 1 or len(parts[0][1]) != 1:
+        return None
+    family = parts[0][0]
+    return family if uses_table(family, graph.nodes[node]["k"]) else None
+
+
+def _einsum_order(item) -> tuple:
+    (level, child_k, k_out, points), _ = item
+    return level, child_k, k_out, "" if points is None else str(points)
+
+
 def group_by_shape(graph: nx.DiGraph, layering: Layering, by_arity: bool = False
                    ) -> list[Group]:
     """All groups in execution order: per level, its einsum groups, its Hadamard groups, then its
@@ -87,15 +114,17 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering, by_arity: bool = False
                 hadamards[key].append((region, p))
                 arity[key] = max(arity[key], bucket(len(child_k)) if by_arity else len(child_k))
                 continue
-            einsums[(lvl, child_k, k_out)].append((region, p))
+            points = None if by_arity else point_family(graph, partition_children(graph, node))
+            einsums[(lvl, child_k, k_out, points)].append((region, p))
         elif graph.nodes[node]["kind"] == "sum":
             parts = graph.out_degree(node)
             if parts > 1:
                 mixes[(lvl, graph.nodes[node]["k"], bucket(parts))].append(node[1])
     groups: list[Group] = []
     for lvl in range(1, layering.depth + 1):
-        groups += [EinsumGroup(l, ck, ko, tuple(sorted(m)))
-                   for (l, ck, ko), m in sorted(einsums.items()) if l == lvl]
+        groups += [EinsumGroup(l, ck, ko, tuple(sorted(m)), points)
+                   for (l, ck, ko, points), m in sorted(einsums.items(), key=_einsum_order)
+                   if l == lvl]
         groups += [HadamardGroup(l, k, arity[(l, k, a, ko)], ko, tuple(sorted(m)))
                    for (l, k, a, ko), m in sorted(hadamards.items()) if l == lvl]
         groups += [MixGroup(l, k, p, tuple(sorted(m)))

@@ -24,21 +24,10 @@ from typing import Union
 import networkx as nx
 import numpy as np
 
-from ..families import FAMILIES
 from ..ir import Family
 from ..region_graph import input_parts, partition_children
 from .group import EinsumGroup, Group, HadamardGroup, MixGroup
-
-# A discrete leaf group is a table product when its support has at most this many values, or
-# at most 2 K: its one-hot codes (Z*S*B per region) then cost no more than per-slot densities.
-MAX_TABLE_SUPPORT = 8
-
-
-def uses_table(family: Family, k: int) -> bool:
-    """Whether a (family, K) leaf group is evaluated as a table product."""
-    support = FAMILIES[family.name].support_size(dict(family.args))
-    return support is not None and support <= max(MAX_TABLE_SUPPORT, 2 * k)
-
+from .tables import uses_table
 
 @dataclass(frozen=True)
 class LeafGroup:
@@ -94,6 +83,9 @@ class EinsumOp:
     k_out: int
     child_rows: tuple  # per child slot: an index array [N] of rows, or the first of N contiguous rows
     out_start: int
+    # a point sum (see `pcc.passes.group`): the leaf group of its children and each child's
+    # member index in it [N]
+    points: tuple[int, np.ndarray] | None = None
 
     @property
     def width(self) -> int:
@@ -250,7 +242,8 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
                     node_row[("region", children[j])] if j < len(children) else 0
                     for children in (partition_children(graph, ("partition", r, p))
                                      for r, p in members)]))
-            ops.append(EinsumOp(g.level, tuple(members), g.child_k, g.k_out, tuple(rows), start))
+            ops.append(EinsumOp(g.level, tuple(members), g.child_k, g.k_out, tuple(rows), start,
+                                _point_members(graph, g, members, leaf_groups)))
         else:
             start = allocate(g.k, [("region", r) for r in members])
             part_rows = np.zeros((len(members), g.num_parts), dtype=np.int64)
@@ -286,6 +279,19 @@ def unpadded_children(child_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     real = rest != 0
     parent = np.nonzero(real)[0].astype(np.int64)
     return (np.ascontiguousarray(child_rows[:, 0]), rest[real].astype(np.int64), parent)
+
+
+def _point_members(graph: nx.DiGraph, g: EinsumGroup, members: list,
+                   leaf_groups: list[LeafGroup]) -> tuple[int, np.ndarray] | None:
+    """For a group of point sums, the leaf group holding their children and each child's member
+    index in it."""
+    if g.points is None:
+        return None
+    index = next(i for i, lg in enumerate(leaf_groups) if lg.family == g.points
+                 and lg.k == g.child_k[0] and lg.out_start is not None)
+    position = {r: m for m, r in enumerate(leaf_groups[index].regions)}
+    return index, np.array([position[partition_children(graph, ("partition", r, p))[0]]
+                            for r, p in members], dtype=np.int64)
 
 
 def _as_rows(rows: list[int]) -> "np.ndarray | int":

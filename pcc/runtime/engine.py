@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from pcc_kernels.reference import Arena, Children, Scratch, from_log, to_log
+from pcc_kernels.reference import Arena, Children, PointSource, Scratch, from_log, to_log
 
 from .stamps import Stamp
 
@@ -50,6 +50,7 @@ class LoweredEinsum:
     n: int
     weight: int | None  # the op's position among weighted ops; None for plain products
     pool: tuple[int, int] | None  # (pool, first row) of its weights
+    points: tuple[int, Tensor, int] | None = None  # point sums: (leaf block, members, S)
 
 
 @dataclass(frozen=True)
@@ -97,15 +98,27 @@ class Linear(NamedTuple):
     values: Tensor
 
 
-LeafInput = Tensor | Linear  # log-values [R, B, K], or linear values
+class Points(NamedTuple):
+    """A group of point inputs (one discrete variable each) by table lookup: `table`
+    [R * (S+1), K] in probability space, `codes` [R * B] (long) the row of each (region, sample)
+    (`pcc.runtime.leaf_tables.PointTables`); its point sums read them directly."""
+
+    table: Tensor
+    codes: Tensor
+    support: int
+
+
+LeafInput = Tensor | Linear | Points  # log-values [R, B, K], linear values, or point tables
 
 
 class Bound:
     """A program bound to one batch size, dtype and device (see the module doc); with
     `backward`, also its flow arenas and weight flows."""
 
-    def __init__(self, program: "Program", batch: int, like: Tensor, backward: bool):
+    def __init__(self, program: "Program", batch: int, like: Tensor, backward: bool,
+                 points: bool = True):
         self.program, self.batch, self.backward_ready = program, batch, backward
+        self.points_ready = points  # point sums folded (needs `Points` leaf inputs)
         self.in_use = False
         kernels = program.kernels
         # every arena's norms are rows of one tensor, checked at once (`out_of_range`)
@@ -126,6 +139,16 @@ class Bound:
         self.grads = ({k: torch.zeros_like(a.values) for k, a in self.arenas.items()}
                       if backward else {})
         self.leaf_rows = [self.arenas[s.k].rows(s.start, s.n) for s in program.leaves]
+        self.sources: dict[int, PointSource] = {}  # leaf block -> its point tables
+        self.counts: dict[int, Tensor] = {}  # leaf block -> counts [R, S+1, K] of point sums
+        if points:
+            for op in program.ops:
+                if isinstance(op, LoweredEinsum) and op.points is not None:
+                    block, _, support = op.points
+                    self.sources.setdefault(block, PointSource())
+                    if backward and block not in self.counts:
+                        slot = program.leaves[block]
+                        self.counts[block] = like.new_zeros(slot.n, support + 1, slot.k)
         scratch = Scratch(like)
         self.layers = [self._layer(kernels, op, scratch) for op in program.ops]
         scratch.allocate()
@@ -142,6 +165,10 @@ class Bound:
         k_out = op.k if isinstance(op, LoweredMix) else op.k_out
         out = arenas[k_out].rows(op.out_start, op.n)
         grad_out = grads[k_out].narrow(0, op.out_start, op.n) if grads else None
+        if isinstance(op, LoweredEinsum) and op.points is not None and self.points_ready:
+            block, members, support = op.points
+            return kernels.PointSumLayer(self.sources[block], members, support, w, out, scratch,
+                                         grad_out, flows, self.counts.get(block))
         if isinstance(op, LoweredEinsum):
             if w is None:  # a plain product: the constant weight 1
                 w = self.arenas[k_out].values.new_ones(op.n, op.k_out, 1)
@@ -163,6 +190,15 @@ class Bound:
                 buffer.copy_(w.detach())
                 self._weight_stamps[i] = Stamp([w])
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
+            if isinstance(leaf, Points):
+                k = rows.values.shape[-1]
+                torch.index_select(leaf.table, 0, leaf.codes, out=rows.values.view(-1, k))
+                if i in self.sources:
+                    self.sources[i].table = leaf.table.view(-1, leaf.support + 1, k)
+                    self.sources[i].codes = leaf.codes.view(rows.values.shape[0], -1)
+                leaf = Linear(rows.values)
+            elif i in self.sources:
+                raise ValueError("a binding with point sums needs point tables for their inputs")
             linear = isinstance(leaf, Linear)
             if linear:
                 if leaf.values.data_ptr() != rows.values.data_ptr():
@@ -188,18 +224,20 @@ class Bound:
             return None
         return low.any(0).nonzero().squeeze(1)
 
-    def backward(self, grad_root: Tensor) -> tuple[list[Tensor], list[Tensor]]:
-        """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf group: views of this
-        binding's flow arenas) and of every pool (W * dL/dW: this binding's buffers), given
-        dL/droot [B, K_root]."""
+    def backward(self, grad_root: Tensor
+                 ) -> tuple[list[Tensor], list[Tensor], dict[int, Tensor]]:
+        """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf block: views of this
+        binding's flow arenas), of every pool (W * dL/dW: this binding's buffers), and the value
+        counts point sums give their leaf blocks ({block: [R, S+1, K]}), given dL/droot
+        [B, K_root]."""
         p = self.program
-        for g in self.grads.values():
+        for g in (*self.grads.values(), *self.counts.values()):
             g.zero_()
         self.grads[p.root_k][p.root_row].copy_(grad_root)
         for layer in reversed(self.layers):
             layer.backward()
         leaves = [self.grads[s.k].narrow(0, s.start, s.n) for s in p.leaves]
-        return leaves, self.flows
+        return leaves, self.flows, self.counts
 
 
 @dataclass
@@ -212,7 +250,7 @@ class Evaluation:
     wide_rows: Tensor | None = None  # [F] long
 
 
-Binder = Callable[[int, Tensor, bool], Bound]  # (batch, like, backward) -> a free binding
+Binder = Callable[[int, Tensor, bool, bool], Bound]  # (batch, like, backward, points) -> free
 
 
 @dataclass(frozen=True)
@@ -228,8 +266,9 @@ class Program:
     pool_shapes: tuple[tuple[int, int, int], ...]  # every pool, sum pools first
     kernels: ModuleType
 
-    def bind(self, batch: int, like: Tensor, backward: bool = False) -> Bound:
-        return Bound(self, batch, like, backward)
+    def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True
+             ) -> Bound:
+        return Bound(self, batch, like, backward, points)
 
     def evaluate(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
                  semiring: str = "sum", bound: Bound | None = None,
@@ -238,7 +277,7 @@ class Program:
         weights W (linear), and the out-of-range samples' again in float64 (see the module
         doc)."""
         ref = _values(leaf_inputs[0])
-        main = bound if bound is not None else self.bind(ref.shape[1], ref, backward)
+        main = bound if bound is not None else self.bind(_batch(leaf_inputs[0]), ref, backward)
         main.forward(leaf_inputs, weights, semiring)
         root = main.root()
         if ref.is_cuda and torch.cuda.is_current_stream_capturing():
@@ -246,26 +285,29 @@ class Program:
         rows = main.out_of_range()
         if rows is None:
             return Evaluation(main, root)
-        wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready)
+        wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready,
+                         main.points_ready)
         wide.forward([_wide(v, rows) for v in leaf_inputs],
                      [w.detach().to(WIDE) for w in weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
         return Evaluation(main, root, wide, rows)
 
     def backward(self, evaluation: Evaluation, grad_root: Tensor
-                 ) -> tuple[list[Tensor], list[Tensor]]:
-        """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf group) and of every pool
-        (W * dL/dW), given dL/droot [B, K_root]; views of the main binding's buffers."""
+                 ) -> tuple[list[Tensor], list[Tensor], dict[int, Tensor]]:
+        """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf block), of every pool
+        (W * dL/dW) and the point sums' value counts per leaf block (see `Bound.backward`),
+        given dL/droot [B, K_root]; views of the main binding's buffers."""
         main, wide, rows = evaluation.main, evaluation.wide, evaluation.wide_rows
         if wide is None:
             return main.backward(grad_root)
-        wide_leaves, wide_flows = wide.backward(grad_root.index_select(0, rows).to(WIDE))
-        leaves, flows = main.backward(grad_root.index_fill(0, rows, 0.0))
+        wide_leaves, wide_flows, wide_counts = wide.backward(
+            grad_root.index_select(0, rows).to(WIDE))
+        leaves, flows, counts = main.backward(grad_root.index_fill(0, rows, 0.0))
         for grad, extra in zip(leaves, wide_leaves):
             grad.index_copy_(1, rows, extra.to(grad.dtype))
-        for f, extra in zip(flows, wide_flows):
-            f.add_(extra.to(f.dtype))
-        return leaves, flows
+        for total, extra in zip((*flows, *counts.values()), (*wide_flows, *wide_counts.values())):
+            total.add_(extra.to(total.dtype))
+        return leaves, flows, counts
 
     def log_arenas(self, evaluation: Evaluation) -> dict[int, Tensor]:
         """Every node's log-values {K: [rows, B, K]} (the float64 pass's for its samples)."""
@@ -276,12 +318,25 @@ class Program:
         return out
 
 
+def _batch(leaf: LeafInput) -> int:
+    if isinstance(leaf, Points):
+        return leaf.codes.numel() * (leaf.support + 1) // max(1, leaf.table.shape[0])
+    return _values(leaf).shape[1]
+
+
 def _values(leaf: LeafInput) -> Tensor:
+    """The leaf input's values, or its table (for dtype and device)."""
+    if isinstance(leaf, Points):
+        return leaf.table
     return leaf.values if isinstance(leaf, Linear) else leaf
 
 
 def _wide(leaf: LeafInput, rows: Tensor) -> LeafInput:
     """A leaf input's samples `rows`, in float64."""
+    if isinstance(leaf, Points):
+        regions = leaf.table.shape[0] // (leaf.support + 1)
+        codes = leaf.codes.view(regions, -1).index_select(1, rows).reshape(-1)
+        return Points(leaf.table.to(WIDE), codes, leaf.support)
     if isinstance(leaf, Linear):
         return Linear(leaf.values.index_select(1, rows).to(WIDE))
     return leaf.index_select(1, rows).to(WIDE)
@@ -295,7 +350,7 @@ class CircuitFunction(torch.autograd.Function):
     def forward(ctx, program: Program, binder: Binder, num_leaf: int, *tensors: Tensor
                 ) -> Tensor:
         leaf_values, log_pools = tensors[:num_leaf], tensors[num_leaf:]
-        bound = binder(leaf_values[0].shape[1], leaf_values[0], True)
+        bound = binder(leaf_values[0].shape[1], leaf_values[0], True, False)
         bound.in_use = True
         evaluation = program.evaluate(leaf_values, [torch.exp(p) for p in log_pools], bound=bound)
         ctx.program, ctx.evaluation = program, evaluation
@@ -304,7 +359,7 @@ class CircuitFunction(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_root: Tensor):
-        leaves, flows = ctx.program.backward(ctx.evaluation, grad_root.contiguous())
+        leaves, flows, _ = ctx.program.backward(ctx.evaluation, grad_root.contiguous())
         out = [g.clone() for g in leaves] + [f.clone() for f in flows]
         ctx.evaluation.main.in_use = False
         ctx.evaluation = None

@@ -15,7 +15,7 @@ table entry max_s T (maximized out).
 The same product, transposed, gives EM's expected counts: with gamma[r, b, k] = dL/dL[r, b, k],
     counts[m, k, s] = sum_b gamma[r(m), b, k] [x[b, v(m)] = s]  = (gamma[r]^T @ F[r]^T)
 which is what every discrete family's statistics are made of. Which groups are evaluated so is
-the plan's choice (`pcc.passes.plan.uses_table`, shown by `pcc compile --explain`).
+the plan's choice (`pcc.passes.tables.uses_table`, shown by `pcc compile --explain`).
 """
 from __future__ import annotations
 
@@ -140,15 +140,6 @@ class PointTables:
                                    device=x.device).unsqueeze(1)
             self._codes = (Stamp([x]), codes.long().add_(offsets).view(-1))
         return self._codes[1]
-
-    def values(self, params: dict[str, Tensor], x: Tensor, semiring: str = "sum",
-               out: Tensor | None = None) -> Tensor:
-        """[R, B, K] for x [B, V], written into `out` when given."""
-        table, codes = self.table(params, semiring), self.codes(x)
-        if out is None:
-            return table.index_select(0, codes).view(len(self.var_index), -1, table.shape[-1])
-        torch.index_select(table, 0, codes, out=out.view(-1, table.shape[-1]))
-        return out
 
     def counts(self, x: Tensor, gamma: Tensor) -> Tensor:
         """[R, K, S] from x [B, V] and gamma [R, B, K]."""

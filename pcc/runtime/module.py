@@ -33,8 +33,8 @@ from ..passes.plan import unpadded_children
 from ..region_graph import product_units
 from pcc_kernels.reference import Children
 
-from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, Linear,
-                     LoweredEinsum, LoweredHadamard, LoweredMix, Program)
+from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, LoweredEinsum,
+                     LoweredHadamard, LoweredMix, Points, Program)
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
@@ -103,6 +103,9 @@ class CompiledCircuit(nn.Module):
                     if not isinstance(rows, int):
                         self.register_buffer(f"rows_{j}_{s}", torch.from_numpy(rows),
                                              persistent=False)
+                if isinstance(op, EinsumOp) and op.points is not None:
+                    self.register_buffer(f"point_members_{j}", torch.from_numpy(op.points[1]),
+                                         persistent=False)
                 if isinstance(op, HadamardOp):
                     for name, index in zip(("first", "extra", "parent"),
                                            unpadded_children(op.child_rows)):
@@ -183,21 +186,22 @@ class CompiledCircuit(nn.Module):
         """One upward pass of prepared input x (see `prepare_input`) without autograd, on a
         binding reused from the last batch of the same size."""
         bound = self._binding(x.shape[0], x, False)
-        return self.program(x.device).evaluate(self.leaf_inputs(x, semiring, bound),
+        return self.program(x.device).evaluate(self.leaf_inputs(x, semiring),
                                                self.weight_pools(), semiring, bound)
 
-    def _binding(self, batch: int, like: Tensor, backward: bool) -> Bound:
-        """The program bound to this batch size (see `pcc.runtime.engine.Bound`): the one kept
-        from the last call with the same size, dtype, device and direction unless it is still in
-        use (a forward awaiting its backward), else a new one, kept for next time."""
-        key = (batch, like.dtype, like.device, backward)
+    def _binding(self, batch: int, like: Tensor, backward: bool, points: bool = True) -> Bound:
+        """The program bound to this batch size (see `pcc.runtime.engine.Bound`; `points`: with
+        point sums folded, for inputs from `leaf_inputs`, not autograd's log-values): the one
+        kept from the last call with the same size, dtype, device and kind unless it is still
+        in use (a forward awaiting its backward), else a new one, kept for next time."""
+        key = (batch, like.dtype, like.device, backward, points)
         kept = self.__dict__.setdefault("_bindings", {})
         bound = kept.get(key)
         if bound is None or bound.in_use:
-            bound = self.program(like.device).bind(batch, like, backward)
+            bound = self.program(like.device).bind(batch, like, backward, points)
             if key not in kept or not kept[key].in_use:
-                for other in [k for k in kept if k[3] == backward]:
-                    del kept[other]  # one batch size per direction: sizes change rarely
+                for other in [k for k in kept if k[3:] == key[3:]]:
+                    del kept[other]  # one batch size per kind: sizes change rarely
                 kept[key] = bound
         return bound
 
@@ -220,6 +224,14 @@ class CompiledCircuit(nn.Module):
                 total = total.index_add(0, getattr(self, f"mixed_rows_{i}"), values[i])
             blocks.append(total)
         return blocks
+
+    def _group_counts(self, block_counts: dict[int, Tensor]) -> list[Tensor | None]:
+        """Per leaf group, the value counts [R, K, S] its point sums gave it, or None."""
+        blocks = [i for i, g in enumerate(self.plan.leaf_groups) if g.out_start is not None]
+        out: list[Tensor | None] = [None] * len(self.plan.leaf_groups)
+        for block, counts in block_counts.items():
+            out[blocks[block]] = counts[:, :-1].transpose(1, 2)
+        return out
 
     def _group_flows(self, block_flows: list[Tensor]) -> list[Tensor]:
         """The flows of every leaf group [R, B, K] from those of the leaf blocks: a part of a
@@ -251,20 +263,21 @@ class CompiledCircuit(nn.Module):
 
     @torch.no_grad()
     def flows(self, x: Tensor, grad_root: Callable[[Tensor], tuple[Tensor, Tensor]]
-              ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+              ) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor | None]]:
         """EM's E-step of prepared input x, without autograd: `grad_root(root)` [B, K_root] ->
-        (the log-likelihoods L_b, dL/droot); returns (L [B], the flows dL/dlog value of every
-        leaf group [R, B, K], the flows W * dL/dW of every pool (sum pools, then mix pools)),
-        valid until the next call. The weights are the stored logits (EM keeps them
-        normalized)."""
+        (the log-likelihoods L_b, dL/droot); returns L [B], the flows dL/dlog value of every
+        leaf group [R, B, K], the flows W * dL/dW of every pool (sum pools, then mix pools),
+        and per leaf group the value counts [R, K, S] its point sums gave it (or None; they
+        are not in its flows), all valid until the next call. The weights are the stored logits
+        (EM keeps them normalized)."""
         program = self.program(x.device)
         bound = self._binding(x.shape[0], x, True)
         with self.em_mode():
-            evaluation = program.evaluate(self.leaf_inputs(x, "sum", bound),
+            evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
                                           self.weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)
-        leaf_flows, pool_flows = program.backward(evaluation, grad)
-        return ll, self._group_flows(leaf_flows), pool_flows
+        leaf_flows, pool_flows, counts = program.backward(evaluation, grad)
+        return ll, self._group_flows(leaf_flows), pool_flows, self._group_counts(counts)
 
     def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         """Check x's shape and support; turn it into floats with NaN for missing values."""
@@ -306,44 +319,44 @@ class CompiledCircuit(nn.Module):
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
         return out
 
-    def leaf_inputs(self, x: Tensor, semiring: str = "sum", bound: Bound | None = None
-                    ) -> list[LeafInput]:
+    def leaf_inputs(self, x: Tensor, semiring: str = "sum") -> list[LeafInput]:
         """`leaf_blocks(leaf_values(x))` as the engine takes them, without autograd: groups of
-        one-variable discrete inputs as probabilities looked up in their tables (`Linear`, no
-        logarithm or exponential per unit; written straight into `bound`'s arena rows when
-        given), the others as log-densities."""
-        xt = x.t()
+        one-variable discrete inputs as their probability tables and the codes of x's values
+        (`Points`: looked up, no logarithm or exponential per unit), the others as
+        log-densities."""
         out: list[LeafInput] = []
         parts: dict[int, Tensor] = {}
-        block = 0
-        for i, (fam, params, g) in enumerate(zip(self.families, self.leaf_params,
-                                                 self.plan.leaf_groups)):
+        for i, (params, g) in enumerate(zip(self.leaf_params, self.plan.leaf_groups)):
             if g.out_start is None:
                 parts[i] = self.leaf_values(x, semiring, only=i)[0]
             elif self._points[i] is not None:
-                out.append(Linear(self._points[i].values(
-                    params.as_dict(), x, semiring,
-                    None if bound is None else bound.leaf_rows[block].values)))
+                points = self._points[i]
+                out.append(Points(points.table(params.as_dict(), semiring), points.codes(x),
+                                  points.support))
             else:
                 out.append(self.leaf_values(x, semiring, only=i)[0])
-            block += g.out_start is not None
         return out + self._mixed_blocks(parts)
 
     @torch.no_grad()
-    def leaf_statistics(self, x: Tensor, gammas: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+    def leaf_statistics(self, x: Tensor, gammas: Sequence[Tensor],
+                        counts: Sequence[Tensor | None] | None = None) -> list[dict[str, Tensor]]:
         """EM's expected sufficient statistics per leaf group (see `LeafFamily.stats`), from x
-        (as `prepare_input` returns it) and gamma = dL/d(region values) [R, B, K] per group.
-        Missing values contribute nothing."""
+        (as `prepare_input` returns it), gamma = dL/d(region values) [R, B, K] per group and
+        value counts [R, K, S] point sums gave a group (see `flows`). Missing values contribute
+        nothing."""
         xt = x.t()
         out = []
         for i, (fam, g, gamma) in enumerate(zip(self.families, self.plan.leaf_groups, gammas)):
             if self._points[i] is not None:
-                out.append(fam.stats_from_counts(self._points[i].counts(x, gamma)))
+                total = self._points[i].counts(x, gamma)
+                if counts is not None and counts[i] is not None:
+                    total = total + counts[i]
+                out.append(fam.stats_from_counts(total))
                 continue
             if g.table:
-                counts = table_counts(fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
-                                      getattr(self, f"leaf_positions_{i}"))
-                out.append(fam.stats_from_counts(counts))
+                out.append(fam.stats_from_counts(table_counts(
+                    fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
+                    getattr(self, f"leaf_positions_{i}"))))
                 continue
             xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
             obs = ~torch.isnan(xs)
@@ -443,6 +456,7 @@ class CompiledCircuit(nn.Module):
     def _lower(self, device: torch.device) -> Program:
         ops = []
         layout = self.layout
+        blocks = [i for i, g in enumerate(self.plan.leaf_groups) if g.out_start is not None]
         weighted = 0
         for j, (op, slot) in enumerate(zip(self.plan.ops, layout.slots)):
             wi = pool = None
@@ -452,8 +466,13 @@ class CompiledCircuit(nn.Module):
             if isinstance(op, EinsumOp):
                 rows = tuple(r if isinstance(r, int) else getattr(self, f"rows_{j}_{s}")
                              for s, r in enumerate(op.child_rows))
+                points = None
+                if op.points is not None and self._points[op.points[0]] is not None:
+                    group = op.points[0]
+                    points = (blocks.index(group), getattr(self, f"point_members_{j}"),
+                              self._points[group].support)
                 ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
-                                         len(op.members), wi, pool))
+                                         len(op.members), wi, pool, points))
             elif isinstance(op, HadamardOp):
                 children = Children(getattr(self, f"rows_{j}_0"),
                                     *(getattr(self, f"children_{name}_{j}")

@@ -51,6 +51,10 @@ from torch import Tensor
 
 Rows = Union[Tensor, int]
 
+# The layers take `overwrite` flags (see `_Writer`): the engine then zeroes only the flow rows
+# no layer writes first.
+OVERWRITES = True
+
 # Elements of the largest Kronecker-product temporary: 2^20 floats = 4 MiB fp32.
 CHUNK_ELEMENTS = 1 << 20
 
@@ -114,6 +118,39 @@ def _slice_rows(rows: Rows, start: int, stop: int) -> Rows:
     return rows + start if isinstance(rows, int) else rows[start:stop]
 
 
+class _Writer:
+    """Puts flows [E, ...] into rows of a flow arena: entry e is written over row rows[e] where
+    `overwrite[e]` (its first writer in the backward pass: nothing to add to, so the row needs
+    no zeroing), else added (repeated rows accumulate)."""
+
+    def __init__(self, rows: Rows, count: int, overwrite: Tensor | None):
+        self.rows, self.count = rows, count
+        if overwrite is None or not bool(overwrite.any()):
+            self.mode = "add"
+        elif bool(overwrite.all()):
+            self.mode = "copy"
+        else:
+            self.mode = "split"
+            index = (torch.arange(rows, rows + count, device=overwrite.device)
+                     if isinstance(rows, int) else rows)
+            self.copy_entries = overwrite.nonzero().squeeze(1)
+            self.add_entries = (~overwrite).nonzero().squeeze(1)
+            self.copy_rows = index.index_select(0, self.copy_entries)
+            self.add_rows = index.index_select(0, self.add_entries)
+
+    def __call__(self, target: Tensor, values: Tensor) -> None:
+        if self.mode == "split":
+            target.index_copy_(0, self.copy_rows, values.index_select(0, self.copy_entries))
+            target.index_add_(0, self.add_rows, values.index_select(0, self.add_entries))
+        elif isinstance(self.rows, int):
+            block = target.narrow(0, self.rows, self.count)
+            block.copy_(values) if self.mode == "copy" else block.add_(values)
+        elif self.mode == "copy":
+            target.index_copy_(0, self.rows, values)
+        else:
+            target.index_add_(0, self.rows, values)
+
+
 # ------------------------------------------------------------------------------ leaves, roots
 def from_log(log_values: Tensor, out: Arena) -> None:
     """Write log-values [R, B, K] (-inf allowed) into arena rows: s = max_k (finite), v =
@@ -155,13 +192,12 @@ class _Output:
         return torch.div(self.grad_out, h, out=h)
 
 
-def _contract(p: Tensor, w: Tensor, out: Tensor, semiring: str) -> None:
+def _contract(p: Tensor, w: Tensor, out: Tensor, semiring: str) -> Tensor:
     """out = W p per sample: p [n, B, W], w [n, Ko, W] -> out [n, B, Ko] (max semiring: max_i,
     which builds a [n, B, Ko, W] temporary)."""
     if semiring == "max":
-        torch.amax(p.unsqueeze(2) * w.unsqueeze(1), -1, out=out)
-    else:
-        torch.bmm(p, w.transpose(1, 2), out=out)
+        return torch.amax(p.unsqueeze(2) * w.unsqueeze(1), -1, out=out)
+    return torch.bmm(p, w.transpose(1, 2), out=out)
 
 
 # ------------------------------------------------------------------------------ einsum
@@ -179,18 +215,23 @@ class _EinsumChunk(NamedTuple):
     flows: Tensor | None
     h: Tensor | None  # [b-a, B, Ko]
     dp: Tensor | None  # [b-a, B, width]
+    writers: list  # per slot: a `_Writer` of the children's flows (backward only)
 
 
 class EinsumLayer:
     """The einsum of N partitions (see the module doc) over child arenas `sources`, child slot
     j's rows `rows[j]`, weights `w` [N, Ko, width] (linear), writing `out` (N rows); with
     `grads` (the child slots' flow arenas), `grad_out` [N, B, Ko] and `flows` [N, Ko, width],
-    also the backward pass. Members are taken in chunks that bound the Kronecker product."""
+    also the backward pass; `overwrite` (per slot a bool tensor [N] or None) marks the children
+    whose flows are written over their rows rather than added. Members are taken in chunks that
+    bound the Kronecker product."""
 
     def __init__(self, sources: Sequence[Arena], rows: Sequence[Rows], w: Tensor, out: Arena,
                  scratch: Scratch, grads: Sequence[Tensor] | None = None,
-                 grad_out: Tensor | None = None, flows: Tensor | None = None):
+                 grad_out: Tensor | None = None, flows: Tensor | None = None,
+                 overwrite: Sequence[Tensor | None] | None = None):
         self.sources, self.grads = list(sources), grads
+        self.overwrite = list(overwrite) if overwrite is not None else [None] * len(rows)
         n, batch, k_out = out.values.shape
         self.sizes = [s.values.shape[-1] for s in sources]
         self.width = w.shape[-1]
@@ -219,13 +260,16 @@ class EinsumLayer:
             return None if handle is None else _first(scratch.view(handle), n)
         for a, b in chunks:
             n = b - a
+            sliced = [_slice_rows(r, a, b) for r in rows]
             self.chunks.append(_EinsumChunk(
-                [_slice_rows(r, a, b) for r in rows],
+                sliced,
                 [view(hx, n) for hx in handles["x"]], [view(hs, n) for hs in handles["s"]],
                 view(handles["scale"], n), [view(hk, n) for hk in handles["kron"]],
                 _Output(out.rows(a, n), None if grad_out is None else grad_out[a:b]),
                 w[a:b], None if flows is None else flows[a:b],
-                view(handles["h"], n), view(handles["dp"], n)))
+                view(handles["h"], n), view(handles["dp"], n),
+                [_Writer(r, n, None if o is None else o[a:b])
+                 for r, o in zip(sliced, self.overwrite)] if self.grads is not None else []))
         self._bind = None
 
     def _children(self, c: _EinsumChunk) -> tuple[list[Tensor], Tensor]:
@@ -281,11 +325,8 @@ class EinsumLayer:
                 torch.bmm(h.transpose(1, 2), p, out=c.flows).mul_(c.w)
                 dp = torch.bmm(h, c.w, out=c.dp).mul_(p)
                 child_grads = _kron_backward(dp, self.sizes)
-            for target, r, cg in zip(self.grads, c.rows, child_grads):
-                if isinstance(r, int):
-                    target.narrow(0, r, cg.shape[0]).add_(cg)
-                else:
-                    target.index_add_(0, r, cg)
+            for target, write, cg in zip(self.grads, c.writers, child_grads):
+                write(target, cg)
 
 
 def _first(t: Tensor, n: int) -> Tensor:
@@ -308,8 +349,15 @@ class HadamardLayer:
 
     def __init__(self, source: Arena, children: Children, w: Tensor, out: Arena,
                  scratch: Scratch, grad_source: Tensor | None = None,
-                 grad_out: Tensor | None = None, flows: Tensor | None = None):
+                 grad_out: Tensor | None = None, flows: Tensor | None = None,
+                 overwrite: Tensor | None = None):
         self.source, self.children, self.w, self.flows = source, children, w, flows
+        if grad_source is not None:  # overwrite [N, A]: per child slot, as `children.rows`
+            real = children.rows[:, 1:] != 0
+            self.write_first = _Writer(children.first, children.first.shape[0],
+                                       None if overwrite is None else overwrite[:, 0])
+            self.write_extra = _Writer(children.extra, children.extra.shape[0],
+                                       None if overwrite is None else overwrite[:, 1:][real])
         self.wt = w.transpose(1, 2)
         self.grad_source = grad_source
         self.out = _Output(out, grad_out)
@@ -367,11 +415,10 @@ class HadamardLayer:
         h = self.out.output_grad(self.h)
         torch.bmm(h.transpose(1, 2), p, out=self.flows).mul_(self.w)
         dp = torch.bmm(h, self.w, out=self.dp).mul_(p)
-        c = self.children
-        self.grad_source.index_add_(0, c.first, dp)
+        self.write_first(self.grad_source, dp)
         if self.x is not None:
-            self.grad_source.index_add_(0, c.extra, torch.index_select(dp, 0, c.parent,
-                                                                       out=self.x))
+            self.write_extra(self.grad_source, torch.index_select(dp, 0, self.children.parent,
+                                                                  out=self.x))
 
 
 # ------------------------------------------------------------------------------ mix
@@ -381,7 +428,8 @@ class MixLayer:
 
     def __init__(self, source: Arena, rows: Tensor, mask: Tensor, m: Tensor, out: Arena,
                  scratch: Scratch, grad_source: Tensor | None = None,
-                 grad_out: Tensor | None = None, flows: Tensor | None = None):
+                 grad_out: Tensor | None = None, flows: Tensor | None = None,
+                 overwrite: Tensor | None = None):
         self.source, self.rows, self.m, self.flows = source, rows, m, flows
         self.padded = ~mask.unsqueeze(-1)  # [N, P, 1]
         self.grad_source = grad_source
@@ -391,6 +439,9 @@ class MixLayer:
         step = self.chunks[0][1] - self.chunks[0][0] if self.chunks else 0
         self.out = [_Output(out.rows(a, b - a), None if grad_out is None else grad_out[a:b])
                     for a, b in self.chunks]
+        self.writers = [_Writer(rows[a:b].reshape(-1), (b - a) * parts,
+                                None if overwrite is None else overwrite[a:b].reshape(-1))
+                        for a, b in self.chunks] if grad_source is not None else []
         self.scratch = scratch
         self._t = scratch.reserve("mix", (step * parts, batch, k))
         self._s = scratch.reserve("mix_s", (step * parts, batch))
@@ -422,13 +473,12 @@ class MixLayer:
             out.normalize(out.out.values, top)
 
     def backward(self) -> None:
-        for (a, b), out in zip(self.chunks, self.out):
+        for (a, b), out, write in zip(self.chunks, self.out, self.writers):
             t, _ = self._terms(a, b)
             h = out.output_grad(_first(self.h, b - a))
             contrib = t.mul_(h.unsqueeze(1))  # the flow into each partition's unit
             torch.sum(contrib, 2, out=self.flows[a:b])
-            self.grad_source.index_add_(0, self.rows[a:b].reshape(-1),
-                                        contrib.reshape(-1, *contrib.shape[2:]))
+            write(self.grad_source, contrib.reshape(-1, *contrib.shape[2:]))
 
 
 # ------------------------------------------------------------------------------ point sums
@@ -436,11 +486,13 @@ class PointSource:
     """What a group of point inputs (regions over one discrete variable, looked up in tables)
     gives its point sums for one batch, set before the layers run: `table` [R, S+1, K] in
     probability space (value s of region r's variable, unit k; column S: a missing value) and
-    `codes` [R, B] (long), r * (S+1) + the column of each sample's value."""
+    `codes` [R, B] (long), r * (S+1) + the column of each sample's value, and the same as
+    `onehot` columns [R, S+1, B] (in the values' dtype)."""
 
     def __init__(self):
         self.table: Tensor | None = None
         self.codes: Tensor | None = None
+        self.onehot: Tensor | None = None
 
 
 class PointSumLayer:
@@ -450,7 +502,9 @@ class PointSumLayer:
         Q[n, s] = W T[m_n, s]  ([S+1, Ko]: max_k W[o, k] T[s, k] under the max semiring)
         v_out[n, b] = Q[n, c_b] / n[n, c_b],  n[n, s] = max_o Q[n, s, o],  s_out = log n
 
-    and backward, with H[n, s] = sum over samples b whose value is s of h[n, b] (h = g / (v n)):
+    and backward, with H[n, s] = G[n, s] / Q[n, s], G[n, s] the sum of the flows g of the samples
+    whose value is s (as h = g / (v n) = g / Q[c_b]: one pass over g, a product with the one-hot
+    codes):
 
         flows = W * (H^T T),   counts[m_n, s, k] += T[m_n, s, k] (H W)[s, k]
 
@@ -472,12 +526,13 @@ class PointSumLayer:
         self._t = scratch.reserve("pt_t", (n, columns, k))
         self._q = scratch.reserve("pt_q", (n, columns, k_out))
         self._qn = scratch.reserve("pt_n", (n, columns))
-        self._h = scratch.reserve("h", (n, batch, k_out)) if grad_out is not None else None
+        self._onehot = (scratch.reserve("pt_onehot", (n, columns, batch))
+                        if grad_out is not None else None)
 
     def attach(self) -> None:
         sc = self.scratch
         self.t, self.q, self.qn = sc.view(self._t), sc.view(self._q), sc.view(self._qn)
-        self.h = None if self._h is None else sc.view(self._h)
+        self.onehot = None if self._onehot is None else sc.view(self._onehot)
 
     def _tables(self) -> Tensor:
         return torch.index_select(self.source.table, 0, self.members, out=self.t)
@@ -495,11 +550,11 @@ class PointSumLayer:
         torch.log(out.norms, out=out.scales)
 
     def backward(self) -> None:
-        h = self.out.output_grad(self.h)
-        k_out = h.shape[-1]
-        by_value = self.q.zero_()  # H [N, S+1, Ko]
-        by_value.view(-1, k_out).index_add_(0, self.codes.view(-1), h.view(-1, k_out))
+        onehot = torch.index_select(self.source.onehot, 0, self.members, out=self.onehot)
         t = self._tables()
+        q = _contract(t, self.w, self.q, "sum")  # Q [N, S+1, Ko], raw
+        q.add_(torch.finfo(q.dtype).tiny)
+        by_value = torch.bmm(onehot, self.out.grad_out).div_(q)  # H [N, S+1, Ko]
         torch.bmm(by_value.transpose(1, 2), t, out=self.flows).mul_(self.w)
         self.counts.index_add_(0, self.members, torch.bmm(by_value, self.w).mul_(t))
 

@@ -51,6 +51,7 @@ class LoweredEinsum:
     weight: int | None  # the op's position among weighted ops; None for plain products
     pool: tuple[int, int] | None  # (pool, first row) of its weights
     points: tuple[int, Tensor, int] | None = None  # point sums: (leaf block, members, S)
+    overwrite: tuple | None = None  # per child slot, which flows are written (`flow_writes`)
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class LoweredHadamard:
     n: int
     weight: int
     pool: tuple[int, int]
+    overwrite: Tensor | None = None  # [N, A]
 
     @property
     def child_rows(self) -> Tensor:
@@ -80,6 +82,7 @@ class LoweredMix:
     n: int
     weight: int
     pool: tuple[int, int]
+    overwrite: Tensor | None = None  # [N, P]
 
 
 @dataclass(frozen=True)
@@ -100,11 +103,13 @@ class Linear(NamedTuple):
 
 class Points(NamedTuple):
     """A group of point inputs (one discrete variable each) by table lookup: `table`
-    [R * (S+1), K] in probability space, `codes` [R * B] (long) the row of each (region, sample)
-    (`pcc.runtime.leaf_tables.PointTables`); its point sums read them directly."""
+    [R * (S+1), K] in probability space, `codes` [R * B] (long) the row of each (region, sample),
+    `onehot` [R, S+1, B] the same as one-hot columns (`pcc.runtime.leaf_tables.PointTables`);
+    its point sums read them directly."""
 
     table: Tensor
     codes: Tensor
+    onehot: Tensor
     support: int
 
 
@@ -139,6 +144,7 @@ class Bound:
         self.grads = ({k: torch.zeros_like(a.values) for k, a in self.arenas.items()}
                       if backward else {})
         self.leaf_rows = [self.arenas[s.k].rows(s.start, s.n) for s in program.leaves]
+        self.overwrites = getattr(kernels, "OVERWRITES", False)
         self.sources: dict[int, PointSource] = {}  # leaf block -> its point tables
         self.counts: dict[int, Tensor] = {}  # leaf block -> counts [R, S+1, K] of point sums
         if points:
@@ -169,17 +175,19 @@ class Bound:
             block, members, support = op.points
             return kernels.PointSumLayer(self.sources[block], members, support, w, out, scratch,
                                          grad_out, flows, self.counts.get(block))
+        # written flows (`pcc.passes.flow_writes`) where the kernels can: else everything adds
+        writes = {"overwrite": op.overwrite} if self.overwrites and grads else {}
         if isinstance(op, LoweredEinsum):
             if w is None:  # a plain product: the constant weight 1
                 w = self.arenas[k_out].values.new_ones(op.n, op.k_out, 1)
             return kernels.EinsumLayer([arenas[k] for k in op.child_k], op.child_rows, w, out,
                                        scratch, [grads[k] for k in op.child_k] if grads else None,
-                                       grad_out, flows)
+                                       grad_out, flows, **writes)
         if isinstance(op, LoweredHadamard):
             return kernels.HadamardLayer(arenas[op.k_in], op.children, w, out, scratch,
-                                         grads.get(op.k_in), grad_out, flows)
+                                         grads.get(op.k_in), grad_out, flows, **writes)
         return kernels.MixLayer(arenas[op.k], op.part_rows, op.mask, w, out, scratch,
-                                grads.get(op.k), grad_out, flows)
+                                grads.get(op.k), grad_out, flows, **writes)
 
     def forward(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
                 semiring: str = "sum") -> None:
@@ -196,6 +204,7 @@ class Bound:
                 if i in self.sources:
                     self.sources[i].table = leaf.table.view(-1, leaf.support + 1, k)
                     self.sources[i].codes = leaf.codes.view(rows.values.shape[0], -1)
+                    self.sources[i].onehot = leaf.onehot
                 leaf = Linear(rows.values)
             elif i in self.sources:
                 raise ValueError("a binding with point sums needs point tables for their inputs")
@@ -231,8 +240,13 @@ class Bound:
         counts point sums give their leaf blocks ({block: [R, S+1, K]}), given dL/droot
         [B, K_root]."""
         p = self.program
-        for g in (*self.grads.values(), *self.counts.values()):
-            g.zero_()
+        for k, g in self.grads.items():
+            if self.overwrites:
+                g.index_fill_(0, p.zero_rows[k], 0.0)
+            else:
+                g.zero_()
+        for counts in self.counts.values():
+            counts.zero_()
         self.grads[p.root_k][p.root_row].copy_(grad_root)
         for layer in reversed(self.layers):
             layer.backward()
@@ -265,6 +279,7 @@ class Program:
     root_row: int
     pool_shapes: tuple[tuple[int, int, int], ...]  # every pool, sum pools first
     kernels: ModuleType
+    zero_rows: dict[int, Tensor]  # per arena, the flow rows no layer writes first
 
     def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True
              ) -> Bound:
@@ -336,7 +351,8 @@ def _wide(leaf: LeafInput, rows: Tensor) -> LeafInput:
     if isinstance(leaf, Points):
         regions = leaf.table.shape[0] // (leaf.support + 1)
         codes = leaf.codes.view(regions, -1).index_select(1, rows).reshape(-1)
-        return Points(leaf.table.to(WIDE), codes, leaf.support)
+        return Points(leaf.table.to(WIDE), codes, leaf.onehot.index_select(2, rows).to(WIDE),
+                      leaf.support)
     if isinstance(leaf, Linear):
         return Linear(leaf.values.index_select(1, rows).to(WIDE))
     return leaf.index_select(1, rows).to(WIDE)

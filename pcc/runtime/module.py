@@ -29,6 +29,7 @@ from ..data import check_support
 from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, HadamardOp, Plan
+from ..passes.flow_writes import FlowWrites, flow_writes
 from ..passes.plan import unpadded_children
 from ..region_graph import product_units
 from pcc_kernels.reference import Children
@@ -332,7 +333,7 @@ class CompiledCircuit(nn.Module):
             elif self._points[i] is not None:
                 points = self._points[i]
                 out.append(Points(points.table(params.as_dict(), semiring), points.codes(x),
-                                  points.support))
+                                  points.onehot(x), points.support))
             else:
                 out.append(self.leaf_values(x, semiring, only=i)[0])
         return out + self._mixed_blocks(parts)
@@ -456,6 +457,15 @@ class CompiledCircuit(nn.Module):
     def _lower(self, device: torch.device) -> Program:
         ops = []
         layout = self.layout
+        writes = self.plan_flow_writes
+
+        def flags(j):
+            given = writes.overwrite.get(j)
+            if given is None:
+                return None
+            if isinstance(given, list):
+                return tuple(torch.from_numpy(f).to(device) for f in given)
+            return torch.from_numpy(given).to(device)
         blocks = [i for i, g in enumerate(self.plan.leaf_groups) if g.out_start is not None]
         weighted = 0
         for j, (op, slot) in enumerate(zip(self.plan.ops, layout.slots)):
@@ -472,22 +482,31 @@ class CompiledCircuit(nn.Module):
                     points = (blocks.index(group), getattr(self, f"point_members_{j}"),
                               self._points[group].support)
                 ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
-                                         len(op.members), wi, pool, points))
+                                         len(op.members), wi, pool, points, flags(j)))
             elif isinstance(op, HadamardOp):
                 children = Children(getattr(self, f"rows_{j}_0"),
                                     *(getattr(self, f"children_{name}_{j}")
                                       for name in ("first", "extra", "parent")))
                 ops.append(LoweredHadamard(op.k_in, op.k_out, children, op.out_start,
-                                           len(op.members), wi, pool))
+                                           len(op.members), wi, pool, flags(j)))
             else:
                 mask = getattr(self, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
                 ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), mask.squeeze(-1),
-                                      op.out_start, len(op.members), wi, pool))
+                                      op.out_start, len(op.members), wi, pool, flags(j)))
         root_k, root_row = self.plan.region_row[self.plan.root]
         leaves = tuple(LeafSlot(k, start, n) for k, start, n in self.plan.leaf_blocks)
         pools = tuple(tuple(p.shape) for p in (*self.sum_logits, *self.mix_logits))
+        zero_rows = {k: torch.from_numpy(writes.zero_rows.get(k, np.zeros(0, dtype=np.int64)))
+                     .to(device) for k in self.plan.arena_rows}
         return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row, pools,
-                       self.kernels(device))
+                       self.kernels(device), zero_rows)
+
+    @property
+    def plan_flow_writes(self) -> FlowWrites:
+        """Which flows the backward pass writes over rows (`pcc.passes.flow_writes`; made once)."""
+        if "_flow_writes" not in self.__dict__:
+            self.__dict__["_flow_writes"] = flow_writes(self.plan)
+        return self.__dict__["_flow_writes"]
 
     def _param_dtype(self) -> torch.dtype:
         return next(self.parameters()).dtype

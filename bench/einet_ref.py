@@ -37,10 +37,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch  # noqa: E402
 
-import pcc  # noqa: E402
-from pcc.em import EM  # noqa: E402
-from pcc.ir import Input  # noqa: E402
-from pcc.structures import poon_domingos  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from memory import peak_growth  # noqa: E402
@@ -79,7 +75,14 @@ def build_reference(ref, k: int):
     return einet
 
 
+def _input_class():
+    from pcc.ir import Input
+    return Input
+
+
 def build_pcc(k: int, dtype: torch.dtype = torch.float32):
+    import pcc  # imported here: the whole-process memory measure counts it (see `whole_child`)
+    from pcc.structures import poon_domingos
     return pcc.compile(poon_domingos(SIDE, SIDE, [DELTA], k=k), backend="torch", dtype=dtype)
 
 
@@ -90,6 +93,7 @@ def batch(n: int) -> torch.Tensor:
 def steps(system: str, model, x: torch.Tensor, ref=None) -> dict:
     """{'forward': fn, 'train': fn} for one system."""
     if system == "pcc":
+        from pcc.em import EM
         em = EM(model, step_size=EM_STEP)
         return {"forward": lambda: _no_grad(model, x), "train": lambda: em.step(x)}
 
@@ -121,7 +125,7 @@ class Structure:
 
 def pcc_structure(model) -> Structure:
     c = model.circuit
-    sums = [r for r in c.regions if not isinstance(r, Input)]
+    sums = [r for r in c.regions if not isinstance(r, _input_class())]
     mixing = sum(int(getattr(model, f"mix_mask_{i}").sum()) * p.shape[-1]
                  for i, p in enumerate(model.mix_logits))
     return Structure(len(sums), len(c.regions) - len(sums), sum(len(r.partitions) for r in sums),
@@ -143,7 +147,7 @@ def reference_structure(ref, einet) -> Structure:
 def region_scopes(circuit) -> dict[str, tuple[int, ...]]:
     scopes: dict[str, tuple[int, ...]] = {}
     for r in circuit.regions:  # children first
-        scopes[r.name] = tuple(sorted(r.scope)) if isinstance(r, Input) else tuple(sorted(
+        scopes[r.name] = tuple(sorted(r.scope)) if isinstance(r, _input_class()) else tuple(sorted(
             v for child in r.partitions[0] for v in scopes[child]))
     return scopes
 
@@ -186,7 +190,7 @@ def copy_parameters(ref, model, einet) -> None:
                     name, p, _ = partition_of(products[comp])
                     values[:, c, j] = params[(name, "mixing", 0)][:, p]
         init[layer] = values
-    partitions = sum(len(r.partitions) for r in regions.values() if not isinstance(r, Input))
+    partitions = sum(len(r.partitions) for r in regions.values() if not isinstance(r, _input_class()))
     if not products_seen == len(used) == partitions:
         sys.exit("einet_ref.py: the reference's products and pcc's partitions do not match one "
                  "to one")
@@ -227,9 +231,24 @@ def child(checkout: str, system: str, k: int, what: str, batch_size: int) -> Non
     print(json.dumps(peak_growth(lambda: (fn(), fn()))))
 
 
+def whole_child(checkout: str, system: str, k: int, batch_size: int) -> None:
+    """In a fresh process that has imported torch (and this script's helpers) only: the peak
+    RSS growth of importing the system, building its K model and two training steps, as JSON."""
+    def work():
+        ref = load_reference(checkout) if system == "reference" else None
+        model = build_reference(ref, k) if ref else build_pcc(k)
+        fn = steps(system, model, batch(batch_size), ref)["train"]
+        fn()
+        fn()
+    print(json.dumps(peak_growth(work)))
+
+
 def peak_memory(checkout: str, system: str, k: int, what: str, batch_size: int) -> dict:
-    out = subprocess.run([sys.executable, __file__, checkout, "--child", system, str(k), what,
-                          "--batch", str(batch_size)], capture_output=True, text=True)
+    """`child` (what = 'forward' or 'train') or `whole_child` (what = 'whole') in a fresh
+    process."""
+    flag = ["--whole", system, str(k)] if what == "whole" else ["--child", system, str(k), what]
+    out = subprocess.run([sys.executable, __file__, checkout, *flag, "--batch", str(batch_size)],
+                         capture_output=True, text=True)
     if out.returncode:
         sys.exit(f"einet_ref.py: the memory measurement of {system} failed:\n{out.stderr}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -245,9 +264,13 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=9, help="timed rounds per step")
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--whole", nargs=2, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.checkout, args.child[0], int(args.child[1]), args.child[2], args.batch)
+        return
+    if args.whole:
+        whole_child(args.checkout, args.whole[0], int(args.whole[1]), args.batch)
         return
     ref = load_reference(args.checkout)
     commit = subprocess.run(["git", "-C", args.checkout, "rev-parse", "--short", "HEAD"],
@@ -281,7 +304,11 @@ def main() -> None:
         print(f"{'step':>8} {'pcc wall':>9} {'ref wall':>9} {'speedup':>7} | {'pcc CPU':>9} "
               f"{'ref CPU':>9} {'speedup':>7}")
         _rows(runs, "time", ("wall", "cpu"), 1e3, lambda ours, theirs: theirs / ours)
-        print(f"\n## K={k}: peak memory growth in MiB over two steps, a fresh process each")
+        runs["whole"] = {f"{s}_peak": peak_memory(args.checkout, s, k, "whole", args.batch)
+                         for s in ("pcc", "reference")}
+        print(f"\n## K={k}: peak memory growth in MiB, a fresh process each: over two steps "
+              "(forward, train), and from after `import torch` to the end of two training "
+              "steps, importing the system and building the model included (whole)")
         print(f"{'step':>8} {'pcc mall':>9} {'ref mall':>9} {'ratio':>7} | {'pcc RSS':>9} "
               f"{'ref RSS':>9} {'ratio':>7}")
         _rows(runs, "peak", ("malloc", "rss"), 2**-20, lambda ours, theirs: ours / theirs)

@@ -121,7 +121,7 @@ class Bound:
     `backward`, also its flow arenas and weight flows."""
 
     def __init__(self, program: "Program", batch: int, like: Tensor, backward: bool,
-                 points: bool = True):
+                 points: bool = True, weights: Sequence[Tensor] | None = None):
         self.program, self.batch, self.backward_ready = program, batch, backward
         self.points_ready = points  # point sums folded (needs `Points` leaf inputs)
         self.in_use = False
@@ -137,7 +137,11 @@ class Bound:
             arena.values[0].fill_(1.0)
             arena.scales[0].zero_()
             arena.norms[0].fill_(1.0)
-        self.weights = [like.new_empty(shape) for shape in program.pool_shapes]
+        # the pools' weights: the caller's own tensors (kept up to date by it), else copies
+        self.shared_weights = weights is not None and all(
+            w.dtype == like.dtype and w.device == like.device for w in weights)
+        self.weights = (list(weights) if self.shared_weights
+                        else [like.new_empty(shape) for shape in program.pool_shapes])
         self._weight_stamps: list[Stamp | None] = [None] * len(self.weights)
         self._linear_leaves = [False] * len(program.leaves)
         self.flows = [like.new_empty(shape) for shape in program.pool_shapes] if backward else []
@@ -194,6 +198,8 @@ class Bound:
         """Every node's value for this batch (max-product if semiring='max'), given each pool's
         weights W (linear; copied into this binding's buffers when they changed)."""
         for i, (buffer, w) in enumerate(zip(self.weights, weights)):
+            if buffer is w:
+                continue
             if self._weight_stamps[i] is None or not self._weight_stamps[i].matches([w]):
                 buffer.copy_(w.detach())
                 self._weight_stamps[i] = Stamp([w])
@@ -281,9 +287,11 @@ class Program:
     kernels: ModuleType
     zero_rows: dict[int, Tensor]  # per arena, the flow rows no layer writes first
 
-    def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True
-             ) -> Bound:
-        return Bound(self, batch, like, backward, points)
+    def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True,
+             weights: Sequence[Tensor] | None = None) -> Bound:
+        """A binding (see `Bound`); `weights`: tensors of the pools' weights its layers read in
+        place (the caller keeps them current), instead of copies of what `evaluate` is given."""
+        return Bound(self, batch, like, backward, points, weights)
 
     def evaluate(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
                  semiring: str = "sum", bound: Bound | None = None,

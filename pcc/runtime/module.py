@@ -39,6 +39,7 @@ from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, Lo
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
+from .opaque import opaque
 from .stamps import Stamp
 from .naive import naive_evaluate
 
@@ -168,7 +169,7 @@ class CompiledCircuit(nn.Module):
         from .graphs import CapturedForward
         return CapturedForward(self, batch_size)
 
-    @torch.compiler.disable
+    @opaque
     def evaluate(self, leaf_values: list[Tensor]) -> Tensor:
         """The root values [B, K_root] from leaf group log-values (see `leaf_values`), through
         autograd: gradients reach the leaf values and the weights. Opaque to torch.compile (a
@@ -199,7 +200,8 @@ class CompiledCircuit(nn.Module):
         kept = self.__dict__.setdefault("_bindings", {})
         bound = kept.get(key)
         if bound is None or bound.in_use:
-            bound = self.program(like.device).bind(batch, like, backward, points)
+            shared = self.weight_pools() if points and like.dtype == self._param_dtype() else None
+            bound = self.program(like.device).bind(batch, like, backward, points, shared)
             if key not in kept or not kept[key].in_use:
                 for other in [k for k in kept if k[3:] == key[3:]]:
                     del kept[other]  # one batch size per kind: sizes change rarely
@@ -386,14 +388,18 @@ class CompiledCircuit(nn.Module):
     @torch.no_grad()
     def weight_pools(self) -> list[Tensor]:
         """W of every pool in probability space (sum pools, then mix pools; 0 where a region has
-        fewer partitions than its pool), remade only when the logits change (their in-place
-        version counters) or `em_mode` is switched."""
+        fewer partitions than its pool): tensors of this module's, updated in place only when
+        the logits change (their in-place version counters) or `em_mode` is switched (the
+        engine's bindings read them in place)."""
         logits = [*self.sum_logits, *self.mix_logits]
         kept = self.__dict__.get("_weight_pools")
-        if kept is None or not kept[0].matches(logits, self._raw_weights):
-            kept = (Stamp(logits, self._raw_weights),
-                    [torch.exp(lw) for lw in self.log_weight_pools()])
-            self.__dict__["_weight_pools"] = kept
+        if kept is None or [tuple(w.shape) for w in kept[1]] != [tuple(p.shape) for p in logits]:
+            kept = (None, [torch.empty_like(p) for p in logits])
+        if kept[0] is None or not kept[0].matches(logits, self._raw_weights):
+            for w, lw in zip(kept[1], self.log_weight_pools()):
+                torch.exp(lw, out=w)
+            kept = (Stamp(logits, self._raw_weights), kept[1])
+        self.__dict__["_weight_pools"] = kept
         return kept[1]
 
     def log_weight_pools(self) -> list[Tensor]:

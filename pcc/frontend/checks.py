@@ -6,7 +6,8 @@ import math
 
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
-from ..ir import Circuit, Family, Input, Param, Span, Sum
+from ..ir import Circuit, DefaultVarNames, Family, Input, Param, Span, Sum
+from ..scopes import Scope, VarList
 from .builder import SourceInfo, out_of_range
 from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
 from .naming import RESERVED_WORDS, describe_vars, is_name, var_label
@@ -63,6 +64,8 @@ class _Checker:
         names, spans = self.c.vars, self.info.var_names
         if not names and self.info.vars_known:
             self.report.error("no-vars", "the circuit has no variables", self.info.vars)
+        if isinstance(names, DefaultVarNames):
+            return  # x0 .. x{N-1}: names, all different
         first: dict[str, int] = {}
         for i, name in enumerate(names):
             span = spans[i] if i < len(spans) else self.info.vars
@@ -104,6 +107,28 @@ class _Checker:
     def _input(self, r: Input, leaf_ok: bool) -> None:
         if not r.scope and r.name not in self.info.doubtful:
             self.report.error("empty-scope", f"input '{r.name}' has an empty scope", r.span)
+        if not self._scope_is_clean(r.scope):
+            self._scope_items(r)
+        if r.family is not None:
+            if not self._family(r.family, f"input '{r.name}'"):
+                self.unusable_family.add(r.name)
+        elif self.c.leaf is None:
+            self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after its k "
+                              "(e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
+            self.unusable_family.add(r.name)
+        elif not leaf_ok:
+            self.unusable_family.add(r.name)
+
+    def _scope_is_clean(self, scope) -> bool:
+        """Whether a scope holds only variable indices in range, each once (checked on its runs)."""
+        if not isinstance(scope, VarList):
+            return False
+        runs = scope.runs
+        return not runs or (min(runs[0::2]) >= 0 and max(runs[1::2]) <= len(self.c.vars)
+                            and len(scope.as_scope()) == len(scope))
+
+    def _scope_items(self, r: Input) -> None:
+        """Report each scope item that is no variable index, out of range or repeated."""
         spans = r.scope_spans or ()
         n = len(self.c.vars)
         seen: set[int] = set()
@@ -124,15 +149,6 @@ class _Checker:
                 self.report.error("duplicate-scope-var", f"variable {var_label(v, self.c.vars)} appears "
                                   f"twice in the scope of input '{r.name}'", span)
             seen.add(v)
-        if r.family is not None:
-            if not self._family(r.family, f"input '{r.name}'"):
-                self.unusable_family.add(r.name)
-        elif self.c.leaf is None:
-            self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after its k "
-                              "(e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
-            self.unusable_family.add(r.name)
-        elif not leaf_ok:
-            self.unusable_family.add(r.name)
 
     def _family(self, family: Family, owner: str) -> bool:
         """Check a family and its arguments; whether it is usable."""
@@ -226,31 +242,31 @@ class _Checker:
                     stack.append((child, iter(self.children[child])))
         return order
 
-    def _scopes(self, order: list[str]) -> dict[str, frozenset[int] | None]:
+    def _scopes(self, order: list[str]) -> dict[str, Scope | None]:
         """Scope of each region (None where unknown: on a cycle, doubtful, or below a problem);
         reports products that are not decomposable and sums that are not smooth."""
-        scopes: dict[str, frozenset[int] | None] = {}
+        scopes: dict[str, Scope | None] = {}
         unknown = self.info.doubtful | self.duplicated | self.odd_scope
         for name in order:
             r = self.regions[name]
             if name in unknown:
                 scopes[name] = None
             elif r.__class__ is Input:
-                scopes[name] = frozenset(r.scope)
+                scopes[name] = r.scope.as_scope()
             else:
                 scopes[name] = self._sum_scope(r, scopes)
         return scopes
 
-    def _sum_scope(self, r: Sum, scopes: dict[str, frozenset[int] | None]) -> frozenset[int] | None:
+    def _sum_scope(self, r: Sum, scopes: dict[str, Scope | None]) -> Scope | None:
         """The scope of a sum, None if unknown or if it is not smooth (each partition checked)."""
-        first: tuple[int, frozenset[int]] | None = None
+        first: tuple[int, Scope] | None = None
         complete, smooth = True, True
         for p, part in enumerate(r.partitions):
             child_scopes = [scopes.get(child) for child in part]
             if not part or None in child_scopes:
                 complete = False
                 continue
-            union = child_scopes[0] if len(part) == 1 else frozenset().union(*child_scopes)
+            union = Scope.union(child_scopes)
             if len(part) > 1 and sum(map(len, child_scopes)) != len(union):
                 self._not_decomposable(r, p, child_scopes)
             if first is None:
@@ -260,14 +276,14 @@ class _Checker:
                 self._not_smooth(r, *first, p, union)
         return first[1] if first is not None and complete and smooth else None
 
-    def _not_smooth(self, r: Sum, p: int, scope_p: frozenset[int], q: int, scope_q: frozenset[int]) -> None:
+    def _not_smooth(self, r: Sum, p: int, scope_p: Scope, q: int, scope_q: Scope) -> None:
         a, b = r.partition_text(p), r.partition_text(q)
         only = [f"only {text} has {describe_vars(vs, self.c.vars)}"
                 for text, vs in ((a, scope_p - scope_q), (b, scope_q - scope_p)) if vs]
         self.report.error("not-smooth", f"sum '{r.name}' is not smooth: partitions {a} and {b} cover "
                           f"different variables ({'; '.join(only)})", _child_span(r, q, 0))
 
-    def _not_decomposable(self, r: Sum, p: int, child_scopes: list[frozenset[int]]) -> None:
+    def _not_decomposable(self, r: Sum, p: int, child_scopes: list[Scope]) -> None:
         part = r.partitions[p]
         pairs = [(i, j, child_scopes[i] & child_scopes[j])
                  for i in range(len(part)) for j in range(i + 1, len(part))
@@ -277,7 +293,7 @@ class _Checker:
         self.report.error("not-decomposable", f"product {r.partition_text(p)} in sum '{r.name}' is not "
                           f"decomposable: {shared}", _child_span(r, p, pairs[0][1]))
 
-    def _root(self, scopes: dict[str, frozenset[int] | None]) -> None:
+    def _root(self, scopes: dict[str, Scope | None]) -> None:
         root = self.c.root
         if not root:
             self._missing_root()
@@ -291,8 +307,8 @@ class _Checker:
             if not self.dangling:
                 self._unreachable(root)
 
-    def _root_scope(self, root: str, scope: frozenset[int]) -> None:
-        missing = set(range(len(self.c.vars))) - scope
+    def _root_scope(self, root: str, scope: Scope) -> None:
+        missing = Scope.range(0, len(self.c.vars)) - scope
         if missing:
             missed = describe_vars(missing, self.c.vars)
             self.report.error("root-scope", f"root '{root}' does not cover {missed}: its scope must hold "
@@ -320,11 +336,18 @@ class _Checker:
         self.report.error("missing-root", f"no `root` statement{hint}")
 
     def _family_conflicts(self) -> None:
-        """Every variable must have one family (with the same arguments) in all inputs."""
+        """Every variable must have one family (with the same arguments) in all inputs. Checked on
+        the scopes' runs: only when two families share a variable are the variables looked at."""
+        inputs = [r for r in self.regions.values() if isinstance(r, Input) and r.name not in self.unusable_family]
+        if all(isinstance(r.scope, VarList) for r in inputs):
+            covered: dict[Family, list[Scope]] = {}
+            for r in inputs:
+                covered.setdefault(self.c.family_of(r), []).append(r.scope.as_scope())
+            unions = [Scope.union(scopes) for scopes in covered.values()]
+            if len(unions) < 2 or sum(map(len, unions)) == len(Scope.union(unions)):
+                return
         owner: dict[int, tuple[Family, str]] = {}
-        for r in self.regions.values():
-            if not isinstance(r, Input) or r.name in self.unusable_family:
-                continue
+        for r in inputs:
             family = self.c.family_of(r)
             clashes: dict[str, tuple[Family, list[int]]] = {}
             for v in r.scope:

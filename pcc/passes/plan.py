@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from math import prod
-from typing import Union
+from typing import Sequence, Union
 
 import networkx as nx
 import numpy as np
@@ -21,6 +21,7 @@ import numpy as np
 from ..families import FAMILIES
 from ..ir import Family
 from ..region_graph import input_family, partition_children
+from ..scopes import VarList, concat_indices
 from .group import EinsumGroup, Group, HadamardGroup, MixGroup
 
 # A discrete leaf group is a table product when its support has at most this many values, or
@@ -127,7 +128,7 @@ Op = Union[EinsumOp, HadamardOp, MixOp]
 class Plan:
     """Everything the lowering needs: arenas, leaf groups, ops in order, where each region lives."""
 
-    var_names: tuple[str, ...]
+    var_names: Sequence[str]  # the circuit's `vars` (a tuple, or `DefaultVarNames`)
     arena_rows: dict[int, int]
     leaf_groups: tuple[LeafGroup, ...]
     ops: tuple[Op, ...]
@@ -146,7 +147,7 @@ class Plan:
 
 
 def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
-              var_names: tuple[str, ...]) -> Plan:
+              var_names: Sequence[str]) -> Plan:
     """Allocate rows and index arrays for `groups` (from `group_by_shape`)."""
     leaves = _leaf_groups(graph)
     producer = _producers(graph, leaves, groups)
@@ -166,12 +167,10 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
     for (family, k), _ in leaves.items():
         regions = order[("leaf", family, k)]
         start = allocate(k, [("region", r) for r in regions])
-        scopes = [graph.nodes[("region", r)]["variables"] for r in regions]
+        scopes = [VarList.of(graph.nodes[("region", r)]["variables"]) for r in regions]
         leaf_groups.append(LeafGroup(
-            family, k, tuple(regions),
-            np.array([v for s in scopes for v in s], dtype=np.int64),
-            np.repeat(np.arange(len(regions)), [len(s) for s in scopes]).astype(np.int64),
-            start))
+            family, k, tuple(regions), concat_indices(scopes),
+            np.repeat(np.arange(len(regions), dtype=np.int64), [len(s) for s in scopes]), start))
 
     ops: list[Op] = []
     for g in groups:
@@ -209,7 +208,7 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         return graph.nodes[("region", node[1])]["k"]
 
     return Plan(
-        var_names=tuple(var_names),
+        var_names=var_names,
         arena_rows=dict(next_row),
         leaf_groups=tuple(leaf_groups),
         ops=tuple(ops),

@@ -25,6 +25,7 @@ from collections import deque
 from typing import Sequence, Union
 
 from ..ir import Circuit, Family
+from ..scopes import VarList
 from . import defaults
 from .arguments import StructureError, check_family, require_at_least
 from .builder import CircuitBuilder
@@ -97,10 +98,14 @@ def _splits(rect: Rect, levels: Levels) -> list[tuple[Rect, Rect]]:
     return []
 
 
-def _scope(rect: Rect, width: int, channels: int) -> list[int]:
+def _scope(rect: Rect, width: int, channels: int) -> VarList:
+    """The variables of a rectangle, ascending: one run per pixel row (one in all when the
+    rectangle spans the whole width)."""
     top, left, bottom, right = rect
-    return [(row * width + col) * channels + c
-            for row in range(top, bottom) for col in range(left, right) for c in range(channels)]
+    if left == 0 and right == width:
+        return VarList((top * width * channels, bottom * width * channels))
+    return VarList(tuple(v for row in range(top, bottom)
+                         for v in ((row * width + left) * channels, (row * width + right) * channels)))
 
 
 def _name(rect: Rect) -> str:

@@ -1,0 +1,293 @@
+"""Compact scopes: sets and sequences of variable indices stored as runs of consecutive indices.
+
+A run [start, stop) stands for start, start+1, ..., stop-1; runs are kept flat in one tuple
+(start0, stop0, start1, stop1, ...). A scope costs memory and time in its number of runs, not of
+variables: an input over a 32 x 32 pixel cell of a 256-wide image is 32 runs, a region over
+whole image rows is one. That keeps scope work linear in the size of the circuit as written
+(ranges `x0..x31` are runs) rather than in variables x regions.
+
+    VarList  the scope of an input as written: indices in order (its order is the order of the
+             leaf parameters' slot axis), equal to the tuple of the same indices.
+    Scope    a set of indices (region and partition scopes): sorted, disjoint, non-adjacent runs;
+             a `collections.abc.Set`, equal to (and hashing like) the frozenset of its indices.
+"""
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence, Set
+from itertools import accumulate, chain
+
+import numpy as np
+
+Runs = tuple[int, ...]  # flat (start0, stop0, start1, stop1, ...)
+
+# Unions of more runs than this are merged with numpy (a Python loop is faster below it).
+_NUMPY_MERGE = 64
+
+
+def runs_of(indices: Iterable[int]) -> Runs:
+    """The runs of `indices` in their order: a maximal stretch of consecutive ascending indices
+    is one run."""
+    out: list[int] = []
+    stop = None
+    for v in indices:
+        if v == stop:
+            stop += 1
+            out[-1] = stop
+        else:
+            stop = v + 1
+            out += (v, stop)
+    return tuple(out)
+
+
+def _pairs(runs: Runs) -> Iterator[tuple[int, int]]:
+    it = iter(runs)
+    return zip(it, it)
+
+
+def _size(runs: Runs) -> int:
+    return sum(runs[1::2]) - sum(runs[0::2])
+
+
+def _indices(runs: Runs) -> Iterator[int]:
+    return chain.from_iterable(range(a, b) for a, b in _pairs(runs))
+
+
+def _array(runs: Runs) -> np.ndarray:
+    """The indices of `runs` as an int64 array, without a Python object per index."""
+    bounds = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+    lengths = bounds[:, 1] - bounds[:, 0]
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    offsets = np.repeat(bounds[:, 0] - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+    return np.arange(total, dtype=np.int64) + offsets
+
+
+def concat_indices(lists: Iterable["VarList"]) -> np.ndarray:
+    """The indices of several `VarList`s one after another, as one int64 array."""
+    return _array(tuple(chain.from_iterable(v.runs for v in lists)))
+
+
+def _canonical(runs: Runs) -> Runs:
+    """The sorted, disjoint, non-adjacent runs covering the same indices as `runs`."""
+    if len(runs) > 2 * _NUMPY_MERGE:
+        return _canonical_numpy(runs)
+    pairs = sorted(_pairs(runs))
+    if not pairs:
+        return ()
+    out: list[int] = []
+    start, stop = pairs[0]
+    for a, b in pairs:
+        if a > stop:
+            out += (start, stop)
+            start, stop = a, b
+        elif b > stop:
+            stop = b
+    out += (start, stop)
+    return tuple(out)
+
+
+def _canonical_numpy(runs: Runs) -> Runs:
+    bounds = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+    bounds = bounds[np.argsort(bounds[:, 0], kind="stable")]
+    stops = np.maximum.accumulate(bounds[:, 1])
+    new = np.empty(len(bounds), dtype=bool)
+    new[0] = True
+    new[1:] = bounds[1:, 0] > stops[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:] - 1, len(bounds) - 1)
+    return tuple(np.stack([bounds[first, 0], stops[last]], axis=1).ravel().tolist())
+
+
+def _is_canonical(runs: Runs) -> bool:
+    return all(a < b for a, b in zip(runs, runs[1:]))
+
+
+def _intersect(x: Runs, y: Runs) -> Runs:
+    """Runs of the indices in both canonical `x` and `y` (a merge walk)."""
+    out: list[int] = []
+    i = j = 0
+    while i < len(x) and j < len(y):
+        a, b = max(x[i], y[j]), min(x[i + 1], y[j + 1])
+        if a < b:
+            out += (a, b)
+        if x[i + 1] < y[j + 1]:
+            i += 2
+        else:
+            j += 2
+    return tuple(out)
+
+
+def _subtract(x: Runs, y: Runs) -> Runs:
+    """Runs of the indices of canonical `x` not in canonical `y`."""
+    out: list[int] = []
+    j = 0
+    for a, b in _pairs(x):
+        while j < len(y) and y[j + 1] <= a:
+            j += 2
+        k = j
+        while k < len(y) and y[k] < b:
+            if y[k] > a:
+                out += (a, y[k])
+            a = max(a, y[k + 1])
+            k += 2
+        if a < b:
+            out += (a, b)
+    return tuple(out)
+
+
+class VarList(Sequence):
+    """Variable indices in a given order (an input's scope as written), stored as runs.
+
+    Equal to any sequence of the same indices (`VarList.of([0, 1]) == (0, 1)`) and hashing like
+    their tuple; indexing is a binary search over the runs."""
+
+    __slots__ = ("runs", "_len", "_offsets", "_hash")
+
+    def __init__(self, runs: Runs):
+        self.runs = runs
+        self._len = _size(runs)
+        self._offsets: list[int] | None = None
+        self._hash: int | None = None
+
+    @classmethod
+    def of(cls, indices: Iterable[int]) -> "VarList":
+        return indices if isinstance(indices, VarList) else cls(runs_of(indices))
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[int]:
+        return _indices(self.runs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return VarList(runs_of(self[j] for j in range(*i.indices(self._len))))
+        if i < 0:
+            i += self._len
+        if not 0 <= i < self._len:
+            raise IndexError("VarList index out of range")
+        if self._offsets is None:
+            self._offsets = list(accumulate((b - a for a, b in _pairs(self.runs)), initial=0))
+        r = bisect_right(self._offsets, i) - 1
+        return self.runs[2 * r] + i - self._offsets[r]
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, VarList):
+            return self.runs == other.runs
+        if isinstance(other, (tuple, list, range)):
+            return len(other) == self._len and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self))
+        return self._hash
+
+    def __repr__(self) -> str:
+        return f"VarList({', '.join(f'{a}..{b - 1}' if b - a > 1 else str(a) for a, b in _pairs(self.runs))})"
+
+    def __reduce__(self):
+        return (VarList, (self.runs,))
+
+    def as_scope(self) -> "Scope":
+        """The set of these indices (repeats merged)."""
+        return Scope(self.runs if _is_canonical(self.runs) else _canonical(self.runs))
+
+    def to_array(self) -> np.ndarray:
+        """The indices, in order, as an int64 array."""
+        return _array(self.runs)
+
+
+class Scope(Set):
+    """A set of variable indices as sorted, disjoint, non-adjacent runs (see the module doc).
+
+    `Scope.union` merges runs; `&`, `-`, `|` between scopes walk runs; membership is a binary
+    search. Equal to, and hashing like, the frozenset of its indices."""
+
+    __slots__ = ("runs", "_len", "_hash")
+
+    def __init__(self, runs: Runs = ()):
+        self.runs = runs  # canonical: callers make it so
+        self._len = _size(runs)
+        self._hash: int | None = None
+
+    @classmethod
+    def of(cls, indices: Iterable[int]) -> "Scope":
+        if isinstance(indices, Scope):
+            return indices
+        if isinstance(indices, VarList):
+            return indices.as_scope()
+        if isinstance(indices, range) and indices.step == 1:
+            return cls.range(indices.start, indices.stop)
+        return cls(runs_of(sorted(set(indices))))
+
+    @classmethod
+    def range(cls, start: int, stop: int) -> "Scope":
+        """The indices start .. stop-1."""
+        return cls((start, stop) if start < stop else ())
+
+    @classmethod
+    def union(cls, scopes: Sequence["Scope"]) -> "Scope":
+        """The union of `scopes` (overlapping or not)."""
+        if len(scopes) == 1:
+            return scopes[0]
+        return cls(_canonical(tuple(chain.from_iterable(s.runs for s in scopes))))
+
+    _from_iterable = of  # what the Set mixin methods build their results with
+
+    def __len__(self) -> int:
+        return self._len
+
+    def __iter__(self) -> Iterator[int]:
+        return _indices(self.runs)
+
+    def __contains__(self, v) -> bool:
+        return isinstance(v, int) and bisect_right(self.runs, v) % 2 == 1
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, Scope):
+            return self.runs == other.runs
+        return super().__eq__(other)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = self._hash_as_frozenset()
+        return self._hash
+
+    _hash_as_frozenset = Set._hash
+
+    def __and__(self, other):
+        if isinstance(other, Scope):
+            return Scope(_intersect(self.runs, other.runs))
+        return super().__and__(other)
+
+    def __sub__(self, other):
+        if isinstance(other, Scope):
+            return Scope(_subtract(self.runs, other.runs))
+        return super().__sub__(other)
+
+    def __or__(self, other):
+        if isinstance(other, Scope):
+            return Scope.union((self, other))
+        return super().__or__(other)
+
+    def isdisjoint(self, other) -> bool:
+        if isinstance(other, Scope):
+            return not _intersect(self.runs, other.runs)
+        return super().isdisjoint(other)
+
+    def __repr__(self) -> str:
+        return f"Scope({', '.join(f'{a}..{b - 1}' if b - a > 1 else str(a) for a, b in _pairs(self.runs))})"
+
+    def __reduce__(self):
+        return (Scope, (self.runs,))
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.runs) // 2
+
+    def to_array(self) -> np.ndarray:
+        """The indices, ascending, as an int64 array."""
+        return _array(self.runs)

@@ -26,8 +26,6 @@ from .errors import CheckpointError, PcError
 from .files import write_atomically
 
 FORMAT, VERSION = "pcc-checkpoint", 2
-SUFFIXES = (".pt", ".pth", ".ckpt")
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 @dataclass(frozen=True)
@@ -133,19 +131,6 @@ def checksum(tensor: torch.Tensor) -> str:
     digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
     digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
-
-
-def is_checkpoint_path(path: "str | os.PathLike") -> bool:
-    """Whether `path` names a checkpoint: by its extension, or by its first bytes (a zip
-    archive, as torch.save writes)."""
-    path = os.fspath(path)
-    if path.lower().endswith(SUFFIXES):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == _ZIP_MAGIC
-    except OSError:
-        return False
 
 
 def state_dtype(state: dict) -> torch.dtype:

@@ -34,7 +34,7 @@ def as_circuit(source: "str | os.PathLike | Circuit") -> Circuit:
         return source
     if isinstance(source, os.PathLike) or ("\n" not in source and not source.lstrip().startswith(
             "pc ")):
-        from .checkpoint import is_checkpoint_path
+        from .files import is_checkpoint_path
         path = os.fspath(source)
         if is_checkpoint_path(path):
             raise PcError(f"{path} is a checkpoint, not a circuit: load it with pcc.load({path!r})")

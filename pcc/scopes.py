@@ -53,9 +53,12 @@ def _indices(runs: Runs) -> Iterator[int]:
     return chain.from_iterable(range(a, b) for a, b in _pairs(runs))
 
 
-def _array(runs: Runs) -> np.ndarray:
-    """The indices of `runs` as an int64 array, without a Python object per index."""
-    bounds = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+def _bounds_of(runs: Runs) -> np.ndarray:
+    return np.asarray(runs, dtype=np.int64).reshape(-1, 2)
+
+
+def _array(bounds: np.ndarray) -> np.ndarray:
+    """The indices of runs [R, 2] as an int64 array, without a Python object per index."""
     lengths = bounds[:, 1] - bounds[:, 0]
     total = int(lengths.sum())
     if total == 0:
@@ -66,13 +69,11 @@ def _array(runs: Runs) -> np.ndarray:
 
 def concat_indices(lists: Iterable["VarList"]) -> np.ndarray:
     """The indices of several `VarList`s one after another, as one int64 array."""
-    return _array(tuple(chain.from_iterable(v.runs for v in lists)))
+    return _array(_bounds_of(tuple(chain.from_iterable(v.runs for v in lists))))
 
 
-def _canonical(runs: Runs) -> Runs:
-    """The sorted, disjoint, non-adjacent runs covering the same indices as `runs`."""
-    if len(runs) > 2 * _NUMPY_MERGE:
-        return _canonical_numpy(runs)
+def _merge(runs: Runs) -> Runs:
+    """The sorted, disjoint, non-adjacent runs covering the same indices as `runs` (few runs)."""
     pairs = sorted(_pairs(runs))
     if not pairs:
         return ()
@@ -88,16 +89,21 @@ def _canonical(runs: Runs) -> Runs:
     return tuple(out)
 
 
-def _canonical_numpy(runs: Runs) -> Runs:
-    bounds = np.asarray(runs, dtype=np.int64).reshape(-1, 2)
-    bounds = bounds[np.argsort(bounds[:, 0], kind="stable")]
-    stops = np.maximum.accumulate(bounds[:, 1])
-    new = np.empty(len(bounds), dtype=bool)
-    new[0] = True
-    new[1:] = bounds[1:, 0] > stops[:-1]
+def _merge_bounds(bounds: np.ndarray) -> np.ndarray:
+    """`_merge` for many runs, [R, 2] -> [R', 2], in numpy."""
+    if (bounds[1:, 0] >= bounds[:-1, 1]).all():  # already in order (e.g. upper then lower half)
+        join = bounds[1:, 0] == bounds[:-1, 1]
+        if not join.any():
+            return bounds
+        new = np.concatenate(([True], ~join))
+        stops = bounds[:, 1]
+    else:
+        bounds = bounds[np.argsort(bounds[:, 0], kind="stable")]
+        stops = np.maximum.accumulate(bounds[:, 1])
+        new = np.concatenate(([True], bounds[1:, 0] > stops[:-1]))
     first = np.flatnonzero(new)
     last = np.append(first[1:] - 1, len(bounds) - 1)
-    return tuple(np.stack([bounds[first, 0], stops[last]], axis=1).ravel().tolist())
+    return np.stack([bounds[first, 0], stops[last]], axis=1)
 
 
 def _is_canonical(runs: Runs) -> bool:
@@ -193,25 +199,40 @@ class VarList(Sequence):
 
     def as_scope(self) -> "Scope":
         """The set of these indices (repeats merged)."""
-        return Scope(self.runs if _is_canonical(self.runs) else _canonical(self.runs))
+        if _is_canonical(self.runs):
+            return Scope(self.runs)
+        if len(self.runs) <= 2 * _NUMPY_MERGE:
+            return Scope(_merge(self.runs))
+        return Scope.from_bounds(_merge_bounds(_bounds_of(self.runs)))
 
     def to_array(self) -> np.ndarray:
         """The indices, in order, as an int64 array."""
-        return _array(self.runs)
+        return _array(_bounds_of(self.runs))
 
 
 class Scope(Set):
     """A set of variable indices as sorted, disjoint, non-adjacent runs (see the module doc).
 
-    `Scope.union` merges runs; `&`, `-`, `|` between scopes walk runs; membership is a binary
-    search. Equal to, and hashing like, the frozenset of its indices."""
+    The runs are held as a flat tuple (`runs`), as an int64 array [R, 2] (`bounds()`), or both,
+    each made from the other when first asked for: unions of many runs are merged in numpy and
+    stay arrays. `&`, `-`, `|` between scopes walk runs; membership is a binary search. Equal to,
+    and hashing like, the frozenset of its indices."""
 
-    __slots__ = ("runs", "_len", "_hash")
+    __slots__ = ("_runs", "_bounds", "_len", "_hash")
 
     def __init__(self, runs: Runs = ()):
-        self.runs = runs  # canonical: callers make it so
+        self._runs: Runs | None = runs  # canonical: callers make it so
+        self._bounds: np.ndarray | None = None
         self._len = _size(runs)
         self._hash: int | None = None
+
+    @classmethod
+    def from_bounds(cls, bounds: np.ndarray) -> "Scope":
+        """The scope of canonical runs [R, 2]."""
+        scope = cls.__new__(cls)
+        scope._runs, scope._bounds, scope._hash = None, bounds, None
+        scope._len = int((bounds[:, 1] - bounds[:, 0]).sum())
+        return scope
 
     @classmethod
     def of(cls, indices: Iterable[int]) -> "Scope":
@@ -233,9 +254,28 @@ class Scope(Set):
         """The union of `scopes` (overlapping or not)."""
         if len(scopes) == 1:
             return scopes[0]
-        return cls(_canonical(tuple(chain.from_iterable(s.runs for s in scopes))))
+        if sum(s.num_runs for s in scopes) <= _NUMPY_MERGE:
+            return cls(_merge(tuple(chain.from_iterable(s.runs for s in scopes))))
+        return cls.from_bounds(_merge_bounds(np.concatenate([s.bounds() for s in scopes])))
 
     _from_iterable = of  # what the Set mixin methods build their results with
+
+    @property
+    def runs(self) -> Runs:
+        """The runs, flat: (start0, stop0, start1, stop1, ...)."""
+        if self._runs is None:
+            self._runs = tuple(self._bounds.ravel().tolist())
+        return self._runs
+
+    def bounds(self) -> np.ndarray:
+        """The runs as an int64 array [R, 2] of (start, stop)."""
+        if self._bounds is None:
+            self._bounds = _bounds_of(self._runs)
+        return self._bounds
+
+    @property
+    def num_runs(self) -> int:
+        return len(self._runs) // 2 if self._runs is not None else len(self._bounds)
 
     def __len__(self) -> int:
         return self._len
@@ -248,7 +288,12 @@ class Scope(Set):
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Scope):
-            return self.runs == other.runs
+            if self._len != other._len:
+                return False
+            if self._runs is not None and other._runs is not None:
+                return self._runs == other._runs
+            a, b = self.bounds(), other.bounds()
+            return a.shape == b.shape and bool((a == b).all())
         return super().__eq__(other)
 
     def __hash__(self) -> int:
@@ -284,10 +329,6 @@ class Scope(Set):
     def __reduce__(self):
         return (Scope, (self.runs,))
 
-    @property
-    def num_runs(self) -> int:
-        return len(self.runs) // 2
-
     def to_array(self) -> np.ndarray:
         """The indices, ascending, as an int64 array."""
-        return _array(self.runs)
+        return _array(self.bounds())

@@ -202,14 +202,15 @@ class Circuit:
 
     def scopes(self) -> dict[str, Scope]:
         """Scope of every region: its variables for inputs, the union over a partition's children
-        (the first partition's) for sums. Requires an acyclic circuit."""
+        (the first partition's) for sums, each computed when first read. Requires an acyclic
+        circuit."""
         out: dict[str, Scope] = {}
         for name in self.topological_order():
             r = self.by_name[name]
             if isinstance(r, Input):
                 out[name] = Scope.of(r.scope)
             else:
-                out[name] = Scope.union(
+                out[name] = Scope.union_of(
                     [out[c] for c in (r.partitions[0] if r.partitions else ()) if c in out] or [Scope()])
         return out
 

@@ -3,11 +3,12 @@
 Graph layout (`to_graph`): one node per region, key `("region", name)`, and one per partition,
 key `("partition", name, p)` for partition p of sum `name`; edges run region -> partition ->
 child region, each partition -> child edge holding its `position` in the product. Node attrs:
-    region:    kind 'input' | 'sum', scope (a `Scope`: the set of var indices, as runs), k;
+    region:    kind 'input' | 'sum', scope (a `Scope`: the set of var indices, as runs,
+               computed when first read), k;
                inputs also: family (str of the family in force, None if none is),
                declared_family (the Input's own Family, None when it uses the circuit default),
                variables (the scope as written, a `VarList`)
-    partition: kind 'partition', scope (a `Scope`; the region's own object when they are equal),
+    partition: kind 'partition', scope (a `Scope`; partition 0 holds its region's),
                children (names in product order),
                elementwise (True for an element-wise product `a .* b`)
 Graph attrs: vars, root, leaf, params, version.
@@ -46,8 +47,8 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
             if len(set(part)) != len(part):
                 raise ValueError(f"partition {p} of region '{r.name}' names a child twice")
             node = ("partition", r.name, p)
-            scope = Scope.union([scopes[c] for c in part])
-            graph.add_node(node, kind="partition", scope=scopes[r.name] if scope == scopes[r.name] else scope,
+            graph.add_node(node, kind="partition", scope=scopes[r.name] if p == 0 else
+                           Scope.union_of([scopes[c] for c in part]),
                            children=tuple(part), elementwise=r.is_elementwise(p))
             graph.add_edge(("region", r.name), node)
             graph.add_edges_from((node, ("region", child), {"position": i}) for i, child in enumerate(part))

@@ -215,22 +215,24 @@ class Scope(Set):
 
     The runs are held as a flat tuple (`runs`), as an int64 array [R, 2] (`bounds()`), or both,
     each made from the other when first asked for: unions of many runs are merged in numpy and
-    stay arrays. `&`, `-`, `|` between scopes walk runs; membership is a binary search. Equal to,
-    and hashing like, the frozenset of its indices."""
+    stay arrays. `Scope.union_of` defers a union until the scope is first read (the region graph
+    holds such scopes: planning never reads them). `&`, `-`, `|` between scopes walk runs;
+    membership is a binary search. Equal to, and hashing like, the frozenset of its indices."""
 
-    __slots__ = ("_runs", "_bounds", "_len", "_hash")
+    __slots__ = ("_runs", "_bounds", "_len", "_hash", "_parts")
 
     def __init__(self, runs: Runs = ()):
         self._runs: Runs | None = runs  # canonical: callers make it so
         self._bounds: np.ndarray | None = None
         self._len = _size(runs)
         self._hash: int | None = None
+        self._parts: tuple[Scope, ...] | None = None  # a deferred union of these
 
     @classmethod
     def from_bounds(cls, bounds: np.ndarray) -> "Scope":
         """The scope of canonical runs [R, 2]."""
         scope = cls.__new__(cls)
-        scope._runs, scope._bounds, scope._hash = None, bounds, None
+        scope._runs, scope._bounds, scope._hash, scope._parts = None, bounds, None, None
         scope._len = int((bounds[:, 1] - bounds[:, 0]).sum())
         return scope
 
@@ -254,30 +256,65 @@ class Scope(Set):
         """The union of `scopes` (overlapping or not)."""
         if len(scopes) == 1:
             return scopes[0]
+        for s in scopes:
+            s._force()
         if sum(s.num_runs for s in scopes) <= _NUMPY_MERGE:
             return cls(_merge(tuple(chain.from_iterable(s.runs for s in scopes))))
         return cls.from_bounds(_merge_bounds(np.concatenate([s.bounds() for s in scopes])))
+
+    @classmethod
+    def union_of(cls, scopes: Sequence["Scope"]) -> "Scope":
+        """`union(scopes)`, computed when the result is first read."""
+        if len(scopes) == 1:
+            return scopes[0]
+        scope = cls.__new__(cls)
+        scope._runs = scope._bounds = scope._len = scope._hash = None
+        scope._parts = tuple(scopes)
+        return scope
+
+    def _force(self) -> None:
+        """Compute a deferred union, and the deferred unions below it first (no recursion: a
+        deep chain of them would exceed Python's stack)."""
+        if self._parts is None:
+            return
+        stack = [self]
+        while stack:
+            top = stack[-1]
+            if top._parts is None:
+                stack.pop()
+                continue
+            pending = [s for s in top._parts if s._parts is not None]
+            if pending:
+                stack += pending
+                continue
+            stack.pop()
+            done = Scope.union(top._parts)
+            top._runs, top._bounds, top._len, top._parts = done._runs, done._bounds, done._len, None
 
     _from_iterable = of  # what the Set mixin methods build their results with
 
     @property
     def runs(self) -> Runs:
         """The runs, flat: (start0, stop0, start1, stop1, ...)."""
+        self._force()
         if self._runs is None:
             self._runs = tuple(self._bounds.ravel().tolist())
         return self._runs
 
     def bounds(self) -> np.ndarray:
         """The runs as an int64 array [R, 2] of (start, stop)."""
+        self._force()
         if self._bounds is None:
             self._bounds = _bounds_of(self._runs)
         return self._bounds
 
     @property
     def num_runs(self) -> int:
+        self._force()
         return len(self._runs) // 2 if self._runs is not None else len(self._bounds)
 
     def __len__(self) -> int:
+        self._force()
         return self._len
 
     def __iter__(self) -> Iterator[int]:
@@ -288,7 +325,7 @@ class Scope(Set):
 
     def __eq__(self, other) -> bool:
         if isinstance(other, Scope):
-            if self._len != other._len:
+            if len(self) != len(other):
                 return False
             if self._runs is not None and other._runs is not None:
                 return self._runs == other._runs
@@ -332,3 +369,36 @@ class Scope(Set):
     def to_array(self) -> np.ndarray:
         """The indices, ascending, as an int64 array."""
         return _array(self.bounds())
+
+
+def fingerprints(scopes: Sequence[VarList], num_vars: int) -> tuple[list[int], int]:
+    """Random fingerprints of the `scopes` (over variables 0 .. num_vars-1, as runs in range),
+    and that of all variables: h(S) = sum over v in S of W[v], an exact integer sum, with W[v]
+    fresh random integers of at least 100 bits (drawn here, from the OS's entropy).
+
+    Sums of fingerprints are fingerprints of multiset unions, so a circuit's regions and
+    partitions get theirs by additions; two different multisets of variables have the same
+    fingerprint with probability at most 2^-100 (fix every W but one that the multisets count
+    differently: at most one value of it makes the sums equal). Each scope costs its number of
+    runs; W is drawn in chunks, never held whole."""
+    lane_bits = 62 - max(num_vars, 1).bit_length()  # a lane's sum over all variables fits int64
+    lanes = -(-100 // lane_bits)
+    ends = np.asarray(tuple(chain.from_iterable(s.runs for s in scopes)) + (0, num_vars), dtype=np.int64)
+    points, where = np.unique(ends, return_inverse=True)
+    below = np.zeros((lanes, len(points)), dtype=np.int64)  # sum of W[v] for v < point, per lane
+    rng, carry, chunk = np.random.default_rng(), np.zeros(lanes, dtype=np.int64), 1 << 16
+    for low in range(0, num_vars, chunk):
+        weights = rng.integers(0, 1 << lane_bits, size=(lanes, min(chunk, num_vars - low)))
+        cumulative = np.concatenate((np.zeros((lanes, 1), dtype=np.int64), np.cumsum(weights, axis=1)), axis=1)
+        inside = np.flatnonzero((points >= low) & (points <= low + weights.shape[1]))
+        below[:, inside] = carry[:, None] + cumulative[:, points[inside] - low]
+        carry += cumulative[:, -1]
+    per_run = below[:, where[1::2]] - below[:, where[0::2]]  # the last run: all variables
+    counts = np.array([len(s.runs) // 2 for s in scopes] + [1], dtype=np.int64)
+    firsts = np.concatenate(([0], np.cumsum(counts)[:-1]))
+    sums = np.add.reduceat(per_run, firsts, axis=1)
+    sums[:, counts == 0] = 0
+    out = [0] * len(counts)
+    for lane, row in enumerate(sums.tolist()):
+        out = [o + (x << (lane * lane_bits)) for o, x in zip(out, row)]
+    return out[:-1], out[-1]

@@ -7,7 +7,7 @@ import math
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
 from ..ir import Circuit, DefaultVarNames, Family, Input, Param, Span, Sum
-from ..scopes import Scope, VarList
+from ..scopes import Scope, VarList, fingerprints
 from .builder import SourceInfo, out_of_range
 from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
 from .naming import RESERVED_WORDS, describe_vars, is_name, var_label
@@ -53,8 +53,7 @@ class _Checker:
                          if isinstance(r, Sum) else [] for name, r in self.regions.items()}
         self._elementwise_k()
         order = self._acyclic_order()
-        scopes = self._scopes(order)
-        self._root(scopes)
+        self._root(None if self._verified(order) else self._scopes(order))
         self._family_conflicts()
         self._params()
 
@@ -242,6 +241,31 @@ class _Checker:
                     stack.append((child, iter(self.children[child])))
         return order
 
+    def _verified(self, order: list[str]) -> bool:
+        """Whether every region is decomposable and smooth and the root covers every variable,
+        shown by scope fingerprints (`pcc.scopes.fingerprints`) in time linear in the circuit,
+        without computing a scope. False leaves it to `_scopes`, which says what is wrong.
+
+        Each sum gets the size and fingerprint of its first partition's multiset union. If every
+        other partition of a sum has its sum's, the root's are those of every variable once, and
+        every region is reachable from the root, then (but for a chance below 2^-100 per
+        comparison) every multiset on the way down from the root is a set: no product shares a
+        variable and all partitions of a sum cover the same variables."""
+        root = self.c.root
+        if self.report.has_errors or root not in self.regions or len(self.c.reachable()) != len(self.regions):
+            return False
+        inputs = [r for r in self.regions.values() if r.__class__ is Input]
+        hashes, whole = fingerprints([r.scope for r in inputs], len(self.c.vars))
+        value = {r.name: (len(r.scope), h) for r, h in zip(inputs, hashes)}
+        for name in order:
+            r = self.regions[name]
+            if r.__class__ is Sum:
+                value[name] = _union_value(r.partitions[0], value)
+        for r in self.regions.values():
+            if r.__class__ is Sum and any(_union_value(part, value) != value[r.name] for part in r.partitions[1:]):
+                return False
+        return value[root] == (len(self.c.vars), whole)
+
     def _scopes(self, order: list[str]) -> dict[str, Scope | None]:
         """Scope of each region (None where unknown: on a cycle, doubtful, or below a problem);
         reports products that are not decomposable and sums that are not smooth."""
@@ -293,7 +317,8 @@ class _Checker:
         self.report.error("not-decomposable", f"product {r.partition_text(p)} in sum '{r.name}' is not "
                           f"decomposable: {shared}", _child_span(r, p, pairs[0][1]))
 
-    def _root(self, scopes: dict[str, Scope | None]) -> None:
+    def _root(self, scopes: dict[str, Scope | None] | None) -> None:
+        """Root checks; `scopes` None: its scope is known to hold every variable."""
         root = self.c.root
         if not root:
             self._missing_root()
@@ -301,7 +326,7 @@ class _Checker:
             self.report.error("unknown-region", f"the root '{root}' is not a region"
                               f"{did_you_mean(root, self.regions)}", self.info.root)
         else:
-            scope = scopes.get(root)
+            scope = None if scopes is None else scopes.get(root)
             if scope is not None and self.info.vars_known and not self.vars_ambiguous:
                 self._root_scope(root, scope)
             if not self.dangling:
@@ -485,6 +510,12 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
         flat, i = divmod(flat, n)
         index.append(i)
     return index[::-1]
+
+
+def _union_value(children: tuple[str, ...], value: dict[str, tuple[int, int]]) -> tuple[int, int]:
+    """(size, fingerprint) of the multiset union of the children's scopes."""
+    values = [value[c] for c in children]
+    return sum(v[0] for v in values), sum(v[1] for v in values)
 
 
 def _position(r: Sum, child: str) -> tuple[int, int]:

@@ -76,7 +76,7 @@ class _Builder:
             regions=tuple(regions),
             root=root.name.text if root else "",
             leaf=_family(leaf.family) if leaf else None,
-            params=_weights_index_defaults(params, regions),
+            params=weights_index_defaults(params, regions),
             version=int(header.version.text) if header else 1,
         )
         info = SourceInfo(
@@ -249,7 +249,7 @@ def _family(item: FamilyItem) -> Family:
     return Family(item.name.text, tuple((a.key.text, a.value) for a in item.args), item.span)
 
 
-def _weights_index_defaults(params: list[Param], regions: list[Input | Sum]) -> tuple[Param, ...]:
+def weights_index_defaults(params: list[Param], regions: list[Input | Sum]) -> tuple[Param, ...]:
     """`r.weights` written without an index means partition 0 when `r` has one partition."""
     single = {r.name for r in regions if isinstance(r, Sum) and len(r.partitions) == 1}
     return tuple(dataclasses.replace(p, index=0)

@@ -40,6 +40,7 @@ class _Checker:
         self.odd_scope: set[str] = set()  # inputs whose scope holds something other than indices
         self.dangling = False  # some sum uses an unknown region: reachability is uncertain
         self.vars_ambiguous = False  # a variable name is declared twice
+        self.reached: set[str] | None = None
 
     def run(self) -> None:
         if self.c.version != 1:
@@ -252,19 +253,38 @@ class _Checker:
         comparison) every multiset on the way down from the root is a set: no product shares a
         variable and all partitions of a sum cover the same variables."""
         root = self.c.root
-        if self.report.has_errors or root not in self.regions or len(self.c.reachable()) != len(self.regions):
+        if self.report.has_errors or root not in self.regions or len(self._reached()) != len(self.regions):
             return False
         inputs = [r for r in self.regions.values() if r.__class__ is Input]
         hashes, whole = fingerprints([r.scope for r in inputs], len(self.c.vars))
-        value = {r.name: (len(r.scope), h) for r, h in zip(inputs, hashes)}
+        size = {r.name: len(r.scope) for r in inputs}
+        fingerprint = dict(zip((r.name for r in inputs), hashes))
         for name in order:
             r = self.regions[name]
             if r.__class__ is Sum:
-                value[name] = _union_value(r.partitions[0], value)
+                size[name] = sum(map(size.__getitem__, r.partitions[0]))
+                fingerprint[name] = sum(map(fingerprint.__getitem__, r.partitions[0]))
         for r in self.regions.values():
-            if r.__class__ is Sum and any(_union_value(part, value) != value[r.name] for part in r.partitions[1:]):
+            if r.__class__ is Sum and len(r.partitions) > 1 and any(
+                    sum(map(size.__getitem__, part)) != size[r.name]
+                    or sum(map(fingerprint.__getitem__, part)) != fingerprint[r.name] for part in r.partitions[1:]):
                 return False
-        return value[root] == (len(self.c.vars), whole)
+        return size[root] == len(self.c.vars) and fingerprint[root] == whole
+
+    def _reached(self) -> set[str]:
+        """The regions reachable from the root (computed once; `Circuit.reachable` where a name is
+        defined twice, as it follows the last definition)."""
+        if self.reached is None and self.duplicated:
+            self.reached = self.c.reachable()
+        if self.reached is None:
+            reached, todo, children = {self.c.root}, [self.c.root], self.children
+            while todo:
+                for child in children.get(todo.pop(), ()):
+                    if child not in reached:
+                        reached.add(child)
+                        todo.append(child)
+            self.reached = reached
+        return self.reached
 
     def _scopes(self, order: list[str]) -> dict[str, Scope | None]:
         """Scope of each region (None where unknown: on a cycle, doubtful, or below a problem);
@@ -340,7 +360,7 @@ class _Checker:
                               "every variable", self.info.root)
 
     def _unreachable(self, root: str) -> None:
-        reached = self.c.reachable()
+        reached = self._reached()
         for name, r in self.regions.items():
             if name not in reached:
                 self.report.warning("unreachable", f"region '{name}' is not reachable from the root '{root}'",
@@ -510,12 +530,6 @@ def _unravel(flat: int, shape: tuple[int, ...]) -> list[int]:
         flat, i = divmod(flat, n)
         index.append(i)
     return index[::-1]
-
-
-def _union_value(children: tuple[str, ...], value: dict[str, tuple[int, int]]) -> tuple[int, int]:
-    """(size, fingerprint) of the multiset union of the children's scopes."""
-    values = [value[c] for c in children]
-    return sum(v[0] for v in values), sum(v[1] for v in values)
 
 
 def _position(r: Sum, child: str) -> tuple[int, int]:

@@ -104,6 +104,12 @@ def _parser() -> Lark:
 
 
 @functools.cache
+def terminal_patterns() -> dict[str, str]:
+    """Terminal name -> its regular expression, for the terminals that are patterns."""
+    return {t.name: t.pattern.to_regexp() for t in _parser().terminals if t.pattern.type == "re"}
+
+
+@functools.cache
 def _literals() -> dict[str, str]:
     """Terminal name -> its fixed text, for the terminals that are plain strings."""
     return {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
@@ -117,16 +123,15 @@ def _word(tok: Tok) -> Word:
     return Word(tok.value, Span(tok.line, tok.column, tok.line, tok.end_column))
 
 
-def _number(tok: Tok) -> int | float:
+def number(text: str) -> int | float:
     """An option or argument value: an int when written as one (and short enough), else a float."""
-    text = tok.value
     if len(text) <= 19 and text.lstrip("+-").isdigit():
         return int(text)
     return float(text)
 
 
 def _setting(key: Tok, value: Tok) -> Setting:
-    return Setting(_word(key), _number(value), Span(key.line, key.column, value.line, value.end_column))
+    return Setting(_word(key), number(value.value), Span(key.line, key.column, value.line, value.end_column))
 
 
 class _ToStatements(Transformer):

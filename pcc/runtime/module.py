@@ -35,6 +35,7 @@ from .engine import (CircuitFunction, FlowSink, LeafSlot, LoweredEinsum, Lowered
 from .leaf_tables import table_counts, table_layout, table_values
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
+from .weight_init import mix_log_weights, sum_log_weights
 
 if TYPE_CHECKING:
     from .graphs import CapturedForward
@@ -92,9 +93,7 @@ class CompiledCircuit(nn.Module):
                         self.register_buffer(f"rows_{j}_{s}", torch.from_numpy(rows),
                                              persistent=False)
                 if isinstance(op, HadamardOp) or op.has_weights:
-                    w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
-                    self.sum_logits.append(nn.Parameter(torch.log_softmax(
-                        torch.log(w + 0.01), -1).to(dtype)))
+                    self.sum_logits.append(nn.Parameter(sum_log_weights(op.weight_shape, gen, dtype)))
                     self._weight_of_op.append(("sum", len(self.sum_logits) - 1))
                 else:
                     self._weight_of_op.append(None)
@@ -103,10 +102,7 @@ class CompiledCircuit(nn.Module):
                                      persistent=False)
                 mask = torch.from_numpy(op.mask).unsqueeze(-1)
                 self.register_buffer(f"mix_mask_{len(self.mix_logits)}", mask, persistent=False)
-                w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64) + 0.01
-                logits = torch.log(w).masked_fill(~mask, -math.inf)
-                logits = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
-                self.mix_logits.append(nn.Parameter(logits.to(dtype)))
+                self.mix_logits.append(nn.Parameter(mix_log_weights(op.weight_shape, mask, gen, dtype)))
                 self._weight_of_op.append(("mix", len(self.mix_logits) - 1))
 
         var_max = torch.full((plan.num_vars,), math.inf, dtype=torch.float64)

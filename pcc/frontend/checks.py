@@ -53,8 +53,12 @@ class _Checker:
         self.children = {name: [c for part in r.partitions for c in part if c in self.regions]
                          if isinstance(r, Sum) else [] for name, r in self.regions.items()}
         self._elementwise_k()
-        order = self._acyclic_order()
-        self._root(None if self._verified(order) else self._scopes(order))
+        order = None if self.report.has_errors else self._file_order()
+        if order is not None and self._verified(order):
+            self._root(None)
+        else:
+            order = self._acyclic_order()
+            self._root(self._scopes(order))
         self._family_conflicts()
         self._params()
 
@@ -183,6 +187,8 @@ class _Checker:
             if not part:
                 self.report.error("empty-partition", f"sum '{r.name}' has an empty partition (index {p})",
                                   r.span)
+            if all(map(self.c.by_name.__contains__, part)):
+                continue
             for i, child in enumerate(part):
                 if child not in self.c.by_name:
                     self.dangling = True
@@ -247,29 +253,38 @@ class _Checker:
         shown by scope fingerprints (`pcc.scopes.fingerprints`) in time linear in the circuit,
         without computing a scope. False leaves it to `_scopes`, which says what is wrong.
 
-        Each sum gets the size and fingerprint of its first partition's multiset union. If every
-        other partition of a sum has its sum's, the root's are those of every variable once, and
-        every region is reachable from the root, then (but for a chance below 2^-100 per
-        comparison) every multiset on the way down from the root is a set: no product shares a
-        variable and all partitions of a sum cover the same variables."""
+        Each sum gets the fingerprint of its first partition's multiset union (the sum of its
+        children's). If every other partition of a sum has its sum's, the root's is that of every
+        variable once, and every region is reachable from the root, then (but for a chance below
+        2^-100 per comparison) every multiset on the way down from the root is a set: no product
+        shares a variable and all partitions of a sum cover the same variables. `order` lists
+        children before parents."""
         root = self.c.root
-        if self.report.has_errors or root not in self.regions or len(self._reached()) != len(self.regions):
+        if root not in self.regions or len(self._reached()) != len(self.regions):
             return False
         inputs = [r for r in self.regions.values() if r.__class__ is Input]
         hashes, whole = fingerprints([r.scope for r in inputs], len(self.c.vars))
-        size = {r.name: len(r.scope) for r in inputs}
         fingerprint = dict(zip((r.name for r in inputs), hashes))
+        of = fingerprint.__getitem__
         for name in order:
             r = self.regions[name]
             if r.__class__ is Sum:
-                size[name] = sum(map(size.__getitem__, r.partitions[0]))
-                fingerprint[name] = sum(map(fingerprint.__getitem__, r.partitions[0]))
+                fingerprint[name] = sum(map(of, r.partitions[0]))
         for r in self.regions.values():
             if r.__class__ is Sum and len(r.partitions) > 1 and any(
-                    sum(map(size.__getitem__, part)) != size[r.name]
-                    or sum(map(fingerprint.__getitem__, part)) != fingerprint[r.name] for part in r.partitions[1:]):
+                    sum(map(of, part)) != fingerprint[r.name] for part in r.partitions[1:]):
                 return False
-        return size[root] == len(self.c.vars) and fingerprint[root] == whole
+        return fingerprint[root] == whole
+
+    def _file_order(self) -> list[str] | None:
+        """The regions in file order if each sum comes after its children (then there is no
+        cycle), else None."""
+        position = {name: i for i, name in enumerate(self.regions)}
+        at = position.__getitem__
+        for i, children in enumerate(self.children.values()):
+            if children and max(map(at, children)) >= i:
+                return None
+        return list(self.regions)
 
     def _reached(self) -> set[str]:
         """The regions reachable from the root (computed once; `Circuit.reachable` where a name is

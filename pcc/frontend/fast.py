@@ -27,6 +27,9 @@ from .naming import RESERVED_WORDS
 from .syntax import number, terminal_patterns
 
 _WS_CHARS = " \t\f\r\n"
+_DROP_WS = str.maketrans("", "", _WS_CHARS)
+_DROP_BRACKETS = str.maketrans("", "", "[]")
+_NOT_PUNCTUATION = re.compile(r"[^\[\],]+")
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,9 @@ class _Patterns:
     sum: re.Pattern
     root: re.Pattern
     param: re.Pattern
-    number: re.Pattern
     scalar: re.Pattern
-    ws: re.Pattern
+    numbers: re.Pattern
+    spaced_number: re.Pattern
 
 
 @functools.cache
@@ -86,11 +89,10 @@ def _patterns() -> _Patterns:
         sum=re.compile(rf"sum{_}({name})((?:{_}(?:{setting}|{name}))*){_}={_}"
                        rf"({partition}(?:{_}\|{_}{partition})*){close}"),
         root=re.compile(rf"root{_}({name}){close}"),
-        param=re.compile(rf"param{_}({name}){_}\.{_}({name})(?:{_}\[{_}({integer}){_}(\]))?{_}={_}"
-                         rf"(.*?){close}", re.S),
-        number=re.compile(num),
+        param=re.compile(rf"param{_}({name}){_}\.{_}({name})(?:{_}\[{_}({integer}){_}(\]))?{_}={_}"),
         scalar=re.compile(rf"({num}){close}"),
-        ws=re.compile(t["WS"]),
+        numbers=re.compile(rf"{num}(?:,{num})*\Z"),
+        spaced_number=re.compile(rf"[0-9.eE+-]{t['WS']}[0-9.eE+-]"),
     )
 
 
@@ -254,7 +256,7 @@ class _Reader:
     def _param(self, statement: str, at: tuple[int, int]) -> Param:
         p = self.p
         m = _match(p.param, statement)
-        value = m.group(5)
+        value = statement[m.end():]
         scalar = p.scalar.match(value)
         if scalar is not None:
             shape, values = (), (float(scalar.group(1)),)
@@ -266,9 +268,13 @@ class _Reader:
                      shape, values, target)
 
     def _array(self, text: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
-        """Shape and row-major values of a rectangular, non-empty nested array of numbers: its
-        skeleton (each number made `0`, whitespace dropped) must be the one its shape gives."""
-        skeleton = self.p.ws.sub("", self.p.number.sub("0", text))
+        """Shape and row-major values of a rectangular, non-empty nested array of numbers: with
+        whitespace dropped (never between two numbers), the numbers must be numbers and the
+        skeleton (each number made `0`) must be the one the shape gives."""
+        if self.p.spaced_number.search(text):
+            raise _Doubt
+        compact = text.translate(_DROP_WS)
+        skeleton = _NOT_PUNCTUATION.sub("0", compact)
         if not skeleton.startswith("[") or "[]" in skeleton:
             raise _Doubt
         sizes, rest = [], skeleton  # innermost first
@@ -282,9 +288,10 @@ class _Reader:
         expected = "0"
         for size in sizes:
             expected = "[" + ",".join([expected] * size) + "]"
-        if expected != skeleton:
+        numbers = compact.translate(_DROP_BRACKETS)
+        if expected != skeleton or not self.p.numbers.match(numbers):
             raise _Doubt
-        return tuple(reversed(sizes)), tuple(map(float, self.p.number.findall(text)))
+        return tuple(reversed(sizes)), tuple(map(float, numbers.split(",")))
 
     def _name(self, word: str) -> str:
         return self.text_names.setdefault(word, word)

@@ -22,6 +22,7 @@ from .statements import (FamilyItem, Header, InputDecl, LeafDecl, ParamDecl, Roo
 GRAMMAR = Path(__file__).with_name("pc.lark")
 _STATEMENT_START = re.compile(r"[ \t\f\r]*(" + "|".join(KEYWORDS.values()) + r")(?![A-Za-z0-9_])")
 _COMMENT = re.compile(r"#[^\n]*")
+_PATTERN_TERMINAL = re.compile(r"^([A-Z_]+)(?:\.[0-9]+)?: /(.*)/$", re.M)
 
 
 def parse_statements(text: str, report: Reporter) -> list[Statement] | None:
@@ -105,8 +106,9 @@ def _parser() -> Lark:
 
 @functools.cache
 def terminal_patterns() -> dict[str, str]:
-    """Terminal name -> its regular expression, for the terminals that are patterns."""
-    return {t.name: t.pattern.to_regexp() for t in _parser().terminals if t.pattern.type == "re"}
+    """Terminal name -> its regular expression, for the terminals the grammar defines by one
+    (`NAME: /.../`); read from the grammar file, without building the parser."""
+    return {m.group(1): m.group(2) for m in _PATTERN_TERMINAL.finditer(GRAMMAR.read_text(encoding="utf-8"))}
 
 
 @functools.cache

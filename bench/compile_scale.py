@@ -4,7 +4,7 @@
 
 Cases (`pcc structure pd` circuits, Bernoulli leaves; `--list` shows them): PD H x W (x C) with
 delta H/8 and K=4, from 64 x 64 to 512 x 512 and 3 x 256 x 256 (the same 1,296 regions over more
-variables); 256 x 256 with finer deltas (more regions); 64 x 64 with larger K up to 1.0 billion
+variables; its channels factorized at the leaves, or split); 256 x 256 with finer deltas (more regions); 64 x 64 with larger K up to 1.0 billion
 parameters; and PD 28 x 28 with every parameter written inline (a `.pc` file of numbers).
 
 Each case's `.pc` file is written by one child process; a second one, started fresh, measures:
@@ -42,6 +42,7 @@ class Case:
     channels: int = 1
     delta: int | None = None  # default: height / 8
     k: int = 4
+    channel_split: bool = False
     inline_params: bool = False
 
     @property
@@ -55,6 +56,7 @@ CASES = {
     "pd256": Case(256, 256),
     "pd512": Case(512, 512),
     "rgb256": Case(256, 256, channels=3),
+    "rgb256-split": Case(256, 256, channels=3, channel_split=True),
     "pd256-d16": Case(256, 256, delta=16),
     "pd256-d8": Case(256, 256, delta=8),
     "rgb512-d32": Case(512, 512, channels=3, delta=32),
@@ -72,7 +74,8 @@ def write_case(case: Case, path: str) -> None:
     from pcc.files import write_text
     from pcc.frontend import to_text
     from pcc.structures import poon_domingos
-    circuit = poon_domingos(case.height, case.width, case.deltas, channels=case.channels, k=case.k)
+    circuit = poon_domingos(case.height, case.width, case.deltas, channels=case.channels,
+                            channel_split=case.channel_split, k=case.k)
     if case.inline_params:
         import pcc
         circuit = dataclasses.replace(circuit, params=pcc.compile(circuit, backend="torch").ir_params())

@@ -4,8 +4,9 @@
 
 Cases (`pcc structure pd` circuits, Bernoulli leaves; `--list` shows them): PD H x W (x C) with
 delta H/8 and K=4, from 64 x 64 to 512 x 512 and 3 x 256 x 256 (the same 1,296 regions over more
-variables; its channels factorized at the leaves, or split); 256 x 256 with finer deltas (more regions); 64 x 64 with larger K up to 1.0 billion
-parameters; and PD 28 x 28 with every parameter written inline (a `.pc` file of numbers).
+variables; channels factorized at the leaves, or split); 256 x 256 and 3 x 512 x 512 with 12 x 12
+and 16 x 16 cells (more regions); 64 x 64 with larger K, up to 1.0 billion parameters; and
+28 x 28 with every parameter written inline (a 12 MB `.pc` file of numbers).
 
 Each case's `.pc` file is written by one child process; a second one, started fresh, measures:
   parse   .pc text -> IR (`pcc.frontend.fast`, else the full parser)
@@ -40,13 +41,13 @@ class Case:
     height: int
     width: int
     channels: int = 1
-    delta: int | None = None  # default: height / 8
+    delta: float | None = None  # default: height / 8
     k: int = 4
     channel_split: bool = False
     inline_params: bool = False
 
     @property
-    def deltas(self) -> int:
+    def deltas(self) -> float:
         return self.delta or self.height // 8
 
 
@@ -57,13 +58,13 @@ CASES = {
     "pd512": Case(512, 512),
     "rgb256": Case(256, 256, channels=3),
     "rgb256-split": Case(256, 256, channels=3, channel_split=True),
-    "pd256-d16": Case(256, 256, delta=16),
-    "pd256-d8": Case(256, 256, delta=8),
-    "rgb512-d32": Case(512, 512, channels=3, delta=32),
+    "pd256-12x12": Case(256, 256, delta=256 / 12),
+    "pd256-16x16": Case(256, 256, delta=16),
+    "rgb512-16x16": Case(512, 512, channels=3, delta=32),
     "pd64-k16": Case(64, 64, k=16),
     "pd64-k32": Case(64, 64, k=32),
     "pd64-k55": Case(64, 64, k=55),  # 1.0 billion parameters
-    "pd28-params": Case(28, 28, delta=7, k=10, inline_params=True),
+    "pd28-params": Case(28, 28, delta=7, k=14, inline_params=True),
 }
 
 

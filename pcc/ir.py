@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from collections.abc import Sequence
 from typing import Iterator, Union
 
-from .scopes import Scope, VarList
+from .scopes import Scope, TupleView, VarList
 
 
 @dataclass(frozen=True)
@@ -234,11 +233,11 @@ def default_var_names(n: int) -> "DefaultVarNames":
     return DefaultVarNames(n)
 
 
-class DefaultVarNames(Sequence):
+class DefaultVarNames(TupleView):
     """The names x0 .. x{n-1} of `vars N`, made on demand (no string per variable is kept): a
     sequence equal to, and hashing like, the tuple of those names; `index_of` reads a name."""
 
-    __slots__ = ("n", "_hash")
+    __slots__ = ("n",)
 
     def __init__(self, n: int):
         self.n = n
@@ -280,17 +279,8 @@ class DefaultVarNames(Sequence):
     def count(self, name) -> int:
         return int(name in self)
 
-    def __eq__(self, other) -> bool:
-        if isinstance(other, DefaultVarNames):
-            return self.n == other.n
-        if isinstance(other, (tuple, list)):
-            return len(other) == self.n and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = hash(tuple(self))
-        return self._hash
+    def _key(self) -> int:
+        return self.n
 
     def __repr__(self) -> str:
         return f"default_var_names({self.n})"

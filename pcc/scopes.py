@@ -143,13 +143,35 @@ def _subtract(x: Runs, y: Runs) -> Runs:
     return tuple(out)
 
 
-class VarList(Sequence):
+class TupleView(Sequence):
+    """A sequence whose items are made on demand, equal to (and hashing like) the tuple of its
+    items. Subclasses give `_key()`: equal keys, equal sequences of the same type."""
+
+    __slots__ = ("_hash",)
+
+    def _key(self):
+        raise NotImplementedError
+
+    def __eq__(self, other) -> bool:
+        if type(other) is type(self):
+            return self._key() == other._key()
+        if isinstance(other, (tuple, list, range, TupleView)):
+            return len(other) == len(self) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self))
+        return self._hash
+
+
+class VarList(TupleView):
     """Variable indices in a given order (an input's scope as written), stored as runs.
 
     Equal to any sequence of the same indices (`VarList.of([0, 1]) == (0, 1)`) and hashing like
     their tuple; indexing is a binary search over the runs."""
 
-    __slots__ = ("runs", "_len", "_offsets", "_hash")
+    __slots__ = ("runs", "_len", "_offsets")
 
     def __init__(self, runs: Runs):
         self.runs = runs
@@ -179,17 +201,8 @@ class VarList(Sequence):
         r = bisect_right(self._offsets, i) - 1
         return self.runs[2 * r] + i - self._offsets[r]
 
-    def __eq__(self, other) -> bool:
-        if isinstance(other, VarList):
-            return self.runs == other.runs
-        if isinstance(other, (tuple, list, range)):
-            return len(other) == self._len and all(a == b for a, b in zip(self, other))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        if self._hash is None:
-            self._hash = hash(tuple(self))
-        return self._hash
+    def _key(self) -> Runs:
+        return self.runs
 
     def __repr__(self) -> str:
         return f"VarList({', '.join(f'{a}..{b - 1}' if b - a > 1 else str(a) for a, b in _pairs(self.runs))})"

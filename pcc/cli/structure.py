@@ -46,8 +46,8 @@ def register(subparsers) -> None:
                "  pcc structure pd --height 28 --width 28 --delta 7,1 -o pd28_pixels.pc    # single-pixel leaves\n"
                "  pcc structure pd --height 32 --width 32 --delta 32 --delta-w 8 --channels 3 \\\n"
                "      --leaf normal -o svhn.pc                                            # vertical strips\n"
-               "  pcc structure pd --height 256 --width 256 --channels 3 --delta 32 --channel-split \\\n"
-               "      --leaf 'categorical(n=256)' -o rgb256.pc                            # RGB, channels split")
+               "  pcc structure pd --height 32 --width 32 --channels 3 --delta 8 --channel-split \\\n"
+               "      --leaf 'categorical(n=256)' -o rgb32.pc                             # RGB, channels split")
     pd.add_argument("--height", type=positive_int, required=True, metavar="H", help="image height in pixels")
     pd.add_argument("--width", type=positive_int, required=True, metavar="W", help="image width in pixels")
     pd.add_argument("--delta", required=True, metavar="D[,D...]",

@@ -1,7 +1,8 @@
 """Compact scopes: sets and sequences of variable indices stored as runs of consecutive indices.
 
-A run [start, stop) stands for start, start+1, ..., stop-1; runs are kept flat in one tuple
-(start0, stop0, start1, stop1, ...). A scope costs memory and time in its number of runs, not of
+A run [start, stop) stands for start, start+1, ..., stop-1; runs are kept flat, (start0, stop0,
+start1, stop1, ...): in an int64 array for an input's scope (8 bytes a bound), in a tuple or a
+numpy array for a region's. A scope costs memory and time in its number of runs, not of
 variables: an input over a 32 x 32 pixel cell of a 256-wide image is 32 runs, a region over
 whole image rows is one. That keeps scope work linear in the size of the circuit as written
 (ranges `x0..x31` are runs) rather than in variables x regions.
@@ -13,6 +14,7 @@ whole image rows is one. That keeps scope work linear in the size of the circuit
 """
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence, Set
 from itertools import accumulate, chain
@@ -23,6 +25,7 @@ Runs = tuple[int, ...]  # flat (start0, stop0, start1, stop1, ...)
 
 # Unions of more runs than this are merged with numpy (a Python loop is faster below it).
 _NUMPY_MERGE = 64
+_CHUNK = 1 << 14  # fingerprint weights drawn at a time
 
 
 def runs_of(indices: Iterable[int]) -> Runs:
@@ -69,7 +72,14 @@ def _array(bounds: np.ndarray) -> np.ndarray:
 
 def concat_indices(lists: Iterable["VarList"]) -> np.ndarray:
     """The indices of several `VarList`s one after another, as one int64 array."""
-    return _array(_bounds_of(tuple(chain.from_iterable(v.runs for v in lists))))
+    return _array(_concat_runs(lists).reshape(-1, 2))
+
+
+def _concat_runs(lists: Iterable["VarList"], *more: Runs) -> np.ndarray:
+    """The flat runs of several `VarList`s one after another, then `more` runs, as one int64
+    array."""
+    arrays = [np.asarray(v.runs, dtype=np.int64) for v in lists] + [np.asarray(r, dtype=np.int64) for r in more]
+    return np.concatenate(arrays) if arrays else np.zeros(0, dtype=np.int64)
 
 
 def _merge(runs: Runs) -> Runs:
@@ -106,7 +116,8 @@ def _merge_bounds(bounds: np.ndarray) -> np.ndarray:
     return np.stack([bounds[first, 0], stops[last]], axis=1)
 
 
-def _is_canonical(runs: Runs) -> bool:
+def is_canonical(runs: Runs) -> bool:
+    """Whether flat runs are sorted, disjoint and not adjacent (a set's canonical runs)."""
     return all(a < b for a, b in zip(runs, runs[1:]))
 
 
@@ -174,7 +185,10 @@ class VarList(TupleView):
     __slots__ = ("runs", "_len", "_offsets")
 
     def __init__(self, runs: Runs):
-        self.runs = runs
+        try:
+            self.runs = array("q", runs)  # 8 bytes a bound, not a Python int
+        except OverflowError:  # not indices anyway: kept for the checker to report
+            self.runs = tuple(runs)
         self._len = _size(runs)
         self._offsets: list[int] | None = None
         self._hash: int | None = None
@@ -212,9 +226,10 @@ class VarList(TupleView):
 
     def as_scope(self) -> "Scope":
         """The set of these indices (repeats merged)."""
-        if _is_canonical(self.runs):
-            return Scope(self.runs)
-        if len(self.runs) <= 2 * _NUMPY_MERGE:
+        small = len(self.runs) <= 2 * _NUMPY_MERGE
+        if is_canonical(self.runs):
+            return Scope(tuple(self.runs)) if small else Scope.from_bounds(_bounds_of(self.runs))
+        if small:
             return Scope(_merge(self.runs))
         return Scope.from_bounds(_merge_bounds(_bounds_of(self.runs)))
 
@@ -393,25 +408,21 @@ def fingerprints(scopes: Sequence[VarList], num_vars: int) -> tuple[list[int], i
     partitions get theirs by additions; two different multisets of variables have the same
     fingerprint with probability at most 2^-100 (fix every W but one that the multisets count
     differently: at most one value of it makes the sums equal). Each scope costs its number of
-    runs; W is drawn in chunks, never held whole."""
+    runs; W is drawn in chunks, never held whole, one lane of bits at a time."""
     lane_bits = 62 - max(num_vars, 1).bit_length()  # a lane's sum over all variables fits int64
-    lanes = -(-100 // lane_bits)
-    ends = np.asarray(tuple(chain.from_iterable(s.runs for s in scopes)) + (0, num_vars), dtype=np.int64)
-    points, where = np.unique(ends, return_inverse=True)
-    below = np.zeros((lanes, len(points)), dtype=np.int64)  # sum of W[v] for v < point, per lane
-    rng, carry, chunk = np.random.default_rng(), np.zeros(lanes, dtype=np.int64), 1 << 16
-    for low in range(0, num_vars, chunk):
-        weights = rng.integers(0, 1 << lane_bits, size=(lanes, min(chunk, num_vars - low)))
-        cumulative = np.concatenate((np.zeros((lanes, 1), dtype=np.int64), np.cumsum(weights, axis=1)), axis=1)
-        inside = np.flatnonzero((points >= low) & (points <= low + weights.shape[1]))
-        below[:, inside] = carry[:, None] + cumulative[:, points[inside] - low]
-        carry += cumulative[:, -1]
-    per_run = below[:, where[1::2]] - below[:, where[0::2]]  # the last run: all variables
+    ends = _concat_runs(scopes, (0, num_vars))  # the last run: all variables
     counts = np.array([len(s.runs) // 2 for s in scopes] + [1], dtype=np.int64)
     firsts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    sums = np.add.reduceat(per_run, firsts, axis=1)
-    sums[:, counts == 0] = 0
     out = [0] * len(counts)
-    for lane, row in enumerate(sums.tolist()):
-        out = [o + (x << (lane * lane_bits)) for o, x in zip(out, row)]
+    for lane, seed in enumerate(np.random.SeedSequence().spawn(-(-100 // lane_bits))):
+        rng, below, carry = np.random.default_rng(seed), np.zeros(len(ends), dtype=np.int64), 0
+        for low in range(0, num_vars, _CHUNK):  # below[i] = sum of this lane's W[v], v < ends[i]
+            cumulative = np.cumsum(rng.integers(0, 1 << lane_bits, size=min(_CHUNK, num_vars - low)))
+            inside = np.flatnonzero((ends >= low) & (ends <= low + len(cumulative)))
+            offset = ends[inside] - low
+            below[inside] = carry + np.where(offset > 0, cumulative[np.maximum(offset - 1, 0)], 0)
+            carry += int(cumulative[-1])
+        sums = np.add.reduceat(below[1::2] - below[0::2], firsts)
+        sums[counts == 0] = 0
+        out = [o + (x << (lane * lane_bits)) for o, x in zip(out, sums.tolist())]
     return out[:-1], out[-1]

@@ -57,7 +57,7 @@ def test_a_var_list_is_the_tuple_of_its_indices(indices):
 
 def test_inputs_hold_var_lists_and_compare_with_tuples():
     a = Input("a", (3, 4, 5, 1), 2)
-    assert isinstance(a.scope, VarList) and a.scope.runs == (3, 6, 1, 2)
+    assert isinstance(a.scope, VarList) and tuple(a.scope.runs) == (3, 6, 1, 2)
     assert a == Input("a", VarList.of([3, 4, 5, 1]), 2) and a.scope == (3, 4, 5, 1)
     assert Input("b", ("x0",), 1).scope == ("x0",)  # not indices: kept for the checker to report
 

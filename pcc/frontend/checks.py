@@ -7,7 +7,7 @@ import math
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
 from ..ir import Circuit, DefaultVarNames, Family, Input, Param, Span, Sum
-from ..scopes import Scope, VarList, fingerprints
+from ..scopes import Scope, VarList, fingerprints, is_canonical
 from .builder import SourceInfo, out_of_range
 from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
 from .naming import RESERVED_WORDS, describe_vars, is_name, var_label
@@ -129,7 +129,7 @@ class _Checker:
             return False
         runs = scope.runs
         return not runs or (min(runs[0::2]) >= 0 and max(runs[1::2]) <= len(self.c.vars)
-                            and len(scope.as_scope()) == len(scope))
+                            and (is_canonical(runs) or len(scope.as_scope()) == len(scope)))
 
     def _scope_items(self, r: Input) -> None:
         """Report each scope item that is no variable index, out of range or repeated."""
@@ -400,11 +400,13 @@ class _Checker:
         the scopes' runs: only when two families share a variable are the variables looked at."""
         inputs = [r for r in self.regions.values() if isinstance(r, Input) and r.name not in self.unusable_family]
         if all(isinstance(r.scope, VarList) for r in inputs):
-            covered: dict[Family, list[Scope]] = {}
+            covered: dict[Family, list[Input]] = {}
             for r in inputs:
-                covered.setdefault(self.c.family_of(r), []).append(r.scope.as_scope())
-            unions = [Scope.union(scopes) for scopes in covered.values()]
-            if len(unions) < 2 or sum(map(len, unions)) == len(Scope.union(unions)):
+                covered.setdefault(self.c.family_of(r), []).append(r)
+            if len(covered) < 2:
+                return
+            unions = [Scope.union([r.scope.as_scope() for r in group]) for group in covered.values()]
+            if sum(map(len, unions)) == len(Scope.union(unions)):
                 return
         owner: dict[int, tuple[Family, str]] = {}
         for r in inputs:

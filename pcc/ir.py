@@ -93,6 +93,8 @@ class Sum:
     elementwise: tuple[int, ...] = ()  # indices of the element-wise partitions, ascending
 
     def __post_init__(self):
+        if not self.elementwise:
+            return
         kept = tuple(sorted({p for p in self.elementwise
                              if not (0 <= p < len(self.partitions)) or len(self.partitions[p]) > 1}))
         if kept != self.elementwise:

@@ -3,6 +3,7 @@ the region). Every check is linear in the size of the circuit."""
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
@@ -50,8 +51,7 @@ class _Checker:
         leaf_ok = self.c.leaf is None or self._family(self.c.leaf, "the `leaf` default")
         for r in self.c.regions:
             self._region(r, leaf_ok)
-        self.children = {name: [c for part in r.partitions for c in part if c in self.regions]
-                         if isinstance(r, Sum) else [] for name, r in self.regions.items()}
+        self.children = {name: self._known_children(r) for name, r in self.regions.items()}
         self._elementwise_k()
         order = None if self.report.has_errors else self._file_order()
         if order is not None and self._verified(order):
@@ -61,6 +61,14 @@ class _Checker:
             self._root(self._scopes(order))
         self._family_conflicts()
         self._params()
+
+    def _known_children(self, r: Input | Sum) -> list[str]:
+        """The children of a region that are regions, partition by partition."""
+        if r.__class__ is not Sum:
+            return []
+        if not self.dangling:  # every child is a region
+            return list(chain.from_iterable(r.partitions))
+        return [c for part in r.partitions for c in part if c in self.regions]
 
     # ------------------------------------------------------------------ variables and regions
 
@@ -181,14 +189,14 @@ class _Checker:
         return not problems
 
     def _sum(self, r: Sum) -> None:
+        if r.partitions and all(r.partitions) and all(map(self.c.by_name.__contains__, chain.from_iterable(r.partitions))):
+            return  # the usual case, checked at once
         if not r.partitions:
             self.report.error("empty-partition", f"sum '{r.name}' has no partitions", r.span)
         for p, part in enumerate(r.partitions):
             if not part:
                 self.report.error("empty-partition", f"sum '{r.name}' has an empty partition (index {p})",
                                   r.span)
-            if all(map(self.c.by_name.__contains__, part)):
-                continue
             for i, child in enumerate(part):
                 if child not in self.c.by_name:
                     self.dangling = True

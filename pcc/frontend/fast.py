@@ -47,6 +47,7 @@ class _Patterns:
     input: re.Pattern
     option: re.Pattern
     sum: re.Pattern
+    binary_sum: re.Pattern
     root: re.Pattern
     param: re.Pattern
     scalar: re.Pattern
@@ -70,6 +71,7 @@ def _patterns() -> _Patterns:
     outer = rf"{name}(?:{_}\*{_}{name})*"
     elementwise = rf"{name}(?:{_}\.\*{_}{name})+"
     partition = f"(?:{outer}|{elementwise})"
+    binary = rf"{name}{_}\*{_}{name}"
     close = f"{_}\\Z"
     return _Patterns(
         statement_start=re.compile(rf"^[ \t\f\r]*({keywords})(?![A-Za-z0-9_])", re.M),
@@ -88,6 +90,8 @@ def _patterns() -> _Patterns:
         option=re.compile(rf"{_}(?:({name}){_}={_}({num})|({family}))"),
         sum=re.compile(rf"sum{_}({name})((?:{_}(?:{setting}|{name}))*){_}={_}"
                        rf"({partition}(?:{_}\|{_}{partition})*){close}"),
+        binary_sum=re.compile(rf"sum{_}({name})((?:{_}(?:{setting}|{name}))*){_}={_}"
+                              rf"({binary}(?:{_}\|{_}{binary})*){close}"),
         root=re.compile(rf"root{_}({name}){close}"),
         param=re.compile(rf"param{_}({name}){_}\.{_}({name})(?:{_}\[{_}({integer}){_}(\]))?{_}={_}"),
         scalar=re.compile(rf"({num}){close}"),
@@ -214,12 +218,18 @@ class _Reader:
         return index
 
     def _sum(self, statement: str, at: tuple[int, int]) -> Sum:
-        m = _match(self.p.sum, statement)
-        k, _ = self._options(m.group(2), takes_family=False)
+        m = self.p.binary_sum.match(statement)  # every partition `a * b`, as in PD and RAT circuits
         names, intern = self.p.name.findall, self.text_names.setdefault
-        parts = m.group(3).split("|")
-        partitions = tuple(tuple(map(intern, words, words)) for words in map(names, parts))
-        elementwise = tuple(p for p, part in enumerate(parts) if ".*" in part)
+        if m is not None:
+            words = names(m.group(3))
+            pairs = iter(map(intern, words, words))
+            partitions, elementwise = tuple(zip(pairs, pairs)), ()
+        else:
+            m = _match(self.p.sum, statement)
+            parts = m.group(3).split("|")
+            partitions = tuple(tuple(map(intern, words, words)) for words in map(names, parts))
+            elementwise = tuple(p for p, part in enumerate(parts) if ".*" in part) if ".*" in m.group(3) else ()
+        k, _ = self._options(m.group(2), takes_family=False)
         return Sum(self._name(m.group(1)), k, partitions, _span(statement, m, at, 1), elementwise=elementwise)
 
     def _options(self, text: str, takes_family: bool) -> tuple[int, Family | None]:

@@ -1,6 +1,6 @@
 """Compile cost against circuit size: time and peak RSS of each stage, each case in a fresh process.
 
-    PYTHONPATH=. python bench/compile_scale.py [CASE ...] [--workdir DIR] [--keep]
+    PYTHONPATH=. python bench/compile_scale.py [CASE ...] [--before DIR] [--workdir DIR] [--keep]
 
 Cases (`pcc structure pd` circuits, Bernoulli leaves; `--list` shows them): PD H x W (x C) with
 delta H/8 and K=4, from 64 x 64 to 512 x 512 and 3 x 256 x 256 (the same 1,296 regions over more
@@ -18,7 +18,8 @@ with the CPU seconds of each and the process's peak RSS during it (VmHWM, reset 
 through /proc/self/clear_refs). `explain` runs `python -m pcc compile FILE --explain` as a third
 process: wall seconds and peak RSS (wait4) of the whole command, as a user sees them. Parse speed
 is the file's MB over parse + check seconds; parse memory the peak RSS growth of reading the file,
-parse and check over the file's size.
+parse and check over the file's size. `--before DIR` also runs `--explain` with pcc imported from
+DIR (e.g. an older checkout), in the same run, for a before/after ratio.
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ import json
 import os
 import platform
 import re
+import site
 import subprocess
 import sys
 import tempfile
@@ -142,11 +144,18 @@ def measure(path: str) -> dict:
     return record
 
 
-def run_child(args: list[str]) -> tuple[str, float, float]:
-    """(stdout, wall seconds, peak RSS in MB) of `python args...`."""
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run_child(args: list[str], root: str | None = None) -> tuple[str, float, float]:
+    """(stdout, wall seconds, peak RSS in MB) of `python args...`, with pcc imported from this
+    checkout, or from the folder `root` (then without site's .pth files, so that an editable
+    install of pcc does not win; site-packages stay on the path)."""
+    if root is None:
+        flags, path = [], [ROOT, os.environ.get("PYTHONPATH", "")]
+    else:
+        flags, path = ["-S"], [root, *site.getsitepackages()]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(path))
     start = time.perf_counter()
-    with subprocess.Popen([sys.executable, *args], stdout=subprocess.PIPE, env=env, text=True) as p:
+    with subprocess.Popen([sys.executable, *flags, *args], stdout=subprocess.PIPE, env=env, text=True,
+                          cwd=root) as p:  # (`-m` puts the working folder first on the path)
         out = p.stdout.read()
         _, status, usage = os.wait4(p.pid, 0)
         p.returncode = os.waitstatus_to_exitcode(status)
@@ -171,6 +180,8 @@ def main() -> None:
     ap.add_argument("--list", action="store_true", help="list the cases and exit")
     ap.add_argument("--workdir", help="folder for the .pc files (default: a temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the .pc files")
+    ap.add_argument("--before", metavar="DIR", help="also time --explain with pcc imported from DIR "
+                    "(a folder holding the packages pcc and pcc_kernels)")
     ap.add_argument("--write", nargs=2, metavar=("CASE", "FILE"), help=argparse.SUPPRESS)
     ap.add_argument("--measure", metavar="FILE", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -186,25 +197,30 @@ def main() -> None:
     unknown = [n for n in names if n not in CASES]
     if unknown:
         sys.exit(f"compile_scale.py: unknown case {unknown[0]} (see --list)")
-    workdir = args.workdir or tempfile.mkdtemp(prefix="compile_scale-")
+    workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="compile_scale-")
     print(f"# {machine()}; each case in fresh processes; times in CPU seconds, explain in wall seconds")
     print("| case | variables | regions | partitions | parameters | .pc MB | parse s | check s | plan s | "
           "build s | save s | peak RSS parse+check / plan / build / save MB | explain s | explain MB | "
-          "parse MB/s | parse memory / file |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|")
+          "parse MB/s | parse memory / file |" + (" explain before s | explain before MB |" if args.before else ""))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
+          + ("---:|---:|" if args.before else ""))
     for name in names:
         path = os.path.join(workdir, f"{name}.pc")
         run_child([__file__, "--write", name, path])
         out, _, _ = run_child([__file__, "--measure", path])
         r = json.loads(out)
         _, explain_s, explain_mb = run_child(["-m", "pcc", "compile", path, "--explain"])
+        before = ""
+        if args.before:
+            _, before_s, before_mb = run_child(["-m", "pcc", "compile", path, "--explain"], os.path.abspath(args.before))
+            before = f" {before_s:.2f} | {before_mb:,.0f} |"
         parse_s = r["parse"]["s"] + r["check"]["s"]
         parse_growth = max(r["parse"]["peak_mb"], r["check"]["peak_mb"]) - r["base_mb"]
         peaks = " / ".join(f"{r[s]['peak_mb']:,.0f}" for s in ("parse", "plan", "build", "save"))
         print(f"| {name} | {r['vars']:,} | {r['regions']:,} | {r['partitions']:,} | {r['parameters']:,} | "
               f"{r['file_mb']:.2f} | {r['parse']['s']:.2f} | {r['check']['s']:.2f} | {r['plan']['s']:.2f} | "
               f"{r['build']['s']:.2f} | {r['save']['s']:.2f} | {peaks} | {explain_s:.2f} | {explain_mb:,.0f} | "
-              f"{r['file_mb'] / parse_s:.1f} | {parse_growth * 2**20 / (r['file_mb'] * 1e6):.1f}x |", flush=True)
+              f"{r['file_mb'] / parse_s:.1f} | {parse_growth * 2**20 / (r['file_mb'] * 1e6):.1f}x |{before}", flush=True)
         if not args.keep:
             os.remove(path)
     print(f"(torch import before build: {r['torch_import']['s']:.2f} s CPU, RSS {r['torch_import']['rss_mb']:,.0f} MB "

@@ -200,8 +200,8 @@ def main() -> None:
     workdir = os.path.abspath(args.workdir) if args.workdir else tempfile.mkdtemp(prefix="compile_scale-")
     print(f"# {machine()}; each case in fresh processes; times in CPU seconds, explain in wall seconds")
     print("| case | variables | regions | partitions | parameters | .pc MB | parse s | check s | plan s | "
-          "build s | save s | peak RSS parse+check / plan / build / save MB | explain s | explain MB | "
-          "parse MB/s | parse memory / file |" + (" explain before s | explain before MB |" if args.before else ""))
+          "build s | save s | peak RSS parse+check / plan / build / save MiB | explain s | explain MiB | "
+          "parse MB/s | parse memory / file |" + (" explain before s | explain before MiB |" if args.before else ""))
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
           + ("---:|---:|" if args.before else ""))
     for name in names:
@@ -223,7 +223,7 @@ def main() -> None:
               f"{r['file_mb'] / parse_s:.1f} | {parse_growth * 2**20 / (r['file_mb'] * 1e6):.1f}x |{before}", flush=True)
         if not args.keep:
             os.remove(path)
-    print(f"(torch import before build: {r['torch_import']['s']:.2f} s CPU, RSS {r['torch_import']['rss_mb']:,.0f} MB "
+    print(f"(torch import before build: {r['torch_import']['s']:.2f} s CPU, RSS {r['torch_import']['rss_mb']:,.0f} MiB "
           "after it, in the last case)")
     if not args.keep and not args.workdir:
         os.rmdir(workdir)

@@ -201,7 +201,7 @@ def main() -> None:
     print(f"# {machine()}; each case in fresh processes; times in CPU seconds, explain in wall seconds")
     print("| case | variables | regions | partitions | parameters | .pc MB | parse s | check s | plan s | "
           "build s | save s | peak RSS parse+check / plan / build / save MiB | explain s | explain MiB | "
-          "parse MB/s | parse memory / file |" + (" explain before s | explain before MiB |" if args.before else ""))
+          "parse+check MB/s | parse memory / file |" + (" explain before s | explain before MiB |" if args.before else ""))
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
           + ("---:|---:|" if args.before else ""))
     for name in names:

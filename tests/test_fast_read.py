@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pcc.frontend import check_source, parse, to_text
@@ -93,7 +93,7 @@ def test_text_the_fast_path_doubts_is_still_read():
     assert parse(text) == read_full(text)[0] and not read_full(text)[1]
 
 
-@SETTINGS
+@settings(parent=SETTINGS, max_examples=120)
 @given(st.sampled_from(sorted(EXAMPLES)), st.data())
 def test_the_fast_path_reads_nothing_the_full_parser_rejects(name, data):
     text = mutate(EXAMPLES[name], data)

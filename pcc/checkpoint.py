@@ -33,8 +33,6 @@ from .runtime.layout import pool_members, relayout
 
 FORMAT, VERSION = "pcc-checkpoint", 3
 READABLE = (2, 3)  # version 2: one weight tensor per op, placed by the op order of its day
-SUFFIXES = (".pt", ".pth", ".ckpt")
-_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ def save(model, path: "str | os.PathLike", meta: dict | None = None) -> None:
     """Write `model` (a CompiledCircuit: circuit + parameters) to `path` atomically. Refuses a
     model with NaN parameters (a diverged run is not a model)."""
     from .frontend import to_text
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    state = {k: _own_storage(v.detach().cpu()) for k, v in model.state_dict().items()}
     _check_values(state, os.fspath(path), "cannot save")
     payload = {
         "format": FORMAT,
@@ -175,21 +173,16 @@ def checksum(tensor: torch.Tensor) -> str:
     """sha256 of a tensor's dtype, shape and bytes (hex)."""
     t = tensor.detach().cpu().contiguous()
     digest = hashlib.sha256(f"{t.dtype}{tuple(t.shape)}".encode())
-    digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    digest.update(t.reshape(-1).view(torch.uint8).numpy())  # the bytes in place, not a copy
     return digest.hexdigest()
 
 
-def is_checkpoint_path(path: "str | os.PathLike") -> bool:
-    """Whether `path` names a checkpoint: by its extension, or by its first bytes (a zip
-    archive, as torch.save writes)."""
-    path = os.fspath(path)
-    if path.lower().endswith(SUFFIXES):
-        return True
-    try:
-        with open(path, "rb") as f:
-            return f.read(4) == _ZIP_MAGIC
-    except OSError:
-        return False
+def _own_storage(tensor: torch.Tensor) -> torch.Tensor:
+    """`tensor`, or a compact copy when it is a view of a larger storage (torch.save writes a
+    tensor's whole storage); a parameter is saved as it is, without a second copy in memory."""
+    if tensor.is_contiguous() and tensor.untyped_storage().nbytes() == tensor.numel() * tensor.element_size():
+        return tensor
+    return tensor.clone()
 
 
 def state_dtype(state: dict) -> torch.dtype:

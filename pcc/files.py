@@ -1,6 +1,6 @@
 """Writing files atomically: a temp file next to the target, fsynced, then renamed over it (and
 the folder synced), so a crash or a full disk never leaves a half-written file (the old one stays
-intact)."""
+intact). And telling a checkpoint file from a circuit without importing torch."""
 from __future__ import annotations
 
 import os
@@ -9,6 +9,9 @@ import tempfile
 from typing import BinaryIO, Callable
 
 from .errors import PcError
+
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save writes a zip archive
 
 
 def write_atomically(path: "str | os.PathLike", write: Callable[[BinaryIO], object],
@@ -67,3 +70,16 @@ def _mode_for(path: str) -> int:
         umask = os.umask(0)
         os.umask(umask)
         return 0o666 & ~umask
+
+
+def is_checkpoint_path(path: "str | os.PathLike") -> bool:
+    """Whether `path` names a checkpoint: by its extension, or by its first bytes (a zip
+    archive, as torch.save writes)."""
+    path = os.fspath(path)
+    if path.lower().endswith(CHECKPOINT_SUFFIXES):
+        return True
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == _ZIP_MAGIC
+    except OSError:
+        return False

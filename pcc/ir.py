@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Iterator, Union
 
+from .scopes import Scope, TupleView, VarList
+
 
 @dataclass(frozen=True)
 class Span:
@@ -57,15 +59,27 @@ class LeafScope:
 
 @dataclass(frozen=True)
 class Input:
-    """K factorized leaf densities over `scope`: unit k is prod_{v in scope} f(x_v; theta[k, v])."""
+    """K factorized leaf densities over `scope`: unit k is prod_{v in scope} f(x_v; theta[k, v]).
+
+    `scope` is the variables in the order written (the order of the leaf parameters' slot axis):
+    given as any sequence of ints, it is kept as a `VarList` (runs of consecutive indices, equal
+    to the tuple of the same indices); a scope holding anything else stays a tuple, for the
+    checker to report."""
 
     name: str
-    scope: tuple[int, ...]
+    scope: VarList
     k: int
     family: Family | None = None  # None: the circuit's default leaf family
     span: Span | None = _span()
     scope_spans: tuple[Span, ...] | None = _span()  # one per scope item as written
     k_span: Span | None = _span()
+
+    def __post_init__(self):
+        scope = self.scope
+        if not isinstance(scope, VarList) and all(type(v) is int for v in scope):
+            object.__setattr__(self, "scope", VarList.of(scope))
+        elif not isinstance(scope, VarList) and not isinstance(scope, tuple):
+            object.__setattr__(self, "scope", tuple(scope))
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,8 @@ class Sum:
     elementwise: tuple[int, ...] = ()  # indices of the element-wise partitions, ascending
 
     def __post_init__(self):
+        if not self.elementwise:
+            return
         kept = tuple(sorted({p for p in self.elementwise
                              if not (0 <= p < len(self.partitions)) or len(self.partitions[p]) > 1}))
         if kept != self.elementwise:
@@ -234,18 +250,18 @@ class Circuit:
                         stack.append((child, iter(self._children(child))))
         return order
 
-    def scopes(self) -> dict[str, frozenset[int]]:
+    def scopes(self) -> dict[str, Scope]:
         """Scope of every region: its variables for inputs, the union over a partition's children
-        (the first partition's) for sums. Requires an acyclic circuit."""
-        out: dict[str, frozenset[int]] = {}
+        (the first partition's) for sums, each computed when first read. Requires an acyclic
+        circuit."""
+        out: dict[str, Scope] = {}
         for name in self.topological_order():
             r = self.by_name[name]
             if isinstance(r, Input):
-                out[name] = frozenset(r.scope)
+                out[name] = Scope.of(r.scope)
             else:
-                out[name] = frozenset().union(
-                    *(out[c] for c in (r.partitions[0] if r.partitions else ()) if c in out)
-                )
+                out[name] = Scope.union_of(
+                    [out[c] for c in (r.partitions[0] if r.partitions else ()) if c in out] or [Scope()])
         return out
 
     def reachable(self) -> set[str]:
@@ -263,6 +279,62 @@ class Circuit:
         return r.children if isinstance(r, Sum) else iter(())
 
 
-def default_var_names(n: int) -> tuple[str, ...]:
+def default_var_names(n: int) -> "DefaultVarNames":
     """Names of `vars N`: x0 .. x{N-1}."""
-    return tuple(f"x{i}" for i in range(n))
+    return DefaultVarNames(n)
+
+
+class DefaultVarNames(TupleView):
+    """The names x0 .. x{n-1} of `vars N`, made on demand (no string per variable is kept): a
+    sequence equal to, and hashing like, the tuple of those names; `index_of` reads a name."""
+
+    __slots__ = ("n",)
+
+    def __init__(self, n: int):
+        self.n = n
+        self._hash: int | None = None
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(f"x{j}" for j in range(*i.indices(self.n)))
+        if i < 0:
+            i += self.n
+        if not 0 <= i < self.n:
+            raise IndexError("variable index out of range")
+        return f"x{i}"
+
+    def __iter__(self) -> Iterator[str]:
+        return (f"x{i}" for i in range(self.n))
+
+    def index_of(self, name: str) -> int | None:
+        """The index of variable `name`, None if it is not one of these names."""
+        digits = name[1:]
+        if name[:1] != "x" or not digits.isdigit() or not digits.isascii() or \
+                (digits[0] == "0" and len(digits) > 1):
+            return None
+        i = int(digits)
+        return i if i < self.n else None
+
+    def __contains__(self, name) -> bool:
+        return isinstance(name, str) and self.index_of(name) is not None
+
+    def index(self, name, start: int = 0, stop: int | None = None) -> int:
+        i = self.index_of(name) if isinstance(name, str) else None
+        if i is None or i < start or (stop is not None and i >= stop):
+            raise ValueError(f"{name!r} is not a variable name")
+        return i
+
+    def count(self, name) -> int:
+        return int(name in self)
+
+    def _key(self) -> int:
+        return self.n
+
+    def __repr__(self) -> str:
+        return f"default_var_names({self.n})"
+
+    def __reduce__(self):
+        return (DefaultVarNames, (self.n,))

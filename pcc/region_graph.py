@@ -3,12 +3,14 @@
 Graph layout (`to_graph`): one node per region, key `("region", name)`, and one per partition,
 key `("partition", name, p)` for partition p of sum `name`; edges run region -> partition ->
 child region, each partition -> child edge holding its `position` in the product. Node attrs:
-    region:    kind 'input' | 'sum', scope (frozenset of var indices), k;
+    region:    kind 'input' | 'sum', scope (a `Scope`: the set of var indices, as runs,
+               computed when first read), k;
                inputs also: family (str of the family in force, None if none is),
                declared_family (the Input's own Family, None when it uses the circuit default),
-               variables (the scope as written, a tuple),
+               variables (the scope as written, a `VarList`),
                parts ((Family, variables) per family of its variables, `Circuit.input_parts`)
-    partition: kind 'partition', scope (frozenset), children (names in product order),
+    partition: kind 'partition', scope (a `Scope`; partition 0 holds its region's),
+               children (names in product order),
                elementwise (True for an element-wise product `a .* b`)
 Graph attrs: vars, root, leaf, params, version, leaf_scopes.
 """
@@ -22,6 +24,7 @@ import networkx as nx
 
 from .families import family_spec
 from .ir import Circuit, Family, Input, Sum
+from .scopes import Scope
 
 
 def to_graph(circuit: Circuit) -> nx.DiGraph:
@@ -45,7 +48,8 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
             if len(set(part)) != len(part):
                 raise ValueError(f"partition {p} of region '{r.name}' names a child twice")
             node = ("partition", r.name, p)
-            graph.add_node(node, kind="partition", scope=frozenset().union(*(scopes[c] for c in part)),
+            graph.add_node(node, kind="partition", scope=scopes[r.name] if p == 0 else
+                           Scope.union_of([scopes[c] for c in part]),
                            children=tuple(part), elementwise=r.is_elementwise(p))
             graph.add_edge(("region", r.name), node)
             graph.add_edges_from((node, ("region", child), {"position": i}) for i, child in enumerate(part))
@@ -67,8 +71,8 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
             continue
         name = node[1]
         if attrs["kind"] == "input":
-            scope = attrs.get("variables") or tuple(sorted(attrs["scope"]))
-            regions.append(Input(name, tuple(scope), attrs["k"], attrs.get("declared_family")))
+            scope = attrs.get("variables") or sorted(attrs["scope"])
+            regions.append(Input(name, scope, attrs["k"], attrs.get("declared_family")))
         else:
             partitions = sorted(G.successors(node), key=lambda part: part[2])
             regions.append(Sum(name, attrs["k"], tuple(partition_children(G, part) for part in partitions),

@@ -34,6 +34,12 @@ def test_pd_writes_a_file_that_loads_back(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pd.pc"]  # no temporary file left
 
 
+def test_pd_with_channels_split_to_stdout(capsys):
+    assert main(["structure", "pd", "--height", "4", "--width", "4", "--delta", "2", "--channels", "3",
+                 "--channel-split", "-k", "2"]) == 0
+    assert parse(capsys.readouterr().out) == poon_domingos(4, 4, 2, channels=3, channel_split=True, k=2)
+
+
 def test_rat_to_stdout(capsys):
     assert main(["structure", "rat", "--vars", "9", "--depth", "2", "--replicas", "3", "--seed", "4"]) == 0
     text = capsys.readouterr().out

@@ -12,6 +12,7 @@ from lark.tree import Tree
 
 from pcc.errors import PcSyntaxError
 from pcc.frontend import check_source, parse
+from pcc.frontend.builder import build
 from pcc.frontend.diagnostics import Reporter
 from pcc.frontend.naming import RESERVED_WORDS
 from pcc.frontend.syntax import GRAMMAR, _ToStatements, parse_statements
@@ -136,10 +137,16 @@ def test_an_empty_source_parses_to_no_statements():
 # ---------------------------------------------------------------------------- spans
 
 
+def read_full(text: str):
+    """The circuit the full parser (statements, then the builder) reads; diagnostics come from it."""
+    circuit, _ = build(statements(text), Reporter(None, text))
+    return circuit
+
+
 def test_spans_point_at_the_tokens():
     text = "pc 1\nvars 4\nleaf bernoulli\ninput a {x0, x1..x3} k=4 categorical(n=2)\nsum top k=1 = a\nroot top\n" \
            "param top.weights = [[0.25, 0.25, 0.25, 0.25]]\n"
-    c, _ = check_source(text)
+    c = read_full(text)
     a, top = c.region("a"), c.region("top")
     assert a.span == Span(4, 7, 4, 8)
     assert a.scope_spans == (Span(4, 10, 4, 12), Span(4, 14, 4, 20))
@@ -148,6 +155,9 @@ def test_spans_point_at_the_tokens():
     assert top.span == Span(5, 5, 5, 8) and top.child_spans == ((Span(5, 15, 5, 16),),)
     assert c.params[0].span == Span(7, 7, 7, 18)
     assert c.leaf.span == Span(3, 6, 3, 15)
+    fast, _ = check_source(text)  # the fast path keeps each statement's own span
+    assert fast == c and [r.span for r in fast.regions] == [a.span, top.span]
+    assert fast.params[0].span == c.params[0].span
 
 
 def test_spans_of_an_indexed_param_include_the_index():

@@ -151,6 +151,20 @@ def test_pd_channels_are_folded_into_pixels():
     assert c.region("r0_0_2_2").scope == tuple(sorted(pixels((0, 0, 2, 2), 6, 3)))
 
 
+def test_pd_channel_split_splits_each_cell_down_to_one_input_per_channel():
+    folded, split = poon_domingos(4, 6, 2, channels=3), poon_domingos(4, 6, 2, channels=3, channel_split=True)
+    scopes = assert_valid(split)
+    cells = rectangles([0, 2, 4], [0, 2, 4, 6])
+    assert {r.name for r in split.inputs} == {f"r{t}_{l}_{b}_{r}_c{c}_{c + 1}" for t, l, b, r in
+                                              (cell for cell in cells if cell[2] - cell[0] == 2
+                                               and cell[3] - cell[1] == 2) for c in range(3)}
+    assert len(split.sums) == len(folded.sums) + 2 * len(folded.inputs)  # C - 1 more per cell
+    assert split.region("r0_0_2_2_c1_2").scope == (1, 4, 19, 22)  # channel 1 of (0,0) (0,1) (1,0) (1,1)
+    assert split.region("r0_0_2_2").partitions == (("r0_0_2_2_c0_1", "r0_0_2_2_c1_3"),)
+    assert scopes["r0_0_2_2"] == pixels((0, 0, 2, 2), 6, 3)
+    assert {name: s for name, s in scopes.items() if "_c" not in name} == assert_valid(folded)
+
+
 def test_pd_k_leaf_and_names():
     c = poon_domingos(4, 4, 2, k=7, leaf=Family("binomial", (("n", 255),)))
     assert c.leaf == Family("binomial", (("n", 255),))

@@ -24,7 +24,7 @@ def load_model(path: str, seed: int = 0, backend: str = "auto", device: str = "c
 
 def is_checkpoint(path: str) -> bool:
     """Whether `path` names a checkpoint (by its extension) rather than a circuit file."""
-    from ..checkpoint import is_checkpoint_path
+    from ..files import is_checkpoint_path
     return is_checkpoint_path(path)
 
 

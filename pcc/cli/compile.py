@@ -35,7 +35,6 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from .. import checkpoint
     from ..compiler import as_circuit, compile as compile_circuit, plan
     from ..passes.explain import explain
     from ..sizes import check_build_size
@@ -45,6 +44,7 @@ def run(args) -> int:
         print(explain(circuit_plan, regions=args.explain == "regions"))
         check_build_size(circuit, circuit_plan, where=args.file)
     if args.output:
+        from .. import checkpoint  # imports torch: only when a model is built
         model = compile_circuit(circuit, backend="torch", seed=args.seed)
         checkpoint.save(model, args.output, {"source": args.file})
         print(f"wrote {args.output}")

@@ -35,22 +35,30 @@ def register(subparsers) -> None:
     kinds.required = True
 
     pd = kinds.add_parser(
-        "pd", help="Poon-Domingos rectangles of an H x W image", formatter_class=_FORMAT,
+        "pd", help="Poon-Domingos rectangles of an H x W (x C) image", formatter_class=_FORMAT,
         description="Poon-Domingos region graph with the Einsum Networks split rule: a rectangle is cut\n"
                     "at every multiple of the first (coarsest) delta that lies inside it, else of the\n"
-                    "next delta, and so on; rectangles with no cut are input regions. Pixel (r, c),\n"
-                    "channel ch is variable (r * W + c) * C + ch; channels stay with their pixel.",
+                    "next delta, and so on; rectangles with no cut are the grid cells. Pixel (r, c),\n"
+                    "channel ch is variable (r * W + c) * C + ch (an H x W x C image, flattened); every\n"
+                    "rectangle holds all channels of its pixels. A cell is an input region whose units\n"
+                    "factorize over its channels, or with --channel-split a sum over a product of its\n"
+                    "channel halves, split down to one input region per channel.",
         epilog="examples:\n"
                "  pcc structure pd --height 28 --width 28 --delta 7 -k 10 -o pd28.pc       # 100 regions\n"
                "  pcc structure pd --height 28 --width 28 --delta 7,1 -o pd28_pixels.pc    # single-pixel leaves\n"
                "  pcc structure pd --height 32 --width 32 --delta 32 --delta-w 8 --channels 3 \\\n"
-               "      --leaf normal -o svhn.pc                                            # vertical strips")
+               "      --leaf normal -o svhn.pc                                            # vertical strips\n"
+               "  pcc structure pd --height 32 --width 32 --channels 3 --delta 8 --channel-split \\\n"
+               "      --leaf 'categorical(n=256)' -o rgb32.pc                             # RGB, channels split")
     pd.add_argument("--height", type=positive_int, required=True, metavar="H", help="image height in pixels")
     pd.add_argument("--width", type=positive_int, required=True, metavar="W", help="image width in pixels")
     pd.add_argument("--delta", required=True, metavar="D[,D...]",
                     help="split steps along the height, coarsest first (numbers >= 1, comma-separated)")
     pd.add_argument("--delta-w", metavar="D[,D...]", help="split steps along the width (default: --delta)")
     pd.add_argument("--channels", type=positive_int, default=1, metavar="C", help="values per pixel (default 1)")
+    pd.add_argument("--channel-split", action="store_true",
+                    help="split each grid cell's channels into halves down to one input region per "
+                         "channel (default: one input region per cell, factorized over its channels)")
     _common_options(pd, leaf_default=str(defaults.LEAF))
     pd.set_defaults(run=_run_pd)
 
@@ -126,7 +134,8 @@ def _run_pd(args) -> int:
     _check_leaves(args.height * args.width * args.channels, args.k)
     circuit = poon_domingos(args.height, args.width, _deltas(args.delta, "--delta"),
                             deltas_w=None if args.delta_w is None else _deltas(args.delta_w, "--delta-w"),
-                            channels=args.channels, k=args.k, leaf=parse_family(args.leaf))
+                            channels=args.channels, channel_split=args.channel_split, k=args.k,
+                            leaf=parse_family(args.leaf))
     return _write(circuit, args)
 
 

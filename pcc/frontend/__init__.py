@@ -2,6 +2,10 @@
 
     text --syntax--> statements --builder--> Circuit --checks--> diagnostics
 
+Well-formed text takes a fast path first (`fast`: text -> Circuit in one step); text it doubts,
+and any circuit the checker has something to say about, is read the full way, so diagnostics
+always come from the full parser.
+
 `parse` raises `PcSyntaxError` or `PcCheckError` holding every diagnostic; `check_source` returns
 them instead. Warnings (e.g. unreachable regions) go through `warnings.warn` as `PcWarning`.
 """
@@ -17,6 +21,7 @@ from ..ir import Circuit
 from .builder import build
 from .checks import check, validate
 from .diagnostics import PcWarning, Reporter
+from .fast import read_fast
 from .files import read_source
 from .printer import to_text
 from .syntax import comments, parse_statements
@@ -32,10 +37,17 @@ def check_source(text: str, path: str | None = None) -> tuple[Circuit | None, li
     Never raises for bad input."""
     if text.startswith("\ufeff"):
         text = text[1:]
-    report = Reporter(path, text)
     collecting = gc.isenabled()
     gc.disable()  # parsing makes many objects and no cycles: collecting would triple the time
     try:
+        circuit = read_fast(text)
+        if circuit is not None:  # a circuit the checker has nothing to say about, else read again
+            circuit = dataclasses.replace(circuit, comments=comments(text), path=path, source=text)
+            report = Reporter(path, text)
+            check(circuit, report)
+            if not report.diagnostics:
+                return circuit, []
+        report = Reporter(path, text)
         statements = parse_statements(text, report)
         if statements is None:
             return None, report.sorted()

@@ -11,7 +11,9 @@ import re
 from dataclasses import dataclass
 
 from ..families import FAMILIES
-from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum, default_var_names
+from ..ir import (Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum,
+                  default_var_names)
+from ..scopes import VarList
 from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
 from .typos import misspelt_keyword, unknown_statement
@@ -63,7 +65,7 @@ class _Builder:
     def __init__(self, report: Reporter):
         self.report = report
         self.vars: tuple[str, ...] = ()
-        self.var_index: dict[str, int] = {}
+        self.var_index: dict[str, int] | DefaultVarNames = {}
         self.vars_known = False
         self.doubtful: set[str] = set()
         self._vars_text: str | None = None  # all variables, compressed, for unknown-var hints
@@ -92,7 +94,7 @@ class _Builder:
             regions=tuple(regions),
             root=root.name.text if root else "",
             leaf=_family(leaf.family) if leaf else None,
-            params=_weights_index_defaults(params, regions),
+            params=weights_index_defaults(params, regions),
             version=int(header.version.text) if header else 1,
             leaf_scopes=tuple(leaf_scopes),
         )
@@ -158,18 +160,18 @@ class _Builder:
                                   decl.count.span)
                 return
             self.vars = default_var_names(n)
+            self.var_index = self.vars  # looks names up without a dict entry per variable
         else:
             self.vars = tuple(w.text for w in decl.names)
-        for i, name in enumerate(self.vars):
-            self.var_index.setdefault(name, i)  # a repeated name is reported by the checker
+            for i, name in enumerate(self.vars):
+                self.var_index.setdefault(name, i)  # a repeated name is reported by the checker
         self.vars_known = True
 
     def _input(self, decl: InputDecl) -> Input:
         name = decl.name.text
         scope = self._scope(name, decl.scope)
         k, k_span, family = self._options(decl.options, "input", decl.name, takes_family=True)
-        return Input(name, tuple(scope), k, family, decl.name.span, tuple(i.span for i in decl.scope),
-                     k_span)
+        return Input(name, scope, k, family, decl.name.span, tuple(i.span for i in decl.scope), k_span)
 
     def _leaf_scope(self, decl: LeafDecl) -> LeafScope:
         owner = leaf_scope_owner(LeafScope(_family(decl.family), (), decl.span))
@@ -182,27 +184,30 @@ class _Builder:
                    decl.name.span, tuple(tuple(w.span for w in part) for part in decl.partitions), k_span,
                    tuple(decl.elementwise))
 
-    def _scope(self, region: str, items: list[ScopeItem]) -> list[int]:
-        """The variable indices of a scope as written, ranges expanded. Items that name no variable
-        are left out (and reported), making the region doubtful."""
-        scope: list[int] = []
+    def _scope(self, region: str, items: list[ScopeItem]) -> VarList:
+        """The variable indices of a scope as written, as runs (a range is one). Items that name no
+        variable are left out (and reported), making the region doubtful."""
+        runs: list[int] = []
         for item in items:
             if item.last is None:
-                index = self._var(item.first, region, is_range_end=False)
-                if index is not None:
-                    scope.append(index)
-                continue
-            first = self._var(item.first, region, is_range_end=True)
-            last = self._var(item.last, region, is_range_end=True)
-            if first is None or last is None:
-                continue
-            if last < first:
-                self.report.error("bad-range", f"range {item.first.text}..{item.last.text} runs backwards; "
-                                  f"write {item.last.text}..{item.first.text}", item.span)
-                self.doubtful.add(region)
+                first = last = self._var(item.first, region, is_range_end=False)
+                if first is None:
+                    continue
             else:
-                scope.extend(range(first, last + 1))
-        return scope
+                first = self._var(item.first, region, is_range_end=True)
+                last = self._var(item.last, region, is_range_end=True)
+                if first is None or last is None:
+                    continue
+                if last < first:
+                    self.report.error("bad-range", f"range {item.first.text}..{item.last.text} runs backwards; "
+                                      f"write {item.last.text}..{item.first.text}", item.span)
+                    self.doubtful.add(region)
+                    continue
+            if runs and runs[-1] == first:
+                runs[-1] = last + 1
+            else:
+                runs += (first, last + 1)
+        return VarList(tuple(runs))
 
     def _var(self, word: Word, region: str, is_range_end: bool) -> int | None:
         """The index `word` stands for, or None (reported unless the variables are unknown). A bare
@@ -217,7 +222,8 @@ class _Builder:
                 self.doubtful.add(region)
                 return None
             return index
-        index = self.var_index.get(word.text)
+        index = self.var_index.get(word.text) if isinstance(self.var_index, dict) else \
+            self.var_index.index_of(word.text)
         if index is None:
             if self._vars_text is None:
                 self._vars_text = describe_vars(range(len(self.vars)), self.vars)
@@ -293,7 +299,7 @@ def _family(item: FamilyItem) -> Family:
     return Family(item.name.text, tuple((a.key.text, a.value) for a in item.args), item.span)
 
 
-def _weights_index_defaults(params: list[Param], regions: list[Input | Sum]) -> tuple[Param, ...]:
+def weights_index_defaults(params: list[Param], regions: list[Input | Sum]) -> tuple[Param, ...]:
     """`r.weights` written without an index means partition 0 when `r` has one partition."""
     single = {r.name for r in regions if isinstance(r, Sum) and len(r.partitions) == 1}
     return tuple(dataclasses.replace(p, index=0)

@@ -3,10 +3,12 @@ the region). Every check is linear in the size of the circuit."""
 from __future__ import annotations
 
 import math
+from itertools import chain
 
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
-from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum
+from ..ir import Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum
+from ..scopes import Scope, VarList, fingerprints, is_canonical
 from .builder import SourceInfo, leaf_scope_owner, out_of_range
 from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
 from .naming import RESERVED_WORDS, describe_vars, is_name, var_label
@@ -40,6 +42,7 @@ class _Checker:
         self.dangling = False  # some sum uses an unknown region: reachability is uncertain
         self.unusable_vars: set[int] = set()  # variables whose `leaf F {..}` family was reported
         self.vars_ambiguous = False  # a variable name is declared twice
+        self.reached: set[str] | None = None
 
     def run(self) -> None:
         if self.c.version != 1:
@@ -50,14 +53,24 @@ class _Checker:
         self._leaf_scopes()
         for r in self.c.regions:
             self._region(r, leaf_ok)
-        self.children = {name: [c for part in r.partitions for c in part if c in self.regions]
-                         if isinstance(r, Sum) else [] for name, r in self.regions.items()}
+        self.children = {name: self._known_children(r) for name, r in self.regions.items()}
         self._elementwise_k()
-        order = self._acyclic_order()
-        scopes = self._scopes(order)
-        self._root(scopes)
+        order = None if self.report.has_errors else self._file_order()
+        if order is not None and self._verified(order):
+            self._root(None)
+        else:
+            order = self._acyclic_order()
+            self._root(self._scopes(order))
         self._family_conflicts()
         self._params()
+
+    def _known_children(self, r: Input | Sum) -> list[str]:
+        """The children of a region that are regions, partition by partition."""
+        if r.__class__ is not Sum:
+            return []
+        if not self.dangling:  # every child is a region
+            return list(chain.from_iterable(r.partitions))
+        return [c for part in r.partitions for c in part if c in self.regions]
 
     # ------------------------------------------------------------------ variables and regions
 
@@ -65,6 +78,8 @@ class _Checker:
         names, spans = self.c.vars, self.info.var_names
         if not names and self.info.vars_known:
             self.report.error("no-vars", "the circuit has no variables", self.info.vars)
+        if isinstance(names, DefaultVarNames):
+            return  # x0 .. x{N-1}: names, all different
         first: dict[str, int] = {}
         for i, name in enumerate(names):
             span = spans[i] if i < len(spans) else self.info.vars
@@ -106,6 +121,38 @@ class _Checker:
     def _input(self, r: Input, leaf_ok: bool) -> None:
         if not r.scope and r.name not in self.info.doubtful:
             self.report.error("empty-scope", f"input '{r.name}' has an empty scope", r.span)
+        if not self._scope_is_clean(r.scope):
+            self._scope_items(r)
+        if r.family is not None:
+            if not self._family(r.family, f"input '{r.name}'"):
+                self.unusable_family.add(r.name)
+            return
+        declared = self.c.declared_families
+        undeclared = [v for v in r.scope if v not in declared] if declared else r.scope
+        if self.c.leaf is None and (undeclared or not r.scope):
+            if len(undeclared) == len(r.scope):
+                self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after "
+                                  "its k (e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
+            else:
+                vs = describe_vars([v for v in undeclared if type(v) is int], self.c.vars)
+                self.report.error("missing-family", f"input '{r.name}' has no leaf family for {vs}: "
+                                  f"give one with `leaf FAMILY {{{vs}}}`, name one after the input's k, "
+                                  "or set a default with `leaf`", r.span)
+            self.unusable_family.add(r.name)
+        elif (undeclared and not leaf_ok) or (self.unusable_vars
+                                              and self.unusable_vars.intersection(r.scope)):
+            self.unusable_family.add(r.name)
+
+    def _scope_is_clean(self, scope) -> bool:
+        """Whether a scope holds only variable indices in range, each once (checked on its runs)."""
+        if not isinstance(scope, VarList):
+            return False
+        runs = scope.runs
+        return not runs or (min(runs[0::2]) >= 0 and max(runs[1::2]) <= len(self.c.vars)
+                            and (is_canonical(runs) or len(scope.as_scope()) == len(scope)))
+
+    def _scope_items(self, r: Input) -> None:
+        """Report each scope item that is no variable index, out of range or repeated."""
         spans = r.scope_spans or ()
         n = len(self.c.vars)
         seen: set[int] = set()
@@ -126,24 +173,6 @@ class _Checker:
                 self.report.error("duplicate-scope-var", f"variable {var_label(v, self.c.vars)} appears "
                                   f"twice in the scope of input '{r.name}'", span)
             seen.add(v)
-        if r.family is not None:
-            if not self._family(r.family, f"input '{r.name}'"):
-                self.unusable_family.add(r.name)
-            return
-        declared = self.c.declared_families
-        undeclared = [v for v in r.scope if v not in declared]
-        if self.c.leaf is None and (undeclared or not r.scope):
-            if len(undeclared) == len(r.scope):
-                self.report.error("missing-family", f"input '{r.name}' has no leaf family: name one after "
-                                  "its k (e.g. `k=4 bernoulli`) or set a default with `leaf`", r.span)
-            else:
-                vs = describe_vars([v for v in undeclared if type(v) is int], self.c.vars)
-                self.report.error("missing-family", f"input '{r.name}' has no leaf family for {vs}: "
-                                  f"give one with `leaf FAMILY {{{vs}}}`, name one after the input's k, "
-                                  "or set a default with `leaf`", r.span)
-            self.unusable_family.add(r.name)
-        elif (undeclared and not leaf_ok) or self.unusable_vars.intersection(r.scope):
-            self.unusable_family.add(r.name)
 
     def _family(self, family: Family, owner: str) -> bool:
         """Check a family and its arguments; whether it is usable."""
@@ -196,6 +225,8 @@ class _Checker:
                                       f"{leaf_scope_owner(other)}", span)
 
     def _sum(self, r: Sum) -> None:
+        if r.partitions and all(r.partitions) and all(map(self.c.by_name.__contains__, chain.from_iterable(r.partitions))):
+            return  # the usual case, checked at once
         if not r.partitions:
             self.report.error("empty-partition", f"sum '{r.name}' has no partitions", r.span)
         for p, part in enumerate(r.partitions):
@@ -261,31 +292,84 @@ class _Checker:
                     stack.append((child, iter(self.children[child])))
         return order
 
-    def _scopes(self, order: list[str]) -> dict[str, frozenset[int] | None]:
+    def _verified(self, order: list[str]) -> bool:
+        """Whether every region is decomposable and smooth and the root covers every variable,
+        shown by scope fingerprints (`pcc.scopes.fingerprints`) in time linear in the circuit,
+        without computing a scope. False leaves it to `_scopes`, which says what is wrong.
+
+        Each sum gets the fingerprint of its first partition's multiset union (the sum of its
+        children's). If every other partition of a sum has its sum's, the root's is that of every
+        variable once, and every region is reachable from the root, then (but for a chance below
+        2^-100 per comparison) every multiset on the way down from the root is a set: no product
+        shares a variable and all partitions of a sum cover the same variables. `order` lists
+        children before parents."""
+        root = self.c.root
+        if root not in self.regions or len(self._reached()) != len(self.regions):
+            return False
+        inputs = [r for r in self.regions.values() if r.__class__ is Input]
+        hashes, whole = fingerprints([r.scope for r in inputs], len(self.c.vars))
+        fingerprint = dict(zip((r.name for r in inputs), hashes))
+        of = fingerprint.__getitem__
+        for name in order:
+            r = self.regions[name]
+            if r.__class__ is Sum:
+                fingerprint[name] = sum(map(of, r.partitions[0]))
+        for r in self.regions.values():
+            if r.__class__ is Sum and len(r.partitions) > 1 and any(
+                    sum(map(of, part)) != fingerprint[r.name] for part in r.partitions[1:]):
+                return False
+        return fingerprint[root] == whole
+
+    def _file_order(self) -> list[str] | None:
+        """The regions in file order if each sum comes after its children (then there is no
+        cycle), else None."""
+        position = {name: i for i, name in enumerate(self.regions)}
+        at = position.__getitem__
+        for i, children in enumerate(self.children.values()):
+            if children and max(map(at, children)) >= i:
+                return None
+        return list(self.regions)
+
+    def _reached(self) -> set[str]:
+        """The regions reachable from the root (computed once; `Circuit.reachable` where a name is
+        defined twice, as it follows the last definition)."""
+        if self.reached is None and self.duplicated:
+            self.reached = self.c.reachable()
+        if self.reached is None:
+            reached, todo, children = {self.c.root}, [self.c.root], self.children
+            while todo:
+                for child in children.get(todo.pop(), ()):
+                    if child not in reached:
+                        reached.add(child)
+                        todo.append(child)
+            self.reached = reached
+        return self.reached
+
+    def _scopes(self, order: list[str]) -> dict[str, Scope | None]:
         """Scope of each region (None where unknown: on a cycle, doubtful, or below a problem);
         reports products that are not decomposable and sums that are not smooth."""
-        scopes: dict[str, frozenset[int] | None] = {}
+        scopes: dict[str, Scope | None] = {}
         unknown = self.info.doubtful | self.duplicated | self.odd_scope
         for name in order:
             r = self.regions[name]
             if name in unknown:
                 scopes[name] = None
             elif r.__class__ is Input:
-                scopes[name] = frozenset(r.scope)
+                scopes[name] = r.scope.as_scope()
             else:
                 scopes[name] = self._sum_scope(r, scopes)
         return scopes
 
-    def _sum_scope(self, r: Sum, scopes: dict[str, frozenset[int] | None]) -> frozenset[int] | None:
+    def _sum_scope(self, r: Sum, scopes: dict[str, Scope | None]) -> Scope | None:
         """The scope of a sum, None if unknown or if it is not smooth (each partition checked)."""
-        first: tuple[int, frozenset[int]] | None = None
+        first: tuple[int, Scope] | None = None
         complete, smooth = True, True
         for p, part in enumerate(r.partitions):
             child_scopes = [scopes.get(child) for child in part]
             if not part or None in child_scopes:
                 complete = False
                 continue
-            union = child_scopes[0] if len(part) == 1 else frozenset().union(*child_scopes)
+            union = Scope.union(child_scopes)
             if len(part) > 1 and sum(map(len, child_scopes)) != len(union):
                 self._not_decomposable(r, p, child_scopes)
             if first is None:
@@ -295,14 +379,14 @@ class _Checker:
                 self._not_smooth(r, *first, p, union)
         return first[1] if first is not None and complete and smooth else None
 
-    def _not_smooth(self, r: Sum, p: int, scope_p: frozenset[int], q: int, scope_q: frozenset[int]) -> None:
+    def _not_smooth(self, r: Sum, p: int, scope_p: Scope, q: int, scope_q: Scope) -> None:
         a, b = r.partition_text(p), r.partition_text(q)
         only = [f"only {text} has {describe_vars(vs, self.c.vars)}"
                 for text, vs in ((a, scope_p - scope_q), (b, scope_q - scope_p)) if vs]
         self.report.error("not-smooth", f"sum '{r.name}' is not smooth: partitions {a} and {b} cover "
                           f"different variables ({'; '.join(only)})", _child_span(r, q, 0))
 
-    def _not_decomposable(self, r: Sum, p: int, child_scopes: list[frozenset[int]]) -> None:
+    def _not_decomposable(self, r: Sum, p: int, child_scopes: list[Scope]) -> None:
         part = r.partitions[p]
         pairs = [(i, j, child_scopes[i] & child_scopes[j])
                  for i in range(len(part)) for j in range(i + 1, len(part))
@@ -312,7 +396,8 @@ class _Checker:
         self.report.error("not-decomposable", f"product {r.partition_text(p)} in sum '{r.name}' is not "
                           f"decomposable: {shared}", _child_span(r, p, pairs[0][1]))
 
-    def _root(self, scopes: dict[str, frozenset[int] | None]) -> None:
+    def _root(self, scopes: dict[str, Scope | None] | None) -> None:
+        """Root checks; `scopes` None: its scope is known to hold every variable."""
         root = self.c.root
         if not root:
             self._missing_root()
@@ -320,21 +405,21 @@ class _Checker:
             self.report.error("unknown-region", f"the root '{root}' is not a region"
                               f"{did_you_mean(root, self.regions)}", self.info.root)
         else:
-            scope = scopes.get(root)
+            scope = None if scopes is None else scopes.get(root)
             if scope is not None and self.info.vars_known and not self.vars_ambiguous:
                 self._root_scope(root, scope)
             if not self.dangling:
                 self._unreachable(root)
 
-    def _root_scope(self, root: str, scope: frozenset[int]) -> None:
-        missing = set(range(len(self.c.vars))) - scope
+    def _root_scope(self, root: str, scope: Scope) -> None:
+        missing = Scope.range(0, len(self.c.vars)) - scope
         if missing:
             missed = describe_vars(missing, self.c.vars)
             self.report.error("root-scope", f"root '{root}' does not cover {missed}: its scope must hold "
                               "every variable", self.info.root)
 
     def _unreachable(self, root: str) -> None:
-        reached = self.c.reachable()
+        reached = self._reached()
         for name, r in self.regions.items():
             if name not in reached:
                 self.report.warning("unreachable", f"region '{name}' is not reachable from the root '{root}'",
@@ -357,14 +442,24 @@ class _Checker:
     def _family_conflicts(self) -> None:
         """Every variable has one family (with the same arguments): in every input that holds it,
         and as its `leaf F {..}` statement says. An input that names no family of its own takes
-        each variable's."""
+        each variable's. Without `leaf F {..}` statements this is checked on the scopes' runs:
+        only when two families share a variable are the variables looked at."""
+        inputs = [r for r in self.regions.values()
+                  if isinstance(r, Input) and r.name not in self.unusable_family]
+        if not self.c.leaf_scopes and all(isinstance(r.scope, VarList) for r in inputs):
+            covered: dict[Family, list[Input]] = {}
+            for r in inputs:
+                covered.setdefault(self.c.family_of(r), []).append(r)
+            if len(covered) < 2:
+                return
+            unions = [Scope.union([r.scope.as_scope() for r in group]) for group in covered.values()]
+            if sum(map(len, unions)) == len(Scope.union(unions)):
+                return
         owner: dict[int, tuple[Family, str]] = {}
         for scope in self.c.leaf_scopes:
             for v in scope.scope:
                 owner.setdefault(v, (scope.family, leaf_scope_owner(scope)))
-        for r in self.regions.values():
-            if not isinstance(r, Input) or r.name in self.unusable_family:
-                continue
+        for r in inputs:
             clashes: dict[tuple[str, Family], tuple[Family, list[int]]] = {}
             for v, family in zip(r.scope, self.c.families_of(r)):
                 first = owner.setdefault(v, (family, f"input '{r.name}'"))

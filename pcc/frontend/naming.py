@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from ..scopes import Scope, VarList, runs_of
+
 # The keywords, in the order a file uses them; each is the grammar terminal of its upper-case name.
 RESERVED_WORDS = ("pc", "vars", "leaf", "input", "sum", "root", "param")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -22,25 +24,24 @@ def var_label(index: int, names: Sequence[str]) -> str:
 def var_items(indices: Sequence[int], names: Sequence[str]) -> list[str]:
     """Scope items for `indices` in their order: runs of three or more consecutive declared
     variables become ranges (`x0..x3`); anything else is written alone."""
+    runs = indices.runs if isinstance(indices, (VarList, Scope)) else runs_of(indices)
     items: list[str] = []
-    i, n = 0, len(indices)
-    while i < n:
-        j = i
-        if 0 <= indices[i]:
-            while j + 1 < n and indices[j + 1] == indices[j] + 1 and indices[j + 1] < len(names):
-                j += 1
-        if j - i >= 2:
-            items.append(f"{names[indices[i]]}..{names[indices[j]]}")
-            i = j + 1
+    declared = len(names)
+    for i in range(0, len(runs), 2):
+        start, stop = runs[i], runs[i + 1]
+        low, high = min(max(start, 0), stop), max(min(stop, declared), start)
+        items += (str(v) for v in range(start, low))  # negative: no name
+        if high - low >= 3:
+            items.append(f"{names[low]}..{names[high - 1]}")
         else:
-            items.append(var_label(indices[i], names))
-            i += 1
+            items += (names[v] for v in range(low, high))
+        items += (var_label(v, names) for v in range(max(high, low), stop))
     return items
 
 
 def describe_vars(indices, names: Sequence[str], limit: int = 8) -> str:
     """A set of variables for a message, sorted and compressed: `x0..x3, x7`."""
-    items = var_items(sorted(set(indices)), names)
+    items = var_items(Scope.of(indices), names)
     if len(items) > limit:
         return ", ".join(items[:limit]) + f" and {len(items) - limit} more"
     return ", ".join(items)

@@ -23,6 +23,7 @@ from .statements import (FamilyItem, Header, InputDecl, LeafDecl, ParamDecl, Roo
 GRAMMAR = Path(__file__).with_name("pc.lark")
 _STATEMENT_START = re.compile(r"[ \t\f\r]*(" + "|".join(KEYWORDS.values()) + r")(?![A-Za-z0-9_])")
 _COMMENT = re.compile(r"#[^\n]*")
+_PATTERN_TERMINAL = re.compile(r"^([A-Z_]+)(?:\.[0-9]+)?: /(.*)/$", re.M)
 
 
 def parse_statements(text: str, report: Reporter) -> list[Statement] | None:
@@ -165,6 +166,13 @@ def _parser() -> Lark:
 
 
 @functools.cache
+def terminal_patterns() -> dict[str, str]:
+    """Terminal name -> its regular expression, for the terminals the grammar defines by one
+    (`NAME: /.../`); read from the grammar file, without building the parser."""
+    return {m.group(1): m.group(2) for m in _PATTERN_TERMINAL.finditer(GRAMMAR.read_text(encoding="utf-8"))}
+
+
+@functools.cache
 def _literals() -> dict[str, str]:
     """Terminal name -> its fixed text, for the terminals that are plain strings."""
     return {t.name: t.pattern.value for t in _parser().terminals if t.pattern.type == "str"}
@@ -178,16 +186,15 @@ def _word(tok: Tok) -> Word:
     return Word(tok.value, Span(tok.line, tok.column, tok.line, tok.end_column))
 
 
-def _number(tok: Tok) -> int | float:
+def number(text: str) -> int | float:
     """An option or argument value: an int when written as one (and short enough), else a float."""
-    text = tok.value
     if len(text) <= 19 and text.lstrip("+-").isdigit():
         return int(text)
     return float(text)
 
 
 def _setting(key: Tok, value: Tok) -> Setting:
-    return Setting(_word(key), _number(value), Span(key.line, key.column, value.line, value.end_column))
+    return Setting(_word(key), number(value.value), Span(key.line, key.column, value.line, value.end_column))
 
 
 class _ToStatements(Transformer):

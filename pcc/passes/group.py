@@ -114,7 +114,8 @@ def group_by_shape(graph: nx.DiGraph, layering: Layering, by_arity: bool = False
                 hadamards[key].append((region, p))
                 arity[key] = max(arity[key], bucket(len(child_k)) if by_arity else len(child_k))
                 continue
-            points = None if by_arity else point_family(graph, partition_children(graph, node))
+            points = None if by_arity or child_k == (1,) * len(child_k) else \
+                point_family(graph, partition_children(graph, node))
             einsums[(lvl, child_k, k_out, points)].append((region, p))
         elif graph.nodes[node]["kind"] == "sum":
             parts = graph.out_degree(node)

@@ -19,13 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from math import prod
-from typing import Union
+from typing import Sequence, Union
 
 import networkx as nx
 import numpy as np
 
 from ..ir import Family
 from ..region_graph import input_parts, partition_children
+from ..scopes import VarList, concat_indices
 from .group import EinsumGroup, Group, HadamardGroup, MixGroup
 from .tables import uses_table
 
@@ -141,7 +142,7 @@ Op = Union[EinsumOp, HadamardOp, MixOp]
 class Plan:
     """Everything the lowering needs: arenas, leaf groups, ops in order, where each region lives."""
 
-    var_names: tuple[str, ...]
+    var_names: Sequence[str]  # the circuit's `vars` (a tuple, or `DefaultVarNames`)
     arena_rows: dict[int, int]
     leaf_groups: tuple[LeafGroup, ...]
     ops: tuple[Op, ...]
@@ -177,7 +178,7 @@ class Plan:
 
 
 def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
-              var_names: tuple[str, ...]) -> Plan:
+              var_names: Sequence[str]) -> Plan:
     """Allocate rows and index arrays for `groups` (from `group_by_shape`)."""
     leaves, mixed = _leaf_groups(graph)
     producer = _producers(graph, leaves, mixed, groups)
@@ -197,12 +198,10 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
     for (family, k), _ in leaves.items():
         regions = order[("leaf", family, k)]
         start = allocate(k, [("region", r) for r in regions])
-        scopes = [graph.nodes[("region", r)]["variables"] for r in regions]
+        scopes = [VarList.of(graph.nodes[("region", r)]["variables"]) for r in regions]
         leaf_groups.append(LeafGroup(
-            family, k, tuple(regions),
-            np.array([v for s in scopes for v in s], dtype=np.int64),
-            np.repeat(np.arange(len(regions)), [len(s) for s in scopes]).astype(np.int64),
-            start))
+            family, k, tuple(regions), concat_indices(scopes),
+            np.repeat(np.arange(len(regions), dtype=np.int64), [len(s) for s in scopes]), start))
     mixed_leaves = []
     for k in mixed:
         regions = order[("mixed", k)]
@@ -213,12 +212,13 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
                 parts[family].append((i, r, variables))
         part_groups = []
         for family, members in sorted(parts.items(), key=lambda kv: str(kv[0])):
+            scopes = [VarList.of(vs) for _, _, vs in members]
             leaf_groups.append(LeafGroup(
-                family, k, tuple(r for _, r, _ in members),
-                np.array([v for _, _, vs in members for v in vs], dtype=np.int64),
-                np.repeat(np.arange(len(members)), [len(vs) for _, _, vs in members]).astype(np.int64),
+                family, k, tuple(r for _, r, _ in members), concat_indices(scopes),
+                np.repeat(np.arange(len(members), dtype=np.int64), [len(s) for s in scopes]),
                 None))
-            part_groups.append((len(leaf_groups) - 1, np.array([i for i, _, _ in members], dtype=np.int64)))
+            part_groups.append((len(leaf_groups) - 1,
+                                np.array([i for i, _, _ in members], dtype=np.int64)))
         mixed_leaves.append(MixedLeaves(k, tuple(regions), start, tuple(part_groups)))
 
     ops: list[Op] = []
@@ -258,7 +258,7 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         return graph.nodes[("region", node[1])]["k"]
 
     return Plan(
-        var_names=tuple(var_names),
+        var_names=var_names,
         arena_rows=dict(next_row),
         leaf_groups=tuple(leaf_groups),
         ops=tuple(ops),

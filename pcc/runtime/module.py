@@ -42,6 +42,7 @@ from .leaves import LeafFamily, leaf_family
 from .opaque import opaque
 from .stamps import Stamp
 from .naive import naive_evaluate
+from .weight_init import mix_log_weights, sum_log_weights
 
 if TYPE_CHECKING:
     from .graphs import CapturedForward
@@ -91,10 +92,8 @@ class CompiledCircuit(nn.Module):
                 self.register_buffer(f"mixed_rows_{i}", torch.from_numpy(rows), persistent=False)
 
         self.layout = weight_layout(plan)
-        sum_pools = [torch.empty(rows, *shape, dtype=torch.float64)
-                     for shape, rows in self.layout.sum_pools]
-        mix_pools = [torch.empty(rows, *shape, dtype=torch.float64)
-                     for shape, rows in self.layout.mix_pools]
+        sum_pools = [torch.empty(rows, *shape, dtype=dtype) for shape, rows in self.layout.sum_pools]
+        mix_pools = [torch.empty(rows, *shape, dtype=dtype) for shape, rows in self.layout.mix_pools]
         mix_masks = [torch.zeros(rows, *shape[:1], 1, dtype=torch.bool)
                      for shape, rows in self.layout.mix_pools]
         for j, (op, slot) in enumerate(zip(plan.ops, self.layout.slots)):
@@ -114,20 +113,17 @@ class CompiledCircuit(nn.Module):
                         self.register_buffer(f"children_{name}_{j}", torch.from_numpy(index),
                                              persistent=False)
                 if slot is not None:  # random weights, normalized per output unit
-                    w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
-                    sum_pools[slot.pool][slot.start: slot.start + slot.n] = torch.log_softmax(
-                        torch.log(w + 0.01), -1)
+                    sum_log_weights(op.weight_shape, gen,
+                                    out=sum_pools[slot.pool].narrow(0, slot.start, slot.n))
             else:
                 self.register_buffer(f"rows_{j}_0", torch.from_numpy(op.part_rows),
                                      persistent=False)
                 mask = torch.from_numpy(op.mask).unsqueeze(-1)
-                w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64) + 0.01
-                logits = torch.log(w).masked_fill(~mask, -math.inf)
-                rows = slice(slot.start, slot.start + slot.n)
-                mix_pools[slot.pool][rows] = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
-                mix_masks[slot.pool][rows] = mask
-        self.sum_logits = nn.ParameterList(nn.Parameter(w.to(dtype)) for w in sum_pools)
-        self.mix_logits = nn.ParameterList(nn.Parameter(w.to(dtype)) for w in mix_pools)
+                mix_log_weights(op.weight_shape, mask, gen,
+                                out=mix_pools[slot.pool].narrow(0, slot.start, slot.n))
+                mix_masks[slot.pool][slot.start: slot.start + slot.n] = mask
+        self.sum_logits = nn.ParameterList(nn.Parameter(w) for w in sum_pools)
+        self.mix_logits = nn.ParameterList(nn.Parameter(w) for w in mix_pools)
         for i, mask in enumerate(mix_masks):
             self.register_buffer(f"mix_mask_{i}", mask, persistent=False)
 

@@ -5,6 +5,7 @@ import dataclasses
 from typing import Iterable, Sequence
 
 from ..ir import Circuit, Family, Input, Region, Sum, default_var_names
+from ..scopes import VarList
 
 
 class CircuitBuilder:
@@ -17,7 +18,8 @@ class CircuitBuilder:
         self._regions: dict[str, Region] = {}
 
     def input(self, name: str, scope: Iterable[int]) -> str:
-        return self._add(Input(name, tuple(sorted(scope)), self.k))
+        """An input region over `scope`, in ascending order (a `VarList` is taken as it is)."""
+        return self._add(Input(name, scope if isinstance(scope, VarList) else tuple(sorted(scope)), self.k))
 
     def sum(self, name: str, partitions: Sequence[Sequence[str]], elementwise: bool = False) -> str:
         """A sum region over `partitions`: outer products, or element-wise ones (`a .* b`)."""

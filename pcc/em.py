@@ -66,6 +66,8 @@ class EM:
     def _reset(self) -> None:
         """Clear the statistics accumulated since the last update."""
         self.rows = 0
+        self._folded: set[int] = set()  # pools whose flows `_fold_flows` took since then
+        self._taken: set[int] = set()  # of these, those it took as the first statistics
         self._sum_counts: list[Tensor | None] = [None] * len(self.model.sum_logits)
         self._mix_counts: list[Tensor | None] = [None] * len(self.model.mix_logits)
         self._leaf_stats: list[dict[str, Tensor] | None] = [None] * len(self.model.leaf_params)
@@ -113,10 +115,13 @@ class EM:
         """Project the logits onto normalized log-weights (EM's invariant)."""
         m = self.model
         for p in m.sum_logits:
-            p.copy_(torch.log_softmax(p, -1))
+            for rows in _row_blocks(p):  # in blocks: no weight-sized temporaries
+                p[rows].copy_(torch.log_softmax(p[rows], -1))
         for i, p in enumerate(m.mix_logits):
             mask = getattr(m, f"mix_mask_{i}")
-            p.copy_(torch.log_softmax(p.masked_fill(~mask, -math.inf), 1).masked_fill(~mask, 0))
+            for rows in _row_blocks(p):
+                p[rows].copy_(torch.log_softmax(p[rows].masked_fill(~mask[rows], -math.inf), 1)
+                              .masked_fill(~mask[rows], 0))
 
     def accumulate(self, x: Tensor, marginalize: Tensor | None = None,
                    target: Tensor | None = None) -> Tensor:
@@ -129,22 +134,23 @@ class EM:
             return self.reduce.local(self, x, marginalize, target)
         return self.estep(self.model.prepare_input(x, marginalize), target)
 
-    def estep(self, x: Tensor, target: Tensor | None = None, borrow: bool = False) -> Tensor:
+    def estep(self, x: Tensor, target: Tensor | None = None, fold: bool = False) -> Tensor:
         """`accumulate` for x as `model.prepare_input` returns it (checked already). With
-        `borrow`, the first batch's weight statistics may be the engine's own flow buffers,
-        valid until its next pass (`step` updates at once)."""
+        `fold` (nothing accumulated before, an update to follow: `step`), each layer's weight
+        flows go into the running statistics as the backward pass makes them (`_fold_flows`),
+        so that no weight-sized buffer of flows exists."""
         m = self.model
         point_counts = None
         if m.backend == "naive":
             pool_flows, leaf_flows, ll = self._naive_flows(x, target)
         else:
             ll, leaf_flows, pool_flows, point_counts = m.flows(
-                x, lambda root: self._root_grad(root, target))
+                x, lambda root: self._root_grad(root, target),
+                self._fold_flows if fold else None)
         with torch.no_grad():
             counts = self._sum_counts + self._mix_counts
             for i, flows in enumerate(pool_flows):
-                counts[i] = (flows if borrow else flows.clone()) if counts[i] is None \
-                    else counts[i].add_(flows)
+                counts[i] = flows.clone() if counts[i] is None else counts[i].add_(flows)
             self._sum_counts = counts[:len(self._sum_counts)]
             self._mix_counts = counts[len(self._sum_counts):]
             for i, stats in enumerate(m.leaf_statistics(x, leaf_flows, point_counts)):
@@ -198,18 +204,39 @@ class EM:
             self.reduce(self)
         if self.rows == 0:
             return
+        sums = len(self._sum_counts)
         for i, n in enumerate(self._sum_counts):
             if n is not None:
-                self._update_sum(i, n)
+                self._running_sum[i] = self._fold(self._running_sum[i], n)
+            if n is not None or i in self._folded:
+                self._m_step("sum", i)
         for i, n in enumerate(self._mix_counts):
             if n is not None:
-                self._update_mix(i, n)
+                self._running_mix[i] = self._fold(self._running_mix[i], n)
+            if n is not None or sums + i in self._folded:
+                self._m_step("mix", i)
         m = self.model
         for i, (fam, params, stats) in enumerate(zip(m.families, m.leaf_params, self._leaf_stats)):
             if stats is not None:
                 self._running_leaf[i] = self._fold(self._running_leaf[i], stats)
                 self._update_leaf(fam, params, self._running_leaf[i])
         self._reset()
+
+    @torch.no_grad()
+    def _fold_flows(self, pool: int, start: int, flows: Tensor) -> None:
+        """A flow sink (see `CompiledCircuit.flows`): one layer's flows [n, ...] of rows
+        [start, start + n) of a pool (sum pools, then mix pools) folded into the running
+        statistics, as `update` folds accumulated ones; `update` then runs the M-step."""
+        sums = len(self._running_sum)
+        running = self._running_sum if pool < sums else self._running_mix
+        i = pool if pool < sums else pool - sums
+        if running[i] is None:  # the first update takes the statistics as they are
+            weights = (self.model.sum_logits if pool < sums else self.model.mix_logits)[i]
+            running[i] = torch.zeros_like(weights)
+            self._taken.add(pool)
+        rows = running[i].narrow(0, start, flows.shape[0])
+        rows.copy_(flows) if pool in self._taken else rows.lerp_(flows, self.step_size)
+        self._folded.add(pool)
 
     def _fold(self, running, fresh):
         """Stepwise EM: running = (1 - s) running + s fresh, in place; the first is a copy of
@@ -219,15 +246,14 @@ class EM:
                     else fresh.clone())
         return _blend(running, fresh, self.step_size)
 
-    def _update_sum(self, i: int, counts: Tensor) -> None:
-        self._running_sum[i] = self._fold(self._running_sum[i], counts)
-        _normalize_into(self.model.sum_logits[i], self._running_sum[i], -1, None,
-                        self.pseudocount, self.min_prob)
-
-    def _update_mix(self, i: int, counts: Tensor) -> None:
-        self._running_mix[i] = self._fold(self._running_mix[i], counts)
-        _normalize_into(self.model.mix_logits[i], self._running_mix[i], 1,
-                        getattr(self.model, f"mix_mask_{i}"), self.pseudocount, self.min_prob)
+    def _m_step(self, kind: str, i: int) -> None:
+        """The weights of pool i of `kind` from its running statistics."""
+        if kind == "sum":
+            _normalize_into(self.model.sum_logits[i], self._running_sum[i], -1, None,
+                            self.pseudocount, self.min_prob)
+        else:
+            _normalize_into(self.model.mix_logits[i], self._running_mix[i], 1,
+                            getattr(self.model, f"mix_mask_{i}"), self.pseudocount, self.min_prob)
 
     def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
         old = {k: v.detach() for k, v in params.as_dict().items()}
@@ -251,7 +277,8 @@ class EM:
             ll = self.accumulate(x, marginalize, target)
             self.update()
             return float(ll.mean()) if len(ll) else 0.0
-        ll = self.estep(self.model.prepare_input(x, marginalize), target, borrow=True)
+        ll = self.estep(self.model.prepare_input(x, marginalize), target,
+                        fold=self.rows == 0 and self.model.backend != "naive")
         self.update()
         return float(ll.mean())
 
@@ -282,6 +309,12 @@ def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | Non
         w.masked_fill_(~mask, 0.0)
     if kept is not None:
         torch.where(received, w, kept, out=w)
+
+
+def _row_blocks(t: Tensor, values: int = 1 << 20) -> list[slice]:
+    """Slices of t's first dimension holding about `values` entries each."""
+    step = max(1, values // max(1, t[0].numel())) if len(t) else 1
+    return [slice(a, min(a + step, len(t))) for a in range(0, len(t), step)]
 
 
 def _blend(old, new, step: float):

@@ -22,6 +22,7 @@ the flows dL/dlog(leaf value) and W * dL/dW.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import prod
 from types import ModuleType
 from typing import Callable, NamedTuple, Sequence
 
@@ -94,6 +95,9 @@ class LeafSlot:
     n: int
 
 
+FlowSink = Callable[[int, int, Tensor], None]  # (pool, first row, flows [n, ...]) of one layer
+
+
 class Linear(NamedTuple):
     """Leaf values already in linear space: values [R, B, K] in [0, 1], log-scale 0 (possibly
     the arena rows themselves, written in place)."""
@@ -121,7 +125,8 @@ class Bound:
     `backward`, also its flow arenas and weight flows."""
 
     def __init__(self, program: "Program", batch: int, like: Tensor, backward: bool,
-                 points: bool = True, weights: Sequence[Tensor] | None = None):
+                 points: bool = True, weights: Sequence[Tensor] | None = None,
+                 sink: bool = False):
         self.program, self.batch, self.backward_ready = program, batch, backward
         self.points_ready = points  # point sums folded (needs `Points` leaf inputs)
         self.in_use = False
@@ -144,7 +149,10 @@ class Bound:
                         else [like.new_empty(shape) for shape in program.pool_shapes])
         self._weight_stamps: list[Stamp | None] = [None] * len(self.weights)
         self._linear_leaves = [False] * len(program.leaves)
-        self.flows = [like.new_empty(shape) for shape in program.pool_shapes] if backward else []
+        # weight flows: whole pools, or (`sink`) each layer's in scratch, handed to a sink
+        self.sink_ready = backward and sink
+        self.flows = ([like.new_empty(shape) for shape in program.pool_shapes]
+                      if backward and not sink else [])
         self.grads = ({k: torch.zeros_like(a.values) for k, a in self.arenas.items()}
                       if backward else {})
         self.leaf_rows = [self.arenas[s.k].rows(s.start, s.n) for s in program.leaves]
@@ -160,6 +168,11 @@ class Bound:
                         slot = program.leaves[block]
                         self.counts[block] = like.new_zeros(slot.n, support + 1, slot.k)
         scratch = Scratch(like)
+        # sink mode: every layer's flows in one buffer, in turn (the largest layer's size)
+        largest = max((op.n * prod(shape[1:]) for op in program.ops if op.pool is not None
+                       for shape in [program.pool_shapes[op.pool[0]]]), default=0)
+        self._sink_buffer = like.new_empty(largest) if self.sink_ready else None
+        self.layer_flows: list = []  # per layer: (pool, first row, its flows) in sink mode
         self.layers = [self._layer(kernels, op, scratch) for op in program.ops]
         scratch.allocate()
         for layer in self.layers:
@@ -168,10 +181,16 @@ class Bound:
     def _layer(self, kernels: ModuleType, op, scratch: Scratch):
         arenas, grads = self.arenas, self.grads
         w = flows = None
+        sink_flows = None
         if op.pool is not None:
             pool, start = op.pool
             w = self.weights[pool].narrow(0, start, op.n)
-            flows = self.flows[pool].narrow(0, start, op.n) if self.flows else None
+            if self.flows:
+                flows = self.flows[pool].narrow(0, start, op.n)
+            elif self.sink_ready:
+                flows = self._sink_buffer[:w.numel()].view(w.shape)
+                sink_flows = (pool, start, flows)
+        self.layer_flows.append(sink_flows)
         k_out = op.k if isinstance(op, LoweredMix) else op.k_out
         out = arenas[k_out].rows(op.out_start, op.n)
         grad_out = grads[k_out].narrow(0, op.out_start, op.n) if grads else None
@@ -239,11 +258,12 @@ class Bound:
             return None
         return low.any(0).nonzero().squeeze(1)
 
-    def backward(self, grad_root: Tensor
+    def backward(self, grad_root: Tensor, sink: FlowSink | None = None
                  ) -> tuple[list[Tensor], list[Tensor], dict[int, Tensor]]:
         """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf block: views of this
-        binding's flow arenas), of every pool (W * dL/dW: this binding's buffers), and the value
-        counts point sums give their leaf blocks ({block: [R, S+1, K]}), given dL/droot
+        binding's flow arenas), of every pool (W * dL/dW: this binding's buffers; in sink mode
+        none: `sink(pool, first row, flows)` takes each layer's, valid during the call), and the
+        value counts point sums give their leaf blocks ({block: [R, S+1, K]}), given dL/droot
         [B, K_root]."""
         p = self.program
         for k, g in self.grads.items():
@@ -254,8 +274,10 @@ class Bound:
         for counts in self.counts.values():
             counts.zero_()
         self.grads[p.root_k][p.root_row].copy_(grad_root)
-        for layer in reversed(self.layers):
+        for layer, flows in zip(reversed(self.layers), reversed(self.layer_flows)):
             layer.backward()
+            if flows is not None:
+                sink(*flows)
         leaves = [self.grads[s.k].narrow(0, s.start, s.n) for s in p.leaves]
         return leaves, self.flows, self.counts
 
@@ -288,10 +310,12 @@ class Program:
     zero_rows: dict[int, Tensor]  # per arena, the flow rows no layer writes first
 
     def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True,
-             weights: Sequence[Tensor] | None = None) -> Bound:
+             weights: Sequence[Tensor] | None = None, sink: bool = False) -> Bound:
         """A binding (see `Bound`); `weights`: tensors of the pools' weights its layers read in
-        place (the caller keeps them current), instead of copies of what `evaluate` is given."""
-        return Bound(self, batch, like, backward, points, weights)
+        place (the caller keeps them current), instead of copies of what `evaluate` is given;
+        `sink`: the backward pass hands each layer's weight flows to a sink instead of filling
+        weight-sized buffers."""
+        return Bound(self, batch, like, backward, points, weights, sink)
 
     def evaluate(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
                  semiring: str = "sum", bound: Bound | None = None,
@@ -309,26 +333,34 @@ class Program:
         if rows is None:
             return Evaluation(main, root)
         wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready,
-                         main.points_ready)
+                         main.points_ready)  # its flows in buffers: added to the main pass's
         wide.forward([_wide(v, rows) for v in leaf_inputs],
                      [w.detach().to(WIDE) for w in weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
         return Evaluation(main, root, wide, rows)
 
-    def backward(self, evaluation: Evaluation, grad_root: Tensor
+    def backward(self, evaluation: Evaluation, grad_root: Tensor, sink: FlowSink | None = None
                  ) -> tuple[list[Tensor], list[Tensor], dict[int, Tensor]]:
         """Flows of the leaf values (dL/dlog value, [R, B, K] per leaf block), of every pool
-        (W * dL/dW) and the point sums' value counts per leaf block (see `Bound.backward`),
-        given dL/droot [B, K_root]; views of the main binding's buffers."""
+        (W * dL/dW; to `sink` instead in a sink-mode binding) and the point sums' value counts
+        per leaf block (see `Bound.backward`), given dL/droot [B, K_root]; views of the main
+        binding's buffers."""
         main, wide, rows = evaluation.main, evaluation.wide, evaluation.wide_rows
         if wide is None:
-            return main.backward(grad_root)
+            return main.backward(grad_root, sink)
         wide_leaves, wide_flows, wide_counts = wide.backward(
             grad_root.index_select(0, rows).to(WIDE))
-        leaves, flows, counts = main.backward(grad_root.index_fill(0, rows, 0.0))
+
+        def with_wide(pool: int, start: int, flows: Tensor) -> None:
+            flows.add_(wide_flows[pool].narrow(0, start, flows.shape[0]).to(flows.dtype))
+            sink(pool, start, flows)
+        leaves, flows, counts = main.backward(grad_root.index_fill(0, rows, 0.0),
+                                              with_wide if sink is not None else None)
         for grad, extra in zip(leaves, wide_leaves):
             grad.index_copy_(1, rows, extra.to(grad.dtype))
-        for total, extra in zip((*flows, *counts.values()), (*wide_flows, *wide_counts.values())):
+        for total, extra in zip(counts.values(), wide_counts.values()):
+            total.add_(extra.to(total.dtype))
+        for total, extra in zip(flows, wide_flows):
             total.add_(extra.to(total.dtype))
         return leaves, flows, counts
 

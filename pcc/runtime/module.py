@@ -34,8 +34,8 @@ from ..passes.plan import unpadded_children
 from ..region_graph import product_units
 from pcc_kernels.reference import Children
 
-from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, LoweredEinsum,
-                     LoweredHadamard, LoweredMix, Points, Program)
+from .engine import (Bound, CircuitFunction, Evaluation, FlowSink, LeafInput, LeafSlot,
+                     LoweredEinsum, LoweredHadamard, LoweredMix, Points, Program)
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
@@ -187,17 +187,19 @@ class CompiledCircuit(nn.Module):
         return self.program(x.device).evaluate(self.leaf_inputs(x, semiring),
                                                self.weight_pools(), semiring, bound)
 
-    def _binding(self, batch: int, like: Tensor, backward: bool, points: bool = True) -> Bound:
+    def _binding(self, batch: int, like: Tensor, backward: bool, points: bool = True,
+                 sink: bool = False) -> Bound:
         """The program bound to this batch size (see `pcc.runtime.engine.Bound`; `points`: with
-        point sums folded, for inputs from `leaf_inputs`, not autograd's log-values): the one
-        kept from the last call with the same size, dtype, device and kind unless it is still
-        in use (a forward awaiting its backward), else a new one, kept for next time."""
-        key = (batch, like.dtype, like.device, backward, points)
+        point sums folded, for inputs from `leaf_inputs`, not autograd's log-values; `sink`:
+        weight flows handed to a sink layer by layer): the one kept from the last call with the
+        same size, dtype, device and kind unless it is still in use (a forward awaiting its
+        backward), else a new one, kept for next time."""
+        key = (batch, like.dtype, like.device, backward, points, sink)
         kept = self.__dict__.setdefault("_bindings", {})
         bound = kept.get(key)
         if bound is None or bound.in_use:
             shared = self.weight_pools() if points and like.dtype == self._param_dtype() else None
-            bound = self.program(like.device).bind(batch, like, backward, points, shared)
+            bound = self.program(like.device).bind(batch, like, backward, points, shared, sink)
             if key not in kept or not kept[key].in_use:
                 for other in [k for k in kept if k[3:] == key[3:]]:
                     del kept[other]  # one batch size per kind: sizes change rarely
@@ -261,21 +263,23 @@ class CompiledCircuit(nn.Module):
             return self.program(x.device).log_arenas(evaluation)
 
     @torch.no_grad()
-    def flows(self, x: Tensor, grad_root: Callable[[Tensor], tuple[Tensor, Tensor]]
+    def flows(self, x: Tensor, grad_root: Callable[[Tensor], tuple[Tensor, Tensor]],
+              sink: FlowSink | None = None
               ) -> tuple[Tensor, list[Tensor], list[Tensor], list[Tensor | None]]:
         """EM's E-step of prepared input x, without autograd: `grad_root(root)` [B, K_root] ->
         (the log-likelihoods L_b, dL/droot); returns L [B], the flows dL/dlog value of every
-        leaf group [R, B, K], the flows W * dL/dW of every pool (sum pools, then mix pools),
-        and per leaf group the value counts [R, K, S] its point sums gave it (or None; they
-        are not in its flows), all valid until the next call. The weights are the stored logits
-        (EM keeps them normalized)."""
+        leaf group [R, B, K], the flows W * dL/dW of every pool (sum pools, then mix pools;
+        with a `sink`, none: `sink(pool, first row, flows)` gets each layer's instead, so that
+        no weight-sized buffer is needed), and per leaf group the value counts [R, K, S] its
+        point sums gave it (or None; they are not in its flows), all valid until the next
+        call. The weights are the stored logits (EM keeps them normalized)."""
         program = self.program(x.device)
-        bound = self._binding(x.shape[0], x, True)
+        bound = self._binding(x.shape[0], x, True, sink=sink is not None)
         with self.em_mode():
             evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
                                           self.weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)
-        leaf_flows, pool_flows, counts = program.backward(evaluation, grad)
+        leaf_flows, pool_flows, counts = program.backward(evaluation, grad, sink)
         return ll, self._group_flows(leaf_flows), pool_flows, self._group_counts(counts)
 
     def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:

@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-BLOCK_VALUES = 1 << 22  # weights per block (32 MiB of float64 uniforms)
+BLOCK_VALUES = 1 << 20  # weights per block (8 MiB of float64 uniforms)
 
 
 def sum_log_weights(shape: tuple[int, int, int], generator: torch.Generator,

@@ -158,7 +158,7 @@ def _version2_layout(circuit) -> dict:
     from .region_graph import to_graph
     graph = to_graph(circuit)
     legacy = make_plan(graph, group_by_shape(graph, layerize(graph), by_arity=True),
-                       circuit.root, circuit.vars)
+                       circuit.root, circuit.vars, split=False)
     out: dict[str, list] = {}
     sums = mixes = 0
     for op in legacy.ops:

@@ -66,7 +66,7 @@ def unfolded_upward(model, x, semiring):
     autograd): the leaves' values, then the same layers, folding off."""
     program = model.program(x.device)
     blocks = model.leaf_blocks(model.leaf_values(model.prepare_input(x), semiring))
-    evaluation = program.evaluate(blocks, model.weight_pools(), semiring,
+    evaluation = program.evaluate(blocks, model.log_weight_pools(), semiring,
                                   program.bind(x.shape[0], x, points=False))
     return program.log_arenas(evaluation)
 

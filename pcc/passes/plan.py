@@ -178,8 +178,10 @@ class Plan:
 
 
 def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
-              var_names: Sequence[str]) -> Plan:
-    """Allocate rows and index arrays for `groups` (from `group_by_shape`)."""
+              var_names: Sequence[str], split: bool = True) -> Plan:
+    """Allocate rows and index arrays for `groups` (from `group_by_shape`); `split`: a group of
+    more than MAX_OP_WEIGHTS weights becomes several ops (not so before checkpoint version
+    3)."""
     leaves, mixed = _leaf_groups(graph)
     producer = _producers(graph, leaves, mixed, groups)
     order = _member_orders(graph, leaves, mixed, groups, producer, root)
@@ -222,8 +224,8 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         mixed_leaves.append(MixedLeaves(k, tuple(regions), start, tuple(part_groups)))
 
     ops: list[Op] = []
-    for g in groups:
-        members = order[g]
+    for g, members in ((g, piece) for g in groups
+                       for piece in (_pieces(g, order[g]) if split else [order[g]])):
         if isinstance(g, (EinsumGroup, HadamardGroup)):
             start = allocate(g.k_out, [("partition", r, p) for r, p in members])
             for r, p in members:
@@ -279,6 +281,23 @@ def unpadded_children(child_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     real = rest != 0
     parent = np.nonzero(real)[0].astype(np.int64)
     return (np.ascontiguousarray(child_rows[:, 0]), rest[real].astype(np.int64), parent)
+
+
+# The most weights one op holds: a larger group is split into ops of consecutive members, so
+# that what the engine makes per op (its weights exponentiated, its flows) stays small.
+MAX_OP_WEIGHTS = 1 << 20
+
+
+def _pieces(g: Group, members: list) -> list[list]:
+    """`members` of group `g` in runs of at most MAX_OP_WEIGHTS weights (whole members)."""
+    if isinstance(g, EinsumGroup):
+        per_member = g.k_out * prod(g.child_k)
+    elif isinstance(g, HadamardGroup):
+        per_member = g.k_out * g.k_in
+    else:
+        per_member = g.num_parts * g.k
+    step = max(1, MAX_OP_WEIGHTS // max(1, per_member))
+    return [members[a:a + step] for a in range(0, len(members), step)] or [members]
 
 
 def _point_members(graph: nx.DiGraph, g: EinsumGroup, members: list,

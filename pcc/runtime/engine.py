@@ -32,7 +32,6 @@ from torch.autograd.function import once_differentiable
 
 from pcc_kernels.reference import Arena, Children, PointSource, Scratch, from_log, to_log
 
-from .stamps import Stamp
 
 # A layer whose raw maximum falls below this (its children's maxima being 1) sends the sample
 # to the float64 pass (see the module doc).
@@ -142,12 +141,17 @@ class Bound:
             arena.values[0].fill_(1.0)
             arena.scales[0].zero_()
             arena.norms[0].fill_(1.0)
-        # the pools' weights: the caller's own tensors (kept up to date by it), else copies
+        # the pools' weights W: the caller's own tensors, kept current by it (`weights`), or each
+        # layer's made from the log-weights as the layer runs, in one buffer of the largest
+        # layer's size (no weight-sized copy: what EM and autograd use)
         self.shared_weights = weights is not None and all(
             w.dtype == like.dtype and w.device == like.device for w in weights)
-        self.weights = (list(weights) if self.shared_weights
-                        else [like.new_empty(shape) for shape in program.pool_shapes])
-        self._weight_stamps: list[Stamp | None] = [None] * len(self.weights)
+        self.weights = list(weights) if self.shared_weights else None
+        sizes = [op.n * prod(program.pool_shapes[op.pool[0]][1:]) for op in program.ops
+                 if op.pool is not None]
+        self._layer_w = None if self.shared_weights else like.new_empty(max(sizes, default=0))
+        self.layer_log_w: list = []  # per layer: (pool, first row, n, its W view) or None
+        self._log_pools: Sequence[Tensor] = ()
         self._linear_leaves = [False] * len(program.leaves)
         # weight flows: whole pools, or (`sink`) each layer's in scratch, handed to a sink
         self.sink_ready = backward and sink
@@ -181,16 +185,22 @@ class Bound:
     def _layer(self, kernels: ModuleType, op, scratch: Scratch):
         arenas, grads = self.arenas, self.grads
         w = flows = None
-        sink_flows = None
+        sink_flows = layer_w = None
         if op.pool is not None:
             pool, start = op.pool
-            w = self.weights[pool].narrow(0, start, op.n)
+            if self.shared_weights:
+                w = self.weights[pool].narrow(0, start, op.n)
+            else:
+                shape = (op.n, *self.program.pool_shapes[pool][1:])
+                w = self._layer_w[:prod(shape)].view(shape)
+                layer_w = (pool, start, op.n, w)
             if self.flows:
                 flows = self.flows[pool].narrow(0, start, op.n)
             elif self.sink_ready:
                 flows = self._sink_buffer[:w.numel()].view(w.shape)
                 sink_flows = (pool, start, flows)
         self.layer_flows.append(sink_flows)
+        self.layer_log_w.append(layer_w)
         k_out = op.k if isinstance(op, LoweredMix) else op.k_out
         out = arenas[k_out].rows(op.out_start, op.n)
         grad_out = grads[k_out].narrow(0, op.out_start, op.n) if grads else None
@@ -212,16 +222,11 @@ class Bound:
         return kernels.MixLayer(arenas[op.k], op.part_rows, op.mask, w, out, scratch,
                                 grads.get(op.k), grad_out, flows, **writes)
 
-    def forward(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
+    def forward(self, leaf_inputs: Sequence[LeafInput], log_weights: Sequence[Tensor],
                 semiring: str = "sum") -> None:
         """Every node's value for this batch (max-product if semiring='max'), given each pool's
-        weights W (linear; copied into this binding's buffers when they changed)."""
-        for i, (buffer, w) in enumerate(zip(self.weights, weights)):
-            if buffer is w:
-                continue
-            if self._weight_stamps[i] is None or not self._weight_stamps[i].matches([w]):
-                buffer.copy_(w.detach())
-                self._weight_stamps[i] = Stamp([w])
+        log-weights (read only by a binding that does not share its caller's W)."""
+        self._log_pools = log_weights
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
             if isinstance(leaf, Points):
                 k = rows.values.shape[-1]
@@ -243,8 +248,15 @@ class Bound:
             else:
                 from_log(leaf, rows)
             self._linear_leaves[i] = linear
-        for layer in self.layers:
+        for layer, layer_w in zip(self.layers, self.layer_log_w):
+            self._exponentiate(layer_w)
             layer.forward(semiring)
+
+    def _exponentiate(self, layer_w) -> None:
+        """The layer's W = exp(log W), into the one buffer layers share in turn."""
+        if layer_w is not None:
+            pool, start, n, w = layer_w
+            torch.exp(self._log_pools[pool].detach().narrow(0, start, n), out=w)
 
     def root(self) -> Tensor:
         """The root region's log-values, [B, K_root] (a new tensor)."""
@@ -274,7 +286,9 @@ class Bound:
         for counts in self.counts.values():
             counts.zero_()
         self.grads[p.root_k][p.root_row].copy_(grad_root)
-        for layer, flows in zip(reversed(self.layers), reversed(self.layer_flows)):
+        for layer, flows, layer_w in zip(reversed(self.layers), reversed(self.layer_flows),
+                                         reversed(self.layer_log_w)):
+            self._exponentiate(layer_w)
             layer.backward()
             if flows is not None:
                 sink(*flows)
@@ -311,21 +325,20 @@ class Program:
 
     def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True,
              weights: Sequence[Tensor] | None = None, sink: bool = False) -> Bound:
-        """A binding (see `Bound`); `weights`: tensors of the pools' weights its layers read in
-        place (the caller keeps them current), instead of copies of what `evaluate` is given;
-        `sink`: the backward pass hands each layer's weight flows to a sink instead of filling
-        weight-sized buffers."""
+        """A binding (see `Bound`); `weights`: tensors of the pools' weights W its layers read in
+        place (the caller keeps them current) instead of exponentiating each layer's log-weights
+        as it runs; `sink`: the backward pass hands each layer's weight flows to a sink instead
+        of filling weight-sized buffers."""
         return Bound(self, batch, like, backward, points, weights, sink)
 
-    def evaluate(self, leaf_inputs: Sequence[LeafInput], weights: Sequence[Tensor],
+    def evaluate(self, leaf_inputs: Sequence[LeafInput], log_weights: Sequence[Tensor],
                  semiring: str = "sum", bound: Bound | None = None,
                  backward: bool = False) -> Evaluation:
         """Every node's value for this batch (on `bound`, or a new binding), given each pool's
-        weights W (linear), and the out-of-range samples' again in float64 (see the module
-        doc)."""
+        log-weights, and the out-of-range samples' again in float64 (see the module doc)."""
         ref = _values(leaf_inputs[0])
         main = bound if bound is not None else self.bind(_batch(leaf_inputs[0]), ref, backward)
-        main.forward(leaf_inputs, weights, semiring)
+        main.forward(leaf_inputs, log_weights, semiring)
         root = main.root()
         if ref.is_cuda and torch.cuda.is_current_stream_capturing():
             return Evaluation(main, root)  # a CUDA graph cannot branch on its data
@@ -335,7 +348,7 @@ class Program:
         wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready,
                          main.points_ready)  # its flows in buffers: added to the main pass's
         wide.forward([_wide(v, rows) for v in leaf_inputs],
-                     [w.detach().to(WIDE) for w in weights], semiring)
+                     [lw.detach().to(WIDE) for lw in log_weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
         return Evaluation(main, root, wide, rows)
 
@@ -408,7 +421,7 @@ class CircuitFunction(torch.autograd.Function):
         leaf_values, log_pools = tensors[:num_leaf], tensors[num_leaf:]
         bound = binder(leaf_values[0].shape[1], leaf_values[0], True, False)
         bound.in_use = True
-        evaluation = program.evaluate(leaf_values, [torch.exp(p) for p in log_pools], bound=bound)
+        evaluation = program.evaluate(leaf_values, log_pools, bound=bound)
         ctx.program, ctx.evaluation = program, evaluation
         return evaluation.root
 

@@ -124,7 +124,7 @@ class CapturedForward:
             if m.backend == "naive":
                 out = m.evaluate(m.leaf_values(x))
             else:
-                out = m.program(x.device).evaluate(m.leaf_inputs(x), m.weight_pools()).root
+                out = m.program(x.device).evaluate(m.leaf_inputs(x), m.log_weight_pools()).root
         return out.squeeze(-1) if m.root_k == 1 else out
 
     def __call__(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:

@@ -184,8 +184,9 @@ class CompiledCircuit(nn.Module):
         """One upward pass of prepared input x (see `prepare_input`) without autograd, on a
         binding reused from the last batch of the same size."""
         bound = self._binding(x.shape[0], x, False)
+        self.weight_pools()  # the binding reads them: bring them up to date
         return self.program(x.device).evaluate(self.leaf_inputs(x, semiring),
-                                               self.weight_pools(), semiring, bound)
+                                               LogWeightPools(self), semiring, bound)
 
     def _binding(self, batch: int, like: Tensor, backward: bool, points: bool = True,
                  sink: bool = False) -> Bound:
@@ -198,7 +199,10 @@ class CompiledCircuit(nn.Module):
         kept = self.__dict__.setdefault("_bindings", {})
         bound = kept.get(key)
         if bound is None or bound.in_use:
-            shared = self.weight_pools() if points and like.dtype == self._param_dtype() else None
+            # inference reads the pools' W kept between passes; EM and autograd exponentiate
+            # each layer's log-weights as it runs (no weight-sized copy while training)
+            shared = (self.weight_pools() if not backward and like.dtype == self._param_dtype()
+                      else None)
             bound = self.program(like.device).bind(batch, like, backward, points, shared, sink)
             if key not in kept or not kept[key].in_use:
                 for other in [k for k in kept if k[3:] == key[3:]]:
@@ -277,7 +281,7 @@ class CompiledCircuit(nn.Module):
         bound = self._binding(x.shape[0], x, True, sink=sink is not None)
         with self.em_mode():
             evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
-                                          self.weight_pools(), "sum", bound)
+                                          self.log_weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)
         leaf_flows, pool_flows, counts = program.backward(evaluation, grad, sink)
         return ll, self._group_flows(leaf_flows), pool_flows, self._group_counts(counts)
@@ -614,6 +618,24 @@ class CompiledCircuit(nn.Module):
         """log p(x_q | x_e): query_mask True marks x's query variables, the rest observed is e."""
         from ..queries import conditional
         return conditional(self, query_mask, x)
+
+
+class LogWeightPools(Sequence):
+    """`log_weight_pools()`, each pool computed when indexed (a binding that reads the pools'
+    W kept by the module never indexes it; the float64 pass does)."""
+
+    def __init__(self, model: CompiledCircuit):
+        self.model = model
+        self.sums = len(model.sum_logits)
+
+    def __len__(self) -> int:
+        return self.sums + len(self.model.mix_logits)
+
+    def __getitem__(self, i: int) -> Tensor:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        return (self.model.log_weight("sum", i) if i < self.sums
+                else self.model.log_weight("mix", i - self.sums))
 
 
 class LogWeights(Sequence):

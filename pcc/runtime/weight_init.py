@@ -1,13 +1,14 @@
-"""Initial log-weights of the sum and mix ops, drawn a block of rows at a time.
+"""Initial log-weights of the sum and mix ops, made in place a block of rows at a time.
 
     sum weights [N, Ko, W]:  log softmax over W of log(U + 0.01)
     mixing      [N, P, K]:   log softmax over P of log(U + 0.01), padded partitions (mask False)
                              at logit 0 (excluded by the mask when used)
-    U ~ uniform(0, 1) in float64, one value per weight from `generator`, row-major.
+    U ~ uniform(0, 1) in the weights' dtype, one value per weight from `generator`, row-major.
 
 The generator draws serially, so blocks of rows get the same values as one draw of the whole
-tensor; only one block's float64 temporaries exist at a time, so a model of a billion weights
-needs little more memory than its weights.
+tensor. Every step runs in place on the weights themselves, a block of about `BLOCK_VALUES` at a
+time, so building a model of a billion weights needs little more memory than its weights (and
+no large temporary that the allocator would keep).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import math
 import torch
 from torch import Tensor
 
-BLOCK_VALUES = 1 << 20  # weights per block (8 MiB of float64 uniforms)
+BLOCK_VALUES = 1 << 16  # weights per block
 
 
 def sum_log_weights(shape: tuple[int, int, int], generator: torch.Generator,
@@ -25,8 +26,8 @@ def sum_log_weights(shape: tuple[int, int, int], generator: torch.Generator,
     `out` when given."""
     out = torch.empty(shape, dtype=dtype) if out is None else out
     for rows in _blocks(shape):
-        u = torch.rand((len(rows), *shape[1:]), generator=generator, dtype=torch.float64)
-        out[rows.start:rows.stop] = torch.log_softmax(torch.log(u + 0.01), -1)
+        block = out[rows.start:rows.stop].uniform_(0.0, 1.0, generator=generator)
+        _log_softmax_(block.add_(0.01).log_(), -1)
     return out
 
 
@@ -36,11 +37,16 @@ def mix_log_weights(shape: tuple[int, int, int], mask: Tensor, generator: torch.
     real partitions; written into `out` when given."""
     out = torch.empty(shape, dtype=dtype) if out is None else out
     for rows in _blocks(shape):
-        real = mask[rows.start:rows.stop]
-        u = torch.rand((len(rows), *shape[1:]), generator=generator, dtype=torch.float64) + 0.01
-        logits = torch.log(u).masked_fill(~real, -math.inf)
-        out[rows.start:rows.stop] = torch.log_softmax(logits, 1).masked_fill(~real, 0.0)
+        padded = ~mask[rows.start:rows.stop]
+        block = out[rows.start:rows.stop].uniform_(0.0, 1.0, generator=generator)
+        block.add_(0.01).log_().masked_fill_(padded, -math.inf)
+        _log_softmax_(block, 1).masked_fill_(padded, 0.0)
     return out
+
+
+def _log_softmax_(x: Tensor, dim: int) -> Tensor:
+    """log_softmax along `dim`, in place."""
+    return x.sub_(torch.logsumexp(x, dim, keepdim=True))
 
 
 def _blocks(shape: tuple[int, ...]) -> list[range]:

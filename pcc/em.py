@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from .distributed import StatisticsReducer
 
 
+# A layer's flows of at least this many weights get their M-step as soon as they are folded
+# (`EM._fold_flows`), while in cache; smaller ones wait for `update` (fewer calls).
+STEP_IN_PASSING = 1 << 16
+
+
 class EM:
     """EM for a `CompiledCircuit` (any backend). See the module doc for the math."""
 
@@ -68,6 +73,7 @@ class EM:
         self.rows = 0
         self._folded: set[int] = set()  # pools whose flows `_fold_flows` took since then
         self._taken: set[int] = set()  # of these, those it took as the first statistics
+        self._stepped: set[tuple[int, int]] = set()  # (pool, first row) of slices M-stepped
         self._sum_counts: list[Tensor | None] = [None] * len(self.model.sum_logits)
         self._mix_counts: list[Tensor | None] = [None] * len(self.model.mix_logits)
         self._leaf_stats: list[dict[str, Tensor] | None] = [None] * len(self.model.leaf_params)
@@ -208,13 +214,15 @@ class EM:
         for i, n in enumerate(self._sum_counts):
             if n is not None:
                 self._running_sum[i] = self._fold(self._running_sum[i], n)
-            if n is not None or i in self._folded:
                 self._m_step("sum", i)
+            elif i in self._folded:
+                self._m_step_rest("sum", i, i)
         for i, n in enumerate(self._mix_counts):
             if n is not None:
                 self._running_mix[i] = self._fold(self._running_mix[i], n)
-            if n is not None or sums + i in self._folded:
                 self._m_step("mix", i)
+            elif sums + i in self._folded:
+                self._m_step_rest("mix", i, sums + i)
         m = self.model
         for i, (fam, params, stats) in enumerate(zip(m.families, m.leaf_params, self._leaf_stats)):
             if stats is not None:
@@ -237,6 +245,9 @@ class EM:
         rows = running[i].narrow(0, start, flows.shape[0])
         rows.copy_(flows) if pool in self._taken else rows.lerp_(flows, self.step_size)
         self._folded.add(pool)
+        if flows.numel() >= STEP_IN_PASSING:  # the M-step now, while the rows are in cache
+            self._m_step("sum" if pool < sums else "mix", i, start, flows.shape[0])
+            self._stepped.add((pool, start))
 
     def _fold(self, running, fresh):
         """Stepwise EM: running = (1 - s) running + s fresh, in place; the first is a copy of
@@ -246,14 +257,22 @@ class EM:
                     else fresh.clone())
         return _blend(running, fresh, self.step_size)
 
-    def _m_step(self, kind: str, i: int) -> None:
-        """The weights of pool i of `kind` from its running statistics."""
-        if kind == "sum":
-            _normalize_into(self.model.sum_logits[i], self._running_sum[i], -1, None,
-                            self.pseudocount, self.min_prob)
-        else:
-            _normalize_into(self.model.mix_logits[i], self._running_mix[i], 1,
-                            getattr(self.model, f"mix_mask_{i}"), self.pseudocount, self.min_prob)
+    def _m_step(self, kind: str, i: int, start: int = 0, n: int | None = None) -> None:
+        """The weights of pool i of `kind` from its running statistics (rows [start, start +
+        n) of it, all by default)."""
+        m = self.model
+        logits, running = ((m.sum_logits[i], self._running_sum[i]) if kind == "sum"
+                           else (m.mix_logits[i], self._running_mix[i]))
+        n = logits.shape[0] - start if n is None else n
+        mask = None if kind == "sum" else getattr(m, f"mix_mask_{i}").narrow(0, start, n)
+        _normalize_into(logits.narrow(0, start, n), running.narrow(0, start, n),
+                        -1 if kind == "sum" else 1, mask, self.pseudocount, self.min_prob)
+
+    def _m_step_rest(self, kind: str, i: int, pool: int) -> None:
+        """The M-step of the slices of pool i that `_fold_flows` did not step already."""
+        for slot in self.model.layout.weighted:
+            if slot.kind == kind and slot.pool == i and (pool, slot.start) not in self._stepped:
+                self._m_step(kind, i, slot.start, slot.n)
 
     def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
         old = {k: v.detach() for k, v in params.as_dict().items()}
@@ -288,7 +307,15 @@ def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | Non
                     pseudocount: float, min_prob: float) -> None:
     """logits = log W, W = (n + a/c) / sum(n + a/c) over the c entries along `dim` (a =
     pseudocount; `mask` marks real entries), floored at min_prob and renormalized, written in
-    place; units that received no flow keep their logits."""
+    place; units that received no flow keep their logits. A block of rows at a time, so that
+    no temporary is the size of the weights."""
+    for rows in _row_blocks(logits):
+        _normalize_block(logits[rows], counts[rows], dim, None if mask is None else mask[rows],
+                         pseudocount, min_prob)
+
+
+def _normalize_block(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
+                     pseudocount: float, min_prob: float) -> None:
     flow = (counts if mask is None else counts * mask).sum(dim, keepdim=True)
     received = flow > 0
     # a copy to restore units without flow from; the check is free on the CPU (on a GPU it
@@ -300,11 +327,14 @@ def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | Non
         w.mul_(mask)
     total = flow.add_(pseudocount).clamp_min_(torch.finfo(w.dtype).tiny)  # sum(n + a/c)
     if min_prob > 0:  # W >= min_prob  <=>  w >= min_prob * total
-        w = torch.maximum(w, total.mul_(min_prob), out=w)
-        if mask is not None:
-            w.mul_(mask)
-        total = w.sum(dim, keepdim=True)
-    w.div_(total).log_()
+        floor = total * min_prob
+        smallest = w if mask is None else w.masked_fill(~mask, math.inf)
+        if logits.device.type != "cpu" or bool((smallest.amin(dim, keepdim=True) < floor).any()):
+            w = torch.maximum(w, floor, out=w)
+            if mask is not None:
+                w.mul_(mask)
+            total = w.sum(dim, keepdim=True)
+    w.log_().sub_(total.log_())
     if mask is not None:
         w.masked_fill_(~mask, 0.0)
     if kept is not None:

@@ -146,13 +146,21 @@ def member_units(op, n, b, cols, mask, GATHER: tl.constexpr):
 
 
 @triton.jit
-def member_scale(op, n, b, bm, GATHER: tl.constexpr):
-    """sum_a op.scales[rows[n, a], b] as [len(b)] (0 where masked)."""
-    s = tl.load(op[1] + member_index(op, n, 0, GATHER) * op[10] + b * op[11], mask=bm, other=0.0)
-    for a in range(1, op[6]):
-        s += tl.load(op[1] + member_index(op, n, a, GATHER) * op[10] + b * op[11], mask=bm,
-                     other=0.0)
-    return s
+def add_scale(total, s, FLOOR: tl.constexpr):
+    """total + s saturated at FLOOR (half the most negative float): zero rows carry the most
+    negative scale (`reference.from_log`), and a sum of two would overflow (their values are 0,
+    so any scale that low gives the same log-values)."""
+    return tl.maximum(total + tl.maximum(s, FLOOR), FLOOR)
+
+
+@triton.jit
+def member_scale(op, n, b, bm, total, GATHER: tl.constexpr, FLOOR: tl.constexpr):
+    """total + sum_a op.scales[rows[n, a], b] as [len(b)] (see `add_scale`; 0 where masked)."""
+    for a in range(op[6]):
+        s = tl.load(op[1] + member_index(op, n, a, GATHER) * op[10] + b * op[11], mask=bm,
+                    other=0.0)
+        total = add_scale(total, s, FLOOR)
+    return total
 
 
 @triton.jit
@@ -350,19 +358,19 @@ def padding(size: int, block: int) -> float:
     return triton.cdiv(size, block) * block / max(size, 1)
 
 
-def tiny(dtype: torch.dtype) -> float:
-    """The smallest normal float of dtype: the least norm a layer records."""
-    return torch.finfo(dtype).tiny
+def limits(dtype: torch.dtype) -> dict[str, float]:
+    """The kernels' constants for dtype: TINY, the smallest normal float (the least norm a layer
+    records), and FLOOR, half the most negative float (the least scale it sums to)."""
+    return dict(TINY=torch.finfo(dtype).tiny, FLOOR=torch.finfo(dtype).min / 2)
 
 
-# Elementwise kernels: [BLOCK_B, next_pow2(K)] tiles of ~4096 values over 8 warps.
-ELEMENTWISE = triton.Config({}, num_warps=8)
-
-
-def rows_per_program(batch: int, k: int, interpret: bool, values: int = 4096) -> int:
-    """Samples per program of an elementwise [BLOCK_B, next_pow2(k)] tile of about `values`
-    values (16384 under the interpreter, where each program costs ~10 ms)."""
-    return min(next_pow2(batch), max(1, (16384 if interpret else values) // next_pow2(k)))
+def elementwise(batch: int, k: int, kernel) -> triton.Config:
+    """The tile of an elementwise kernel: BLOCK_B samples of a [BLOCK_B, next_pow2(k)] tile of
+    about 4096 values over 8 warps (16384 under the interpreter, where each program costs
+    ~10 ms)."""
+    values = 16384 if interpreted(kernel) else 4096
+    return triton.Config({"BLOCK_B": min(next_pow2(batch), max(1, values // next_pow2(k)))},
+                         num_warps=8)
 
 
 def padding_pruner(sizes: Callable[[dict], dict[tuple[str, ...], int]], keep: int = 3):

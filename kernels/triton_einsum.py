@@ -29,7 +29,8 @@ import triton
 import triton.language as tl
 
 from .triton_common import (Launch, Operand, Output, accumulate, bench_quickly, interpreted,
-                            kron_tile, member_scale, next_pow2, pad3, padding, padding_pruner)
+                            kron_tile, limits, member_scale, next_pow2, pad3, padding,
+                            padding_pruner)
 
 
 @triton.jit
@@ -71,7 +72,7 @@ def store_columns(out, n, b, bm, c0, C, y, norm, BLOCK_C: tl.constexpr):
 @triton.jit
 def einsum_fwd_kernel(factors, w, out, B, C, K1, K2, K3, NF: tl.constexpr,
                       GATHERS: tl.constexpr, SEMIRING: tl.constexpr, PRECISION: tl.constexpr,
-                      DOT: tl.constexpr, SINGLE: tl.constexpr, TINY: tl.constexpr,
+                      DOT: tl.constexpr, SINGLE: tl.constexpr, TINY: tl.constexpr, FLOOR: tl.constexpr,
                       BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
                       BLOCK_C2: tl.constexpr):
     """One (member, sample block): values, norms and scales of its rows (see the module doc)."""
@@ -80,11 +81,12 @@ def einsum_fwd_kernel(factors, w, out, B, C, K1, K2, K3, NF: tl.constexpr,
     b = (tl.program_id(0) % blocks_b) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B
     Q = K1 * K2 * K3
-    scale = member_scale(factors[0], n, b, bm, GATHERS[0])
+    scale = member_scale(factors[0], n, b, bm, tl.zeros([BLOCK_B], w[0].dtype.element_ty),
+                         GATHERS[0], FLOOR)
     if NF >= 2:
-        scale += member_scale(factors[1], n, b, bm, GATHERS[1])
+        scale = member_scale(factors[1], n, b, bm, scale, GATHERS[1], FLOOR)
     if NF == 3:
-        scale += member_scale(factors[2], n, b, bm, GATHERS[2])
+        scale = member_scale(factors[2], n, b, bm, scale, GATHERS[2], FLOOR)
     if SINGLE:
         acc, acc2 = contract_columns(factors, w, n, b, bm, 0, C, Q, K2, K3, NF, GATHERS, SEMIRING,
                                      PRECISION, DOT, BLOCK_B, BLOCK_Q, BLOCK_C, BLOCK_C2)
@@ -163,9 +165,10 @@ def mode_of(semiring: str, c: int) -> str:
 
 
 def columns_for(c: int, mode: str) -> tuple[int, int, bool]:
-    """(BLOCK_C, BLOCK_C2, SINGLE): the least padded cover of c output columns by one block of
-    a power of two (>= 16 for dots) plus optionally half of it; layers wider than 128 + 64 run
-    in groups of 128 (max semiring: groups of MAX_COLUMNS)."""
+    """(BLOCK_C, BLOCK_C2, SINGLE): the least padded cover of c output columns by a block of a
+    power of two >= 16 (tl.dot's minimum) and optionally a smaller one (40 = 32 + 16, 20 =
+    16 + 16); layers wider than 128 + 64 run in groups of 128 (max semiring: groups of
+    MAX_COLUMNS)."""
     if mode == "reduce":
         return next_pow2(c), 0, True
     if mode == "max":
@@ -173,8 +176,7 @@ def columns_for(c: int, mode: str) -> tuple[int, int, bool]:
         return block, 0, c <= block
     if c > 192:
         return 128, 0, False
-    covers = [(p, half) for p in (16, 32, 64, 128) for half in (0, p // 2)
-              if half != 8 and p + half >= c]
+    covers = [(p, q) for p in (16, 32, 64, 128) for q in (0, 16, 32, 64) if q <= p and p + q >= c]
     return (*min(covers, key=lambda pair: (sum(pair), pair[1])), True)
 
 
@@ -188,7 +190,7 @@ def fixed_config(batch: int, q: int, columns: int, mode: str) -> triton.Config:
 
 
 def forward_launch(factors: Sequence[tuple[Operand, bool]], w, out: Output, n: int, batch: int,
-                   c: int, ks: Sequence[int], semiring: str, precision: str, tiny: float,
+                   c: int, ks: Sequence[int], semiring: str, precision: str,
                    columns: tuple[int, int, bool] | None = None,
                    config: triton.Config | None = None) -> Launch:
     """einsum_fwd_kernel over n members (see the module doc): `factors` (operand, GATHER) of up
@@ -198,8 +200,8 @@ def forward_launch(factors: Sequence[tuple[Operand, bool]], w, out: Output, n: i
     mode = mode_of(semiring, c)
     block_c, block_c2, single = columns or columns_for(c, mode)
     constexprs = dict(NF=len(factors), GATHERS=gathers, SEMIRING=semiring, PRECISION=precision,
-                      DOT=mode == "dot", SINGLE=single, TINY=tiny, BLOCK_C=block_c,
-                      BLOCK_C2=block_c2)
+                      DOT=mode == "dot", SINGLE=single, BLOCK_C=block_c,
+                      BLOCK_C2=block_c2, **limits(w[0].dtype))
     if config is None and interpreted(einsum_fwd_kernel):
         config = fixed_config(batch, ks[0] * ks[1] * ks[2], block_c + block_c2, mode)
 

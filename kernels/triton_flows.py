@@ -25,7 +25,8 @@ import triton.language as tl
 from torch import Tensor
 
 from .triton_common import (Launch, Operand, Output, Weights, accumulate, bench_quickly,
-                            interpreted, kron_tile, next_pow2, output_grad, pad3, padding_pruner)
+                            interpreted, kron_tile, limits, next_pow2, output_grad, pad3,
+                            padding_pruner)
 
 
 @triton.jit
@@ -87,7 +88,7 @@ TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,
 
 def flows_launch(factors: Sequence[tuple[Operand, bool]], ks: Sequence[int], out: Output,
                  grad_out: Tensor, h: Tensor, w: Weights, flows: Tensor, precision: str,
-                 tiny: float, config: triton.Config | None = None) -> Launch:
+                 config: triton.Config | None = None) -> Launch:
     """flows_kernel over the N members of `out` (see the module doc); `h` [N, B, Ko] is the
     contiguous staging buffer it writes."""
     n, batch, k_out = grad_out.shape
@@ -95,7 +96,8 @@ def flows_launch(factors: Sequence[tuple[Operand, bool]], ks: Sequence[int], out
     ks = list(ks) + [1] * (3 - len(ks))
     q = ks[0] * ks[1] * ks[2]
     dot = k_out > 8
-    constexprs = dict(NF=len(factors), GATHERS=gathers, PRECISION=precision, DOT=dot, TINY=tiny)
+    constexprs = dict(NF=len(factors), GATHERS=gathers, PRECISION=precision, DOT=dot,
+                      TINY=limits(flows.dtype)["TINY"])
     if not dot:
         constexprs["BLOCK_O"] = next_pow2(k_out)
     if config is None and interpreted(flows_kernel):

@@ -22,8 +22,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (ELEMENTWISE, Launch, Operand, Output, interpreted, member_index,
-                            next_pow2, output_grad, rows_per_program)
+from .triton_common import (Launch, Operand, Output, elementwise, limits, member_index,
+                            next_pow2, output_grad)
 
 
 @triton.jit
@@ -109,23 +109,20 @@ def mix_bwd_kernel(source, live, m, out, grad_out, grad, flows, B, K, TINY: tl.c
 
 
 def mix_forward_launch(source: Operand, live: Tensor, m: Tensor, out: Output, n: int, batch: int,
-                       k: int, semiring: str, tiny: float) -> Launch:
+                       k: int, semiring: str) -> Launch:
     """`live` [N, P] (int8, nonzero for real partitions) with the strides of source's rows."""
-    block_b = rows_per_program(batch, k, interpreted(mix_fwd_kernel))
-    grid = (n, triton.cdiv(batch, block_b))
-    return Launch(mix_fwd_kernel, lambda meta: grid,
+    return Launch(mix_fwd_kernel, lambda meta: (n, triton.cdiv(batch, meta["BLOCK_B"])),
                   (tuple(source), live, (m, *m.stride()), tuple(out), batch, k),
-                  dict(SEMIRING=semiring, TINY=tiny, BLOCK_B=block_b, BK=next_pow2(k)),
-                  ELEMENTWISE)
+                  dict(SEMIRING=semiring, TINY=limits(m.dtype)["TINY"], BK=next_pow2(k)),
+                  elementwise(batch, k, mix_fwd_kernel))
 
 
 def mix_backward_launch(source: Operand, live: Tensor, m: Tensor, out: Output, grad_out: Tensor,
-                        grad: Tensor, flows: Tensor, tiny: float) -> Launch:
+                        grad: Tensor, flows: Tensor) -> Launch:
     n, batch, k = grad_out.shape
     if tuple(grad.stride()) != tuple(source[7:10]):
         raise ValueError("a flow arena must have its value arena's strides")
-    block_b = rows_per_program(batch, k, interpreted(mix_bwd_kernel))
     return Launch(mix_bwd_kernel, lambda meta: (n,),
                   (tuple(source), live, (m, *m.stride()), tuple(out),
                    (grad_out, *grad_out.stride()), grad, (flows, *flows.stride()), batch, k),
-                  dict(TINY=tiny, BLOCK_B=block_b, BK=next_pow2(k)), ELEMENTWISE)
+                  dict(TINY=limits(m.dtype)["TINY"], BK=next_pow2(k)), elementwise(batch, k, mix_bwd_kernel))

@@ -35,7 +35,7 @@ from torch import Tensor
 from . import reference
 from .reference import Arena, Children, Rows, Scratch
 from .triton_common import (PRECISIONS, Launch, check_dtype, interpreted, operand, output,
-                            run_all, tiny, weights)
+                            run_all, weights)
 from .triton_einsum import einsum_fwd_kernel, forward_launch
 from .triton_flows import flows_launch
 from .triton_grads import grads_launch
@@ -98,7 +98,6 @@ class _Layer:
     def __init__(self, out: Arena, scratch: Scratch, backward: bool):
         self.n, self.batch, self.k_out = out.values.shape
         self.dtype = out.values.dtype
-        self.tiny = tiny(self.dtype)
         self.empty = out.values.numel() == 0
         self.backward_ready = backward
         self.scratch = scratch
@@ -164,14 +163,14 @@ class EinsumLayer(_Layer):
         out = output(self.out)
         if self.width == 1:
             if kind == "forward":
-                return [product_forward_launch(self.factors, out, self.n, self.batch, self.k_out,
-                                               self.tiny)]
+                return [product_forward_launch(self.factors, out, self.n, self.batch,
+                                               self.k_out)]
             return [product_backward_launch(self.factors, self.grads, self.grad_out)]
         if kind == "forward":
             return [forward_launch(self.factors, weights(self.w), out, self.n, self.batch,
-                                   self.k_out, self.ks, semiring, precision, self.tiny)]
+                                   self.k_out, self.ks, semiring, precision)]
         launches = [flows_launch(self.factors, self.ks, out, self.grad_out, self.h,
-                                 weights(self.w), self.flows, precision, self.tiny)]
+                                 weights(self.w), self.flows, precision)]
         h = operand(self.h, None, 0)
         w, unit = self.w, self.w.stride(2)
         strides = [s * unit for s in width_strides(self.ks)]
@@ -205,9 +204,9 @@ class HadamardLayer(_Layer):
         out, w = output(self.out), self.w
         if kind == "forward":
             return [forward_launch([self.factor], weights(w), out, self.n, self.batch,
-                                   self.k_out, [self.k], semiring, precision, self.tiny)]
+                                   self.k_out, [self.k], semiring, precision)]
         return [flows_launch([self.factor], [self.k], out, self.grad_out, self.h, weights(w),
-                             self.flows, precision, self.tiny),
+                             self.flows, precision),
                 grads_launch([operand(self.h, None, 0)], [self.k_out],
                              (w, w.stride(0), w.stride(1), 0, 0, w.stride(2)), self.factor,
                              self.grad_source, self.n, self.batch, precision, skip_row0=True)]
@@ -232,6 +231,6 @@ class MixLayer(_Layer):
         out = output(self.out)
         if kind == "forward":
             return [mix_forward_launch(self.source, self.live, self.m, out, self.n, self.batch,
-                                       self.k_out, semiring, self.tiny)]
+                                       self.k_out, semiring)]
         return [mix_backward_launch(self.source, self.live, self.m, out, self.grad_out,
-                                    self.grad_source, self.flows, self.tiny)]
+                                    self.grad_source, self.flows)]

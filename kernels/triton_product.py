@@ -18,26 +18,27 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (ELEMENTWISE, Launch, Operand, Output, add_rows, interpreted,
-                            member_scale, member_units, next_pow2, pad3, rows_per_program)
+from .triton_common import (Launch, Operand, Output, add_rows, elementwise, limits,
+                            member_scale, member_units, next_pow2, pad3)
 
 
 @triton.jit
 def product_fwd_kernel(children, out, B, KO, NF: tl.constexpr, GATHERS: tl.constexpr,
-                       TINY: tl.constexpr, BLOCK_B: tl.constexpr, BKO: tl.constexpr):
+                       TINY: tl.constexpr, FLOOR: tl.constexpr, BLOCK_B: tl.constexpr,
+                       BKO: tl.constexpr):
     """values, norms and scales of member n's sample block (see the module doc)."""
     n = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B
     unit = tl.zeros([1], tl.int32)
     y = member_units(children[0], n, b, unit, bm[:, None], GATHERS[0])
-    scale = member_scale(children[0], n, b, bm, GATHERS[0])
+    scale = member_scale(children[0], n, b, bm, tl.zeros([BLOCK_B], y.dtype), GATHERS[0], FLOOR)
     if NF >= 2:
         y *= member_units(children[1], n, b, unit, bm[:, None], GATHERS[1])
-        scale += member_scale(children[1], n, b, bm, GATHERS[1])
+        scale = member_scale(children[1], n, b, bm, scale, GATHERS[1], FLOOR)
     if NF == 3:
         y *= member_units(children[2], n, b, unit, bm[:, None], GATHERS[2])
-        scale += member_scale(children[2], n, b, bm, GATHERS[2])
+        scale = member_scale(children[2], n, b, bm, scale, GATHERS[2], FLOOR)
     norm = tl.maximum(tl.max(y, axis=1), TINY)
     o = tl.arange(0, BKO)
     v = y / norm[:, None] + tl.zeros([BLOCK_B, BKO], y.dtype)
@@ -71,18 +72,13 @@ def product_bwd_kernel(children, grads, grad_out, B, KO, NF: tl.constexpr,
                  EXCLUSIVE[2], False)
 
 
-def _grid(n: int, batch: int, k_out: int, kernel) -> tuple[tuple[int, int], int]:
-    block_b = rows_per_program(batch, k_out, interpreted(kernel))
-    return (n, triton.cdiv(batch, block_b)), block_b
-
-
 def product_forward_launch(children: Sequence[tuple[Operand, bool]], out: Output, n: int,
-                           batch: int, k_out: int, tiny: float) -> Launch:
+                           batch: int, k_out: int) -> Launch:
     ops, gathers = pad3([op for op, _ in children], [g for _, g in children])
-    grid, block_b = _grid(n, batch, k_out, product_fwd_kernel)
-    return Launch(product_fwd_kernel, lambda meta: grid, (ops, tuple(out), batch, k_out),
-                  dict(NF=len(children), GATHERS=gathers, TINY=tiny, BLOCK_B=block_b,
-                       BKO=next_pow2(k_out)), ELEMENTWISE)
+    return Launch(product_fwd_kernel, lambda meta: (n, triton.cdiv(batch, meta["BLOCK_B"])),
+                  (ops, tuple(out), batch, k_out),
+                  dict(NF=len(children), GATHERS=gathers, BKO=next_pow2(k_out), **limits(out.values.dtype)),
+                  elementwise(batch, k_out, product_fwd_kernel))
 
 
 def _storage(t: Tensor) -> int:
@@ -98,8 +94,7 @@ def product_backward_launch(children: Sequence[tuple[Operand, bool]], grads: Seq
                  for (_, gather), grad in zip(children, grads)]
     exclusive += [False] * (3 - len(exclusive))
     padded = tuple(grads) + (grads[0],) * (3 - len(grads))
-    grid, block_b = _grid(n, batch, k_out, product_bwd_kernel)
-    return Launch(product_bwd_kernel, lambda meta: grid,
+    return Launch(product_bwd_kernel, lambda meta: (n, triton.cdiv(batch, meta["BLOCK_B"])),
                   (ops, padded, (grad_out, *grad_out.stride()), batch, k_out),
                   dict(NF=len(children), GATHERS=gathers, EXCLUSIVE=tuple(exclusive),
-                       BLOCK_B=block_b, BKO=next_pow2(k_out)), ELEMENTWISE)
+                       BKO=next_pow2(k_out)), elementwise(batch, k_out, product_bwd_kernel))

@@ -127,27 +127,32 @@ def _config(block_b: int, block_q: int, warps: int, stages: int) -> triton.Confi
 
 
 # tl.dot tiles (every dot dim >= 16); the columns (BLOCK_C, BLOCK_C2) are chosen by the host.
-DOT_CONFIGS = [_config(*c) for c in [(64, 32, 4, 3), (128, 32, 8, 3), (64, 64, 8, 3),
-                                     (32, 32, 4, 3), (64, 16, 4, 3), (128, 16, 8, 3)]]
+DOT_CONFIGS = [_config(*c) for c in [(64, 32, 4, 3), (128, 32, 8, 3), (64, 16, 4, 3),
+                                     (128, 16, 8, 3), (64, 32, 8, 3), (32, 32, 8, 3),
+                                     (64, 16, 8, 3)]]
 # FMA reductions (Ko <= 8) and max-products: [BLOCK_B, BLOCK_Q, BLOCK_C] temporaries <= 8192.
 REDUCE_CONFIGS = [_config(*c) for c in [(32, 32, 4, 2), (64, 16, 4, 2), (16, 64, 4, 2)]]
 MAX_CONFIGS = [_config(*c) for c in [(16, 16, 4, 2), (32, 8, 4, 2), (8, 32, 4, 2)]]
 KEY = ["B", "C", "K1", "K2", "K3", "NF", "SEMIRING", "PRECISION"]
-# Accumulator values per thread a configuration may hold (more spills registers).
-ACC_PER_THREAD = 64
+# Register values per thread a dot configuration may hold in its accumulators and split operand
+# tiles (more spills registers; measured with tests/gpu_compile.py --resources).
+VALUES_PER_THREAD = 72
 MAX_COLUMNS = 32  # column group of the max semiring (its product temporary is 3-D)
+WIDEST = 128  # the most columns one program holds (wider layers run column groups of 64)
 
 
 def _prune(configs, named_args: dict, **kwargs) -> list:
-    """The configurations whose accumulators (and, off the dot path, product temporaries) fit,
-    then those padding Q least (at most 1.5x)."""
+    """The configurations whose registers fit (dot: accumulators and the hi/lo parts of both
+    operand tiles; otherwise the [BLOCK_B, BLOCK_Q, columns] product), then those padding Q
+    least (at most 1.5x)."""
     columns = kwargs["BLOCK_C"] + kwargs["BLOCK_C2"]
 
     def fits(cfg) -> bool:
         rows, chunk = cfg.kwargs["BLOCK_B"], cfg.kwargs["BLOCK_Q"]
-        if rows * columns > ACC_PER_THREAD * 32 * cfg.num_warps:
-            return False
-        return kwargs["DOT"] or rows * chunk * columns <= 8192
+        if not kwargs["DOT"]:
+            return rows * chunk * columns <= 8192
+        values = rows * columns + 2 * chunk * (rows + columns)
+        return values <= VALUES_PER_THREAD * 32 * cfg.num_warps
     return _prune_q([cfg for cfg in configs if fits(cfg)] or configs[:1], named_args, **kwargs)
 
 
@@ -167,16 +172,17 @@ def mode_of(semiring: str, c: int) -> str:
 def columns_for(c: int, mode: str) -> tuple[int, int, bool]:
     """(BLOCK_C, BLOCK_C2, SINGLE): the least padded cover of c output columns by a block of a
     power of two >= 16 (tl.dot's minimum) and optionally a smaller one (40 = 32 + 16, 20 =
-    16 + 16); layers wider than 128 + 64 run in groups of 128 (max semiring: groups of
+    16 + 16) of at most WIDEST columns; wider layers run in groups of 64 (max semiring: groups of
     MAX_COLUMNS)."""
     if mode == "reduce":
         return next_pow2(c), 0, True
     if mode == "max":
         block = min(next_pow2(c), MAX_COLUMNS)
         return block, 0, c <= block
-    if c > 192:
-        return 128, 0, False
-    covers = [(p, q) for p in (16, 32, 64, 128) for q in (0, 16, 32, 64) if q <= p and p + q >= c]
+    if c > WIDEST:
+        return 64, 0, False
+    covers = [(p, q) for p in (16, 32, 64, 128) for q in (0, 16, 32, 64)
+              if q <= p and c <= p + q <= WIDEST]
     return (*min(covers, key=lambda pair: (sum(pair), pair[1])), True)
 
 

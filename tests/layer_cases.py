@@ -47,12 +47,14 @@ def logs(a: Arena) -> Tensor:
     return reference.to_log(Arena(a.values.double(), a.scales.double(), a.norms.double()))
 
 
-def rows_for(gen, kind, n, arena_rows):
-    """An index tensor with repeats that reads the zero row 1, or an int block start (>= 1)."""
+def rows_for(gen, kind, n, arena_rows, zero=False):
+    """An index tensor with repeats (member 0 reading the zero row 1 if `zero`), or an int
+    block start; rows >= 2 otherwise."""
     if kind == "block":
-        return int(torch.randint(1, arena_rows - n + 1, (1,), generator=gen))
-    r = torch.randint(1, arena_rows, (n,), generator=gen)
-    r[0] = 1
+        return int(torch.randint(2, arena_rows - n + 1, (1,), generator=gen))
+    r = torch.randint(2, arena_rows, (n,), generator=gen)
+    if zero:
+        r[0] = 1
     if n > 2:
         r[2] = r[1]
     return r
@@ -203,10 +205,12 @@ def brute_mix_backward(source, rows, mask, m, g):
 
 # ----------------------------------------------------------------------------- cases
 def einsum_case(seed, ks, k_out, n, batch, kinds, dtype, spread=300.0):
-    """(sources, rows, w): child arenas of n + 4 rows, weights [n, Ko, prod ks]."""
+    """(sources, rows, w): child arenas of n + 4 rows, weights [n, Ko, prod ks]; member 0 reads
+    the zero row in the first gathered slot."""
     gen = torch.Generator().manual_seed(seed)
     sources = [arena(log_values(gen, n + 4, batch, k, spread=spread), dtype) for k in ks]
-    rows = [rows_for(gen, kind, n, n + 4) for kind in kinds]
+    first = kinds.index("index") if "index" in kinds else -1
+    rows = [rows_for(gen, kind, n, n + 4, j == first) for j, kind in enumerate(kinds)]
     return sources, rows, linear_weights(gen, (n, k_out, math.prod(ks)), dtype=dtype)
 
 

@@ -34,7 +34,8 @@ def assert_normalized(out, what):
     assert torch.all(out.norms[zero] == torch.finfo(out.values.dtype).tiny), what
 
 
-def check_layer(kind, inputs, w, shape, brute, brute_backward, seed=0, force=None):
+def check_layer(kind, inputs, w, shape, brute, brute_backward, seed=0, force=None,
+                backward=True):
     """Forward (max, then sum) and backward of the Triton layer against the brute force and the
     reference layer; `force(layer)` may replace its launches' tiles first."""
     n, batch, k_out = shape
@@ -56,6 +57,9 @@ def check_layer(kind, inputs, w, shape, brute, brute_backward, seed=0, force=Non
             outs[semiring] = (logs(bound.out), bound.out.norms.clone())
             assert_close(outs[semiring][0], expected[semiring], tol, f"{name} {semiring}")
             assert_normalized(bound.out, f"{name} {semiring}")
+        if not backward:
+            results.append((outs, bound))
+            continue
         bound.layer.backward()
         for j, (actual, exact) in enumerate(zip(bound.grads, grads)):
             assert_flows(actual - BASE, exact, tol, f"{name} children's flows {j}")
@@ -66,6 +70,8 @@ def check_layer(kind, inputs, w, shape, brute, brute_backward, seed=0, force=Non
     for semiring in ("max", "sum"):
         assert torch.allclose(ours[semiring][1], theirs[semiring][1], rtol=tol, atol=0), \
             f"{semiring} norms vs reference"
+    if not backward:
+        return triton_bound
     for actual, exact in zip(triton_bound.grads, ref_bound.grads):
         assert_flows(actual - BASE, exact - BASE, tol, "children's flows vs reference")
     if triton_bound.flows is not None:
@@ -129,7 +135,8 @@ CONFIGS = {("einsum_fwd_kernel", "dot"): triton_einsum.DOT_CONFIGS,
            ("flows_kernel", "reduce"): triton_flows.REDUCE_CONFIGS,
            ("grads_kernel", "dot"): triton_grads.DOT_CONFIGS,
            ("grads_kernel", "reduce"): triton_grads.REDUCE_CONFIGS}
-TILE_SETS = max(len(c) for c in CONFIGS.values())
+DOT_SETS = max(len(c) for (_, mode), c in CONFIGS.items() if mode == "dot")
+FMA_SETS = max(len(c) for (_, mode), c in CONFIGS.items() if mode != "dot")
 
 
 def force_tiles(index, **constexprs):
@@ -151,17 +158,23 @@ def force_tiles(index, **constexprs):
     return force
 
 
-@pytest.mark.parametrize("index", range(TILE_SETS))
-def test_autotuner_tiles(index):
-    """Each tile configuration the GPU autotuner may pick, for the dot paths (Ko = 40: columns
-    32 + 16, several sample, output and column blocks; a child of 9 units) and the FMA-reduction
-    and max paths (Ko = 3, children of 1 to 6 units), forward and backward, is exact."""
-    sources, rows, w = einsum_case(11, (9, 3), 40, 2, 40, ("index", "block"), torch.float64)
-    check_layer("einsum", (sources, rows), w, (2, 40, 40), brute_einsum, brute_einsum_backward,
+@pytest.mark.parametrize("index", range(DOT_SETS))
+def test_dot_tiles(index):
+    """Each tile configuration the GPU autotuner may pick for the dot paths (several sample,
+    output and column blocks; a child of 9 units; the other child's flows by the FMA
+    reduction), forward and backward, is exact."""
+    sources, rows, w = einsum_case(11, (9, 2), 20, 2, 40, ("index", "block"), torch.float64)
+    check_layer("einsum", (sources, rows), w, (2, 40, 20), brute_einsum, brute_einsum_backward,
                 force=force_tiles(index))
-    sources, rows, w = einsum_case(12, (1, 6, 3), 3, 2, 40, ("index", "index", "block"),
+
+
+@pytest.mark.parametrize("index", range(FMA_SETS))
+def test_fma_and_max_tiles(index):
+    """Each tile configuration of the FMA-reduction and max-product paths (Ko = 3, children of 1
+    to 6 units), forward and backward, is exact."""
+    sources, rows, w = einsum_case(12, (1, 6, 3), 3, 2, 20, ("index", "index", "block"),
                                    torch.float64)
-    check_layer("einsum", (sources, rows), w, (2, 40, 3), brute_einsum, brute_einsum_backward,
+    check_layer("einsum", (sources, rows), w, (2, 20, 3), brute_einsum, brute_einsum_backward,
                 force=force_tiles(index))
 
 
@@ -172,7 +185,8 @@ def test_column_groups(columns):
     block_c, block_c2 = columns
     sources, rows, w = einsum_case(13, (6, 7), 40, 2, 40, ("index", "block"), torch.float32)
     check_layer("einsum", (sources, rows), w, (2, 40, 40), brute_einsum, brute_einsum_backward,
-                force=force_tiles(0, BLOCK_C=block_c, BLOCK_C2=block_c2, SINGLE=False))
+                force=force_tiles(0, BLOCK_C=block_c, BLOCK_C2=block_c2, SINGLE=False),
+                backward=False)
 
 
 def test_column_cover_pads_little():
@@ -217,9 +231,9 @@ def test_mix_over_several_sample_blocks():
 
     def force(layer):
         tile(layer)
-        for key, launches in layer.plans.items():
-            layer.plans[key] = [dataclasses.replace(launch, config=type(launch.config)(
-                {"BLOCK_B": 8}, num_warps=4)) for launch in launches]
+        key = ("backward", "sum", triton_ops.kernel_precision(torch.float64))
+        layer.plans[key] = [dataclasses.replace(launch, config=type(launch.config)(
+            {"BLOCK_B": 8}, num_warps=4)) for launch in layer.plans[key]]
     check_layer("mix", (source, rows, mask), m, (3, 37, 4), brute_mix, brute_mix_backward,
                 force=force)
 

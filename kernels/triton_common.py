@@ -338,6 +338,22 @@ class Launch:
                           **self.constexprs))
 
 
+def tile(names: Sequence[str], *row) -> triton.Config:
+    """A tile configuration from block sizes in `names` order, then warps and stages; a block
+    given as None is fixed by the launch (a constexpr) and left out."""
+    *blocks, warps, stages = row
+    return triton.Config({name: v for name, v in zip(names, blocks) if v is not None},
+                         num_warps=warps, num_stages=stages)
+
+
+def without(config: triton.Config | None, name: str) -> triton.Config | None:
+    """`config` without the block `name` (when the launch fixes it as a constexpr)."""
+    if config is None or name not in config.kwargs:
+        return config
+    return triton.Config({k: v for k, v in config.kwargs.items() if k != name},
+                         num_warps=config.num_warps, num_stages=config.num_stages)
+
+
 def run_all(launches: Sequence[Launch]) -> None:
     for launch in launches:
         launch.run()

@@ -30,7 +30,7 @@ import triton.language as tl
 
 from .triton_common import (Launch, Operand, Output, accumulate, bench_quickly, interpreted,
                             kron_tile, limits, member_scale, next_pow2, pad3, padding,
-                            padding_pruner)
+                            padding_pruner, tile)
 
 
 @triton.jit
@@ -72,7 +72,8 @@ def store_columns(out, n, b, bm, c0, C, y, norm, BLOCK_C: tl.constexpr):
 @triton.jit
 def einsum_fwd_kernel(factors, w, out, B, C, K1, K2, K3, NF: tl.constexpr,
                       GATHERS: tl.constexpr, SEMIRING: tl.constexpr, PRECISION: tl.constexpr,
-                      DOT: tl.constexpr, SINGLE: tl.constexpr, TINY: tl.constexpr, FLOOR: tl.constexpr,
+                      DOT: tl.constexpr, SINGLE: tl.constexpr, TINY: tl.constexpr,
+                      FLOOR: tl.constexpr,
                       BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
                       BLOCK_C2: tl.constexpr):
     """One (member, sample block): values, norms and scales of its rows (see the module doc)."""
@@ -121,9 +122,9 @@ def einsum_fwd_kernel(factors, w, out, B, C, K1, K2, K3, NF: tl.constexpr,
 
 
 # ------------------------------------------------------------------------------ tiles
-def _config(block_b: int, block_q: int, warps: int, stages: int) -> triton.Config:
-    return triton.Config(dict(BLOCK_B=block_b, BLOCK_Q=block_q), num_warps=warps,
-                         num_stages=stages)
+def _config(*row) -> triton.Config:
+    """(BLOCK_B, BLOCK_Q, warps, stages)."""
+    return tile(("BLOCK_B", "BLOCK_Q"), *row)
 
 
 # tl.dot tiles (every dot dim >= 16); the columns (BLOCK_C, BLOCK_C2) are chosen by the host.

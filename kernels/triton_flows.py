@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .triton_common import (Launch, Operand, Output, Weights, accumulate, bench_quickly,
                             interpreted, kron_tile, limits, next_pow2, output_grad, pad3,
-                            padding_pruner)
+                            padding_pruner, tile, without)
 
 
 @triton.jit
@@ -63,11 +63,9 @@ def flows_kernel(factors, out, grad_out, h, w, flows, B, KO, K1, K2, K3, NF: tl.
              mask=mask)
 
 
-def _config(block_b: int, block_o: int | None, block_q: int, warps: int, stages: int):
-    kwargs = dict(BLOCK_B=block_b, BLOCK_Q=block_q)
-    if block_o is not None:
-        kwargs["BLOCK_O"] = block_o
-    return triton.Config(kwargs, num_warps=warps, num_stages=stages)
+def _config(*row) -> triton.Config:
+    """(BLOCK_B, BLOCK_O or None, BLOCK_Q, warps, stages)."""
+    return tile(("BLOCK_B", "BLOCK_O", "BLOCK_Q"), *row)
 
 
 DOT_CONFIGS = [_config(*c) for c in [(32, 64, 64, 4, 3), (32, 32, 64, 4, 3), (64, 32, 32, 4, 3),
@@ -103,9 +101,8 @@ def flows_launch(factors: Sequence[tuple[Operand, bool]], ks: Sequence[int], out
     if config is None and interpreted(flows_kernel):
         config = _config(min(32, next_pow2(batch, 16)), next_pow2(k_out, 16) if dot else None,
                          min(next_pow2(q, 16), 512 if dot else 4096 // next_pow2(k_out)), 4, 1)
-    if config is not None and not dot and "BLOCK_O" in config.kwargs:
-        config = triton.Config({k: v for k, v in config.kwargs.items() if k != "BLOCK_O"},
-                               num_warps=config.num_warps, num_stages=config.num_stages)
+    if not dot:
+        config = without(config, "BLOCK_O")
 
     def grid(meta):
         block_o = meta.get("BLOCK_O", constexprs.get("BLOCK_O"))

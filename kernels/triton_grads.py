@@ -4,14 +4,14 @@ into the child's flow arena.
 With h = dL/d(the raw output y = W p) staged by `triton_flows` and p = F1 (x) F2 (x) F3 the
 forward's product (`triton_einsum`), the flow into unit c of factor j is
 
-    dL/dlog F_j[b,c] = F_j[b,c] * sum_{o, d_i (i != j)} h[b,o] W[o, (.., c, ..)] prod_{i != j} F_i[b,d_i]
+    dL/dlog F_j[b,c] = F_j[b,c] sum_{o, d_i (i != j)} h[b,o] W[o,(.., c, ..)] prod_{i!=j} F_i[b,d_i]
 
 (einsum: F_j is child j; element-wise product: one factor, p = the product of the slots, and
 every slot's child gets dL/dlog p). So it is the forward's contraction over q = (o, the other
 factors' units), with the factors (H, F_i for i != j), columns c = the units of factor j, and
 the weights viewed with digit strides:
 
-    acc[b,c] = sum_q T[b,q] V[q,c],   T[b,q] = H[b,o] F_i[b,d_i] ...,   V[q,c] = W[n, o, (.., c, ..)]
+    acc[b,c] = sum_q T[b,q] V[q,c],   T[b,q] = h[b,o] F_i[b,d_i] ...,   V[q,c] = W[n,o,(.., c, ..)]
     grads[rows_j[n, a], b, c] += F_j[b,c] * acc[b,c]         for every slot a of factor j
 
 Program (member n, block of BLOCK_B samples, block of BLOCK_C columns) walks q in chunks of
@@ -29,7 +29,8 @@ import triton.language as tl
 from torch import Tensor
 
 from .triton_common import (Launch, Operand, accumulate, add_rows, bench_quickly, interpreted,
-                            kron_tile, member_units, next_pow2, pad3, padding_pruner, unravel)
+                            kron_tile, member_units, next_pow2, pad3, padding_pruner, tile,
+                            unravel, without)
 
 
 @triton.jit
@@ -63,11 +64,9 @@ def grads_kernel(factors, w, target, grad, B, C, K1, K2, K3, NF: tl.constexpr,
     add_rows(target, grad, n, b, c, mask, acc, TARGET_GATHER, EXCLUSIVE, SKIP_ROW0)
 
 
-def _config(block_b: int, block_q: int, block_c: int | None, warps: int, stages: int):
-    kwargs = dict(BLOCK_B=block_b, BLOCK_Q=block_q)
-    if block_c is not None:
-        kwargs["BLOCK_C"] = block_c
-    return triton.Config(kwargs, num_warps=warps, num_stages=stages)
+def _config(*row) -> triton.Config:
+    """(BLOCK_B, BLOCK_Q, BLOCK_C or None, warps, stages)."""
+    return tile(("BLOCK_B", "BLOCK_Q", "BLOCK_C"), *row)
 
 
 DOT_CONFIGS = [_config(*c) for c in [(64, 32, 64, 4, 3), (128, 32, 64, 8, 3), (64, 64, 32, 8, 3),
@@ -108,11 +107,10 @@ def grads_launch(factors: Sequence[tuple[Operand, bool]], ks: Sequence[int], w: 
         block_b = min(32, next_pow2(batch, 16))
         block_c = next_pow2(c, 16) if dot else next_pow2(c)
         q = ks[0] * ks[1] * ks[2]
-        config = _config(block_b, min(next_pow2(q, 16), 512 if dot else 32768 // (block_b * block_c)),
-                         block_c if dot else None, 4, 1)
-    if config is not None and not dot and "BLOCK_C" in config.kwargs:
-        config = triton.Config({k: v for k, v in config.kwargs.items() if k != "BLOCK_C"},
-                               num_warps=config.num_warps, num_stages=config.num_stages)
+        chunk = min(next_pow2(q, 16), 512 if dot else 32768 // (block_b * block_c))
+        config = _config(block_b, chunk, block_c if dot else None, 4, 1)
+    if not dot:
+        config = without(config, "BLOCK_C")
 
     def grid(meta):
         block_c = meta.get("BLOCK_C", constexprs.get("BLOCK_C"))

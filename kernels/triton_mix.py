@@ -125,4 +125,5 @@ def mix_backward_launch(source: Operand, live: Tensor, m: Tensor, out: Output, g
     return Launch(mix_bwd_kernel, lambda meta: (n,),
                   (tuple(source), live, (m, *m.stride()), tuple(out),
                    (grad_out, *grad_out.stride()), grad, (flows, *flows.stride()), batch, k),
-                  dict(TINY=limits(m.dtype)["TINY"], BK=next_pow2(k)), elementwise(batch, k, mix_bwd_kernel))
+                  dict(TINY=limits(m.dtype)["TINY"], BK=next_pow2(k)),
+                  elementwise(batch, k, mix_bwd_kernel))

@@ -178,7 +178,8 @@ class EinsumLayer(_Layer):
             others = [i for i in range(len(self.ks)) if i != j]
             digits = [w.stride(1)] + [strides[i] for i in others] + [0] * (2 - len(others))
             launches.append(grads_launch(
-                [h] + [self.factors[i] for i in others], [self.k_out] + [self.ks[i] for i in others],
+                [h] + [self.factors[i] for i in others],
+                [self.k_out] + [self.ks[i] for i in others],
                 (w, w.stride(0), *digits, strides[j]), target, grad, self.n, self.batch,
                 precision, exclusive=not target[1]))
         return launches

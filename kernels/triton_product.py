@@ -77,7 +77,8 @@ def product_forward_launch(children: Sequence[tuple[Operand, bool]], out: Output
     ops, gathers = pad3([op for op, _ in children], [g for _, g in children])
     return Launch(product_fwd_kernel, lambda meta: (n, triton.cdiv(batch, meta["BLOCK_B"])),
                   (ops, tuple(out), batch, k_out),
-                  dict(NF=len(children), GATHERS=gathers, BKO=next_pow2(k_out), **limits(out.values.dtype)),
+                  dict(NF=len(children), GATHERS=gathers, BKO=next_pow2(k_out),
+                       **limits(out.values.dtype)),
                   elementwise(batch, k_out, product_fwd_kernel))
 
 

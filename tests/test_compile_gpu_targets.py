@@ -1,9 +1,10 @@
 """Every kernel and code path compiles to a cubin for sm80 and sm90 (the real Triton pipeline and
 ptxas, which enforce dot sizes and typing that the interpreter skips), fits the target's shared
-memory, does not spill heavily, and the contraction kernels (the fused forward, weight flows, children's flows) emit
-tensor-core instructions (mma.sync / wgmma) exactly for the tensor-core precisions (tf32x3,
-tf32, bf16) and not for ieee (float32). Runs tests/gpu_compile.py, one process per target, in processes
-without TRITON_INTERPRET (compiled kernels must be imported without it)."""
+memory, does not spill heavily, and the contraction kernels (the fused forward, weight flows,
+children's flows) emit tensor-core instructions (mma.sync / wgmma) exactly for the tensor-core
+precisions (tf32x3, tf32, bf16) and not for ieee (float32). Runs tests/gpu_compile.py, one
+process per target, in processes without TRITON_INTERPRET (compiled kernels must be imported
+without it)."""
 import os
 import re
 import subprocess

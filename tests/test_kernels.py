@@ -10,7 +10,6 @@ configurations the GPU autotuner chooses from, and the forward's column groups, 
 (forced). Every test runs with RuntimeWarnings as errors and checks that nothing is NaN.
 """
 import dataclasses
-import math
 
 import pytest
 import torch

@@ -154,9 +154,10 @@ def test_default_precision_is_tf32x3_and_float64_is_exact():
 
 @pytest.mark.parametrize("name, low, high", [("tf32x3", 0, 2e-7), ("bf16", 2e-6, 1e-4)])
 def test_circuit_log_likelihood_error(name, low, high):
-    """A whole circuit (PD 8x8, K = 10: its contractions take the tensor-core path) in float32 on the Triton kernels against the float64 torch
-    backend: the default tf32x3 keeps the relative log-likelihood error far below the issue's
-    1e-5, bf16 does not reach float32's accuracy."""
+    """A whole circuit (PD 8x8, K = 10: its contractions take the tensor-core path) in float32
+    on the Triton kernels against the float64 torch backend: the default tf32x3 keeps the
+    relative log-likelihood error far below the issue's 1e-5, bf16 does not reach float32's
+    accuracy."""
     import pcc
     from pcc.structures import poon_domingos
     circuit = poon_domingos(8, 8, 4, k=10)

@@ -168,3 +168,17 @@ def test_circuit_log_likelihood_error(name, low, high):
         ll = model(x).detach().double()
     rel = ((ll - exact).abs() / exact.abs()).max().item()
     assert low <= rel <= high, rel
+
+
+def test_precision_set_after_binding_applies_to_bound_layers():
+    """A bound layer reads the module's precision at each call (its launches for another
+    precision are built on first use), as a bound model does after `set_precision`."""
+    sources, rows, w = einsum_case(7, (9, 3), 20, 2, 17, ("index", "block"), torch.float32,
+                                   spread=0.0)
+    exact = brute_einsum(sources, rows, w, "sum")
+    bound = Bound("einsum", triton_ops, (sources, rows), 2, 17, 20, w)
+    bound.layer.forward()
+    assert log_error(bound.out, exact) <= 2e-6
+    with precision("bf16"):
+        bound.layer.forward()
+    assert log_error(bound.out, exact) >= 1e-4

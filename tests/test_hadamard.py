@@ -23,7 +23,7 @@ SHAPES = [(5, 3, 7, 4, 3), (4, 1, 5, 6, 1), (3, 6, 9, 2, 5)]
 
 
 @pytest.mark.parametrize("semiring", ["sum", "max"])
-@pytest.mark.parametrize("seed, shape", enumerate(SHAPES))
+@pytest.mark.parametrize("seed, shape", list(enumerate(SHAPES)))
 def test_layer_equals_brute_force(seed, shape, semiring):
     n, slots, batch, k, k_out = shape
     source, children, w = hadamard_case(seed, n, slots, batch, k, k_out, torch.float64)
@@ -34,7 +34,7 @@ def test_layer_equals_brute_force(seed, shape, semiring):
     assert (bound.out.values.amax(-1) == 1).logical_or(bound.out.values.amax(-1) == 0).all()
 
 
-@pytest.mark.parametrize("seed, shape", enumerate(SHAPES))
+@pytest.mark.parametrize("seed, shape", list(enumerate(SHAPES)))
 def test_backward_gives_children_flows_and_em_flows(seed, shape):
     """flows = W * dL/dW, and dL/dlog x added into every child's row (repeats accumulated,
     padding row 0 untouched) from the posterior of each term."""

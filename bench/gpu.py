@@ -1,4 +1,5 @@
-"""GPU benchmark of the Triton backend: the targets of issue 12, side by side in one run.
+"""GPU benchmark of the Triton backend (values linear with a log-scale per row, fused layer
+kernels): the targets of issues 12 and 17, side by side in one run.
 
 On a CUDA machine, in one run (sections in this order, each skipped once --budget is spent):
   ceilings   this card's device-to-device copy GB/s and matmul TFLOP/s per contraction precision,
@@ -12,7 +13,8 @@ On a CUDA machine, in one run (sections in this order, each skipped once --budge
   step100    an EM step at batch 100 (PD delta 7, K=10 and K=40): eager, replayed from a CUDA graph,
              and the sum of its GPU kernel times (torch.profiler) in the same run;
   layers     the largest outer-product layer of PD delta 7 and RAT 784 at K=40, batch 1000, alone
-             (all of its launches), per precision: TFLOP/s against the ceiling of that precision;
+             (a bound EinsumLayer: its forward launch, its backward launches), per precision:
+             TFLOP/s against the ceiling of that precision;
   precision  float32 log-likelihood errors per precision against a float64 torch evaluation;
   grid       the broader table (PD delta 7 / RAT 784 / PD delta 4, K in 10..40, batch 100 and
              1000, backends triton and torch) while the budget lasts.
@@ -260,40 +262,55 @@ def largest_einsum(model):
 
 def layer_bench(pcc, circuit, label: str, batch: int, device, clock: Clock, modes,
                 ceil: dict[str, float]) -> list[dict]:
-    """The largest outer-product layer alone, on random inputs of its shape (gathered rows):
-    forward (weights pre-pass, staging, contraction) and backward times per precision, with
-    TFLOP/s counting 2 N B Ko K1..Ka useful FLOPs, against the same precision's ceiling."""
+    """The largest outer-product layer alone, bound as the engine binds it (`triton_ops.
+    EinsumLayer` on random arenas of its shape, gathered rows): forward (one fused launch) and
+    backward (weight flows, then one launch per child) times per precision, with TFLOP/s
+    counting 2 N B Ko K1..Ka useful FLOPs per contraction (the backward runs 1 + arity of
+    them), against the same precision's ceiling."""
     import torch
     from pcc_kernels import triton_ops
+    from pcc_kernels.reference import Arena, Scratch, from_log
     op = largest_einsum(pcc.compile(circuit, backend="torch"))
     n, k_out, width = op.weight_shape
     gen = torch.Generator().manual_seed(0)
     rows_in = 2 * n + 1
-    sources = [torch.randn(rows_in, batch, k, generator=gen).to(device) for k in op.child_k]
+
+    def arena(k: int) -> Arena:
+        out = Arena.empty(rows_in, batch, k, torch.empty(0, device=device))
+        from_log(torch.randn(rows_in, batch, k, generator=gen).to(device), out)
+        return out
+    sources = [arena(k) for k in op.child_k]
     rows = [torch.randint(0, rows_in, (n,), generator=gen).to(device) for _ in op.child_k]
-    log_w = torch.log_softmax(torch.randn(n, k_out, width, generator=gen), -1).to(device)
-    out = torch.empty(n, batch, k_out, device=device)
-    grad_out = torch.ones_like(out)
-    grads = [torch.zeros_like(s) for s in sources]
+    w = torch.softmax(torch.randn(n, k_out, width, generator=gen), -1).to(device)
+    out = Arena.empty(n, batch, k_out, w)
+    grads = [torch.zeros_like(s.values) for s in sources]
+    scratch = Scratch(w)
+    layer = triton_ops.EinsumLayer(sources, rows, w, out, scratch, grads,
+                                   torch.rand(n, batch, k_out, generator=gen).to(device),
+                                   torch.empty_like(w))
+    scratch.allocate()
+    layer.attach()
     flops = 2 * n * batch * k_out * width
     shape = f"N={n} K={'x'.join(map(str, op.child_k))} Ko={k_out} B={batch}"
     rows_out = []
+    default = triton_ops.get_precision()
     for mode in modes:
         row = {"layer": f"{label} {shape}", "precision": mode}
+        triton_ops.set_precision(mode)
         try:
-            fwd = clock.measure(lambda: triton_ops.einsum_forward(sources, rows, log_w, out,
-                                                                  precision=mode))
-            bwd = clock.measure(lambda: triton_ops.einsum_backward(
-                sources, rows, log_w, out, grad_out, grads, precision=mode))
+            fwd = clock.measure(layer.forward)
+            bwd = clock.measure(layer.backward)
             tflops = flops / fwd / 1e9
             row.update(forward_ms=fwd, backward_ms=bwd, forward_tflops=tflops,
-                       backward_tflops=3 * flops / bwd / 1e9,  # 3 contractions of that size
+                       backward_tflops=(1 + len(op.child_k)) * flops / bwd / 1e9,
                        ceiling_tflops=ceil.get(f"{mode}_matmul_tflops"))
             if row["ceiling_tflops"]:
                 row["forward_fraction"] = tflops / row["ceiling_tflops"]
                 row["backward_fraction"] = row["backward_tflops"] / row["ceiling_tflops"]
         except Exception as exc:
             row["error"] = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+        finally:
+            triton_ops.set_precision(default)
         rows_out.append(row)
     return rows_out
 

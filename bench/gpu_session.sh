@@ -1,7 +1,9 @@
 #!/bin/bash
-# One device-machine session (issue 12's GPU figures), under 10 minutes: bench/gpu.py (every target
-# but PyJuice's), then bench/pyjuice_vs.py (pcc beside PyJuice 2.6.3). Run from the repository root
-# on a machine without network access:
+# One device-machine session (the GPU figures of issues 12 and 17: the Triton layer classes, values
+# linear with a log-scale per row), under 10 minutes: bench/gpu.py (every target but PyJuice's),
+# then bench/pyjuice_vs.py (pcc beside PyJuice 2.6.3). Needs torch >= 2.11 and triton >= 3.6 on the
+# machine (the kernels use no newer Triton feature). Run from the repository root on a machine
+# without network access:
 #     bash bench/gpu_session.sh [PYJUICE_WHEEL]
 # with the wheels pcc needs beyond the machine's own packages (lark) in .whl/, and PyJuice's wheel
 # (`pip download --no-deps pyjuice==2.6.3`) at PYJUICE_WHEEL (default: .whl/pyjuice-*.whl); both

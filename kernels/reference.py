@@ -75,6 +75,12 @@ class Arena(NamedTuple):
         return Arena(self.values.narrow(0, start, n), self.scales.narrow(0, start, n),
                      self.norms.narrow(0, start, n))
 
+    @staticmethod
+    def empty(rows: int, batch: int, k: int, like: Tensor) -> "Arena":
+        """An uninitialized arena in like's dtype and device."""
+        return Arena(like.new_empty(rows, batch, k), like.new_empty(rows, batch),
+                     like.new_empty(rows, batch))
+
 
 class Children(NamedTuple):
     """The children of N element-wise products, in two layouts of the same rows:

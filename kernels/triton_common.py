@@ -1,16 +1,21 @@
-"""Pieces shared by the Triton kernels: operand tuples, row addressing, -inf-safe shifts and logs,
-the contraction in the chosen precision, and how launches are described.
+"""Pieces shared by the Triton kernels: operand tuples, the Kronecker product tile, the
+contraction in the chosen precision, the normalization of a row, and how launches are described.
 
-Operands travel to kernels as small tuples (Triton >= 3.2 takes tuples as kernel arguments; the
-kernels unpack them by position, the host builds them as named tuples):
+Values are linear with a log-scale per (row, sample), as in `pcc_kernels.reference`. Operands
+travel to kernels as small tuples (Triton >= 3.2 takes tuples as kernel arguments; the kernels
+unpack them by position, the host builds them as named tuples):
 
-    Arena    rows of an [M, B, K] tensor: member n, slot a reads row rows[n*rows_n + a*rows_a]
-             (GATHER) or start + n (a contiguous block; one slot)
-             (ptr, rows, start, rows_n, rows_a, slots, stride_row, stride_b, stride_k, k)
-    Matrix   a [N, R, C] tensor: (ptr, stride_n, stride_r, stride_c)
+    Operand  rows of an arena (values [M, B, K], scales [M, B]): member n reads, in slot a, row
+             rows[n*rows_n + a*rows_a] (GATHER) or start + n (a contiguous block; one slot); the
+             member's value is the element-wise product over its slots, its scale the sum
+             (values, scales, rows, start, rows_n, rows_a, slots, stride_row, stride_b, stride_k,
+              scale_row, scale_b, k)
+    Output   rows of an arena written by a layer: (values, scales, norms, stride_n, stride_b,
+             stride_k, scale_n, scale_b)
+    Weights  [N, R, C] linear weights or flows: (ptr, stride_n, stride_r, stride_c)
 
-Every masked load of log-values pads with -inf (log 0), every load of linear values with 0, so
-padding adds nothing to sums and -inf to maxima, never NaN.
+Every masked load of values pads with 0, so padding adds nothing to sums or maxima of the
+(non-negative) values and never makes a NaN.
 
 Precisions of `contract` (fp32 inputs; fp64 always runs "ieee"):
     ieee     exact fp32 products on FMAs
@@ -21,6 +26,8 @@ Precisions of `contract` (fp32 inputs; fp64 always runs "ieee"):
 and "<p>-emulated" for the interpreter, which ignores `input_precision` and has no bf16 dots:
 operands are rounded (or truncated, as the tensor cores read fp32 registers) to tf32/bf16 values
 in fp32 and multiplied exactly, which reproduces the tensor-core result up to summation order.
+Both operands are split in registers where they are loaded (a few integer operations per
+element): the weights are linear already, so no pre-pass touches them.
 """
 from __future__ import annotations
 
@@ -40,13 +47,13 @@ PRECISIONS = ("tf32x3", "ieee", "tf32", "bf16")
 # PCC_TRITON_AUTOTUNE=0: run each tuned kernel with the first configuration its pruning keeps
 # (no timing runs; for short sessions and debugging).
 AUTOTUNE = os.environ.get("PCC_TRITON_AUTOTUNE", "1") != "0"
-TENSOR_CORE = ("tf32x3", "tf32", "bf16")
 
 
-class Arena(NamedTuple):
-    """Kernel tuple for rows of an [M, B, K] tensor (see the module doc)."""
+class Operand(NamedTuple):
+    """Kernel tuple for the rows a layer reads from an arena (see the module doc)."""
 
-    ptr: Tensor
+    values: Tensor
+    scales: Tensor
     rows: Tensor
     start: int
     rows_n: int
@@ -55,10 +62,25 @@ class Arena(NamedTuple):
     stride_row: int
     stride_b: int
     stride_k: int
+    scale_row: int
+    scale_b: int
     k: int
 
 
-class Matrix(NamedTuple):
+class Output(NamedTuple):
+    """Kernel tuple for a layer's output rows."""
+
+    values: Tensor
+    scales: Tensor
+    norms: Tensor
+    stride_n: int
+    stride_b: int
+    stride_k: int
+    scale_n: int
+    scale_b: int
+
+
+class Weights(NamedTuple):
     """Kernel tuple for an [N, R, C] tensor."""
 
     ptr: Tensor
@@ -67,73 +89,102 @@ class Matrix(NamedTuple):
     stride_c: int
 
 
-def arena(x: Tensor, rows: Rows) -> tuple[Arena, bool]:
-    """(operand, GATHER) for rows of x [M, B, K]: an index tensor [N] (one slot) or [N, A] (A
-    slots) is gathered; an int is the first row of a block (x stands in for the index pointer)."""
+def operand(values: Tensor, scales: Tensor, rows: Rows) -> tuple[Operand, bool]:
+    """(operand, GATHER) for rows of an arena: an index tensor [N] (one slot) or [N, A] (A slots)
+    is gathered; an int is the first row of a block (`values` stands in for the index
+    pointer). `scales` may be None (the operand's scales are not read)."""
+    if scales is None:
+        scales, scale_strides = values, (0, 0)
+    else:
+        scale_strides = tuple(scales.stride())
+    common = (*values.stride(), *scale_strides, values.shape[2])
     if isinstance(rows, Tensor):
         if rows.dim() == 1:
             rows = rows.unsqueeze(1)
-        return Arena(x, rows, 0, rows.stride(0), rows.stride(1), rows.shape[1], *x.stride(),
-                     x.shape[2]), True
-    return Arena(x, x, int(rows), 0, 0, 1, *x.stride(), x.shape[2]), False
+        return Operand(values, scales, rows, 0, rows.stride(0), rows.stride(1), rows.shape[1],
+                       *common), True
+    return Operand(values, scales, values, int(rows), 0, 0, 1, *common), False
 
 
-def staged(x: Tensor) -> tuple[Arena, bool]:
-    """(operand, GATHER) reading a staging buffer [N, B, K] row n for member n."""
-    return arena(x, 0)
+def output(out) -> Output:
+    """The kernel tuple of an output `reference.Arena` (rows of values, scales and norms)."""
+    if out.scales.stride() != out.norms.stride():
+        raise ValueError("an output's scales and norms must have the same strides")
+    return Output(out.values, out.scales, out.norms, *out.values.stride(), *out.scales.stride())
 
 
-def matrix(x: Tensor) -> Matrix:
-    return Matrix(x, *x.stride())
+def weights(t: Tensor) -> Weights:
+    return Weights(t, *t.stride())
 
 
 # ------------------------------------------------------------------------------ jit helpers
 @triton.jit
 def member_index(op, n, a, GATHER: tl.constexpr):
-    """The row (int64) that member n reads in slot a of operand `op` (an Arena tuple)."""
-    ptr, rows, start, rows_n, rows_a, slots, s_r, s_b, s_k, k = op
+    """The row (int64) that member n reads in slot a of operand `op`."""
     if GATHER:
-        row = tl.load(rows + n * rows_n + a * rows_a).to(tl.int64)
+        row = tl.load(op[2] + n * op[4] + a * op[5]).to(tl.int64)
     else:
-        row = (start + n).to(tl.int64)
+        row = (op[3] + n).to(tl.int64)
     return row
 
 
 @triton.jit
-def member_row(op, n, a, GATHER: tl.constexpr):
-    """Pointer to the row that member n reads in slot a of operand `op` (an Arena tuple)."""
-    return op[0] + member_index(op, n, a, GATHER) * op[6]
+def load_units(op, row, b, cols, mask):
+    """op's values at `row`, samples b and units cols: [len(b), len(cols)], 0 where masked."""
+    return tl.load(op[0] + row * op[7] + b[:, None] * op[8] + cols[None, :] * op[9], mask=mask,
+                   other=0.0)
 
 
 @triton.jit
-def load_tile(op, base, b, cols, mask, other):
-    """op's row `base` at samples b and units cols: [len(b), len(cols)], `other` where masked."""
-    ptr, rows, start, rows_n, rows_a, slots, s_r, s_b, s_k, k = op
-    return tl.load(base + b[:, None] * s_b + cols[None, :] * s_k, mask=mask, other=other)
-
-
-@triton.jit
-def summed_rows(op, n, b, cols, mask, GATHER: tl.constexpr):
-    """sum_a op[rows[n, a], b, cols] as [len(b), len(cols)] (-inf where masked)."""
-    ptr, rows, start, rows_n, rows_a, slots, s_r, s_b, s_k, k = op
-    x = load_tile(op, member_row(op, n, 0, GATHER), b, cols, mask, float("-inf"))
-    for a in range(1, slots):
-        x += load_tile(op, member_row(op, n, a, GATHER), b, cols, mask, float("-inf"))
+def member_units(op, n, b, cols, mask, GATHER: tl.constexpr):
+    """prod_a op[rows[n, a], b, cols] (the member's element-wise product over its slots) as
+    [len(b), len(cols)]; 0 where masked."""
+    x = load_units(op, member_index(op, n, 0, GATHER), b, cols, mask)
+    for a in range(1, op[6]):
+        x *= load_units(op, member_index(op, n, a, GATHER), b, cols, mask)
     return x
 
 
 @triton.jit
-def row_shift(x):
-    """max over axis 1 of x [R, C], with 0 for rows that are all -inf (so x - shift is never NaN)."""
-    m = tl.max(x, axis=1)
-    return tl.where(m == float("-inf"), 0.0, m)
+def add_scale(total, s, FLOOR: tl.constexpr):
+    """total + s saturated at FLOOR (half the most negative float): zero rows carry the most
+    negative scale (`reference.from_log`), and a sum of two would overflow (their values are 0,
+    so any scale that low gives the same log-values)."""
+    return tl.maximum(total + tl.maximum(s, FLOOR), FLOOR)
 
 
 @triton.jit
-def safe_log(x):
-    """log x for x > 0, -inf for x <= 0, without evaluating log(0)."""
-    pos = x > 0
-    return tl.where(pos, tl.log(tl.where(pos, x, 1.0)), float("-inf"))
+def member_scale(op, n, b, bm, total, GATHER: tl.constexpr, FLOOR: tl.constexpr):
+    """total + sum_a op.scales[rows[n, a], b] as [len(b)] (see `add_scale`; 0 where masked)."""
+    for a in range(op[6]):
+        s = tl.load(op[1] + member_index(op, n, a, GATHER) * op[10] + b * op[11], mask=bm,
+                    other=0.0)
+        total = add_scale(total, s, FLOOR)
+    return total
+
+
+@triton.jit
+def unravel(q, K2, K3):
+    """Digits (d1, d2, d3) of the row-major flat index q over [K1, K2, K3]."""
+    d3 = q % K3
+    rest = q // K3
+    return rest // K2, rest % K2, d3
+
+
+@triton.jit
+def kron_tile(factors, n, b, q, mask, K2, K3, NF: tl.constexpr, GATHERS: tl.constexpr):
+    """The Kronecker tile [len(b), len(q)] of up to three factors of member n: column q =
+    (d1, d2, d3) row-major over [K1, K2, K3] holds F1[b, d1] * F2[b, d2] * F3[b, d3] (each the
+    product over its slots); 0 where masked."""
+    if NF == 1:
+        tile = member_units(factors[0], n, b, q, mask, GATHERS[0])
+    else:
+        d1, d2, d3 = unravel(q, K2, K3)
+        tile = member_units(factors[0], n, b, d1, mask, GATHERS[0])
+        tile *= member_units(factors[1], n, b, d2, mask, GATHERS[1])
+        if NF == 3:
+            tile *= member_units(factors[2], n, b, d3, mask, GATHERS[2])
+    return tile
 
 
 @triton.jit
@@ -160,7 +211,7 @@ def round_bf16(x):
 @triton.jit
 def split(x, PRECISION: tl.constexpr):
     """The operand parts `contract` multiplies: (hi, lo) with x ~ hi + lo for the tf32x3
-    precisions; (x in the dot's input type, unused) otherwise."""
+    precisions; (x in the dot's input type, the same) otherwise."""
     if PRECISION == "tf32x3":
         hi = round_tf32(x)
         lo = x - hi
@@ -183,9 +234,11 @@ def split(x, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def contract(acc, a_hi, a_lo, b_hi, b_lo, PRECISION: tl.constexpr):
-    """acc + a @ b for operands given as `split` parts, in PRECISION (see the module doc); the
-    accumulator's type (fp32, or fp64 for fp64 operands) is the dot's output type."""
+def contract(acc, a, b, PRECISION: tl.constexpr):
+    """acc + a @ b in PRECISION (see the module doc); the accumulator's type (fp32, or fp64 for
+    fp64 operands) is the dot's output type."""
+    a_hi, a_lo = split(a, PRECISION)
+    b_hi, b_lo = split(b, PRECISION)
     if PRECISION == "tf32x3":
         acc = tl.dot(a_lo, b_hi, acc, input_precision="tf32", out_dtype=acc.dtype)
         acc = tl.dot(a_hi, b_lo, acc, input_precision="tf32", out_dtype=acc.dtype)
@@ -204,42 +257,46 @@ def contract(acc, a_hi, a_lo, b_hi, b_lo, PRECISION: tl.constexpr):
 
 
 @triton.jit
-def joined(hi, lo, PRECISION: tl.constexpr):
-    """The value a pair of `split` parts stands for, in fp32 (for the FMA reduction paths)."""
-    if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
-        x = hi + lo
-    elif PRECISION == "bf16":
-        x = hi.to(tl.float32)
+def accumulate(acc, tile, v, SEMIRING: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr):
+    """acc (+)= tile [R, Q] (x) v [Q, C]: a product in PRECISION (DOT), an FMA reduction over a
+    [R, Q, C] product (small C), or (max semiring) acc = max(acc, max_q tile[:, q] v[q, :])."""
+    if SEMIRING == "max":
+        acc = tl.maximum(acc, tl.max(tile[:, :, None] * v[None, :, :], axis=1))
+    elif DOT:
+        acc = contract(acc, tile, v, PRECISION)
     else:
-        x = hi
-    return x
+        acc += tl.sum(tile[:, :, None] * v[None, :, :], axis=1)
+    return acc
 
 
 @triton.jit
-def program_tile(pid, blocks_inner, blocks_outer):
-    """(member n as int64, outer block, inner block) of a flat program id, inner blocks fastest
-    (programs sharing a member's weights run together)."""
-    n = (pid // (blocks_inner * blocks_outer)).to(tl.int64)
-    return n, (pid // blocks_inner) % blocks_outer, pid % blocks_inner
+def output_grad(out, grad_out, n, b, o, bmask, mask, TINY: tl.constexpr):
+    """h = g / (v * norm + TINY) = dL/d(the layer's raw output) at samples b and units o
+    (broadcastable index arrays; `bmask` masks b, `mask` both): 0 where masked, and where the
+    output is 0 (as g is there)."""
+    v = tl.load(out[0] + n * out[3] + b * out[4] + o * out[5], mask=mask, other=0.0)
+    norm = tl.load(out[2] + n * out[6] + b * out[7], mask=bmask, other=1.0)
+    g = tl.load(grad_out[0] + n * grad_out[1] + b * grad_out[2] + o * grad_out[3], mask=mask,
+                other=0.0)
+    return g / (v * norm + TINY)
 
 
 @triton.jit
-def load_weights(hi, lo, offs, mask, PRECISION: tl.constexpr):
-    """The weight parts at offs (0 where masked): (hi, lo) for tf32x3, else (hi, hi)."""
-    w_hi = tl.load(hi + offs, mask=mask, other=0.0)
-    if PRECISION == "tf32x3" or PRECISION == "tf32x3-emulated":
-        w_lo = tl.load(lo + offs, mask=mask, other=0.0)
-    else:
-        w_lo = w_hi
-    return w_hi, w_lo
-
-
-@triton.jit
-def unravel(q, K2, K3):
-    """Digits (d1, d2, d3) of the row-major flat index q over [K1, K2, K3]."""
-    d3 = q % K3
-    rest = q // K3
-    return rest // K2, rest % K2, d3
+def add_rows(target, grad, n, b, c, mask, values, GATHER: tl.constexpr, EXCLUSIVE: tl.constexpr,
+             SKIP_ROW0: tl.constexpr):
+    """grad[rows[n, a], b, c] += values for every slot a of `target` (an Operand whose strides
+    `grad` shares); atomically unless EXCLUSIVE (rows no other program adds to); SKIP_ROW0: not
+    into row 0 (an element-wise product's padding slots)."""
+    for a in range(target[6]):
+        row = member_index(target, n, a, GATHER)
+        ptrs = grad + row * target[7] + b[:, None] * target[8] + c[None, :] * target[9]
+        live = mask
+        if SKIP_ROW0:
+            live = mask & ((tl.zeros([1, 1], tl.int64) + row) != 0)
+        if EXCLUSIVE:
+            tl.store(ptrs, tl.load(ptrs, mask=live, other=0.0) + values, mask=live)
+        else:
+            tl.atomic_add(ptrs, values, mask=live, sem="relaxed")
 
 
 # ------------------------------------------------------------------------------ launches
@@ -281,6 +338,27 @@ class Launch:
                           **self.constexprs))
 
 
+def tile(names: Sequence[str], *row) -> triton.Config:
+    """A tile configuration from block sizes in `names` order, then warps and stages; a block
+    given as None is fixed by the launch (a constexpr) and left out."""
+    *blocks, warps, stages = row
+    return triton.Config({name: v for name, v in zip(names, blocks) if v is not None},
+                         num_warps=warps, num_stages=stages)
+
+
+def without(config: triton.Config | None, name: str) -> triton.Config | None:
+    """`config` without the block `name` (when the launch fixes it as a constexpr)."""
+    if config is None or name not in config.kwargs:
+        return config
+    return triton.Config({k: v for k, v in config.kwargs.items() if k != name},
+                         num_warps=config.num_warps, num_stages=config.num_stages)
+
+
+def run_all(launches: Sequence[Launch]) -> None:
+    for launch in launches:
+        launch.run()
+
+
 def interpreted(kernel) -> bool:
     """Whether a @triton.jit kernel runs under the interpreter (TRITON_INTERPRET=1 at import)."""
     from triton.runtime.interpreter import InterpretedFunction
@@ -296,59 +374,43 @@ def padding(size: int, block: int) -> float:
     return triton.cdiv(size, block) * block / max(size, 1)
 
 
-# Elementwise kernels: [BLOCK_B, next_pow2(K)] tiles of ~4096 values over 8 warps (16 values per
-# thread and tile; float64 tiles spilled with 4 warps).
-ELEMENTWISE = triton.Config({}, num_warps=8)
+def limits(dtype: torch.dtype) -> dict[str, float]:
+    """The kernels' constants for dtype: TINY, the smallest normal float (the least norm a layer
+    records), and FLOOR, half the most negative float (the least scale it sums to)."""
+    return dict(TINY=torch.finfo(dtype).tiny, FLOOR=torch.finfo(dtype).min / 2)
 
 
-def rows_per_program(batch: int, k: int, interpret: bool, values: int = 4096) -> int:
-    """Samples per program of an elementwise [BLOCK_B, next_pow2(k)] tile of about `values`
-    values (16384 under the interpreter, where each program costs ~10 ms)."""
-    return min(next_pow2(batch), max(1, (16384 if interpret else values) // next_pow2(k)))
+def elementwise(batch: int, k: int, kernel) -> triton.Config:
+    """The tile of an elementwise kernel: BLOCK_B samples of a [BLOCK_B, next_pow2(k)] tile of
+    about 4096 values over 8 warps (16384 under the interpreter, where each program costs
+    ~10 ms)."""
+    values = 16384 if interpreted(kernel) else 4096
+    return triton.Config({"BLOCK_B": min(next_pow2(batch), max(1, values // next_pow2(k)))},
+                         num_warps=8)
 
 
 def padding_pruner(sizes: Callable[[dict], dict[tuple[str, ...], int]], keep: int = 3):
     """An autotuner `early_config_prune`: the configurations whose blocks pad each tiled size by
     at most 1.5x (else those with the least padding there is), at most `keep` of them, the least
-    padded and then largest first (each candidate costs a compile and timing runs per shape). `sizes(named_args)`
-    maps tuples of block names (whose sum tiles the size, e.g. ("BLOCK_C", "BLOCK_C2")) to
-    sizes."""
+    padded and then largest first (each candidate costs a compile and timing runs per shape).
+    `sizes(named_args)` maps tuples of block names (whose sum tiles the size) to sizes; a block
+    given as a constexpr of the launch counts too."""
     def prune(configs, named_args: dict, **kwargs) -> list:
         dims = sizes(named_args)
 
+        def block(cfg, name) -> int:
+            return cfg.kwargs.get(name, kwargs.get(name, 0))
+
         def waste(cfg) -> float:
-            return max([padding(size, sum(cfg.kwargs[name] for name in names))
-                        for names, size in dims.items() if names[0] in cfg.kwargs] or [1.0])
+            return max([padding(size, sum(block(cfg, name) for name in names))
+                        for names, size in dims.items() if block(cfg, names[0])] or [1.0])
+
         def volume(cfg) -> int:  # larger tiles reuse each loaded tile more
             return math.prod(v for k, v in cfg.kwargs.items() if k.startswith("BLOCK") and v)
         least = min(waste(cfg) for cfg in configs)
         kept = [cfg for cfg in configs if waste(cfg) <= max(1.5, least)]
         return sorted(kept, key=lambda cfg: (waste(cfg), -volume(cfg)))[:keep]
     return prune
-
-
-_SM_COUNT: dict[int, int] = {}
-
-
-def sm_count(device: torch.device) -> int:
-    """Streaming multiprocessors of a CUDA device (132 for an H100/H200 SXM); 1 elsewhere."""
-    if device.type != "cuda":
-        return 1
-    index = device.index if device.index is not None else torch.cuda.current_device()
-    if index not in _SM_COUNT:
-        _SM_COUNT[index] = torch.cuda.get_device_properties(index).multi_processor_count
-    return _SM_COUNT[index]
-
-
-def split_for(programs: int, most: int, device: torch.device) -> int:
-    """Programs per output tile for a launch of `programs` tiles: enough for ~2 per SM when the
-    launch is smaller (at most `most`); 1 off the GPU."""
-    if device.type != "cuda":
-        return 1
-    want = 2 * sm_count(device)
-    if programs >= want:
-        return 1
-    return max(1, min(triton.cdiv(want, programs), most))
 
 
 def bench_quickly(kernel_call, quantiles):
@@ -365,46 +427,10 @@ def check_dtype(*tensors: Tensor) -> None:
             raise TypeError(f"all tensors must have dtype {dtype}, got {t.dtype}")
 
 
-# ------------------------------------------------------------------------------ product tiles
-@triton.jit
-def factor_rows(factors, n, GATHERS: tl.constexpr, NF: tl.constexpr):
-    """Row pointers (slot 0) of member n in the NF factor operands (unused ones repeat factor 0)."""
-    base1 = member_row(factors[0], n, 0, GATHERS[0])
-    base2 = base1
-    base3 = base1
-    if NF >= 2:
-        base2 = member_row(factors[1], n, 0, GATHERS[1])
-    if NF == 3:
-        base3 = member_row(factors[2], n, 0, GATHERS[2])
-    return base1, base2, base3
-
-
-@triton.jit
-def kron_tile(factors, base1, base2, base3, b, q, mask, K2, K3, NF: tl.constexpr,
-              SEMIRING: tl.constexpr):
-    """The Kronecker tile [len(b), len(q)] of the factors' rows: column q = (d1, d2, d3) row-major
-    over [K1, K2, K3] holds F1[b, d1] * F2[b, d2] * F3[b, d3] (sum semiring; 0 where masked) or
-    F1[b, d1] + F2[b, d2] + F3[b, d3] (max semiring, on log-values; -inf where masked)."""
-    d1, d2, d3 = unravel(q, K2, K3)
-    if SEMIRING == "sum":
-        tile = load_tile(factors[0], base1, b, d1, mask, 0.0)
-        if NF >= 2:
-            tile = tile * load_tile(factors[1], base2, b, d2, mask, 0.0)
-        if NF == 3:
-            tile = tile * load_tile(factors[2], base3, b, d3, mask, 0.0)
-    else:
-        tile = load_tile(factors[0], base1, b, d1, mask, float("-inf"))
-        if NF >= 2:
-            tile = tile + load_tile(factors[1], base2, b, d2, mask, float("-inf"))
-        if NF == 3:
-            tile = tile + load_tile(factors[2], base3, b, d3, mask, float("-inf"))
-    return tile
-
-
-def pad_factors(ops: Sequence[tuple], gathers: Sequence[bool]) -> tuple[tuple, tuple]:
+def pad3(items: Sequence, gathers: Sequence[bool]) -> tuple[tuple, tuple]:
     """Factor operands and GATHER flags as 3-tuples (unused slots repeat the first)."""
-    ops, gathers = list(ops), list(gathers)
-    while len(ops) < 3:
-        ops.append(ops[0])
+    items, gathers = [tuple(i) for i in items], list(gathers)
+    while len(items) < 3:
+        items.append(items[0])
         gathers.append(gathers[0])
-    return tuple(tuple(op) for op in ops), tuple(gathers)
+    return tuple(items), tuple(gathers)

@@ -1,339 +1,226 @@
-"""The contraction kernel of the outer-product (einsum) layers: forward in both semirings and the
-children's gradients, as one GEMM-shaped kernel over a Kronecker product of up to three factors.
+"""The forward kernel of the weighted product layers (einsum and element-wise): product,
+contraction and normalization in one program.
 
-    acc[n,b,c] = sum_q T[n,b,q] V[n,q,c]               (sum semiring)
-    acc[n,b,c] = max_q T[n,b,q] + V[n,q,c]             (max semiring, log-values)
-    T[n,b,q]   = F1[n,b,d1] F2[n,b,d2] F3[n,b,d3]       (sum; F1 + F2 + F3 for max),
-                 q = (d1, d2, d3) row-major over [K1, K2, K3]
-    V[n,q,c]   = hi[n*s_n + d1*s_1 + d2*s_2 + d3*s_3 + c*s_c]   (a strided view of the weights)
+For member n and sample b, with up to three factors F_f (each the element-wise product of its
+slots' rows: one slot per einsum child, A slots for an element-wise product) in linear space:
 
-Forward (sum): F_j = E_j = exp(X_j - s_j) staged by `triton_stage`, V = W^T (W = exp(log_w)
-from `triton_weights`), c = output unit o; epilogue out = log(acc) + S.
-Forward (max): F_j = the children's log-values read from the arenas, V = log W^T; out = acc.
-Gradient of child j (sum backward): F = (H, E_i for i != j), q = (o, units of the other
-children), c = unit of child j, V = W viewed that way; epilogue
-    dL/dX_j[n,b,c] = E_j[n,b,c] * acc[n,b,c]   added into the gradient arena at child j's rows.
-That is the chain rule through out = log(sum_w W[o,w] prod_i E_i) + S, with H = dL/d(that sum).
-The weights' own gradient (flows) is `triton_flows`.
+    p[b,q]  = F1[b,d1] F2[b,d2] F3[b,d3],      q = (d1, d2, d3) row-major over [K1, K2, K3]
+    y[b,o]  = sum_q W[n,o,q] p[b,q]            (max semiring: max_q W[n,o,q] p[b,q])
+    norm[b] = max(max_o y[b,o], TINY),  values = y / norm,  scales = sum_f,slots s + log(norm)
 
-Program (member n, block of BLOCK_B samples, block of BLOCK_C outputs, split s) walks its share
-of q in chunks of BLOCK_Q: the [BLOCK_B, BLOCK_Q] tile T is built in registers from gathered
-factor entries (no exp, no padding of the factors' widths: q is flat, only the last chunk is
-masked), and contracted with the [BLOCK_Q, BLOCK_C] weight tile by `tl.dot` in the chosen
-precision (tensor cores for tf32x3, tf32, bf16), or, when C <= 8 (roots, K = 1 children), by an
-FMA reduction over a [BLOCK_B, BLOCK_Q, BLOCK_C] product (no padding of C to 16). With SPLIT > 1
-(layers with too few programs to fill the GPU) the programs of a split write partial results
-into [SPLIT, N, B, C], which the host reduces (forward), or add their share atomically (gradients).
-Grid: (N * cdiv(B, BLOCK_B) * cdiv(C, BLOCK_C), SPLIT), sample blocks fastest (weight reuse).
+(TINY = the smallest normal float: an all-zero row stays 0.) Einsum: F_f = child f, W [N, Ko,
+K1*K2*K3]. Element-wise product: one factor whose A slots are the children, W [N, Ko, K].
+
+Program (member n, block of BLOCK_B samples) holds every output unit of its rows, so the row
+maximum is known in registers: the columns are BLOCK_C (+ BLOCK_C2 in a second accumulator that
+shares the product tile: Ko = 40 as 32 + 16) wide (SINGLE), or, for wider layers, groups of
+that many columns whose raw y is stored, then divided by the row maximum in a second pass. It
+walks q in chunks of BLOCK_Q: the [BLOCK_B, BLOCK_Q] tile p is built in registers from the
+gathered factor entries (no padding of the factors' widths: q is flat, only the last chunk is
+masked) and contracted with the [BLOCK_Q, BLOCK_C] weight tile W^T by `tl.dot` in the chosen
+precision (`triton_common.contract`), by an FMA reduction when Ko <= 8 (roots), or by a
+max-product reduction (max semiring). One launch per layer; grid (N * cdiv(B, BLOCK_B),).
 """
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
-import torch
 import triton
 import triton.language as tl
-from torch import Tensor
 
-from .triton_common import (Arena, Launch, arena, bench_quickly, contract, factor_rows,
-                            interpreted, joined, kron_tile, matrix, member_index, next_pow2,
-                            load_weights, pad_factors, padding_pruner, program_tile, safe_log,
-                            split, split_for, staged, unravel)
-from .triton_flows import flows_launches
-from .triton_stage import stage_launch
-from .triton_weights import weights_launch
+from .triton_common import (Launch, Operand, Output, accumulate, bench_quickly, interpreted,
+                            kron_tile, limits, member_scale, next_pow2, pad3, padding,
+                            padding_pruner, tile)
 
 
 @triton.jit
-def accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING: tl.constexpr,
-               PRECISION: tl.constexpr, DOT: tl.constexpr):
-    """acc (+)= tile (x) V[q-chunk, c] for one block of columns c (see the module doc)."""
-    offs = offs_q[:, None] + c[None, :] * s_c
-    wmask = qm[:, None] & cm[None, :]
-    if SEMIRING == "max":
-        v = tl.load(hi + offs, mask=wmask, other=float("-inf"))
-        acc = tl.maximum(acc, tl.max(tile[:, :, None] + v[None, :, :], axis=1))
-    else:
-        v_hi, v_lo = load_weights(hi, lo, offs, wmask, PRECISION)
-        if DOT:
-            acc = contract(acc, t_hi, t_lo, v_hi, v_lo, PRECISION)
-        else:
-            acc += tl.sum(tile[:, :, None] * joined(v_hi, v_lo, PRECISION)[None, :, :], axis=1)
-    return acc
-
-
-@triton.jit
-def epilogue(acc, io, grad, n, b, bm, c, cm, B, C, members, SEMIRING: tl.constexpr,
-             EPILOGUE: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr):
-    """Write one block of columns: "out" (io = (out, s_n, s_b, s_c, shifts); out = log acc + S
-    for the sum semiring), "partial" (io = (partial [SPLIT, N, B, C],)), or "grad"
-    (io = (E_j matrix, target arena): target[rows, b, c] += E_j * acc; `grad` is the target's
-    tensor)."""
-    mask = bm[:, None] & cm[None, :]
-    if EPILOGUE == "out":
-        out, o_n, o_b, o_c, shifts = io
-        if SEMIRING == "sum":
-            acc = safe_log(acc) + tl.load(shifts + n * B + b, mask=bm, other=0.0)[:, None]
-        tl.store(out + n * o_n + b[:, None] * o_b + c[None, :] * o_c, acc, mask=mask)
-    elif EPILOGUE == "partial":
-        slab = (tl.program_id(1) * members + n) * B
-        tl.store(io[0] + (slab + b[:, None]) * C + c[None, :], acc, mask=mask)
-    else:
-        exps, target = io
-        e_ptr, e_n, e_b, e_c = exps
-        acc *= tl.load(e_ptr + n * e_n + b[:, None] * e_b + c[None, :] * e_c, mask=mask, other=0.0)
-        t_ptr, rows, start, rows_n, rows_a, slots, t_r, t_b, t_k, t_width = target
-        for a in range(slots):
-            row = member_index(target, n, a, TARGET_GATHER)
-            ptrs = grad + row * t_r + b[:, None] * t_b + c[None, :] * t_k
-            if EXCLUSIVE:
-                tl.store(ptrs, tl.load(ptrs, mask=mask, other=0.0) + acc, mask=mask)
-            else:
-                tl.atomic_add(ptrs, acc, mask=mask, sem="relaxed")
-
-
-@triton.jit
-def contract_kernel(factors, weights, io, grad, B, C, K1, K2, K3, SPLIT,
-                    NF: tl.constexpr, GATHERS: tl.constexpr, SEMIRING: tl.constexpr,
-                    PRECISION: tl.constexpr, EPILOGUE: tl.constexpr, FLAT_Q: tl.constexpr,
-                    DOT: tl.constexpr, EXCLUSIVE: tl.constexpr, TARGET_GATHER: tl.constexpr,
-                    BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
-                    BLOCK_C2: tl.constexpr):
-    """One (member, sample block, column block, split): the column block is BLOCK_C columns
-    plus, if BLOCK_C2 > 0, BLOCK_C2 more in a second accumulator that shares the product tile
-    (C = 40 as 32 + 16: 1.2x padding, one tile build). See `epilogue` for `io` and `grad`."""
-    blocks_b = tl.cdiv(B, BLOCK_B)
-    blocks_c = tl.cdiv(C, BLOCK_C + BLOCK_C2)
-    n, block_c, block_b = program_tile(tl.program_id(0), blocks_b, blocks_c)
-    b = block_b * BLOCK_B + tl.arange(0, BLOCK_B)
-    c0 = block_c * (BLOCK_C + BLOCK_C2)
+def contract_columns(factors, w, n, b, bm, c0, C, Q, K2, K3, NF: tl.constexpr,
+                     GATHERS: tl.constexpr, SEMIRING: tl.constexpr, PRECISION: tl.constexpr,
+                     DOT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr,
+                     BLOCK_C: tl.constexpr, BLOCK_C2: tl.constexpr):
+    """y for columns [c0, c0 + BLOCK_C) and, if BLOCK_C2 > 0, the next BLOCK_C2 (else the
+    first block again): (acc [BLOCK_B, BLOCK_C], acc2)."""
     c = c0 + tl.arange(0, BLOCK_C)
-    bm = b < B
     cm = c < C
-    Q = K1 * K2 * K3
-    share = tl.cdiv(tl.cdiv(Q, SPLIT), BLOCK_Q) * BLOCK_Q
-    q_lo = tl.program_id(1) * share
-    q_hi = tl.minimum(Q, q_lo + share)
-    hi, lo, s_n, s_1, s_2, s_3, s_c = weights
-    base1, base2, base3 = factor_rows(factors, n, GATHERS, NF)
-    if SEMIRING == "sum":
-        neutral = 0.0
-    else:
-        neutral = float("-inf")
-    dtype = factors[0][0].dtype.element_ty
-    acc = tl.full([BLOCK_B, BLOCK_C], neutral, dtype)
+    acc = tl.zeros([BLOCK_B, BLOCK_C], w[0].dtype.element_ty)
+    acc2 = acc
     if BLOCK_C2 > 0:
         c2 = c0 + BLOCK_C + tl.arange(0, BLOCK_C2)
-        acc2 = tl.full([BLOCK_B, BLOCK_C2], neutral, dtype)
-    for q0 in range(q_lo, q_hi, BLOCK_Q):
+        acc2 = tl.zeros([BLOCK_B, BLOCK_C2], w[0].dtype.element_ty)
+    for q0 in range(0, Q, BLOCK_Q):
         q = q0 + tl.arange(0, BLOCK_Q)
-        qm = q < q_hi
-        tile = kron_tile(factors, base1, base2, base3, b, q, bm[:, None] & qm[None, :], K2, K3,
-                         NF, SEMIRING)
-        if FLAT_Q:  # q is the weights' own (unit-stride) width index
-            offs_q = n * s_n + q
-        else:
-            d1, d2, d3 = unravel(q, K2, K3)
-            offs_q = n * s_n + d1 * s_1 + d2 * s_2 + d3 * s_3
-        if SEMIRING == "sum" and DOT:
-            t_hi, t_lo = split(tile, PRECISION)
-        else:
-            t_hi = tile
-            t_lo = tile
-        acc = accumulate(acc, tile, t_hi, t_lo, hi, lo, offs_q, qm, c, cm, s_c, SEMIRING,
-                         PRECISION, DOT)
+        qm = q < Q
+        tile = kron_tile(factors, n, b, q, bm[:, None] & qm[None, :], K2, K3, NF, GATHERS)
+        rows = w[0] + n * w[1] + q[:, None] * w[3]
+        v = tl.load(rows + c[None, :] * w[2], mask=qm[:, None] & cm[None, :], other=0.0)
+        acc = accumulate(acc, tile, v, SEMIRING, PRECISION, DOT)
         if BLOCK_C2 > 0:
-            acc2 = accumulate(acc2, tile, t_hi, t_lo, hi, lo, offs_q, qm, c2, c2 < C, s_c,
-                              SEMIRING, PRECISION, DOT)
-    members = tl.num_programs(0) // (blocks_b * blocks_c)
-    epilogue(acc, io, grad, n, b, bm, c, cm, B, C, members, SEMIRING, EPILOGUE, EXCLUSIVE,
-             TARGET_GATHER)
-    if BLOCK_C2 > 0:
-        epilogue(acc2, io, grad, n, b, bm, c2, c2 < C, B, C, members, SEMIRING, EPILOGUE,
-                 EXCLUSIVE, TARGET_GATHER)
+            v2 = tl.load(rows + c2[None, :] * w[2], mask=qm[:, None] & (c2 < C)[None, :],
+                         other=0.0)
+            acc2 = accumulate(acc2, tile, v2, SEMIRING, PRECISION, DOT)
+    return acc, acc2
+
+
+@triton.jit
+def store_columns(out, n, b, bm, c0, C, y, norm, BLOCK_C: tl.constexpr):
+    """values[n, b, c0:c0+BLOCK_C] = y / norm (norm [BLOCK_B, 1], or 1 for raw values)."""
+    c = c0 + tl.arange(0, BLOCK_C)
+    tl.store(out[0] + n * out[3] + b[:, None] * out[4] + c[None, :] * out[5], y / norm,
+             mask=bm[:, None] & (c < C)[None, :])
+
+
+@triton.jit
+def einsum_fwd_kernel(factors, w, out, B, C, K1, K2, K3, NF: tl.constexpr,
+                      GATHERS: tl.constexpr, SEMIRING: tl.constexpr, PRECISION: tl.constexpr,
+                      DOT: tl.constexpr, SINGLE: tl.constexpr, TINY: tl.constexpr,
+                      FLOOR: tl.constexpr,
+                      BLOCK_B: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_C: tl.constexpr,
+                      BLOCK_C2: tl.constexpr):
+    """One (member, sample block): values, norms and scales of its rows (see the module doc)."""
+    blocks_b = tl.cdiv(B, BLOCK_B)
+    n = (tl.program_id(0) // blocks_b).to(tl.int64)
+    b = (tl.program_id(0) % blocks_b) * BLOCK_B + tl.arange(0, BLOCK_B)
+    bm = b < B
+    Q = K1 * K2 * K3
+    scale = member_scale(factors[0], n, b, bm, tl.zeros([BLOCK_B], w[0].dtype.element_ty),
+                         GATHERS[0], FLOOR)
+    if NF >= 2:
+        scale = member_scale(factors[1], n, b, bm, scale, GATHERS[1], FLOOR)
+    if NF == 3:
+        scale = member_scale(factors[2], n, b, bm, scale, GATHERS[2], FLOOR)
+    if SINGLE:
+        acc, acc2 = contract_columns(factors, w, n, b, bm, 0, C, Q, K2, K3, NF, GATHERS, SEMIRING,
+                                     PRECISION, DOT, BLOCK_B, BLOCK_Q, BLOCK_C, BLOCK_C2)
+        top = tl.max(acc, axis=1)
+        if BLOCK_C2 > 0:
+            top = tl.maximum(top, tl.max(acc2, axis=1))
+        norm = tl.maximum(top, TINY)
+        store_columns(out, n, b, bm, 0, C, acc, norm[:, None], BLOCK_C)
+        if BLOCK_C2 > 0:
+            store_columns(out, n, b, bm, BLOCK_C, C, acc2, norm[:, None], BLOCK_C2)
+    else:  # column groups: raw values first, then divided by the row maximum
+        top = tl.zeros([BLOCK_B], w[0].dtype.element_ty)
+        for c0 in range(0, C, BLOCK_C + BLOCK_C2):
+            acc, acc2 = contract_columns(factors, w, n, b, bm, c0, C, Q, K2, K3, NF, GATHERS,
+                                         SEMIRING, PRECISION, DOT, BLOCK_B, BLOCK_Q, BLOCK_C,
+                                         BLOCK_C2)
+            top = tl.maximum(top, tl.max(acc, axis=1))
+            store_columns(out, n, b, bm, c0, C, acc, 1.0, BLOCK_C)
+            if BLOCK_C2 > 0:
+                top = tl.maximum(top, tl.max(acc2, axis=1))
+                store_columns(out, n, b, bm, c0 + BLOCK_C, C, acc2, 1.0, BLOCK_C2)
+        norm = tl.maximum(top, TINY)
+        tl.debug_barrier()  # every thread's raw values are stored before any is read back
+        for c0 in range(0, C, BLOCK_C):
+            c = c0 + tl.arange(0, BLOCK_C)
+            ptrs = out[0] + n * out[3] + b[:, None] * out[4] + c[None, :] * out[5]
+            mask = bm[:, None] & (c < C)[None, :]
+            tl.store(ptrs, tl.load(ptrs, mask=mask, other=0.0) / norm[:, None], mask=mask)
+    offs = n * out[6] + b * out[7]
+    tl.store(out[2] + offs, norm, mask=bm)
+    tl.store(out[1] + offs, scale + tl.log(norm), mask=bm)
 
 
 # ------------------------------------------------------------------------------ tiles
-def _config(block_b: int, block_q: int, block_c: int | None, warps: int, stages: int,
-            block_c2: int = 0) -> triton.Config:
-    kwargs = dict(BLOCK_B=block_b, BLOCK_Q=block_q)
-    if block_c is not None:
-        kwargs.update(BLOCK_C=block_c, BLOCK_C2=block_c2)
-    return triton.Config(kwargs, num_warps=warps, num_stages=stages)
+def _config(*row) -> triton.Config:
+    """(BLOCK_B, BLOCK_Q, warps, stages)."""
+    return tile(("BLOCK_B", "BLOCK_Q"), *row)
 
 
-# tl.dot tiles for tensor cores: every dim >= 16; tf32x3 keeps 2 parts of each operand. The
-# (B, Q, C, warps, stages, C2) with C2 > 0 cover C = 40, 48 as 32 + 16 columns.
-DOT_CONFIGS = [_config(*c) for c in [(64, 32, 64, 4, 3), (128, 32, 64, 8, 3), (64, 64, 32, 8, 3),
-                                     (128, 32, 32, 4, 3), (64, 32, 16, 4, 3), (128, 32, 16, 8, 3),
-                                     (64, 16, 16, 4, 3), (64, 16, 32, 4, 3),
-                                     (64, 32, 32, 8, 3, 16), (128, 32, 32, 8, 3, 16)]]
-# FMA reductions (C <= 8, BLOCK_C = next_pow2(C) given by the host): temp <= 8192 values.
-REDUCE_CONFIGS = [_config(*c) for c in [(32, 32, None, 4, 2), (64, 16, None, 4, 2),
-                                        (16, 64, None, 4, 2)]]
-# max-plus (BLOCK_C = min(16, next_pow2(C)) given by the host).
-MAX_CONFIGS = [_config(*c) for c in [(16, 16, None, 4, 2), (32, 16, None, 4, 2),
-                                     (16, 32, None, 4, 2)]]
-KEY = ["B", "C", "K1", "K2", "K3", "SPLIT", "NF", "SEMIRING", "PRECISION", "EPILOGUE"]
+# tl.dot tiles (every dot dim >= 16); the columns (BLOCK_C, BLOCK_C2) are chosen by the host.
+DOT_CONFIGS = [_config(*c) for c in [(64, 32, 4, 3), (128, 32, 8, 3), (64, 16, 4, 3),
+                                     (128, 16, 8, 3), (64, 32, 8, 3), (32, 32, 8, 3),
+                                     (64, 16, 8, 3)]]
+# FMA reductions (Ko <= 8) and max-products: [BLOCK_B, BLOCK_Q, BLOCK_C] temporaries <= 8192.
+REDUCE_CONFIGS = [_config(*c) for c in [(32, 32, 4, 2), (64, 16, 4, 2), (16, 64, 4, 2)]]
+MAX_CONFIGS = [_config(*c) for c in [(16, 16, 4, 2), (32, 8, 4, 2), (8, 32, 4, 2)]]
+KEY = ["B", "C", "K1", "K2", "K3", "NF", "SEMIRING", "PRECISION"]
+# Register values per thread a dot configuration may hold in its accumulators and split operand
+# tiles (more spills registers; measured with tests/gpu_compile.py --resources).
+VALUES_PER_THREAD = 72
+MAX_COLUMNS = 32  # column group of the max semiring (its product temporary is 3-D)
+WIDEST = 128  # the most columns one program holds (wider layers run column groups of 64)
 
 
-prune_padding = padding_pruner(lambda args: {
-    ("BLOCK_C", "BLOCK_C2"): args["C"], ("BLOCK_Q",): args["K1"] * args["K2"] * args["K3"]})
+def _prune(configs, named_args: dict, **kwargs) -> list:
+    """The configurations whose registers fit (dot: accumulators and the hi/lo parts of both
+    operand tiles; otherwise the [BLOCK_B, BLOCK_Q, columns] product), then those padding Q
+    least (at most 1.5x)."""
+    columns = kwargs["BLOCK_C"] + kwargs["BLOCK_C2"]
+
+    def fits(cfg) -> bool:
+        rows, chunk = cfg.kwargs["BLOCK_B"], cfg.kwargs["BLOCK_Q"]
+        if not kwargs["DOT"]:
+            return rows * chunk * columns <= 8192
+        values = rows * columns + 2 * chunk * (rows + columns)
+        return values <= VALUES_PER_THREAD * 32 * cfg.num_warps
+    return _prune_q([cfg for cfg in configs if fits(cfg)] or configs[:1], named_args, **kwargs)
 
 
-def _tuned(configs, restore: bool):
-    return triton.autotune(configs, key=KEY, prune_configs_by={"early_config_prune": prune_padding},
-                           restore_value=["grad"] if restore else None, do_bench=bench_quickly
-                           )(contract_kernel)
+_prune_q = padding_pruner(lambda args: {("BLOCK_Q",): args["K1"] * args["K2"] * args["K3"]})
+TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,
+                               prune_configs_by={"early_config_prune": _prune}
+                               )(einsum_fwd_kernel)
+         for mode, configs in (("dot", DOT_CONFIGS), ("reduce", REDUCE_CONFIGS),
+                               ("max", MAX_CONFIGS))}
 
 
-TUNED = {("dot", False): _tuned(DOT_CONFIGS, False), ("dot", True): _tuned(DOT_CONFIGS, True),
-         ("reduce", False): _tuned(REDUCE_CONFIGS, False),
-         ("reduce", True): _tuned(REDUCE_CONFIGS, True),
-         ("max", False): _tuned(MAX_CONFIGS, False)}
+def mode_of(semiring: str, c: int) -> str:
+    """'max' (max-product), 'dot' (tl.dot), or 'reduce' (FMA reduction for C <= 8)."""
+    return "max" if semiring == "max" else ("dot" if c > 8 else "reduce")
 
 
-def fixed_config(batch: int, q: int, c: int, mode: str) -> triton.Config:
+def columns_for(c: int, mode: str) -> tuple[int, int, bool]:
+    """(BLOCK_C, BLOCK_C2, SINGLE): the least padded cover of c output columns by a block of a
+    power of two >= 16 (tl.dot's minimum) and optionally a smaller one (40 = 32 + 16, 20 =
+    16 + 16) of at most WIDEST columns; wider layers run in groups of 64 (max semiring: groups of
+    MAX_COLUMNS)."""
+    if mode == "reduce":
+        return next_pow2(c), 0, True
+    if mode == "max":
+        block = min(next_pow2(c), MAX_COLUMNS)
+        return block, 0, c <= block
+    if c > WIDEST:
+        return 64, 0, False
+    covers = [(p, q) for p in (16, 32, 64, 128) for q in (0, 16, 32, 64)
+              if q <= p and c <= p + q <= WIDEST]
+    return (*min(covers, key=lambda pair: (sum(pair), pair[1])), True)
+
+
+def fixed_config(batch: int, q: int, columns: int, mode: str) -> triton.Config:
     """The interpreter's tiles: few, large programs and chunks (each program and loop step costs
     milliseconds regardless of size); BLOCK_B <= 32 so that B = 33 still runs two sample
     blocks."""
     block_b = min(32, next_pow2(batch, 16))
-    block_c = next_pow2(c, 16) if mode == "dot" else min(16, next_pow2(c))
-    block_q = min(next_pow2(q, 16), 512 if mode == "dot" else 32768 // (block_b * block_c))
-    return _config(block_b, block_q, block_c if mode == "dot" else None, 4, 1)
+    block_q = min(next_pow2(q, 16), 512 if mode == "dot" else max(1, 32768 // (block_b * columns)))
+    return _config(block_b, block_q, 4, 1)
 
 
-def mode_of(semiring: str, c: int) -> str:
-    """'max' (max-plus), 'dot' (tl.dot), or 'reduce' (FMA reduction for C <= 8)."""
-    return "max" if semiring == "max" else ("dot" if c > 8 else "reduce")
-
-
-def split_count(n: int, batch: int, q: int, c: int, device: torch.device) -> int:
-    """Programs sharing one output tile (a split of q, >= 128 columns each): enough for ~2
-    programs per SM on small layers (nominal 64 x 32 tiles)."""
-    return split_for(n * triton.cdiv(batch, 64) * triton.cdiv(c, 32), q // 128, device)
-
-
-# ------------------------------------------------------------------------------ launches
-def contract_launch(factors: Sequence[tuple[Arena, bool]], weights: tuple, io: tuple,
-                    grad: Tensor, n: int, batch: int, c: int, semiring: str, precision: str,
-                    epilogue: str, flat_q: bool, split: int, exclusive: bool = False,
-                    target_gather: bool = False, config: triton.Config | None = None) -> Launch:
-    """contract_kernel over n members (see the module doc). `weights` = (hi, lo, s_n, s_1, s_2,
-    s_3, s_c) with digit strides for the factors' units; `config` fixes the tiles."""
-    ops, gathers = pad_factors([op for op, _ in factors], [g for _, g in factors])
-    ks = [op[9] for op in ops[:len(factors)]] + [1] * (3 - len(factors))
+def forward_launch(factors: Sequence[tuple[Operand, bool]], w, out: Output, n: int, batch: int,
+                   c: int, ks: Sequence[int], semiring: str, precision: str,
+                   columns: tuple[int, int, bool] | None = None,
+                   config: triton.Config | None = None) -> Launch:
+    """einsum_fwd_kernel over n members (see the module doc): `factors` (operand, GATHER) of up
+    to three factors with ks units, `w` the weights tuple, `columns` / `config` force tiles."""
+    ops, gathers = pad3([op for op, _ in factors], [g for _, g in factors])
+    ks = list(ks) + [1] * (3 - len(ks))
     mode = mode_of(semiring, c)
-    constexprs = dict(NF=len(factors), GATHERS=gathers, SEMIRING=semiring,
-                      PRECISION=precision,
-                      EPILOGUE=epilogue, FLAT_Q=flat_q, DOT=mode == "dot", EXCLUSIVE=exclusive,
-                      TARGET_GATHER=target_gather)
-    if mode == "reduce":
-        constexprs.update(BLOCK_C=next_pow2(c), BLOCK_C2=0)
-    elif mode == "max":
-        constexprs.update(BLOCK_C=min(16, next_pow2(c)), BLOCK_C2=0)
-    if config is not None and mode == "dot" and "BLOCK_C" not in config.kwargs:
-        config = None  # a forced reduction / max-plus tile does not fit a tl.dot launch
-    if config is None and interpreted(contract_kernel):
-        config = fixed_config(batch, ks[0] * ks[1] * ks[2], c, mode)
-    if config is not None and "BLOCK_C" in constexprs:
-        config = triton.Config({k: v for k, v in config.kwargs.items()
-                                if k not in ("BLOCK_C", "BLOCK_C2")},
-                               num_warps=config.num_warps, num_stages=config.num_stages)
+    block_c, block_c2, single = columns or columns_for(c, mode)
+    constexprs = dict(NF=len(factors), GATHERS=gathers, SEMIRING=semiring, PRECISION=precision,
+                      DOT=mode == "dot", SINGLE=single, BLOCK_C=block_c,
+                      BLOCK_C2=block_c2, **limits(w[0].dtype))
+    if config is None and interpreted(einsum_fwd_kernel):
+        config = fixed_config(batch, ks[0] * ks[1] * ks[2], block_c + block_c2, mode)
 
     def grid(meta):
-        block_c = sum(meta.get(k, constexprs.get(k)) for k in ("BLOCK_C", "BLOCK_C2"))
-        return (n * triton.cdiv(batch, meta["BLOCK_B"]) * triton.cdiv(c, block_c), split)
+        return (n * triton.cdiv(batch, meta["BLOCK_B"]),)
 
-    restore = epilogue == "grad"
-    tuned = TUNED[(mode, restore)] if mode != "max" else TUNED[("max", False)]
-    return Launch(contract_kernel, grid, (ops, tuple(weights), io, grad, batch, c, *ks, split),
+    tuned = TUNED[mode]
+    return Launch(einsum_fwd_kernel, grid, (ops, tuple(w), tuple(out), batch, c, *ks),
                   constexprs, config, tuned, tuned.configs)
 
 
-def width_strides(ks: Sequence[int]) -> list[int]:
-    """Strides of each child's unit in the row-major width index w = (i_1, ..., i_a)."""
-    strides, step = [], 1
-    for k in reversed(ks):
-        strides.append(step)
-        step *= k
-    return strides[::-1]
-
-
-def finish_split(partial: Tensor, out: Tensor, shifts: Tensor | None, semiring: str) -> None:
-    """out = log(sum_s partial[s]) + S (sum) or max_s partial[s] (max)."""
-    if semiring == "max":
-        torch.amax(partial, 0, out=out) if out.is_contiguous() else out.copy_(partial.amax(0))
-    else:
-        out.copy_(partial.sum(0).log_().add_(shifts.unsqueeze(-1)))
-
-
-# ------------------------------------------------------------------------------ layers
-def einsum_forward_steps(sources: Sequence[Tensor], rows: Sequence, log_w: Tensor, out: Tensor,
-                         semiring: str, precision: str, split: int | None = None,
-                         config: triton.Config | None = None) -> list:
-    """The launches (and host steps) of an einsum forward of 1-3 children with width > 1:
-    sum: weights pre-pass, staging, contraction; max: the contraction on log-values."""
-    n, batch, k_out = out.shape
-    ks = [s.shape[2] for s in sources]
-    q = log_w.shape[-1]
-    if split is None:
-        split = split_count(n, batch, q, k_out, out.device)
-    strides = width_strides(ks)
-    strides = strides + [0] * (3 - len(ks))
-    steps: list = []
-    if semiring == "sum":
-        prep, hi, lo = weights_launch(log_w, precision)
-        stage, exps, shifts, _ = stage_launch([arena(s, r) for s, r in zip(sources, rows)], n,
-                                              batch)
-        steps += [prep, stage]
-        factors = [staged(e) for e in exps]
-        weights = (hi, lo, hi.stride(0), *strides, hi.stride(1))
-    else:
-        factors = [arena(s, r) for s, r in zip(sources, rows)]
-        log_w = log_w.contiguous()
-        weights = (log_w, log_w, log_w.stride(0), *strides, log_w.stride(1))
-        shifts = None
-    if split == 1:
-        io = (out, *out.stride(), out if shifts is None else shifts)
-        steps.append(contract_launch(factors, weights, io, out, n, batch, k_out, semiring,
-                                     precision, "out", True, 1, config=config))
-    else:
-        partial = torch.empty(split, n, batch, k_out, dtype=out.dtype, device=out.device)
-        steps.append(contract_launch(factors, weights, (partial,), partial, n, batch, k_out,
-                                     semiring, precision, "partial", True, split, config=config))
-        steps.append(lambda: finish_split(partial, out, shifts, semiring))
-    return steps
-
-
-def einsum_backward_steps(sources: Sequence[Tensor], rows: Sequence, log_w: Tensor, out: Tensor,
-                          grad_out: Tensor, grad_sources: Sequence[Tensor], precision: str,
-                          split: int | None = None, config: triton.Config | None = None,
-                          flow_config: triton.Config | None = None) -> tuple[list, Tensor]:
-    """(steps, flows) of the sum-semiring backward: weights pre-pass, staging (E_j, S, H), one
-    contraction per child (its gradient, added into grad_sources[j] at rows[j]), the flows."""
-    n, batch, k_out = out.shape
-    ks = [s.shape[2] for s in sources]
-    prep, hi, lo = weights_launch(log_w, precision)
-    stage, exps, _, h = stage_launch([arena(s, r) for s, r in zip(sources, rows)], n, batch,
-                                     out, grad_out)
-    steps: list = [prep, stage]
-    strides = width_strides(ks)
-    h_op = staged(h)
-    for j, (grad, r) in enumerate(zip(grad_sources, rows)):
-        others = [i for i in range(len(ks)) if i != j]
-        q = k_out * math.prod(ks[i] for i in others)
-        parts = split if split is not None else split_count(n, batch, q, ks[j], out.device)
-        factors = [h_op] + [staged(exps[i]) for i in others]
-        digit = [hi.stride(1)] + [strides[i] for i in others]
-        weights = (hi, lo, hi.stride(0), *digit, *[0] * (3 - len(digit)), strides[j])
-        target, gather = arena(grad, r)
-        io = (tuple(matrix(exps[j])), tuple(target))
-        steps.append(contract_launch(factors, weights, io, grad, n, batch, ks[j], "sum",
-                                     precision, "grad", False, parts,
-                                     exclusive=not gather and parts == 1,
-                                     target_gather=gather, config=config))
-    flow_steps, flows = flows_launches(h, [staged(e)[0] for e in exps], log_w, precision,
-                                       split, flow_config)
-    return steps + flow_steps, flows
+def column_padding(c: int, mode: str) -> float:
+    """How much the forward's columns pad c (for tests and docs)."""
+    block_c, block_c2, single = columns_for(c, mode)
+    return padding(c, block_c + block_c2) if single else padding(c, block_c)

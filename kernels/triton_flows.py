@@ -1,80 +1,71 @@
-"""Weight flows of a sum layer (EM's expected counts, W * dL/dW): a contraction over the batch,
-with no atomics.
+"""Weight flows of a weighted product layer (EM's expected counts, W * dL/dW): a contraction over
+the batch, with no atomics; it also stages h for the children's gradients.
 
-    flows[n,o,q] = W[n,o,q] * sum_b H[n,b,o] T[n,b,q],    T[n,b,q] = prod_f E_f[n,b,d_f(q)]
-H = dL/d(sum_q W T) and E_f are staged by `triton_stage` (q = (d1, d2, d3) row-major, the width
-index of log_w [N, Ko, Q]). Used by the einsum layers (E_f = the children) and the element-wise
-product layers (one factor: the exponentiated product).
+    h[n,b,o]     = g[n,b,o] / (v[n,b,o] norm[n,b] + TINY)      dL/d(the raw output y = W p)
+    flows[n,o,q] = W[n,o,q] * sum_b h[n,b,o] p[n,b,q],   p[b,q] = F1[b,d1] F2[b,d2] F3[b,d3]
 
-Program (member n, block of BLOCK_O outputs, block of BLOCK_Q columns, split s) loops over its
-share of the batch in chunks of BLOCK_B: acc[BLOCK_O, BLOCK_Q] += H^T chunk @ T chunk by
-`tl.dot` in the chosen precision, or, when Ko <= 8, by an FMA reduction over a
-[BLOCK_O, BLOCK_B, BLOCK_Q] product. Epilogue: acc * exp(log_w) (the weights are exponentiated
-once, where each flow is written). Every flow is written by exactly one program; with SPLIT > 1
-(too few programs to fill the GPU) the splits write partials [SPLIT, N, Ko, Q] and the host sums
-them (deterministic, unlike atomics).
-Grid: (N * cdiv(Ko, BLOCK_O) * cdiv(Q, BLOCK_Q), SPLIT), column blocks fastest.
+with g = dL/dlog y the output's flows, v and norm the forward's values and norms, and p the
+forward's product tile rebuilt from the factors (`triton_einsum`; q = (d1, d2, d3) row-major,
+the width index of W [N, Ko, Q]). The flows are overwritten.
+
+Program (member n, block of BLOCK_O outputs, block of BLOCK_Q columns) loops over the batch in
+chunks of BLOCK_B: h^T [BLOCK_O, BLOCK_B] is computed from g, v and norm (and stored into the
+staging buffer H [N, B, Ko] by the programs of the first column block, for `triton_grads`), the
+tile p^T chunk [BLOCK_B, BLOCK_Q] is built from gathered factor entries, and acc [BLOCK_O,
+BLOCK_Q] += h^T p by `tl.dot` in the chosen precision, or, when Ko <= 8, by an FMA reduction.
+Epilogue: acc * W. Every flow is written by exactly one program (deterministic).
+Grid: (N * cdiv(Ko, BLOCK_O) * cdiv(Q, BLOCK_Q),), column blocks fastest.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (Arena, Launch, bench_quickly, contract, factor_rows, interpreted,
-                            kron_tile, next_pow2, pad_factors, padding_pruner, program_tile, split,
-                            split_for)
+from .triton_common import (Launch, Operand, Output, Weights, accumulate, bench_quickly,
+                            interpreted, kron_tile, limits, next_pow2, output_grad, pad3,
+                            padding_pruner, tile, without)
 
 
 @triton.jit
-def flows_kernel(h, factors, log_w, flows, B, KO, K1, K2, K3, SPLIT,
-                 NF: tl.constexpr, GATHERS: tl.constexpr, PRECISION: tl.constexpr,
-                 DOT: tl.constexpr,
-                 BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr, BLOCK_Q: tl.constexpr):
-    """Flows of one (member, output block, column block) from one share of the batch; `flows`
-    = (ptr, s_split, s_n, s_o, s_q) (s_split is 0 without a split)."""
+def flows_kernel(factors, out, grad_out, h, w, flows, B, KO, K1, K2, K3, NF: tl.constexpr,
+                 GATHERS: tl.constexpr, PRECISION: tl.constexpr, DOT: tl.constexpr,
+                 TINY: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_O: tl.constexpr,
+                 BLOCK_Q: tl.constexpr):
+    """Flows of one (member, output block, column block); h is the contiguous [N, B, Ko]
+    staging buffer."""
     Q = K1 * K2 * K3
-    n, block_o, block_q = program_tile(tl.program_id(0), tl.cdiv(Q, BLOCK_Q), tl.cdiv(KO, BLOCK_O))
-    o = block_o * BLOCK_O + tl.arange(0, BLOCK_O)
+    blocks_q = tl.cdiv(Q, BLOCK_Q)
+    blocks_o = tl.cdiv(KO, BLOCK_O)
+    pid = tl.program_id(0)
+    n = (pid // (blocks_q * blocks_o)).to(tl.int64)
+    block_q = pid % blocks_q
+    o = ((pid // blocks_q) % blocks_o) * BLOCK_O + tl.arange(0, BLOCK_O)
     q = block_q * BLOCK_Q + tl.arange(0, BLOCK_Q)
     om = o < KO
     qm = q < Q
-    share = tl.cdiv(tl.cdiv(B, SPLIT), BLOCK_B) * BLOCK_B
-    b_lo = tl.program_id(1) * share
-    b_hi = tl.minimum(B, b_lo + share)
-    h_ptr, h_n, h_b, h_o = h
-    base1, base2, base3 = factor_rows(factors, n, GATHERS, NF)
-    acc = tl.zeros([BLOCK_O, BLOCK_Q], factors[0][0].dtype.element_ty)
-    for b0 in range(b_lo, b_hi, BLOCK_B):
+    acc = tl.zeros([BLOCK_O, BLOCK_Q], w[0].dtype.element_ty)
+    for b0 in range(0, B, BLOCK_B):
         b = b0 + tl.arange(0, BLOCK_B)
-        bm = b < b_hi
-        ht = tl.load(h_ptr + n * h_n + b[None, :] * h_b + o[:, None] * h_o,
-                     mask=om[:, None] & bm[None, :], other=0.0)
-        tile = kron_tile(factors, base1, base2, base3, b, q, bm[:, None] & qm[None, :], K2, K3,
-                         NF, "sum")
-        if DOT:
-            h_hi, h_lo = split(ht, PRECISION)
-            t_hi, t_lo = split(tile, PRECISION)
-            acc = contract(acc, h_hi, h_lo, t_hi, t_lo, PRECISION)
-        else:
-            acc += tl.sum(ht[:, :, None] * tile[None, :, :], axis=1)
-    lw_ptr, lw_n, lw_o, lw_q = log_w
+        bm = b < B
+        mask = om[:, None] & bm[None, :]
+        ht = output_grad(out, grad_out, n, b[None, :], o[:, None], bm[None, :], mask, TINY)
+        if block_q == 0:
+            tl.store(h + (n * B + b[None, :]) * KO + o[:, None], ht, mask=mask)
+        tile = kron_tile(factors, n, b, q, bm[:, None] & qm[None, :], K2, K3, NF, GATHERS)
+        acc = accumulate(acc, ht, tile, "sum", PRECISION, DOT)
+    offs = n * w[1] + o[:, None] * w[2] + q[None, :] * w[3]
     mask = om[:, None] & qm[None, :]
-    w = tl.exp(tl.load(lw_ptr + n * lw_n + o[:, None] * lw_o + q[None, :] * lw_q, mask=mask,
-                       other=float("-inf")))
-    f_ptr, f_s, f_n, f_o, f_q = flows
-    tl.store(f_ptr + tl.program_id(1) * f_s + n * f_n + o[:, None] * f_o + q[None, :] * f_q,
-             acc * w, mask=mask)
+    acc *= tl.load(w[0] + offs, mask=mask, other=0.0)
+    tl.store(flows[0] + n * flows[1] + o[:, None] * flows[2] + q[None, :] * flows[3], acc,
+             mask=mask)
 
 
-def _config(block_b: int, block_o: int | None, block_q: int, warps: int, stages: int):
-    kwargs = dict(BLOCK_B=block_b, BLOCK_Q=block_q)
-    if block_o is not None:
-        kwargs["BLOCK_O"] = block_o
-    return triton.Config(kwargs, num_warps=warps, num_stages=stages)
+def _config(*row) -> triton.Config:
+    """(BLOCK_B, BLOCK_O or None, BLOCK_Q, warps, stages)."""
+    return tile(("BLOCK_B", "BLOCK_O", "BLOCK_Q"), *row)
 
 
 DOT_CONFIGS = [_config(*c) for c in [(32, 64, 64, 4, 3), (32, 32, 64, 4, 3), (64, 32, 32, 4, 3),
@@ -82,12 +73,10 @@ DOT_CONFIGS = [_config(*c) for c in [(32, 64, 64, 4, 3), (32, 32, 64, 4, 3), (64
                                      (32, 64, 16, 4, 3)]]
 REDUCE_CONFIGS = [_config(*c) for c in [(32, None, 32, 4, 2), (16, None, 64, 4, 2),
                                         (64, None, 16, 4, 2)]]
-KEY = ["B", "KO", "K1", "K2", "K3", "SPLIT", "NF", "PRECISION"]  # batch, K's, and the variant
-
+KEY = ["B", "KO", "K1", "K2", "K3", "NF", "PRECISION"]
 
 prune_padding = padding_pruner(lambda args: {
     ("BLOCK_O",): args["KO"], ("BLOCK_Q",): args["K1"] * args["K2"] * args["K3"]})
-
 
 TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,
                                prune_configs_by={"early_config_prune": prune_padding}
@@ -95,47 +84,32 @@ TUNED = {mode: triton.autotune(configs, key=KEY, do_bench=bench_quickly,
          for mode, configs in (("dot", DOT_CONFIGS), ("reduce", REDUCE_CONFIGS))}
 
 
-def split_count(n: int, batch: int, k_out: int, q: int, device: torch.device) -> int:
-    """Batch shares per flow tile (>= 128 samples each): ~2 programs per SM on small layers."""
-    return split_for(n * triton.cdiv(k_out, 32) * triton.cdiv(q, 64), batch // 128, device)
-
-
-def flows_launches(h: Tensor, factors: Sequence[Arena], log_w: Tensor, precision: str,
-                   split: int | None = None, config: triton.Config | None = None
-                   ) -> tuple[list, Tensor]:
-    """(steps, flows [N, Ko, Q]): flows_kernel, then the sum of the split partials if split."""
-    n, batch, k_out = h.shape
-    q = log_w.shape[-1]
-    flows = torch.empty(log_w.shape, dtype=log_w.dtype, device=log_w.device)
-    if split is None:
-        split = split_count(n, batch, k_out, q, log_w.device)
-    target = flows if split == 1 else torch.empty(split, *log_w.shape, dtype=log_w.dtype,
-                                                  device=log_w.device)
-    f_strides = (0, *flows.stride()) if split == 1 else target.stride()
-    ops, gathers = pad_factors(factors, [False] * len(factors))
-    ks = [op[9] for op in ops[:len(factors)]] + [1] * (3 - len(factors))
+def flows_launch(factors: Sequence[tuple[Operand, bool]], ks: Sequence[int], out: Output,
+                 grad_out: Tensor, h: Tensor, w: Weights, flows: Tensor, precision: str,
+                 config: triton.Config | None = None) -> Launch:
+    """flows_kernel over the N members of `out` (see the module doc); `h` [N, B, Ko] is the
+    contiguous staging buffer it writes."""
+    n, batch, k_out = grad_out.shape
+    ops, gathers = pad3([op for op, _ in factors], [g for _, g in factors])
+    ks = list(ks) + [1] * (3 - len(ks))
+    q = ks[0] * ks[1] * ks[2]
     dot = k_out > 8
-    constexprs = dict(NF=len(factors), GATHERS=gathers, PRECISION=precision, DOT=dot)
+    constexprs = dict(NF=len(factors), GATHERS=gathers, PRECISION=precision, DOT=dot,
+                      TINY=limits(flows.dtype)["TINY"])
     if not dot:
         constexprs["BLOCK_O"] = next_pow2(k_out)
-    if config is not None and dot and "BLOCK_O" not in config.kwargs:
-        config = None  # a forced reduction tile does not fit a tl.dot launch
     if config is None and interpreted(flows_kernel):
         config = _config(min(32, next_pow2(batch, 16)), next_pow2(k_out, 16) if dot else None,
                          min(next_pow2(q, 16), 512 if dot else 4096 // next_pow2(k_out)), 4, 1)
-    if config is not None and not dot and "BLOCK_O" in config.kwargs:
-        config = triton.Config({k: v for k, v in config.kwargs.items() if k != "BLOCK_O"},
-                               num_warps=config.num_warps, num_stages=config.num_stages)
+    if not dot:
+        config = without(config, "BLOCK_O")
 
     def grid(meta):
         block_o = meta.get("BLOCK_O", constexprs.get("BLOCK_O"))
-        return (n * triton.cdiv(k_out, block_o) * triton.cdiv(q, meta["BLOCK_Q"]), split)
+        return (n * triton.cdiv(k_out, block_o) * triton.cdiv(q, meta["BLOCK_Q"]),)
 
     tuned = TUNED["dot" if dot else "reduce"]
-    steps: list = [Launch(flows_kernel, grid,
-                          ((h, *h.stride()), ops, (log_w, *log_w.stride()), (target, *f_strides),
-                           batch, k_out, *ks, split),
-                          constexprs, config, tuned, tuned.configs)]
-    if split > 1:
-        steps.append(lambda: torch.sum(target, 0, out=flows))
-    return steps, flows
+    return Launch(flows_kernel, grid,
+                  (ops, tuple(out), (grad_out, *grad_out.stride()), h, tuple(w),
+                   (flows, *flows.stride()), batch, k_out, *ks),
+                  constexprs, config, tuned, tuned.configs)

@@ -1,130 +1,101 @@
-"""Width-1 einsums (every child has K = 1): plain products, the same in both semirings.
+"""Width-1 einsums (every child has K = 1): plain products without weights, the same in both
+semirings.
 
-    out[n,b,o] = sum_j X_j[n,b,0] + log W[n,o,0]
-backward: dL/dX_j[n,b,0] += sum_o g[n,b,o];  flows[n,o,0] = sum_b g[n,b,o]
-(exactly the reference, which propagates g even where out = -inf). Elementwise, bound by memory.
-Grid: (N, cdiv(B, BLOCK_B)), one [BLOCK_B, next_pow2(Ko)] tile per program; the children are
-Arena operands (as the contraction's factors). Child gradients are added atomically where rows
-may repeat (gathered rows, or another child of the op adding into the same arena) and by plain
-read-add-write into exclusive blocks; each sample block writes its flows to its own slice of
-[blocks, N, Ko], which the host sums.
+    y[n,b]       = prod_j X_j[n,b,0],   norm = max(y, TINY)
+    values[n,b,o] = y / norm  (every output unit),  scales = sum_j s_j + log(norm)
+backward: dL/dlog X_j[n,b,0] += sum_o g[n,b,o]   (each output unit is the product)
+
+Elementwise, bound by memory. Grid: (N, cdiv(B, BLOCK_B)), one [BLOCK_B, next_pow2(Ko)] tile
+per program; the children are Operands (as the contraction's factors). Child flows are added
+atomically where rows may repeat (gathered rows, or another child of the op adding into the same
+arena) and by plain read-add-write into exclusive blocks.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-import torch
 import triton
 import triton.language as tl
 from torch import Tensor
 
-from .triton_common import (ELEMENTWISE, Launch, arena, factor_rows, interpreted, member_index,
-                            next_pow2, pad_factors, rows_per_program)
+from .triton_common import (Launch, Operand, Output, add_rows, elementwise, limits,
+                            member_scale, member_units, next_pow2, pad3)
 
 
 @triton.jit
-def child_sum(children, n, b, bm, NF: tl.constexpr, GATHERS: tl.constexpr):
-    """sum_j X_j[row_j(n), b, 0] as [BLOCK_B]."""
-    base1, base2, base3 = factor_rows(children, n, GATHERS, NF)
-    s = tl.load(base1 + b * children[0][7], mask=bm, other=0.0)
-    if NF >= 2:
-        s += tl.load(base2 + b * children[1][7], mask=bm, other=0.0)
-    if NF == 3:
-        s += tl.load(base3 + b * children[2][7], mask=bm, other=0.0)
-    return s
-
-
-@triton.jit
-def product_fwd_kernel(children, log_w, out, B, KO, NF: tl.constexpr, GATHERS: tl.constexpr,
-                       BLOCK_B: tl.constexpr, BKO: tl.constexpr):
-    """out[n, b-block, :] = sum_j X_j[n, b, 0] + log W[n, :, 0]."""
+def product_fwd_kernel(children, out, B, KO, NF: tl.constexpr, GATHERS: tl.constexpr,
+                       TINY: tl.constexpr, FLOOR: tl.constexpr, BLOCK_B: tl.constexpr,
+                       BKO: tl.constexpr):
+    """values, norms and scales of member n's sample block (see the module doc)."""
     n = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B
+    unit = tl.zeros([1], tl.int32)
+    y = member_units(children[0], n, b, unit, bm[:, None], GATHERS[0])
+    scale = member_scale(children[0], n, b, bm, tl.zeros([BLOCK_B], y.dtype), GATHERS[0], FLOOR)
+    if NF >= 2:
+        y *= member_units(children[1], n, b, unit, bm[:, None], GATHERS[1])
+        scale = member_scale(children[1], n, b, bm, scale, GATHERS[1], FLOOR)
+    if NF == 3:
+        y *= member_units(children[2], n, b, unit, bm[:, None], GATHERS[2])
+        scale = member_scale(children[2], n, b, bm, scale, GATHERS[2], FLOOR)
+    norm = tl.maximum(tl.max(y, axis=1), TINY)
     o = tl.arange(0, BKO)
-    om = o < KO
-    s = child_sum(children, n, b, bm, NF, GATHERS)
-    lw_ptr, lw_n, lw_o, lw_w = log_w
-    w = tl.load(lw_ptr + n * lw_n + o * lw_o, mask=om, other=0.0)
-    o_ptr, o_n, o_b, o_o = out
-    tl.store(o_ptr + n * o_n + b[:, None] * o_b + o[None, :] * o_o, s[:, None] + w[None, :],
-             mask=bm[:, None] & om[None, :])
+    v = y / norm[:, None] + tl.zeros([BLOCK_B, BKO], y.dtype)
+    tl.store(out[0] + n * out[3] + b[:, None] * out[4] + o[None, :] * out[5], v,
+             mask=bm[:, None] & (o < KO)[None, :])
+    offs = n * out[6] + b * out[7]
+    tl.store(out[2] + offs, norm, mask=bm)
+    tl.store(out[1] + offs, scale + tl.log(norm), mask=bm)
 
 
 @triton.jit
-def add_unit_grad(child, grad, n, b, bm, g, GATHER: tl.constexpr, EXCLUSIVE: tl.constexpr):
-    """grad[row of member n, b, 0] += g [BLOCK_B]."""
-    ptrs = grad + member_index(child, n, 0, GATHER) * child[6] + b * child[7]
-    if EXCLUSIVE:
-        tl.store(ptrs, tl.load(ptrs, mask=bm, other=0.0) + g, mask=bm)
-    else:
-        tl.atomic_add(ptrs, g, mask=bm, sem="relaxed")
-
-
-@triton.jit
-def product_bwd_kernel(children, grads, grad_out, flows, B, KO, NF: tl.constexpr,
+def product_bwd_kernel(children, grads, grad_out, B, KO, NF: tl.constexpr,
                        GATHERS: tl.constexpr, EXCLUSIVE: tl.constexpr, BLOCK_B: tl.constexpr,
                        BKO: tl.constexpr):
-    """flows[block, n, :] = sum_b g;  dL/dX_j[n, b-block, 0] += sum_o g."""
+    """dL/dlog X_j[n, b-block, 0] += sum_o g."""
     n = tl.program_id(0).to(tl.int64)
     b = tl.program_id(1) * BLOCK_B + tl.arange(0, BLOCK_B)
     bm = b < B
     o = tl.arange(0, BKO)
-    om = o < KO
-    g_ptr, g_n, g_b, g_o = grad_out
-    g = tl.load(g_ptr + n * g_n + b[:, None] * g_b + o[None, :] * g_o,
-                mask=bm[:, None] & om[None, :], other=0.0)
-    f_ptr, f_s, f_n, f_o = flows
-    tl.store(f_ptr + tl.program_id(1) * f_s + n * f_n + o * f_o, tl.sum(g, axis=0), mask=om)
-    g_units = tl.sum(g, axis=1)
-    add_unit_grad(children[0], grads[0], n, b, bm, g_units, GATHERS[0], EXCLUSIVE[0])
+    g = tl.load(grad_out[0] + n * grad_out[1] + b[:, None] * grad_out[2] + o[None, :] * grad_out[3],
+                mask=bm[:, None] & (o < KO)[None, :], other=0.0)
+    total = tl.sum(g, axis=1)[:, None]
+    unit = tl.zeros([1], tl.int32)
+    add_rows(children[0], grads[0], n, b, unit, bm[:, None], total, GATHERS[0], EXCLUSIVE[0],
+             False)
     if NF >= 2:
-        add_unit_grad(children[1], grads[1], n, b, bm, g_units, GATHERS[1], EXCLUSIVE[1])
+        add_rows(children[1], grads[1], n, b, unit, bm[:, None], total, GATHERS[1],
+                 EXCLUSIVE[1], False)
     if NF == 3:
-        add_unit_grad(children[2], grads[2], n, b, bm, g_units, GATHERS[2], EXCLUSIVE[2])
+        add_rows(children[2], grads[2], n, b, unit, bm[:, None], total, GATHERS[2],
+                 EXCLUSIVE[2], False)
 
 
-def _children(sources: Sequence[Tensor], rows: Sequence) -> tuple[tuple, tuple]:
-    return pad_factors(*zip(*[arena(s, r) for s, r in zip(sources, rows)]))
-
-
-def product_forward_steps(sources: Sequence[Tensor], rows: Sequence, log_w: Tensor,
-                          out: Tensor) -> list:
-    n, batch, k_out = out.shape
-    children, gathers = _children(sources, rows)
-    block_b = rows_per_program(batch, k_out, interpreted(product_fwd_kernel))
-    grid = (n, triton.cdiv(batch, block_b))
-    return [Launch(product_fwd_kernel, lambda meta: grid,
-                   (children, (log_w, *log_w.stride()), (out, *out.stride()), batch, k_out),
-                   dict(NF=len(sources), GATHERS=gathers, BLOCK_B=block_b, BKO=next_pow2(k_out)),
-                   ELEMENTWISE)]
+def product_forward_launch(children: Sequence[tuple[Operand, bool]], out: Output, n: int,
+                           batch: int, k_out: int) -> Launch:
+    ops, gathers = pad3([op for op, _ in children], [g for _, g in children])
+    return Launch(product_fwd_kernel, lambda meta: (n, triton.cdiv(batch, meta["BLOCK_B"])),
+                  (ops, tuple(out), batch, k_out),
+                  dict(NF=len(children), GATHERS=gathers, BKO=next_pow2(k_out),
+                       **limits(out.values.dtype)),
+                  elementwise(batch, k_out, product_fwd_kernel))
 
 
 def _storage(t: Tensor) -> int:
     return t.untyped_storage().data_ptr()
 
 
-def product_backward_steps(sources: Sequence[Tensor], rows: Sequence, grad_out: Tensor,
-                           grad_sources: Sequence[Tensor], log_w: Tensor) -> tuple[list, Tensor]:
-    """(steps, flows [N, Ko, 1])."""
+def product_backward_launch(children: Sequence[tuple[Operand, bool]], grads: Sequence[Tensor],
+                            grad_out: Tensor) -> Launch:
+    """Adds into grads[j] (child j's flow arena, with its value arena's strides)."""
     n, batch, k_out = grad_out.shape
-    children, gathers = _children(sources, rows)
-    exclusive = [isinstance(r, int) and sum(_storage(g) == _storage(grad) for g in grad_sources)
-                 == 1 for r, grad in zip(rows, grad_sources)]
+    ops, gathers = pad3([op for op, _ in children], [g for _, g in children])
+    exclusive = [not gather and sum(_storage(g) == _storage(grad) for g in grads) == 1
+                 for (_, gather), grad in zip(children, grads)]
     exclusive += [False] * (3 - len(exclusive))
-    grads = tuple(grad_sources) + (grad_sources[0],) * (3 - len(grad_sources))
-    block_b = rows_per_program(batch, k_out, interpreted(product_bwd_kernel))
-    grid = (n, triton.cdiv(batch, block_b))
-    flows = torch.empty(log_w.shape, dtype=log_w.dtype, device=log_w.device)
-    partial = flows if grid[1] == 1 else torch.empty(grid[1], *log_w.shape[:2],
-                                                     dtype=log_w.dtype, device=log_w.device)
-    f_strides = (0, *flows.stride()[:2]) if grid[1] == 1 else partial.stride()
-    steps: list = [Launch(product_bwd_kernel, lambda meta: grid,
-                          (children, grads, (grad_out, *grad_out.stride()), (partial, *f_strides),
-                           batch, k_out),
-                          dict(NF=len(sources), GATHERS=gathers, EXCLUSIVE=tuple(exclusive),
-                               BLOCK_B=block_b, BKO=next_pow2(k_out)),
-                          ELEMENTWISE)]
-    if grid[1] > 1:
-        steps.append(lambda: torch.sum(partial, 0, out=flows.squeeze(-1)))
-    return steps, flows
+    padded = tuple(grads) + (grads[0],) * (3 - len(grads))
+    return Launch(product_bwd_kernel, lambda meta: (n, triton.cdiv(batch, meta["BLOCK_B"])),
+                  (ops, padded, (grad_out, *grad_out.stride()), batch, k_out),
+                  dict(NF=len(children), GATHERS=gathers, EXCLUSIVE=tuple(exclusive),
+                       BKO=next_pow2(k_out)), elementwise(batch, k_out, product_bwd_kernel))

@@ -1,20 +1,22 @@
-"""Compile the kernel configurations the launchers produce for real GPU targets, without a GPU.
+"""Compile the kernel configurations the layers produce for real GPU targets, without a GPU.
 
 Run as a script in a process where TRITON_INTERPRET is not set (see test_compile_gpu_targets.py):
     python tests/gpu_compile.py [--resources] [--wide | --full] 80 90
 prints one line per distinct configuration and target and exits 1 if any failed to compile, needs
 more shared memory than the target has, or (contraction kernels) uses tensor-core instructions
 against its precision: tf32x3, tf32 and bf16 must emit mma (sm80: mma.sync; sm90: wgmma or
-mma.sync), ieee must not. Launches are planned on meta tensors with GPU-sized shapes (B = 1000,
-N = 64), through the same functions the entry points use, so the tiles are those a GPU run would
-use. By default (the CI test) every kernel and code path compiles once, with the first tuned
-configuration; --wide adds cases and compiles every configuration of an autotuned kernel's list
-that its pruning keeps for the K = 40 layers; --full adds shapes and every configuration. `triton.compile` runs the
-whole pipeline down to a cubin with the bundled ptxas. --resources adds registers and spill stack
-per thread (from the bundled cuobjdump) and fails on heavy spills (> SPILL_LIMIT bytes).
+mma.sync), ieee must not (float32). The layers (`pcc_kernels.triton_ops`) are bound on meta
+tensors with GPU-sized shapes (B = 1000, N = 64) exactly as the engine binds them, so the
+launches and tiles are those a GPU run would use. By default (the CI test) every kernel and code
+path compiles once, with the first tuned configuration; --wide adds cases and compiles every
+configuration of an autotuned kernel's list that its pruning keeps for the K = 40 layers; --full
+adds shapes and every configuration. `triton.compile` runs the whole pipeline down to a cubin
+with the bundled ptxas. --resources adds registers and spill stack per thread (from the bundled
+cuobjdump) and fails on heavy spills (> SPILL_LIMIT bytes).
 """
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -26,19 +28,17 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from pcc_kernels import triton_ops
+from pcc_kernels.reference import Arena, Children, Scratch
 from pcc_kernels.triton_common import Launch
-from pcc_kernels.triton_einsum import einsum_backward_steps, einsum_forward_steps
-from pcc_kernels.triton_hadamard import hadamard_backward_steps, hadamard_forward_steps
-from pcc_kernels.triton_mix import mix_backward_steps, mix_forward_steps
-from pcc_kernels.triton_product import product_backward_steps, product_forward_steps
 
 BATCH, N, ROWS = 1000, 64, 300
 TYPES = {torch.float32: "*fp32", torch.float64: "*fp64", torch.int64: "*i64",
-         torch.bfloat16: "*bf16"}
+         torch.int8: "*i8", torch.bfloat16: "*bf16"}
 SHARED_LIMIT = {80: 163 * 1024, 90: 227 * 1024}  # opt-in shared memory per block
 SPILL_LIMIT = 256
 CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-CONTRACTIONS = ("contract_kernel", "flows_kernel", "hadamard_fwd_kernel")
+CONTRACTIONS = ("einsum_fwd_kernel", "flows_kernel", "grads_kernel")
 
 
 def arg_type(value, path: tuple, constexprs: dict):
@@ -67,91 +67,100 @@ def signature(launch: Launch, config: triton.Config) -> tuple[dict, dict]:
     return {k: sig[k] for k in names}, constexprs
 
 
-def meta_arena(k: int, dtype=torch.float32) -> torch.Tensor:
-    return torch.empty(ROWS, BATCH, k, dtype=dtype, device="meta")
+def meta(*shape, dtype=torch.float32) -> torch.Tensor:
+    return torch.empty(shape, dtype=dtype, device="meta")
+
+
+def meta_arena(k: int, dtype=torch.float32) -> Arena:
+    return Arena(meta(ROWS, BATCH, k, dtype=dtype), meta(ROWS, BATCH, dtype=dtype),
+                 meta(ROWS, BATCH, dtype=dtype))
 
 
 def rows_for(gather: bool, slots: int = 1):
     if not gather:
         return 1
-    shape = (N,) if slots == 1 else (N, slots)
-    return torch.empty(shape, dtype=torch.long, device="meta")
+    return meta(N, dtype=torch.long) if slots == 1 else meta(N, slots, dtype=torch.long)
 
 
-def launches(steps) -> list[Launch]:
-    return [s for s in steps if isinstance(s, Launch)]
+def bound(make, out_k: int, w_shape, dtype, backward: bool):
+    """A layer bound on meta tensors: make(out, w, scratch, grad_out, flows)."""
+    w = meta(*w_shape, dtype=dtype)
+    out = meta_arena(out_k, dtype).rows(1, N)
+    grad_out = meta(N, BATCH, out_k, dtype=dtype) if backward else None
+    flows = meta(*w_shape, dtype=dtype) if backward else None
+    scratch = Scratch(w)
+    layer = make(out, w, scratch, grad_out, flows)
+    scratch.allocate()
+    layer.attach()
+    return layer
+
+
+def launches(layer, semiring: str, precision: str, backward: bool) -> list[Launch]:
+    found = list(layer.launches("forward", semiring, precision))
+    if backward:
+        found += layer.launches("backward", "sum", precision)
+    return found
 
 
 def einsum_cases(ks, k_out, semiring, gather, dtype=torch.float32, precision="tf32x3",
-                 split=None):
-    srcs = [meta_arena(k, dtype) for k in ks]
+                 backward=True):
+    sources = [meta_arena(k, dtype) for k in ks]
     rows = [rows_for(gather) for _ in ks]
-    width = 1
-    for k in ks:
-        width *= k
-    log_w = torch.empty(N, k_out, width, dtype=dtype, device="meta")
-    out = meta_arena(k_out, dtype)[:N]
-    if width == 1:
-        yield from launches(product_forward_steps(srcs, rows, log_w, out))
-        yield from launches(product_backward_steps(srcs, rows, out, srcs, log_w)[0])
-        return
-    yield from launches(einsum_forward_steps(srcs, rows, log_w, out, semiring, precision, split))
-    if semiring == "sum":
-        yield from launches(einsum_backward_steps(srcs, rows, log_w, out, out, srcs, precision,
-                                                  split)[0])
+    grads = [meta(ROWS, BATCH, k, dtype=dtype) for k in ks] if backward else None
+
+    def make(out, w, scratch, grad_out, flows):
+        return triton_ops.EinsumLayer(sources, rows, w, out, scratch, grads, grad_out, flows)
+    layer = bound(make, k_out, (N, k_out, math.prod(ks)), dtype, backward)
+    yield from launches(layer, semiring, precision, backward)
 
 
-def hadamard_cases(k, k_out, slots, semiring, precision="tf32x3"):
-    src = meta_arena(k)
-    rows = rows_for(True, slots)
-    log_w = torch.empty(N, k_out, k, device="meta")
-    out = meta_arena(k_out)[:N]
-    yield from launches(hadamard_forward_steps(src, rows, log_w, out, semiring, precision))
-    if semiring == "sum":
-        yield from launches(hadamard_backward_steps(src, rows, log_w, out, out, src,
-                                                    precision)[0])
+def hadamard_cases(k, k_out, slots, semiring, precision="tf32x3", backward=True):
+    source = meta_arena(k)
+    rows = meta(N, slots, dtype=torch.long)
+    children = Children(rows, rows[:, 0], meta(N, dtype=torch.long), meta(N, dtype=torch.long))
+    grad = meta(ROWS, BATCH, k) if backward else None
+
+    def make(out, w, scratch, grad_out, flows):
+        return triton_ops.HadamardLayer(source, children, w, out, scratch, grad, grad_out, flows)
+    layer = bound(make, k_out, (N, k_out, k), torch.float32, backward)
+    yield from launches(layer, semiring, precision, backward)
 
 
 def mix_cases(k, p, dtype=torch.float32):
-    src = meta_arena(k, dtype)
-    rows = torch.empty(N, p, dtype=torch.long, device="meta")
-    log_m = torch.empty(N, p, k, dtype=dtype, device="meta")
-    yield from launches(mix_forward_steps(src, rows, log_m, src[:N], "sum"))
-    yield from launches(mix_forward_steps(src, rows, log_m, src[:N], "max"))
-    yield from launches(mix_backward_steps(src, rows, log_m, src[:N], src[:N], src)[0])
+    source = meta_arena(k, dtype)
+    rows = meta(N, p, dtype=torch.long)
+    mask = meta(N, p, dtype=torch.bool)
+    grad = meta(ROWS, BATCH, k, dtype=dtype)
+
+    def make(out, w, scratch, grad_out, flows):
+        return triton_ops.MixLayer(source, rows, mask, w, out, scratch, grad, grad_out, flows)
+    layer = bound(make, k, (N, p, k), dtype, True)
+    yield from launches(layer, "max", "ieee", False)
+    yield from launches(layer, "sum", "ieee", True)
 
 
 def quick_cases():
     """The CI set: every kernel and code path once (first tuned configuration): the contraction
     kernels in each precision (PTX checked for tensor cores), semirings, arity 1-3, the dot /
-    FMA-reduction / max-plus modes, the three epilogues, exclusive and shared gradient rows,
-    float64."""
-    yield "(40, 40)->40 sum", einsum_cases((40, 40), 40, "sum", True), False
+    FMA-reduction / max-product modes, column groups, exclusive and shared gradient rows,
+    element-wise products with slots, width-1 products, mixes, float64."""
+    yield "(40, 40)->40", einsum_cases((40, 40), 40, "sum", True), False
     for precision in ("ieee", "tf32", "bf16"):
         yield (f"(40, 40)->40 {precision}",
-               forward_only(einsum_cases((40, 40), 40, "sum", True, precision=precision)), False)
+               einsum_cases((40, 40), 40, "sum", True, precision=precision), False)
         yield (f"hadamard K=40->40 {precision}",
-               forward_only(hadamard_cases(40, 40, 2, "sum", precision)), False)
-    yield "(40, 40)->40 split", forward_only(einsum_cases((40, 40), 40, "sum", True, split=2)), \
-        False
-    yield "(40, 40)->40 max", einsum_cases((40, 40), 40, "max", True), False
-    yield "(10, 10)->1", forward_only(einsum_cases((10, 10), 1, "sum", True)), False
+               hadamard_cases(40, 40, 2, "sum", precision, backward=False), False)
+    yield "(40, 40)->40 max", einsum_cases((40, 40), 40, "max", True, backward=False), False
+    yield "(16, 16)->256 groups", einsum_cases((16, 16), 256, "sum", True, backward=False), False
+    yield "(10, 10)->1", einsum_cases((10, 10), 1, "sum", True), False
     yield "(4, 4, 4)->20", einsum_cases((4, 4, 4), 20, "sum", True), False
     yield "(3, 4, 5)->2 blocks", einsum_cases((3, 4, 5), 2, "sum", False), False
-    yield "(10, 10)->10 fp64", forward_only(einsum_cases((10, 10), 10, "sum", True,
-                                                         torch.float64, "ieee")), False
+    yield "(10, 10)->10 fp64", einsum_cases((10, 10), 10, "sum", True, torch.float64,
+                                             "ieee"), False
     yield "width-1 (1, 1)->3", einsum_cases((1, 1), 3, "sum", True), False
     yield "hadamard K=40->40 A=2", hadamard_cases(40, 40, 2, "sum"), False
-    yield "hadamard K=12->12 A=4 max", hadamard_cases(12, 12, 4, "max"), False
+    yield "hadamard K=12->12 A=4 max", hadamard_cases(12, 12, 4, "max", backward=False), False
     yield "mix K=10 P=4", mix_cases(10, 4), False
-
-
-def forward_only(launches_):
-    """The launches of a case up to its first contraction (pre-passes and the forward)."""
-    for launch in launches_:
-        yield launch
-        if launch.kernel.fn.__name__ in CONTRACTIONS:
-            return
 
 
 def cases(level: str):
@@ -161,17 +170,18 @@ def cases(level: str):
     if level == "quick":
         yield from quick_cases()
         return
-    yield "(40, 40)->40 sum", einsum_cases((40, 40), 40, "sum", True), True
+    yield "(40, 40)->40", einsum_cases((40, 40), 40, "sum", True), True
     for precision in ("ieee", "tf32", "bf16"):
         yield (f"(40, 40)->40 {precision}",
                einsum_cases((40, 40), 40, "sum", True, precision=precision), False)
-    yield "(40, 40)->40 split", einsum_cases((40, 40), 40, "sum", True, split=2), False
-    yield "(40, 40)->40 max", einsum_cases((40, 40), 40, "max", True), False
+    yield "(40, 40)->40 max", einsum_cases((40, 40), 40, "max", True, backward=False), True
+    yield "(16, 16)->256 groups", einsum_cases((16, 16), 256, "sum", True, backward=False), False
     for ks, k_out in [((10, 10), 1), ((4, 4, 4), 4), ((16, 16, 16), 16), ((1, 10), 10),
-                      ((10,), 10)]:
+                      ((10,), 10), ((32, 32), 128)]:
         yield f"{ks}->{k_out}", einsum_cases(ks, k_out, "sum", True), False
     yield "(3, 4, 5)->2 blocks", einsum_cases((3, 4, 5), 2, "sum", False), False
-    yield "(10, 10)->10 fp64", einsum_cases((10, 10), 10, "sum", True, torch.float64, "ieee"), False
+    yield "(10, 10)->10 fp64", einsum_cases((10, 10), 10, "sum", True, torch.float64,
+                                             "ieee"), False
     yield "width-1 (1, 1)->3", einsum_cases((1, 1), 3, "sum", True), False
     yield "width-1 (1, 1, 1)->1 blocks", einsum_cases((1, 1, 1), 1, "sum", False), False
     yield "hadamard K=40->40 A=2", hadamard_cases(40, 40, 2, "sum"), True
@@ -179,7 +189,8 @@ def cases(level: str):
         yield (f"hadamard K=40->40 A=2 {precision}", hadamard_cases(40, 40, 2, "sum", precision),
                False)
     yield "hadamard K=40->1 A=3", hadamard_cases(40, 1, 3, "sum"), False
-    yield "hadamard K=12->12 A=4 max", hadamard_cases(12, 12, 4, "max"), False
+    yield "hadamard K=128->128 A=3", hadamard_cases(128, 128, 3, "sum"), False
+    yield "hadamard K=12->12 A=4 max", hadamard_cases(12, 12, 4, "max", backward=False), False
     for k, p in [(10, 4), (1, 16)]:
         yield f"mix K={k} P={p}", mix_cases(k, p), False
     yield "mix K=10 P=3 fp64", mix_cases(10, 3, torch.float64), False
@@ -188,7 +199,8 @@ def cases(level: str):
     for ks, k_out in [((3, 4), 5), ((10, 10), 10), ((16, 16), 16), ((32, 32), 32),
                       ((64, 64), 64), ((10, 1), 3)]:
         for semiring in ("sum", "max"):
-            yield f"{ks}->{k_out} {semiring}", einsum_cases(ks, k_out, semiring, True), False
+            yield (f"{ks}->{k_out} {semiring}",
+                   einsum_cases(ks, k_out, semiring, True, backward=semiring == "sum"), False)
     for k, k_out, slots in [(12, 12, 4), (64, 64, 16)]:
         yield f"hadamard K={k}->{k_out} A={slots}", hadamard_cases(k, k_out, slots, "sum"), False
     yield "mix K=40 P=2", mix_cases(40, 2), False
@@ -213,6 +225,16 @@ def resources(cubin: bytes) -> tuple[int, int]:
     return int(text.split("REG:", 1)[1].split()[0]), int(fields["STACK"])
 
 
+def is_fp64(launch: Launch) -> bool:
+    def tensors(value):
+        if isinstance(value, tuple):
+            for v in value:
+                yield from tensors(v)
+        elif isinstance(value, torch.Tensor):
+            yield value
+    return any(t.dtype == torch.float64 for t in tensors(launch.args))
+
+
 def tensor_core_problem(launch: Launch, ptx: str) -> str:
     """'' if the contraction's PTX uses tensor cores exactly when its precision asks for them."""
     name = launch.kernel.fn.__name__
@@ -223,7 +245,7 @@ def tensor_core_problem(launch: Launch, ptx: str) -> str:
     uses = "mma" in ptx
     if precision in ("tf32x3", "tf32", "bf16") and not uses:
         return f"no mma instruction for precision {precision}"
-    if precision == "ieee" and uses and "float64" not in str(launch.args):
+    if precision == "ieee" and uses and not is_fp64(launch):
         return "mma instruction for precision ieee (float32)"  # float64 dots may use DMMA
     return ""
 
@@ -253,10 +275,14 @@ def check(launch: Launch, config: triton.Config, cap: int, with_resources: bool)
 
 def describe(launch: Launch, config: triton.Config) -> str:
     tiles = ",".join(f"{k[6:] if k.startswith('BLOCK_') else k}={v}"
-                     for k, v in config.kwargs.items())
-    parts = [launch.constexprs.get(k) for k in ("SEMIRING", "PRECISION", "EPILOGUE")]
-    if "DOT" in launch.constexprs:
-        parts.append("dot" if launch.constexprs["DOT"] else "fma")
+                     for k, v in {**config.kwargs, **{k: v for k, v in launch.constexprs.items()
+                                                      if k.startswith("BLOCK_")}}.items())
+    c = launch.constexprs
+    parts = [c.get("SEMIRING", "sum"), c.get("PRECISION"), "fp64" if is_fp64(launch) else None]
+    if "DOT" in c:
+        parts.append("dot" if c["DOT"] else "fma")
+    if c.get("SINGLE") is False:
+        parts.append("groups")
     return " ".join(str(p) for p in parts if p) + f" [{tiles} w{config.num_warps}]"
 
 

@@ -1,6 +1,7 @@
-"""Element-wise (Hadamard) product layers: the torch kernels against a float64 brute force
-(forward under both semirings, child gradients and EM flows), with -inf entries, whole -inf rows,
-repeated child rows and row-0 padding; and HCLT-shaped circuits end to end (normalization,
+"""Element-wise (Hadamard) product layers: the torch layer (`reference.HadamardLayer`) against a
+float64 brute force in log space (forward under both semirings, children's flows and EM flows),
+with zero entries, whole zero rows, repeated child rows and row-0 padding, and the brute force's
+backward against autograd of its formula; and HCLT-shaped circuits end to end (normalization,
 marginals against brute force, the naive backend, sampling, MPE)."""
 import itertools
 import math
@@ -9,86 +10,65 @@ import pytest
 import torch
 
 import pcc
+from layer_cases import (Bound, assert_close, assert_flows, brute_hadamard,
+                         brute_hadamard_backward, grad_out_for, hadamard_case, hadamard_terms,
+                         logs)
 from pcc.ir import Circuit, Input, Sum, default_var_names
 from pcc_kernels import reference
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
-
-def random_case(seed, n=5, batch=7, k=4, k_out=3, arity=3, rows_in_arena=9, neg_inf=0.2):
-    gen = torch.Generator().manual_seed(seed)
-    source = torch.randn(rows_in_arena, batch, k, generator=gen, dtype=torch.float64)
-    if neg_inf:
-        source[torch.rand(source.shape, generator=gen) < neg_inf] = -math.inf
-        source[3] = -math.inf  # a whole -inf row
-    source[0] = 0.0  # the padding row, log 1
-    rows = torch.randint(1, rows_in_arena, (n, arity), generator=gen)
-    rows[0, -1] = 0  # padding
-    rows[1] = rows[2]  # repeated children across partitions
-    rows[2, 0] = 3
-    log_w = torch.log_softmax(torch.randn(n, k_out, k, generator=gen, dtype=torch.float64), -1)
-    log_w[0, 0, 1] = -math.inf  # a zero weight
-    return source, rows, log_w
-
-
-def brute_terms(source, rows, log_w):
-    """z[n,b,o,k] = log W[n,o,k] + sum_a source[rows[n,a],b,k]."""
-    x = source[rows].sum(1)  # [N, B, K]
-    return x.unsqueeze(2) + log_w.unsqueeze(1)
+# (N, A, B, K, K_out)
+SHAPES = [(5, 3, 7, 4, 3), (4, 1, 5, 6, 1), (3, 6, 9, 2, 5)]
 
 
 @pytest.mark.parametrize("semiring", ["sum", "max"])
-@pytest.mark.parametrize("seed", range(4))
-def test_forward_equals_brute_force(seed, semiring):
-    source, rows, log_w = random_case(seed)
-    out = torch.empty(rows.shape[0], source.shape[1], log_w.shape[1], dtype=torch.float64)
-    reference.hadamard_forward(source, rows, log_w, out, semiring)
-    z = brute_terms(source, rows, log_w)
-    expected = z.amax(-1) if semiring == "max" else torch.logsumexp(z, -1)
-    assert not out.isnan().any()
-    assert torch.equal(torch.isinf(out), torch.isinf(expected))
-    finite = torch.isfinite(expected)
-    assert torch.allclose(out[finite], expected[finite], rtol=1e-12, atol=1e-12)
+@pytest.mark.parametrize("seed, shape", list(enumerate(SHAPES)))
+def test_layer_equals_brute_force(seed, shape, semiring):
+    n, slots, batch, k, k_out = shape
+    source, children, w = hadamard_case(seed, n, slots, batch, k, k_out, torch.float64)
+    bound = Bound("hadamard", reference, (source, children.rows), n, batch, k_out, w)
+    bound.layer.forward(semiring)
+    assert_close(logs(bound.out), brute_hadamard(source, children.rows, w, semiring), 1e-12,
+                 semiring)
+    assert (bound.out.values.amax(-1) == 1).logical_or(bound.out.values.amax(-1) == 0).all()
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_backward_gives_child_gradients_and_em_flows(seed):
-    """flows = W * dL/dW and dL/dsource (repeats accumulated) from the posterior of each term."""
-    source, rows, log_w = random_case(seed)
-    n, batch, k_out = rows.shape[0], source.shape[1], log_w.shape[1]
-    out = torch.empty(n, batch, k_out, dtype=torch.float64)
-    reference.hadamard_forward(source, rows, log_w, out)
-    grad_out = torch.randn(n, batch, k_out, dtype=torch.float64)
-    grad_source = torch.zeros_like(source)
-    flows = reference.hadamard_backward(source, rows, log_w, out, grad_out, grad_source)
-
-    z = brute_terms(source, rows, log_w)
-    total = torch.logsumexp(z, -1, keepdim=True)
-    live = torch.isfinite(total)
-    post = torch.where(live, torch.exp(z - torch.where(live, total, 0.0)), 0.0)
-    contrib = post * grad_out.unsqueeze(-1)  # [N, B, Ko, K]
-    assert torch.allclose(flows, contrib.sum(1), atol=1e-12)
-    expected = torch.zeros_like(source)
-    for a in range(rows.shape[1]):
-        expected.index_add_(0, rows[:, a], contrib.sum(2))
-    assert torch.allclose(grad_source[1:], expected[1:], atol=1e-12)  # row 0 is padding
+@pytest.mark.parametrize("seed, shape", list(enumerate(SHAPES)))
+def test_backward_gives_children_flows_and_em_flows(seed, shape):
+    """flows = W * dL/dW, and dL/dlog x added into every child's row (repeats accumulated,
+    padding row 0 untouched) from the posterior of each term."""
+    n, slots, batch, k, k_out = shape
+    source, children, w = hadamard_case(seed, n, slots, batch, k, k_out, torch.float64)
+    exact = brute_hadamard(source, children.rows, w, "sum")
+    g = grad_out_for(torch.Generator().manual_seed(seed), exact, torch.float64)
+    bound = Bound("hadamard", reference, (source, children.rows), n, batch, k_out, w, g, 0.5)
+    bound.layer.forward()
+    bound.layer.backward()
+    [grad], flows = brute_hadamard_backward(source, children.rows, w, g)
+    assert_flows(bound.flows, flows, 1e-12, "weight flows")
+    assert_flows(bound.grads[0] - 0.5, grad, 1e-12, "children's flows")
 
 
-def test_backward_matches_autograd_of_the_formula():
-    source, rows, log_w = random_case(9, neg_inf=0.0)
-    source = source.clone().requires_grad_()
-    log_w = log_w.clone().requires_grad_()
-    with torch.no_grad():
-        out = torch.empty(rows.shape[0], source.shape[1], log_w.shape[1], dtype=torch.float64)
-        reference.hadamard_forward(source, rows, log_w, out)
-    grad_out = torch.randn_like(out)
-    torch.logsumexp(brute_terms(source, rows, log_w), -1).backward(grad_out)
-    grad_source = torch.zeros_like(source)
-    flows = reference.hadamard_backward(source.detach(), rows, log_w.detach(), out, grad_out,
-                                        grad_source)
+def test_brute_force_backward_is_autograd_of_the_formula():
+    """The brute force's flows are the gradients of sum(g * log y) with respect to log W and
+    the children's log-values (each child row once per slot that reads it)."""
+    source, children, w = hadamard_case(9, 5, 3, 7, 4, 3, torch.float64)
+    rows = children.rows
+    log_w = torch.log(w).requires_grad_()
+    log_x = logs(source).requires_grad_()
+    g = torch.rand(5, 7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    z = log_x[rows].sum(1).unsqueeze(2) + log_w.unsqueeze(1)
+    assert torch.equal(z.detach(), hadamard_terms(source, rows, w))
+    dead = torch.isneginf(z).all(-1)  # zero outputs (logsumexp's backward is NaN there)
+    y = torch.logsumexp(torch.where(dead.unsqueeze(-1), 0.0, z), -1)
+    g = g.masked_fill(dead, 0.0)
+    (g * y).sum().backward()
+    [grad], flows = brute_hadamard_backward(source, rows, w, g)
     finite = torch.isfinite(log_w)
-    assert torch.allclose(flows[finite], (log_w.grad)[finite], atol=1e-12)
-    assert torch.allclose(grad_source[1:], source.grad[1:], atol=1e-12)
+    assert torch.allclose(flows[finite], log_w.grad[finite], atol=1e-12)
+    live = torch.isfinite(log_x)
+    assert torch.allclose(grad[1:][live[1:]], log_x.grad[1:][live[1:]], atol=1e-12)
 
 
 # ----------------------------------------------------------------------------- whole circuits

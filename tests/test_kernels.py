@@ -1,376 +1,260 @@
-"""The Triton kernels (under the interpreter) equal `pcc_kernels.reference` and a brute-force float64
-computation (the full [N, B, Ko, width] table of log-terms), forward and backward, on random shapes
-with gathered and block rows, repeated rows, -inf entries and whole -inf rows, padded partitions.
+"""The Triton layers (under the interpreter) equal a float64 brute force in log space and the torch
+layers (`pcc_kernels.reference`): einsums (arity 1-3, width-1 products, arity 4 delegated to the
+reference) and mixes, forward in both semirings and backward (children's flows added into flow
+arenas, weight flows overwritten), on fixed and random shapes with gathered and block rows,
+repeated rows, zero entries and whole zero rows, zero weights, padded partitions, odd batches.
 
-float64 inputs are compared to 1e-10; float32 inputs (default precision tf32x3, emulated under the
-interpreter) to the float64 brute force within 2e-5 relative. The tile configurations the GPU
-autotuner chooses from, and split contractions, run here too (forced). Every test runs with
-numpy/torch RuntimeWarnings as errors and checks that nothing is NaN.
+float64 is compared to 1e-10, float32 (default precision tf32x3, emulated under the interpreter)
+to 2e-5 (log-values relative to max(1, |value|), flows relative to the largest). The tile
+configurations the GPU autotuner chooses from, and the forward's column groups, run here too
+(forced). Every test runs with RuntimeWarnings as errors and checks that nothing is NaN.
 """
-import itertools
-import math
+import dataclasses
 
 import pytest
 import torch
-import triton
 
-from pcc_kernels import reference, triton_einsum, triton_flows, triton_ops
+from layer_cases import (Bound, assert_close, assert_flows, brute_einsum, brute_einsum_backward,
+                         brute_mix, brute_mix_backward, einsum_case, grad_out_for, logs,
+                         mix_case, tolerance)
+from pcc_kernels import reference, triton_einsum, triton_flows, triton_grads, triton_ops
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
-NEG_INF = -math.inf
+DTYPES = pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
+BASE = 0.5  # what the flow arenas hold before a backward adds into them
 
 
-# ----------------------------------------------------------------------------- brute force
-def index_table(ks):
-    """[width, arity]: the child units (i_1..i_a) of each column w, row-major."""
-    return torch.tensor(list(itertools.product(*(range(k) for k in ks))), dtype=torch.long)
+def assert_normalized(out, what):
+    """Every (row, sample) has maximum 1, or is all 0 with norm TINY."""
+    top = out.values.amax(-1)
+    zero = top == 0
+    assert torch.all((top == 1) | zero), f"{what}: a row's maximum is not 1"
+    assert torch.all(out.norms[zero] == torch.finfo(out.values.dtype).tiny), what
 
 
-def gathered(arena, rows, n):
-    return arena[rows] if isinstance(rows, torch.Tensor) else arena[rows: rows + n]
+def check_layer(kind, inputs, w, shape, brute, brute_backward, seed=0, force=None,
+                backward=True):
+    """Forward (max, then sum) and backward of the Triton layer against the brute force and the
+    reference layer; `force(layer)` may replace its launches' tiles first."""
+    n, batch, k_out = shape
+    dtype = w.dtype
+    tol = tolerance(dtype)
+    expected = {s: brute(*inputs, w, s) for s in ("max", "sum")}
+    g = grad_out_for(torch.Generator().manual_seed(seed), expected["sum"], dtype)
+    grads, flows = brute_backward(*inputs, w, g)
+    assert torch.isfinite(expected["sum"]).any() and all(x.any() for x in grads), "degenerate"
+    results = []
+    for kernels in (triton_ops, reference):
+        bound = Bound(kind, kernels, inputs, n, batch, k_out, w, g, BASE)
+        if force is not None and kernels is triton_ops:
+            force(bound.layer)
+        name = kernels.__name__.split(".")[-1]
+        outs = {}
+        for semiring in ("max", "sum"):
+            bound.layer.forward(semiring)
+            outs[semiring] = (logs(bound.out), bound.out.norms.clone())
+            assert_close(outs[semiring][0], expected[semiring], tol, f"{name} {semiring}")
+            assert_normalized(bound.out, f"{name} {semiring}")
+        if not backward:
+            results.append((outs, bound))
+            continue
+        bound.layer.backward()
+        for j, (actual, exact) in enumerate(zip(bound.grads, grads)):
+            assert_flows(actual - BASE, exact, tol, f"{name} children's flows {j}")
+        if bound.flows is not None:
+            assert_flows(bound.flows, flows, tol, f"{name} weight flows")
+        results.append((outs, bound))
+    (ours, triton_bound), (theirs, ref_bound) = results
+    for semiring in ("max", "sum"):
+        assert torch.allclose(ours[semiring][1], theirs[semiring][1], rtol=tol, atol=0), \
+            f"{semiring} norms vs reference"
+    if not backward:
+        return triton_bound
+    for actual, exact in zip(triton_bound.grads, ref_bound.grads):
+        assert_flows(actual - BASE, exact - BASE, tol, "children's flows vs reference")
+    if triton_bound.flows is not None:
+        assert_flows(triton_bound.flows, ref_bound.flows, tol, "weight flows vs reference")
+    return triton_bound
 
 
-def brute_terms(sources, rows, log_w):
-    """z[n,b,o,w] = log W[n,o,w] + sum_j X_j[n,b,i_j(w)] in float64."""
-    n = log_w.shape[0]
-    idx = index_table([s.shape[2] for s in sources])
-    total = 0
-    for j, (s, r) in enumerate(zip(sources, rows)):
-        total = total + gathered(s.double(), r, n)[:, :, idx[:, j]]  # [N, B, width]
-    return total.unsqueeze(2) + log_w.double().unsqueeze(1)
-
-
-def brute_einsum(sources, rows, log_w, semiring):
-    z = brute_terms(sources, rows, log_w)
-    return z.amax(-1) if semiring == "max" else torch.logsumexp(z, -1)
-
-
-def brute_einsum_backward(sources, rows, log_w, grad_out):
-    """Child gradients (as full arenas) and flows, from post[n,b,o,w] = exp(z - out)."""
-    z = brute_terms(sources, rows, log_w)
-    out = torch.logsumexp(z, -1, keepdim=True)
-    live = torch.isfinite(out)
-    post = torch.where(live, torch.exp(z - torch.where(live, out, torch.zeros_like(out))), 0.0)
-    contrib = post * grad_out.double().unsqueeze(-1)  # [N, B, Ko, width]
-    flows = contrib.sum(1)
-    idx = index_table([s.shape[2] for s in sources])
-    grads = []
-    for j, (s, r) in enumerate(zip(sources, rows)):
-        per_unit = torch.zeros(*contrib.shape[:2], s.shape[2], dtype=torch.float64)
-        per_unit.index_add_(2, idx[:, j], contrib.sum(2))
-        g = torch.zeros(s.shape, dtype=torch.float64)
-        g.index_add_(0, r if isinstance(r, torch.Tensor) else torch.arange(r, r + len(per_unit)),
-                     per_unit)
-        grads.append(g)
-    return grads, flows
-
-
-def brute_mix(source, rows, log_m, semiring):
-    z = source.double()[rows] + log_m.double().unsqueeze(2)  # [N, P, B, K]
-    return z.amax(1) if semiring == "max" else torch.logsumexp(z, 1)
-
-
-def brute_mix_backward(source, rows, log_m, grad_out):
-    z = source.double()[rows] + log_m.double().unsqueeze(2)
-    out = torch.logsumexp(z, 1, keepdim=True)
-    live = torch.isfinite(out)
-    post = torch.where(live, torch.exp(z - torch.where(live, out, torch.zeros_like(out))), 0.0)
-    contrib = post * grad_out.double().unsqueeze(1)
-    grad = torch.zeros(source.shape, dtype=torch.float64)
-    grad.index_add_(0, rows.reshape(-1), contrib.reshape(-1, *source.shape[1:]))
-    return grad, contrib.sum(2)
-
-
-# ----------------------------------------------------------------------------- inputs
-def arena(gen, rows, batch, k, dtype):
-    """Random log-values with ~20% -inf entries, row 1 all -inf, and row 2 -inf for sample 0."""
-    x = torch.randn(rows, batch, k, generator=gen, dtype=torch.float64) * 2
-    x[torch.rand(x.shape, generator=gen) < 0.2] = NEG_INF
-    x[1] = NEG_INF
-    x[2, 0] = NEG_INF
-    return x.to(dtype)
-
-
-def rows_for(gen, kind, n, arena_rows):
-    """An index tensor with repeats that hits the -inf row 1, or an int block start."""
-    if kind == "block":
-        return int(torch.randint(0, arena_rows - n + 1, (1,), generator=gen))
-    r = torch.randint(0, arena_rows, (n,), generator=gen)
-    r[0] = 1
-    if n > 2:
-        r[2] = r[1]
-    return r
-
-
-def log_weights(gen, shape, dtype):
-    """Normalized log-weights over the last dim with some zero weights (-inf)."""
-    w = torch.rand(shape, generator=gen, dtype=torch.float64)
-    w[torch.rand(shape, generator=gen) < 0.15] = 0.0
-    w[..., 0] += 0.01
-    return torch.log(w / w.sum(-1, keepdim=True)).to(dtype)
-
-
-def reads_row(rows, n, row):
-    """Members n that read arena row `row` from some child."""
-    per_child = [r if isinstance(r, torch.Tensor) else torch.arange(r, r + n) for r in rows]
-    return (torch.stack(per_child) == row).any(0)
-
-
-def einsum_case(seed, ks, k_out, n, batch, kinds, dtype):
-    gen = torch.Generator().manual_seed(seed)
-    arena_rows = n + 4
-    sources = [arena(gen, arena_rows, batch, k, dtype) for k in ks]
-    rows = [rows_for(gen, kind, n, arena_rows) for kind in kinds]
-    log_w = log_weights(gen, (n, k_out, math.prod(ks)), dtype)
-    return sources, rows, log_w
-
-
-def assert_close(actual, expected, dtype, what):
-    assert not torch.isnan(actual).any(), f"{what}: NaN"
-    assert torch.equal(torch.isneginf(actual), torch.isneginf(expected)), f"{what}: -inf differ"
-    fin = torch.isfinite(expected)
-    a, e = actual[fin].double(), expected[fin].double()
-    tol = 1e-10 if dtype == torch.float64 else 2e-5
-    assert torch.allclose(a, e, rtol=tol, atol=tol), \
-        f"{what}: max abs error {(a - e).abs().max().item():.3g}"
-
-
-# shapes: (child K, K_out, N, B, row kinds); K in {1, 3, 4, 10, 16}, arity 1-3, odd batches.
+# ----------------------------------------------------------------------------- einsum
+# (child K, K_out, N, B, row kinds): the FMA reduction (Ko <= 8), tl.dot with one block and with
+# 32 + 16 columns, the max semiring's column groups (Ko = 40 > 32), arity 1-3, K = 1 children,
+# width-1 products, arity 4 (the reference's layer).
 EINSUM_SHAPES = [
     ((3,), 4, 3, 7, ("index",)),
     ((16,), 1, 2, 33, ("block",)),
-    ((4, 3), 10, 3, 7, ("index", "block")),
-    ((10, 10), 10, 2, 33, ("index", "index")),
-    ((16, 16), 3, 2, 1, ("block", "index")),
+    ((4, 3), 10, 3, 1, ("index", "block")),
+    ((10, 10), 40, 2, 33, ("index", "index")),
     ((1, 4), 3, 3, 7, ("index", "index")),
-    ((10, 1), 1, 2, 7, ("block", "block")),
-    ((3, 4, 3), 4, 2, 7, ("index", "block", "index")),
-    ((4, 1, 10), 3, 2, 33, ("index", "index", "index")),
-    ((1,), 3, 3, 7, ("index",)),
+    ((3, 4, 3), 20, 2, 7, ("index", "block", "index")),
+    ((4, 1, 10), 3, 2, 33, ("block", "index", "index")),
     ((1, 1), 4, 3, 33, ("index", "block")),
-    ((1, 1, 1), 1, 2, 1, ("block", "index", "index")),
+    ((1, 1, 1), 1, 2, 3, ("block", "index", "index")),
+    ((2, 2, 2, 2), 3, 2, 5, ("index",) * 4),
 ]
+
+
+def random_shape(seed):
+    gen = torch.Generator().manual_seed(seed)
+
+    def draw(lo, hi):
+        return int(torch.randint(lo, hi + 1, (1,), generator=gen))
+    arity = draw(1, 3)
+    ks = tuple(draw(1, 12) for _ in range(arity))
+    kinds = tuple(("index", "block")[draw(0, 1)] for _ in range(arity))
+    return ks, draw(1, 24), draw(1, 3), draw(1, 40), kinds
+
+
+EINSUM_SHAPES += [random_shape(seed) for seed in range(3)]
 
 
 def shape_id(shape):
     ks, k_out, n, batch, kinds = shape
-    return f"{'x'.join(map(str, ks))}->{k_out} N{n} B{batch} {'/'.join(k[0] for k in kinds)}"
+    return f"{'x'.join(map(str, ks))}->{k_out} N{n} B{batch} {''.join(k[0] for k in kinds)}"
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("semiring", ["sum", "max"])
+@DTYPES
 @pytest.mark.parametrize("shape", EINSUM_SHAPES, ids=shape_id)
-def test_einsum_forward(shape, semiring, dtype):
+def test_einsum_layer(shape, dtype):
     ks, k_out, n, batch, kinds = shape
-    sources, rows, log_w = einsum_case(len(ks) * 100 + k_out, ks, k_out, n, batch, kinds, dtype)
-    out = torch.full((n, batch, k_out), math.nan, dtype=dtype)
-    triton_ops.einsum_forward(sources, rows, log_w, out, semiring)
-    ref = torch.empty_like(out)
-    reference.einsum_forward(sources, rows, log_w, ref, semiring)
-    assert_close(out, brute_einsum(sources, rows, log_w, semiring), dtype, "vs brute force")
-    assert_close(out, ref, dtype, "vs reference")
-    assert torch.isneginf(out[reads_row(rows, n, 1)]).all(), "partitions over an all -inf row"
+    sources, rows, w = einsum_case(sum(ks) * 10 + k_out, ks, k_out, n, batch, kinds, dtype)
+    bound = check_layer("einsum", (sources, rows), w, (n, batch, k_out), brute_einsum,
+                        brute_einsum_backward)
+    expected_class = reference.EinsumLayer if len(ks) > 3 else triton_ops.EinsumLayer
+    assert type(bound.layer) is expected_class
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("shape", EINSUM_SHAPES, ids=shape_id)
-def test_einsum_backward(shape, dtype):
-    ks, k_out, n, batch, kinds = shape
-    sources, rows, log_w = einsum_case(len(ks) * 100 + k_out + 1, ks, k_out, n, batch, kinds,
-                                       dtype)
-    out = torch.empty(n, batch, k_out, dtype=dtype)
-    reference.einsum_forward(sources, rows, log_w, out)
-    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(7), dtype=dtype)
-    grads = [torch.zeros_like(s) for s in sources]
-    ref_grads = [torch.zeros_like(s) for s in sources]
-    flows = triton_ops.einsum_backward(sources, rows, log_w, out, grad_out, grads)
-    ref_flows = reference.einsum_backward(sources, rows, log_w, out, grad_out, ref_grads)
-    assert flows.dtype == dtype and flows.shape == log_w.shape
-    for g, rg in zip(grads, ref_grads):
-        assert_close(g, rg, dtype, "child gradients vs reference")
-    assert_close(flows, ref_flows, dtype, "flows vs reference")
-    if math.prod(ks) > 1:  # the reference propagates dL/dout through -inf products; brute doesn't
-        brute_grads, brute_flows = brute_einsum_backward(sources, rows, log_w, grad_out)
-        for g, bg in zip(grads, brute_grads):
-            assert_close(g, bg, dtype, "child gradients vs brute force")
-        assert_close(flows, brute_flows, dtype, "flows vs brute force")
-        assert (grads[0][1] == 0).all(), "the all -inf row gets zero gradient"
+# ----------------------------------------------------------------------------- forced tiles
+CONFIGS = {("einsum_fwd_kernel", "dot"): triton_einsum.DOT_CONFIGS,
+           ("einsum_fwd_kernel", "reduce"): triton_einsum.REDUCE_CONFIGS,
+           ("einsum_fwd_kernel", "max"): triton_einsum.MAX_CONFIGS,
+           ("flows_kernel", "dot"): triton_flows.DOT_CONFIGS,
+           ("flows_kernel", "reduce"): triton_flows.REDUCE_CONFIGS,
+           ("grads_kernel", "dot"): triton_grads.DOT_CONFIGS,
+           ("grads_kernel", "reduce"): triton_grads.REDUCE_CONFIGS}
+DOT_SETS = max(len(c) for (_, mode), c in CONFIGS.items() if mode == "dot")
+FMA_SETS = max(len(c) for (_, mode), c in CONFIGS.items() if mode != "dot")
 
 
-def test_gradients_accumulate_into_arenas():
-    """Backward adds into the gradient arenas (it does not overwrite them)."""
-    sources, rows, log_w = einsum_case(5, (3, 4), 2, 3, 7, ("index", "index"), torch.float64)
-    out = torch.empty(3, 7, 2, dtype=torch.float64)
-    reference.einsum_forward(sources, rows, log_w, out)
-    g = torch.ones(out.shape, dtype=torch.float64)
-    once = [torch.zeros_like(s) for s in sources]
-    twice = [torch.zeros_like(s) for s in sources]
-    triton_ops.einsum_backward(sources, rows, log_w, out, g, once)
-    for _ in range(2):
-        triton_ops.einsum_backward(sources, rows, log_w, out, g, twice)
-    for a, b in zip(once, twice):
-        assert torch.allclose(2 * a, b, atol=1e-12)
+def force_tiles(index, **constexprs):
+    """A `force` that gives every launch of a layer the index-th configuration (cyclically) of
+    its kernel's autotuning list, and the given constexprs where the launch has them."""
+    def force(layer):
+        for key, launches in layer.plans.items():
+            forced = []
+            for launch in launches:
+                c = launch.constexprs
+                mode = "max" if c.get("SEMIRING") == "max" else ("dot" if c.get("DOT") else
+                                                                 "reduce")
+                configs = CONFIGS.get((launch.kernel.fn.__name__, mode))
+                config = configs[index % len(configs)] if configs else launch.config
+                extra = {k: v for k, v in constexprs.items() if k in c}
+                forced.append(dataclasses.replace(launch, config=config,
+                                                  constexprs={**c, **extra}))
+            layer.plans[key] = forced
+    return force
 
 
-def run_einsum(sources, rows, log_w, semiring, split, config, flow_config=None):
-    """Forward (and, for the sum semiring, backward with dL/dout = 1) with fixed tiles and
-    split; returns (out, child gradients, flows)."""
-    n, k_out = log_w.shape[:2]
-    out = torch.full((n, sources[0].shape[1], k_out), math.nan, dtype=log_w.dtype)
-    triton_ops.run(triton_einsum.einsum_forward_steps(sources, rows, log_w, out, semiring, "ieee",
-                                                      split, config))
-    if semiring == "max":
-        return out, None, None
-    grads = [torch.zeros_like(s) for s in sources]
-    steps, flows = triton_einsum.einsum_backward_steps(sources, rows, log_w, out,
-                                                       torch.ones_like(out), grads, "ieee", split,
-                                                       config, flow_config)
-    triton_ops.run(steps)
-    return out, grads, flows
+@pytest.mark.parametrize("index", range(DOT_SETS))
+def test_dot_tiles(index):
+    """Each tile configuration the GPU autotuner may pick for the dot paths (several sample,
+    output and column blocks; a child of 9 units; the other child's flows by the FMA
+    reduction), forward and backward, is exact."""
+    sources, rows, w = einsum_case(11, (9, 2), 20, 2, 40, ("index", "block"), torch.float64)
+    check_layer("einsum", (sources, rows), w, (2, 40, 20), brute_einsum, brute_einsum_backward,
+                force=force_tiles(index))
 
 
-def check_einsum_run(sources, rows, log_w, semiring, split, config, flow_config=None):
-    out, grads, flows = run_einsum(sources, rows, log_w, semiring, split, config, flow_config)
-    assert_close(out, brute_einsum(sources, rows, log_w, semiring), log_w.dtype, "forward")
-    if grads is not None:
-        brute_grads, brute_flows = brute_einsum_backward(sources, rows, log_w, torch.ones_like(out))
-        assert_close(flows, brute_flows, log_w.dtype, "flows")
-        for g, bg in zip(grads, brute_grads):
-            assert_close(g, bg, log_w.dtype, "child gradients")
+@pytest.mark.parametrize("index", range(FMA_SETS))
+def test_fma_and_max_tiles(index):
+    """Each tile configuration of the FMA-reduction and max-product paths (Ko = 3, children of 1
+    to 6 units), forward and backward, is exact."""
+    sources, rows, w = einsum_case(12, (1, 6, 3), 3, 2, 20, ("index", "index", "block"),
+                                   torch.float64)
+    check_layer("einsum", (sources, rows), w, (2, 20, 3), brute_einsum, brute_einsum_backward,
+                force=force_tiles(index))
 
 
-TILE_CASES = [(config, flows) for config, flows in
-              zip(triton_einsum.DOT_CONFIGS,
-                  itertools.cycle(triton_flows.DOT_CONFIGS))]
+@pytest.mark.parametrize("columns", [(16, 0), (16, 16), (32, 0)], ids=str)
+def test_column_groups(columns):
+    """Layers wider than one program's columns run in groups (raw values stored, then divided
+    by the row maximum): forced here on Ko = 40."""
+    block_c, block_c2 = columns
+    sources, rows, w = einsum_case(13, (6, 7), 40, 2, 40, ("index", "block"), torch.float32)
+    check_layer("einsum", (sources, rows), w, (2, 40, 40), brute_einsum, brute_einsum_backward,
+                force=force_tiles(0, BLOCK_C=block_c, BLOCK_C2=block_c2, SINGLE=False),
+                backward=False)
 
 
-@pytest.mark.parametrize("config, flow_config", TILE_CASES, ids=lambda c: str(c.kwargs))
-def test_tuned_dot_tiles_and_split(config, flow_config):
-    """Every tile configuration the GPU autotuner may pick (several sample, column and output
-    blocks per member) and a split of the contraction in 2 (partials in the forward, shared
-    gradient adds, batch shares of the flows) give the exact results."""
-    sources, rows, log_w = einsum_case(11, (5, 8), 40, 2, 70, ("index", "block"), torch.float64)
-    check_einsum_run(sources, rows, log_w, "sum", 2, config, flow_config)
-
-
-@pytest.mark.parametrize("config", triton_einsum.REDUCE_CONFIGS, ids=lambda c: str(c.kwargs))
-def test_tuned_reduction_tiles(config):
-    """C <= 8 (here K_out = 3 and a K = 1 child) runs the FMA reduction path, unpadded."""
-    flow_config = triton_flows.REDUCE_CONFIGS[0]
-    sources, rows, log_w = einsum_case(12, (1, 24, 3), 3, 2, 40, ("index", "index", "block"),
-                                       torch.float64)
-    check_einsum_run(sources, rows, log_w, "sum", 2, config, flow_config)
-
-
-@pytest.mark.parametrize("config", triton_einsum.MAX_CONFIGS, ids=lambda c: str(c.kwargs))
-def test_tuned_max_tiles(config):
-    sources, rows, log_w = einsum_case(13, (6, 7), 20, 2, 40, ("index", "block"), torch.float64)
-    check_einsum_run(sources, rows, log_w, "max", 2, config)
-
-
-def test_padding_of_tiles_is_bounded():
-    """The autotuner's candidates pad C and the contraction Q by at most 1.5x: K = 40 (Q = 1600,
-    C = 40) runs 16 or 32 + 16 output columns, never 64; Q = 40 chunks of 16; a K_out = 1 root
-    takes the FMA reduction path (no 16-wide output tile)."""
-    def covered(size, cfg, names):
-        block = sum(cfg.kwargs[name] for name in names)
-        return triton.cdiv(size, block) * block
-    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, dict(K1=40, K2=40, K3=1, C=40))
-    assert {covered(40, c, ("BLOCK_C", "BLOCK_C2")) for c in kept} == {48}
-    assert any(c.kwargs["BLOCK_C2"] for c in kept)
-    kept = triton_einsum.prune_padding(triton_einsum.DOT_CONFIGS, dict(K1=40, K2=1, K3=1, C=40))
-    assert kept and all(covered(40, c, ("BLOCK_Q",)) <= 60 for c in kept)
-    assert triton_einsum.mode_of("sum", 1) == "reduce" and triton_einsum.mode_of("sum", 40) == "dot"
+def test_column_cover_pads_little():
+    """The forward covers Ko = 40 with 32 + 16 columns (1.2x), never 64; 20 with 32;
+    every Ko from 24 to 128 pads by at most 1.5x; the max semiring and wide layers run groups;
+    Ko <= 8 takes the FMA reduction, unpadded."""
+    assert triton_einsum.columns_for(40, "dot") == (32, 16, True)
+    assert triton_einsum.columns_for(20, "dot") == (32, 0, True)
+    assert triton_einsum.columns_for(100, "dot") == (128, 0, True)
+    assert triton_einsum.columns_for(200, "dot") == (64, 0, False)
+    assert triton_einsum.columns_for(40, "max") == (32, 0, False)
+    assert triton_einsum.columns_for(3, "reduce") == (4, 0, True)
+    assert max(triton_einsum.column_padding(c, "dot") for c in range(24, 129)) <= 1.5
+    assert triton_einsum.mode_of("sum", 8) == "reduce" and triton_einsum.mode_of("sum", 9) == "dot"
 
 
 # ----------------------------------------------------------------------------- mix
+# (K, P, B, N)
 MIX_SHAPES = [(1, 3, 7, 3), (3, 1, 1, 2), (10, 4, 33, 3), (16, 2, 7, 2), (4, 3, 33, 1)]
 
 
-def mix_case(seed, k, p, batch, n, dtype):
-    """Rows with repeats and the all -inf row 1; the last partition of member 0 padded (log M =
-    -inf, row 0) when P > 1."""
-    gen = torch.Generator().manual_seed(seed)
-    source = arena(gen, 3 * n + 3, batch, k, dtype)
-    rows = torch.randint(2, source.shape[0], (n, p), generator=gen)
-    rows[0, 0] = 1
-    log_m = log_weights(gen, (n, k, p), dtype).transpose(1, 2).contiguous()
-    if p > 1:
-        rows[0, -1] = 0
-        log_m[0, -1] = NEG_INF
-        log_m[0, :-1] = torch.log_softmax(log_m[0, :-1].double(), 0).to(dtype)
-    if n > 1:
-        rows[1] = rows[-1, 0]
-    return source, rows, log_m
-
-
 def mix_id(shape):
-    k, p, batch, n = shape
-    return f"K{k} P{p} B{batch} N{n}"
+    k, parts, batch, n = shape
+    return f"K{k} P{parts} B{batch} N{n}"
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("semiring", ["sum", "max"])
+@DTYPES
 @pytest.mark.parametrize("shape", MIX_SHAPES, ids=mix_id)
-def test_mix_forward(shape, semiring, dtype):
-    k, p, batch, n = shape
-    source, rows, log_m = mix_case(k * 10 + p, k, p, batch, n, dtype)
-    out = torch.full((n, batch, k), math.nan, dtype=dtype)
-    triton_ops.mix_forward(source, rows, log_m, out, semiring)
-    ref = torch.empty_like(out)
-    reference.mix_forward(source, rows, log_m, ref, semiring)
-    assert_close(out, brute_mix(source, rows, log_m, semiring), dtype, "vs brute force")
-    assert_close(out, ref, dtype, "vs reference")
+def test_mix_layer(shape, dtype):
+    k, parts, batch, n = shape
+    source, rows, mask, m = mix_case(k * 10 + parts, k, parts, batch, n, dtype)
+    bound = check_layer("mix", (source, rows, mask), m, (n, batch, k), brute_mix,
+                        brute_mix_backward)
+    if parts > 1:
+        assert (bound.flows[0, -1] == 0).all(), "a padded partition has no flow"
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
-@pytest.mark.parametrize("shape", MIX_SHAPES, ids=mix_id)
-def test_mix_backward(shape, dtype):
-    k, p, batch, n = shape
-    source, rows, log_m = mix_case(k * 10 + p + 1, k, p, batch, n, dtype)
-    out = torch.empty(n, batch, k, dtype=dtype)
-    reference.mix_forward(source, rows, log_m, out)
-    grad_out = torch.randn(out.shape, generator=torch.Generator().manual_seed(3), dtype=dtype)
-    grad, ref_grad = torch.zeros_like(source), torch.zeros_like(source)
-    flows = triton_ops.mix_backward(source, rows, log_m, out, grad_out, grad)
-    ref_flows = reference.mix_backward(source, rows, log_m, out, grad_out, ref_grad)
-    brute_grad, brute_flows = brute_mix_backward(source, rows, log_m, grad_out)
-    assert_close(grad, ref_grad, dtype, "gradient vs reference")
-    assert_close(flows, ref_flows, dtype, "flows vs reference")
-    assert_close(grad, brute_grad, dtype, "gradient vs brute force")
-    assert_close(flows, brute_flows, dtype, "flows vs brute force")
-    assert (grad[1] == 0).all() and (grad[0] == 0).all(), "-inf and padded rows get no gradient"
-    if p > 1:
-        assert (flows[0, -1] == 0).all(), "a padded partition has no flow"
+def test_mix_over_several_sample_blocks():
+    """The backward walks the batch in blocks and adds each block's weight flows in place."""
+    source, rows, mask, m = mix_case(5, 4, 3, 37, 3, torch.float64)
+    tile = force_tiles(0)
+
+    def force(layer):
+        tile(layer)
+        key = ("backward", "sum", triton_ops.kernel_precision(torch.float64))
+        layer.plans[key] = [dataclasses.replace(launch, config=type(launch.config)(
+            {"BLOCK_B": 8}, num_warps=4)) for launch in layer.plans[key]]
+    check_layer("mix", (source, rows, mask), m, (3, 37, 4), brute_mix, brute_mix_backward,
+                force=force)
 
 
 # ----------------------------------------------------------------------------- API
-def test_wider_arity_falls_back_to_reference():
-    sources, rows, log_w = einsum_case(3, (2, 2, 2, 2), 3, 2, 5, ("index",) * 4, torch.float64)
-    out = torch.empty(2, 5, 3, dtype=torch.float64)
-    triton_ops.einsum_forward(sources, rows, log_w, out)
-    assert_close(out, brute_einsum(sources, rows, log_w, "sum"), torch.float64, "arity 4")
-
-
-def test_empty_batch_and_partitions():
-    sources, rows, log_w = einsum_case(3, (3, 4), 2, 2, 5, ("index", "index"), torch.float64)
-    empty = torch.empty(2, 0, 2, dtype=torch.float64)
-    triton_ops.einsum_forward([s[:, :0] for s in sources], rows, log_w, empty)
-    flows = triton_ops.einsum_backward([s[:, :0] for s in sources], rows, log_w, empty, empty,
-                                       [torch.zeros_like(s[:, :0]) for s in sources])
-    assert flows.shape == log_w.shape and not flows.any()
-
-
 def test_bad_arguments_are_refused():
-    sources, rows, log_w = einsum_case(3, (3, 4), 2, 2, 5, ("index", "index"), torch.float64)
-    out = torch.empty(2, 5, 2, dtype=torch.float64)
+    sources, rows, w = einsum_case(3, (3, 4), 2, 2, 5, ("index", "index"), torch.float64)
+    bound = Bound("einsum", triton_ops, (sources, rows), 2, 5, 2, w)
     with pytest.raises(ValueError, match="semiring"):
-        triton_ops.einsum_forward(sources, rows, log_w, out, "min")
-    with pytest.raises(ValueError, match="precision"):
-        triton_ops.einsum_forward(sources, rows, log_w, out, precision="fp8")
-    with pytest.raises(TypeError, match="dtype"):
-        triton_ops.einsum_forward(sources, rows, log_w.float(), out)
+        bound.layer.forward("min")
     with pytest.raises(ValueError, match="precision"):
         triton_ops.set_precision("fp16")
+    with pytest.raises(TypeError, match="dtype"):
+        Bound("einsum", triton_ops, (sources, rows), 2, 5, 2, w.float())
     assert triton_ops.get_precision() == "tf32x3"
+
+
+def test_empty_batch_launches_nothing():
+    sources, rows, w = einsum_case(3, (3, 4), 2, 2, 5, ("index", "index"), torch.float64)
+    empty = [reference.Arena(s.values[:, :0], s.scales[:, :0], s.norms[:, :0]) for s in sources]
+    g = torch.zeros(2, 0, 2, dtype=torch.float64)
+    bound = Bound("einsum", triton_ops, (empty, rows), 2, 0, 2, w, g)
+    bound.layer.forward()
+    bound.layer.backward()
+    assert all(not launches for launches in bound.layer.plans.values())

@@ -2,21 +2,33 @@
 kernels emulate the tensor cores there: operands rounded (tf32x3's high part, bf16) or truncated
 (what a tf32 tensor core reads of an fp32 register) to their values in fp32, products exact. The
 rounding helpers match bit-exact references, and the layer errors against float64 come out as
-each precision predicts: tf32x3 as accurate as fp32 (relative error of log-values <= 1e-6, the
-issue's target for the default), tf32 and bf16 orders of magnitude coarser (so the emulation is
-really in effect)."""
-import math
+each precision predicts: tf32x3 as accurate as fp32 (the issue's 1e-5 relative target with room
+to spare), tf32 and bf16 orders of magnitude coarser (so the emulation is really in effect).
 
+Measured here (interpreter, triton 3.9; docs/kernels.md keeps the table): max error of float32
+layers against float64, log-values absolute (= relative error of the probabilities), flows
+relative to the largest:
+
+                                          tf32x3   ieee     tf32     bf16
+    einsum 40 x 40 -> 40, B = 17: log-values  9.0e-7   9.3e-7   9.0e-4   2.1e-3
+      children's flows                        8.2e-8   1.5e-7   1.3e-4   5.5e-4
+      weight flows                            2.6e-7   3.1e-7   3.9e-4   2.3e-3
+    Hadamard K = 40 -> 20, A = 3: log-values  1.0e-6   6.5e-7   1.5e-3   4.6e-3
+    PD 8x8 K = 10 circuit: log p, relative    1.0e-7   1.0e-7   3.1e-5   1.5e-5
+
+(Contractions with at most 8 outputs or columns run as exact fp32 FMA reductions in every
+precision; only the tensor-core paths differ.)
+"""
 import numpy as np
 import pytest
 import torch
 import triton
 import triton.language as tl
 
+from layer_cases import (Bound, brute_einsum, brute_einsum_backward, brute_hadamard,
+                         einsum_case, grad_out_for, hadamard_case, logs)
 from pcc_kernels import triton_ops
 from pcc_kernels.triton_common import round_bf16, round_tf32, truncate_tf32
-from test_kernels import brute_einsum, brute_einsum_backward, einsum_case
-from test_kernels_hadamard import brute_forward, hadamard_case
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")
 
@@ -67,75 +79,106 @@ def test_bf16_rounding_matches_torch():
     assert torch.equal(apply("round_bf16", x), x.to(torch.bfloat16).float())
 
 
-def einsum_errors(precision: str):
-    """Max relative errors (log-values, flows, child gradients) of an fp32 einsum with K = 40
-    against float64 (~20% -inf inputs; relative to max(1, |value|) for the log-values)."""
-    sources, rows, log_w = einsum_case(5, (40, 40), 40, 2, 33, ("index", "index"), torch.float32)
-    exact = brute_einsum(sources, rows, log_w, "sum")
+class precision:
+    """Run the Triton layers in a precision, then restore the module's setting."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __enter__(self):
+        self.old = triton_ops.get_precision()
+        triton_ops.set_precision(self.name)
+
+    def __exit__(self, *exc):
+        triton_ops.set_precision(self.old)
+
+
+def log_error(actual, exact) -> float:
+    """Max |log a - log e| over the nonzero entries; the zeros must agree."""
+    actual = logs(actual)
+    assert torch.equal(torch.isneginf(actual), torch.isneginf(exact))
     fin = torch.isfinite(exact)
-    out = torch.empty(exact.shape)
-    triton_ops.einsum_forward(sources, rows, log_w, out, precision=precision)
-    out_err = ((out.double() - exact).abs() / exact.abs().clamp_min(1))[fin].max().item()
-    grad_out = torch.ones_like(out)
-    grads = [torch.zeros_like(s) for s in sources]
-    flows = triton_ops.einsum_backward(sources, rows, log_w, out, grad_out, grads,
-                                       precision=precision)
-    exact_grads, exact_flows = brute_einsum_backward(sources, rows, log_w, grad_out)
-
-    def rel(a, e):
-        return ((a.double() - e).abs() / e.abs().clamp_min(1e-3)).max().item()
-    return out_err, rel(flows, exact_flows), max(rel(g, e) for g, e in zip(grads, exact_grads))
+    return (actual[fin] - exact[fin]).abs().max().item()
 
 
-@pytest.mark.parametrize("precision, low, high", [("tf32x3", 0, 1e-6), ("ieee", 0, 1e-6),
-                                                  ("tf32", 1e-5, 5e-3), ("bf16", 1e-4, 2e-2)])
-def test_einsum_error_per_precision(precision, low, high):
-    out_err, flow_err, grad_err = einsum_errors(precision)
-    assert low <= out_err <= high, out_err
-    gradient_high = 1e-5 if high <= 1e-6 else 10 * high  # flows sum 33 samples' posteriors
-    assert flow_err <= gradient_high and grad_err <= gradient_high, (flow_err, grad_err)
+def flow_error(actual, exact) -> float:
+    assert not torch.isnan(actual).any()
+    return ((actual.double() - exact).abs().max() / exact.abs().max()).item()
 
 
-@pytest.mark.parametrize("precision, high", [("tf32x3", 1e-6), ("tf32", 5e-3), ("bf16", 2e-2)])
-def test_hadamard_error_per_precision(precision, high):
-    source, rows, log_w = hadamard_case(9, 2, 3, 33, 40, 20, torch.float32)
-    exact = brute_forward(source, rows, log_w, "sum")
-    out = torch.empty(exact.shape)
-    triton_ops.hadamard_forward(source, rows, log_w, out, precision=precision)
-    fin = torch.isfinite(exact)
-    assert torch.equal(fin, torch.isfinite(out)) and not torch.isnan(out).any()
-    err = ((out.double() - exact).abs() / exact.abs().clamp_min(1))[fin].max().item()
-    assert err <= high, err
+def einsum_errors(name: str) -> tuple[float, float, float]:
+    """(log-values, children's flows, weight flows) errors of a float32 einsum (40 x 40 -> 40)
+    against float64."""
+    sources, rows, w = einsum_case(5, (40, 40), 40, 2, 17, ("index", "index"), torch.float32,
+                                   spread=0.0)
+    exact = brute_einsum(sources, rows, w, "sum")
+    g = grad_out_for(torch.Generator().manual_seed(1), exact, torch.float32)
+    exact_grads, exact_flows = brute_einsum_backward(sources, rows, w, g)
+    with precision(name):
+        bound = Bound("einsum", triton_ops, (sources, rows), 2, 17, 40, w, g, base=0.0)
+        bound.layer.forward()
+        bound.layer.backward()
+    return (log_error(bound.out, exact), max(flow_error(a, e) for a, e in
+                                             zip(bound.grads, exact_grads)),
+            flow_error(bound.flows, exact_flows))
+
+
+@pytest.mark.parametrize("name, low, high", [("tf32x3", 0, 2e-6), ("ieee", 0, 2e-6),
+                                             ("tf32", 1e-4, 5e-3), ("bf16", 5e-4, 2e-2)])
+def test_einsum_error_per_precision(name, low, high):
+    errors = einsum_errors(name)
+    assert low <= errors[0] <= high, errors
+    assert all(e <= high for e in errors[1:]), errors
+
+
+@pytest.mark.parametrize("name, high", [("tf32x3", 2e-6), ("tf32", 5e-3), ("bf16", 2e-2)])
+def test_hadamard_error_per_precision(name, high):
+    source, children, w = hadamard_case(9, 2, 3, 33, 40, 20, torch.float32, spread=0.0)
+    exact = brute_hadamard(source, children.rows, w, "sum")
+    with precision(name):
+        bound = Bound("hadamard", triton_ops, (source, children.rows), 2, 33, 20, w)
+        bound.layer.forward()
+    assert log_error(bound.out, exact) <= high
 
 
 def test_default_precision_is_tf32x3_and_float64_is_exact():
     assert triton_ops.get_precision() == "tf32x3"
-    assert triton_ops.kernel_precision(None, torch.float64) == "ieee"
-    sources, rows, log_w = einsum_case(5, (10, 10), 20, 2, 7, ("index", "block"), torch.float64)
-    out = torch.empty(2, 7, 20, dtype=torch.float64)
-    triton_ops.einsum_forward(sources, rows, log_w, out, precision="bf16")
-    exact = brute_einsum(sources, rows, log_w, "sum")
-    fin = torch.isfinite(exact)
-    assert torch.allclose(out[fin], exact[fin], rtol=1e-12, atol=1e-12)
-    assert math.isfinite(out[fin].sum().item())
+    assert triton_ops.kernel_precision(torch.float64) == "ieee"
+    assert triton_ops.kernel_precision(torch.float32) == "tf32x3-emulated"
+    sources, rows, w = einsum_case(5, (10, 10), 20, 2, 7, ("index", "block"), torch.float64)
+    with precision("bf16"):
+        bound = Bound("einsum", triton_ops, (sources, rows), 2, 7, 20, w)
+        bound.layer.forward()
+    assert log_error(bound.out, brute_einsum(sources, rows, w, "sum")) <= 1e-12
 
 
-@pytest.mark.parametrize("precision, low, high", [("tf32x3", 0, 1e-6), ("bf16", 1e-6, 1e-3)])
-def test_circuit_log_likelihood_error(precision, low, high):
-    """A whole circuit (PD 8x8, K = 6) in float32 on the Triton kernels against the float64 torch
-    backend: the default tf32x3 keeps the relative log-likelihood error <= 1e-6 (the issue's
-    target), bf16 does not."""
+@pytest.mark.parametrize("name, low, high", [("tf32x3", 0, 2e-7), ("bf16", 2e-6, 1e-4)])
+def test_circuit_log_likelihood_error(name, low, high):
+    """A whole circuit (PD 8x8, K = 10: its contractions take the tensor-core path) in float32
+    on the Triton kernels against the float64 torch backend: the default tf32x3 keeps the
+    relative log-likelihood error far below the issue's 1e-5, bf16 does not reach float32's
+    accuracy."""
     import pcc
     from pcc.structures import poon_domingos
-    circuit = poon_domingos(8, 8, 4, k=6)
+    circuit = poon_domingos(8, 8, 4, k=10)
     x = (torch.rand(16, 64, generator=torch.Generator().manual_seed(0)) < 0.3).float()
     exact = pcc.compile(circuit, backend="torch", dtype=torch.float64)(x.double()).detach()
     model = pcc.compile(circuit, backend="triton")
-    old = triton_ops.get_precision()
-    triton_ops.set_precision(precision)
-    try:
+    with precision(name):
         ll = model(x).detach().double()
-    finally:
-        triton_ops.set_precision(old)
     rel = ((ll - exact).abs() / exact.abs()).max().item()
-    assert low < rel <= high if low else rel <= high, rel
+    assert low <= rel <= high, rel
+
+
+def test_precision_set_after_binding_applies_to_bound_layers():
+    """A bound layer reads the module's precision at each call (its launches for another
+    precision are built on first use), as a bound model does after `set_precision`."""
+    sources, rows, w = einsum_case(7, (9, 3), 20, 2, 17, ("index", "block"), torch.float32,
+                                   spread=0.0)
+    exact = brute_einsum(sources, rows, w, "sum")
+    bound = Bound("einsum", triton_ops, (sources, rows), 2, 17, 20, w)
+    bound.layer.forward()
+    assert log_error(bound.out, exact) <= 2e-6
+    with precision("bf16"):
+        bound.layer.forward()
+    assert log_error(bound.out, exact) >= 1e-4

@@ -1,12 +1,15 @@
 """`pcc compile --explain`: the plan as a table of layers and fused ops, with their cost
 (every column is described in docs/cli.md, "Reading --explain").
 
-Per op and per sample: FLOPs counts multiply-adds as 2 (einsum: building the K1*...*Ka outer
-product, the contraction with the [Ko, K1*...*Ka] weights, the exp/log of the max-shift;
-hadamard: adding A children's K log-values, the contraction with the [Ko, K] weights, the exp/log;
-mix: a weighted log-sum-exp over P; leaf: 4 per slot and unit, a log-density and its sum into the
-region; mixed inputs: adding the parts), bytes counts float32 reads of the inputs and writes of
-the outputs (weights are read once per batch, listed as parameters).
+Per op and per sample: FLOPs counts multiply-adds as 2 (einsum: building the K1*...*Ka
+Kronecker product, the contraction with the [Ko, K1*...*Ka] weights, the normalization: a max
+and a division per output unit, a logarithm per row; hadamard: multiplying A children's K
+values, the contraction with the [Ko, K] weights, the normalization; point sum: a sum over an
+input of one discrete variable, folded into a table over its S values (per batch: (S+1) K Ko
+multiply-adds; per sample: a lookup of Ko values); mix: scaling and adding P partitions, the
+normalization; leaf: 4 per slot and unit, a density and its product into the region; mixed
+inputs: adding the parts), bytes counts float32 reads of the inputs and writes of the outputs
+(weights are read once per batch, listed as parameters).
 """
 from __future__ import annotations
 
@@ -32,12 +35,15 @@ def op_cost(op: Op) -> OpCost:
     if isinstance(op, HadamardOp):
         n, ko, k = op.weight_shape
         arity = op.child_rows.shape[1]
-        return OpCost(n * ko * k, n * ((arity - 1) * k + 2 * k * ko + k + ko),
+        return OpCost(n * ko * k, n * ((arity - 1) * k + 2 * k * ko + 2 * ko + 1),
                       FLOAT_BYTES * n * (arity * k + ko))
+    if isinstance(op, EinsumOp) and op.points is not None:
+        n, ko, width = op.weight_shape
+        return OpCost(n * ko * width, n * ko, FLOAT_BYTES * n * (1 + ko))
     if isinstance(op, EinsumOp):
         n, ko, width = op.weight_shape
         arity = len(op.child_k)
-        flops = n * ((arity - 1) * width + 2 * width * ko + sum(op.child_k) + ko) \
+        flops = n * ((arity - 1) * width + 2 * width * ko + 2 * ko + 1) \
             if op.has_weights else n * arity * ko
         return OpCost(n * ko * width if op.has_weights else 0, flops,
                       FLOAT_BYTES * n * (sum(op.child_k) + ko))
@@ -104,7 +110,11 @@ def explain(plan: Plan, regions: bool = False) -> str:
 
 def _op_cells(op: Op) -> list[str]:
     """layer, op, nodes, shape, gathered."""
-    if isinstance(op, EinsumOp):
+    if isinstance(op, EinsumOp) and op.points is not None:
+        kind = "point sum"
+        shape = f"{op.child_k[0]} -> {op.k_out}, table"
+        gathered = "1 of 1"
+    elif isinstance(op, EinsumOp):
         kind = "einsum" if op.has_weights else "product"
         shape = f"{'x'.join(map(str, op.child_k))} -> {op.k_out}"
         gathered = f"{sum(not isinstance(r, int) for r in op.child_rows)} of {len(op.child_rows)}"

@@ -165,7 +165,7 @@ class Bound:
         self.counts: dict[int, Tensor] = {}  # leaf block -> counts [R, S+1, K] of point sums
         if points:
             for op in program.ops:
-                if isinstance(op, LoweredEinsum) and op.points is not None:
+                if isinstance(op, LoweredEinsum) and self._folds(op):
                     block, _, support = op.points
                     self.sources.setdefault(block, PointSource())
                     if backward and block not in self.counts:
@@ -181,6 +181,17 @@ class Bound:
         scratch.allocate()
         for layer in self.layers:
             layer.attach()
+
+    def _folds(self, op: "LoweredEinsum") -> bool:
+        """Whether this binding folds a point sum (`PointSumLayer`) rather than contracting its
+        input sample by sample: a table over the S + 1 value columns costs about
+        (S+1) (B + 2K) Ko multiply-adds a pass (forward, flows and counts), the contraction
+        3 B K Ko; so folding pays when (S+1) (B + 2K) <= 3 B K (any binary or small variable,
+        not a wide categorical at a small batch)."""
+        if op.points is None or not self.points_ready:
+            return False
+        support, k = op.points[2], op.child_k[0]
+        return (support + 1) * (self.batch + 2 * k) <= 3 * self.batch * k
 
     def _layer(self, kernels: ModuleType, op, scratch: Scratch):
         arenas, grads = self.arenas, self.grads
@@ -204,7 +215,7 @@ class Bound:
         k_out = op.k if isinstance(op, LoweredMix) else op.k_out
         out = arenas[k_out].rows(op.out_start, op.n)
         grad_out = grads[k_out].narrow(0, op.out_start, op.n) if grads else None
-        if isinstance(op, LoweredEinsum) and op.points is not None and self.points_ready:
+        if isinstance(op, LoweredEinsum) and self._folds(op):
             block, members, support = op.points
             return kernels.PointSumLayer(self.sources[block], members, support, w, out, scratch,
                                          grad_out, flows, self.counts.get(block))
@@ -237,7 +248,7 @@ class Bound:
                     self.sources[i].onehot = leaf.onehot
                 leaf = Linear(rows.values)
             elif i in self.sources:
-                raise ValueError("a binding with point sums needs point tables for their inputs")
+                raise ValueError("a binding that folds point sums needs their inputs' tables")
             linear = isinstance(leaf, Linear)
             if linear:
                 if leaf.values.data_ptr() != rows.values.data_ptr():

@@ -39,7 +39,7 @@ from .engine import (Bound, CircuitFunction, Evaluation, FlowSink, LeafInput, Le
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
-from .opaque import opaque
+from pcc_kernels.opaque import opaque
 from .stamps import Stamp
 from .naive import naive_evaluate
 from .weight_init import mix_log_weights, sum_log_weights

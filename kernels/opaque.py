@@ -1,4 +1,4 @@
-"""Functions torch.compile runs eagerly instead of tracing (the engine writes arenas in place).
+"""Functions torch.compile runs eagerly instead of tracing (layers write arenas in place).
 
 `torch.compiler.disable` imports torch._dynamo, which costs seconds and ~150 MB when a process
 only evaluates circuits; `opaque` applies it only while torch.compile traces.

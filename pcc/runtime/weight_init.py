@@ -3,12 +3,13 @@
     sum weights [N, Ko, W]:  log softmax over W of log(U + 0.01)
     mixing      [N, P, K]:   log softmax over P of log(U + 0.01), padded partitions (mask False)
                              at logit 0 (excluded by the mask when used)
-    U ~ uniform(0, 1) in the weights' dtype, one value per weight from `generator`, row-major.
+    U ~ uniform(0, 1) in float64, one value per weight from `generator`, row-major, computed in
+    float64 and then rounded: the same weights in every dtype.
 
 The generator draws serially, so blocks of rows get the same values as one draw of the whole
-tensor. Every step runs in place on the weights themselves, a block of about `BLOCK_VALUES` at a
-time, so building a model of a billion weights needs little more memory than its weights (and
-no large temporary that the allocator would keep).
+tensor. A block of about `BLOCK_VALUES` weights at a time, written into the weights, so building
+a model of a billion weights needs little more memory than its weights (and no large temporary
+that the allocator would keep).
 """
 from __future__ import annotations
 
@@ -26,8 +27,8 @@ def sum_log_weights(shape: tuple[int, int, int], generator: torch.Generator,
     `out` when given."""
     out = torch.empty(shape, dtype=dtype) if out is None else out
     for rows in _blocks(shape):
-        block = out[rows.start:rows.stop].uniform_(0.0, 1.0, generator=generator)
-        _log_softmax_(block.add_(0.01).log_(), -1)
+        u = torch.rand((len(rows), *shape[1:]), generator=generator, dtype=torch.float64)
+        out[rows.start:rows.stop] = _log_softmax_(u.add_(0.01).log_(), -1)
     return out
 
 
@@ -38,9 +39,9 @@ def mix_log_weights(shape: tuple[int, int, int], mask: Tensor, generator: torch.
     out = torch.empty(shape, dtype=dtype) if out is None else out
     for rows in _blocks(shape):
         padded = ~mask[rows.start:rows.stop]
-        block = out[rows.start:rows.stop].uniform_(0.0, 1.0, generator=generator)
-        block.add_(0.01).log_().masked_fill_(padded, -math.inf)
-        _log_softmax_(block, 1).masked_fill_(padded, 0.0)
+        u = torch.rand((len(rows), *shape[1:]), generator=generator, dtype=torch.float64)
+        u.add_(0.01).log_().masked_fill_(padded, -math.inf)
+        out[rows.start:rows.stop] = _log_softmax_(u, 1).masked_fill_(padded, 0.0)
     return out
 
 

@@ -418,6 +418,8 @@ Steps = dict[str, tuple[Callable[[], object], Callable[[], None]]]  # step -> (c
 
 
 class PccSide:
+    """Two compiled copies of one circuit: one for the forward and `pcc.EM`, one for Adam."""
+
     def __init__(self, circuit: Circuit, params):
         circuit = dataclasses.replace(circuit, params=tuple(params)) if params else circuit
         self.model = pcc.compile(circuit, backend="torch")

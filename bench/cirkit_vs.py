@@ -429,17 +429,9 @@ class PccSide:
         self.restore_em, self.restore_adam = Restore(self.model), Restore(self.trained)
 
     def steps(self, x: torch.Tensor) -> Steps:
-        def forward():
-            with torch.no_grad():
-                self.model(x)
-
-        def adam_step():
-            self.adam.zero_grad()
-            (-self.trained(x).mean()).backward()
-            self.adam.step()
-        return {"forward": (forward, self.restore_em), "EM step": (lambda: self.em.step(x),
-                                                                   self.restore_em),
-                "Adam step": (adam_step, self.restore_adam)}
+        return {"forward": (forward_call(self.model, x), self.restore_em),
+                "EM step": (lambda: self.em.step(x), self.restore_em),
+                "Adam step": (adam_call(self.trained, self.adam, x), self.restore_adam)}
 
 
 class CirkitSide:
@@ -470,22 +462,31 @@ class CirkitSide:
         return sum(p.numel() for p in self.plain.parameters())
 
     def steps(self, x: torch.Tensor) -> Steps:
-        def forward():
-            with torch.no_grad():
-                self.plain(x)
-
         def em_step():
             self.em.zero_grad()
             self.em_model(x).sum().backward()
             self.em.step()
-
-        def adam_step():
-            self.adam.zero_grad()
-            (-self.trained(x).mean()).backward()
-            self.adam.step()
-        steps = {"forward": (forward, _nothing), "EM step": (em_step, self.restore_em),
-                 "Adam step": (adam_step, self.restore_adam)}
+        steps = {"forward": (forward_call(self.plain, x), _nothing),
+                 "EM step": (em_step, self.restore_em),
+                 "Adam step": (adam_call(self.trained, self.adam, x), self.restore_adam)}
         return {s: v for s, v in steps.items() if s not in self.skip}
+
+
+def forward_call(model, x: torch.Tensor) -> Callable[[], None]:
+    def forward():
+        with torch.no_grad():
+            model(x)
+    return forward
+
+
+def adam_call(model, adam: torch.optim.Optimizer, x: torch.Tensor) -> Callable[[], None]:
+    """forward, backward of the mean negative log-likelihood, Adam step (either system: the
+    model's output holds one log-likelihood per row)."""
+    def step():
+        adam.zero_grad()
+        (-model(x).mean()).backward()
+        adam.step()
+    return step
 
 
 def _nothing() -> None:

@@ -351,7 +351,8 @@ def _kron_backward(dp: Tensor, sizes: Sequence[int]) -> list[Tensor]:
 # ------------------------------------------------------------------------------ hadamard
 class HadamardLayer:
     """y = W (x_1 * ... * x_A) of N members whose children are rows of `source` (see the module
-    doc); `grad_source` is the source's flow arena."""
+    doc); `grad_source` is the source's flow arena. Bound for the backward pass, the layer keeps
+    its product from the forward (the size of its output) instead of gathering it again."""
 
     def __init__(self, source: Arena, children: Children, w: Tensor, out: Arena,
                  scratch: Scratch, grad_source: Tensor | None = None,
@@ -372,7 +373,8 @@ class HadamardLayer:
         e = children.extra.shape[0]
         self.scratch = scratch
         self.flat_rows = children.rows.reshape(-1)
-        self._p = scratch.reserve("had", (n, batch, k))
+        self._p = None if grad_source is not None else scratch.reserve("had", (n, batch, k))
+        self.p = source.values.new_empty(n, batch, k) if grad_source is not None else None
         self._s = scratch.reserve("had_s", (n, batch))
         self._x = scratch.reserve("had_x", (e, batch, k)) if e else None
         self._xs = scratch.reserve("had_xs", (children.rows.numel(), batch))
@@ -383,7 +385,9 @@ class HadamardLayer:
     def attach(self) -> None:
         """Take this layer's views of the allocated scratch buffers."""
         sc = self.scratch
-        self.p, self.s = sc.view(self._p), sc.view(self._s)
+        self.s = sc.view(self._s)
+        if self._p is not None:
+            self.p = sc.view(self._p)
         self.x = None if self._x is None else sc.view(self._x)
         self.xs = sc.view(self._xs).view(*self.children.rows.shape, -1)
         self.h = None if self._h is None else sc.view(self._h)
@@ -417,7 +421,7 @@ class HadamardLayer:
         self.out.normalize(values, scale)
 
     def backward(self) -> None:
-        p = self._product()
+        p = self.p  # the forward's (see the class doc)
         h = self.out.output_grad(self.h)
         torch.bmm(h.transpose(1, 2), p, out=self.flows).mul_(self.w)
         dp = torch.bmm(h, self.w, out=self.dp).mul_(p)

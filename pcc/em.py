@@ -269,10 +269,18 @@ class EM:
                         -1 if kind == "sum" else 1, mask, self.pseudocount, self.min_prob)
 
     def _m_step_rest(self, kind: str, i: int, pool: int) -> None:
-        """The M-step of the slices of pool i that `_fold_flows` did not step already."""
+        """The M-step of the rows of pool i that `_fold_flows` did not step already, in runs of
+        consecutive rows (all of them in one when it stepped none)."""
+        runs: list[list[int]] = []
         for slot in self.model.layout.weighted:
-            if slot.kind == kind and slot.pool == i and (pool, slot.start) not in self._stepped:
-                self._m_step(kind, i, slot.start, slot.n)
+            if slot.kind != kind or slot.pool != i or (pool, slot.start) in self._stepped:
+                continue
+            if runs and runs[-1][0] + runs[-1][1] == slot.start:
+                runs[-1][1] += slot.n
+            else:
+                runs.append([slot.start, slot.n])
+        for start, n in runs:
+            self._m_step(kind, i, start, n)
 
     def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
         old = {k: v.detach() for k, v in params.as_dict().items()}

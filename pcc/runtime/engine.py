@@ -37,6 +37,7 @@ from pcc_kernels.reference import Arena, Children, PointSource, Scratch, from_lo
 # to the float64 pass (see the module doc).
 RANGE_LIMIT = 2.0 ** -32
 WIDE = torch.float64
+WHOLE_POOL = 1 << 20  # see `Bound.__init__`
 
 
 @dataclass(frozen=True)
@@ -147,8 +148,14 @@ class Bound:
         self.shared_weights = weights is not None and all(
             w.dtype == like.dtype and w.device == like.device for w in weights)
         self.weights = list(weights) if self.shared_weights else None
+        # (pools of at most WHOLE_POOL weights are exponentiated whole, once a pass, and in sink
+        # mode their flows handed over whole after the pass: fewer calls; the others a layer at
+        # a time)
+        self._whole = ({} if self.shared_weights else
+                       {i: like.new_empty(shape) for i, shape in enumerate(program.pool_shapes)
+                        if prod(shape) <= WHOLE_POOL})
         sizes = [op.n * prod(program.pool_shapes[op.pool[0]][1:]) for op in program.ops
-                 if op.pool is not None]
+                 if op.pool is not None and op.pool[0] not in self._whole]
         self._layer_w = None if self.shared_weights else like.new_empty(max(sizes, default=0))
         self.layer_log_w: list = []  # per layer: (pool, first row, n, its W view) or None
         self._log_pools: Sequence[Tensor] = ()
@@ -173,7 +180,10 @@ class Bound:
                         self.counts[block] = like.new_zeros(slot.n, support + 1, slot.k)
         scratch = Scratch(like)
         # sink mode: every layer's flows in one buffer, in turn (the largest layer's size)
+        self._whole_flows = ({i: like.new_empty(program.pool_shapes[i]) for i in self._whole}
+                             if self.sink_ready else {})
         largest = max((op.n * prod(shape[1:]) for op in program.ops if op.pool is not None
+                       and op.pool[0] not in self._whole_flows
                        for shape in [program.pool_shapes[op.pool[0]]]), default=0)
         self._sink_buffer = like.new_empty(largest) if self.sink_ready else None
         self.layer_flows: list = []  # per layer: (pool, first row, its flows) in sink mode
@@ -201,12 +211,16 @@ class Bound:
             pool, start = op.pool
             if self.shared_weights:
                 w = self.weights[pool].narrow(0, start, op.n)
+            elif pool in self._whole:
+                w = self._whole[pool].narrow(0, start, op.n)
             else:
                 shape = (op.n, *self.program.pool_shapes[pool][1:])
                 w = self._layer_w[:prod(shape)].view(shape)
                 layer_w = (pool, start, op.n, w)
             if self.flows:
                 flows = self.flows[pool].narrow(0, start, op.n)
+            elif self.sink_ready and pool in self._whole_flows:
+                flows = self._whole_flows[pool].narrow(0, start, op.n)
             elif self.sink_ready:
                 flows = self._sink_buffer[:w.numel()].view(w.shape)
                 sink_flows = (pool, start, flows)
@@ -238,6 +252,7 @@ class Bound:
         """Every node's value for this batch (max-product if semiring='max'), given each pool's
         log-weights (read only by a binding that does not share its caller's W)."""
         self._log_pools = log_weights
+        self._exponentiate_whole()
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
             if isinstance(leaf, Points):
                 k = rows.values.shape[-1]
@@ -262,6 +277,11 @@ class Bound:
         for layer, layer_w in zip(self.layers, self.layer_log_w):
             self._exponentiate(layer_w)
             layer.forward(semiring)
+
+    def _exponentiate_whole(self) -> None:
+        """W = exp(log W) of the small pools (see `__init__`)."""
+        for pool, w in self._whole.items():
+            torch.exp(self._log_pools[pool].detach(), out=w)
 
     def _exponentiate(self, layer_w) -> None:
         """The layer's W = exp(log W), into the one buffer layers share in turn."""
@@ -303,6 +323,8 @@ class Bound:
             layer.backward()
             if flows is not None:
                 sink(*flows)
+        for pool, flows in self._whole_flows.items():
+            sink(pool, 0, flows)
         leaves = [self.grads[s.k].narrow(0, s.start, s.n) for s in p.leaves]
         return leaves, self.flows, self.counts
 

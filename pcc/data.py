@@ -139,6 +139,13 @@ def check_support(x, var_max, var_discrete, var_names, path: str | None = None,
     big = torch.finfo(x.dtype).max
     low = torch.full_like(vmax, -big).masked_fill_(disc, 0.0)
     high = vmax.clamp_max(big)
+    if y.numel():  # fast: each column's range, and integers where they must be
+        least, most = torch.aminmax(y, dim=0)
+        fractional = y != y.floor()
+        if not bool(disc.all()):
+            fractional &= disc
+        if not bool(((least < low) | (most > high)).any() or fractional.any()):
+            return
     ok = (y >= low) & (y <= high) & ((y == y.floor()) | ~disc)
     if bool(ok.all()):
         return

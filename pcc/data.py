@@ -125,35 +125,45 @@ def select_columns(table: Table, var_names: tuple[str, ...],
 
 
 def check_support(x, var_max, var_discrete, var_names, path: str | None = None,
-                  lines: "np.ndarray | None" = None, first_row: int = 0) -> None:
+                  lines: "np.ndarray | None" = None, first_row: int = 0,
+                  bounds: "SupportBounds | None" = None) -> None:
     """Raise DataError at the first observed value outside its variable's support.
 
     x [N, V] (a torch tensor); var_max [V]: largest value (inf for continuous); var_discrete [V]:
-    integer-valued. `lines` [N]: the file line of each row, for the message; else row i is
-    reported as row first_row + i."""
+    integer-valued (or their `bounds`, made once by `support_bounds`). `lines` [N]: the file line
+    of each row, for the message; else row i is reported as row first_row + i."""
     import torch
-    vmax = var_max.to(x.device, x.dtype)
-    disc = var_discrete.to(x.device)
+    if bounds is None:
+        bounds = support_bounds(var_max, var_discrete, x.dtype, x.device)
+    low, high, disc = bounds
     y = torch.nan_to_num(x, nan=0.0, posinf=math.inf, neginf=-math.inf)  # missing: in support
-    # discrete: an integer in 0..max; continuous: finite (within +-the largest finite number)
-    big = torch.finfo(x.dtype).max
-    low = torch.full_like(vmax, -big).masked_fill_(disc, 0.0)
-    high = vmax.clamp_max(big)
-    if y.numel():  # fast: each column's range, and integers where they must be
-        least, most = torch.aminmax(y, dim=0)
-        fractional = y != y.floor()
-        if not bool(disc.all()):
-            fractional &= disc
-        if not bool(((least < low) | (most > high)).any() or fractional.any()):
-            return
-    ok = (y >= low) & (y <= high) & ((y == y.floor()) | ~disc)
-    if bool(ok.all()):
+    fractional = y != y.floor()
+    if disc is not None:
+        fractional &= disc
+    bad = fractional.logical_or_(y < low).logical_or_(y > high)
+    if not bool(bad.any()):
         return
-    row, col = (int(i) for i in (~ok).nonzero()[0])
-    what = (f"an integer in 0..{int(vmax[col])}" if disc[col] else "a finite number")
+    row, col = (int(i) for i in bad.nonzero()[0])
+    discrete = bool(var_discrete[col])
+    what = f"an integer in 0..{int(var_max[col])}" if discrete else "a finite number"
     raise _error_at(f"value {float(x[row, col]):g} of variable '{var_names[col]}' is outside "
                     f"its leaf family's support (expected {what})", path, lines, row, col,
                     first_row)
+
+
+class SupportBounds(tuple):
+    """(low [V], high [V], discrete [V] or None when every variable is): a discrete variable's
+    values are integers in low..high, a continuous one's finite (within +-the largest finite
+    number)."""
+
+
+def support_bounds(var_max, var_discrete, dtype, device) -> SupportBounds:
+    import torch
+    vmax = var_max.to(device, dtype)
+    disc = var_discrete.to(device)
+    big = torch.finfo(dtype).max
+    low = torch.full_like(vmax, -big).masked_fill_(disc, 0.0)
+    return SupportBounds((low, vmax.clamp_max(big), None if bool(disc.all()) else disc))
 
 
 def check_labels(labels: np.ndarray, units: int, path: str | None = None,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data import check_support
+from ..data import check_support, support_bounds
 from ..errors import BackendError, ShapeError
 from ..ir import Circuit, Param
 from ..passes import EinsumOp, HadamardOp, Plan
@@ -300,7 +300,12 @@ class CompiledCircuit(nn.Module):
                 raise ShapeError(f"marginalize mask must have shape {list(x.shape)} or "
                                  f"[{x.shape[1]}], got {list(mask.shape)}")
             x = x.masked_fill(mask, math.nan)
-        check_support(x, self.var_max, self.var_discrete, self.plan.var_names)
+        key = (x.dtype, x.device)
+        bounds = self.__dict__.setdefault("_support_bounds", {})
+        if key not in bounds:
+            bounds[key] = support_bounds(self.var_max, self.var_discrete, *key)
+        check_support(x, self.var_max, self.var_discrete, self.plan.var_names,
+                      bounds=bounds[key])
         return x
 
     def leaf_values(self, x: Tensor, semiring: str = "sum", only: int | None = None
@@ -460,7 +465,8 @@ class CompiledCircuit(nn.Module):
 
     def _apply(self, fn, *args, **kwargs):
         # what holds buffers or bindings of the old tensors is made again on next use
-        for cached in ("_programs", "_bindings", "_point_tables", "_weight_pools"):
+        for cached in ("_programs", "_bindings", "_point_tables", "_weight_pools",
+                       "_support_bounds"):
             self.__dict__.pop(cached, None)
         return super()._apply(fn, *args, **kwargs)
 

@@ -296,10 +296,9 @@ class Bound:
 
     def out_of_range(self) -> Tensor | None:
         """The samples some layer's norm put below RANGE_LIMIT ([F] long), or None."""
-        low = self.norms < RANGE_LIMIT
-        if not bool(low.any()):
+        if not self.norms.numel() or self.norms.min().item() >= RANGE_LIMIT:
             return None
-        return low.any(0).nonzero().squeeze(1)
+        return (self.norms < RANGE_LIMIT).any(0).nonzero().squeeze(1)
 
     def backward(self, grad_root: Tensor, sink: FlowSink | None = None
                  ) -> tuple[list[Tensor], list[Tensor], dict[int, Tensor]]:

@@ -373,6 +373,14 @@ class HadamardLayer:
         e = children.extra.shape[0]
         self.scratch = scratch
         self.flat_rows = children.rows.reshape(-1)
+        # every member with the same number of children: slot by slot, a block of rows read
+        # as a view where the plan laid them out so, else gathered (no scatter-multiply)
+        self.columns = _columns(children.rows)
+        self._col = (scratch.reserve("had_col", (n, batch, k))
+                     if self.columns is not None else None)
+        if self.columns is not None and grad_source is not None:
+            self.write_columns = [_Writer(c, n, None if overwrite is None else overwrite[:, j])
+                                  for j, c in enumerate(self.columns)]
         self._p = None if grad_source is not None else scratch.reserve("had", (n, batch, k))
         self.p = source.values.new_empty(n, batch, k) if grad_source is not None else None
         self._s = scratch.reserve("had_s", (n, batch))
@@ -390,12 +398,21 @@ class HadamardLayer:
             self.p = sc.view(self._p)
         self.x = None if self._x is None else sc.view(self._x)
         self.xs = sc.view(self._xs).view(*self.children.rows.shape, -1)
+        self.col = None if self._col is None else sc.view(self._col)
         self.h = None if self._h is None else sc.view(self._h)
         self.dp = None if self._dp is None else sc.view(self._dp)
 
     def _product(self) -> Tensor:
         """p = prod of each member's children [N, B, K]."""
         c, src = self.children, self.source
+        if self.columns is not None:
+            first = _gather_into(src.values, self.columns[0], self.p)
+            if len(self.columns) == 1:
+                return first if first is self.p else self.p.copy_(first)
+            torch.mul(first, _gather_into(src.values, self.columns[1], self.col), out=self.p)
+            for column in self.columns[2:]:
+                self.p.mul_(_gather_into(src.values, column, self.col))
+            return self.p
         p = torch.index_select(src.values, 0, c.first, out=self.p)
         if self.x is not None:
             p.index_reduce_(0, c.parent, torch.index_select(src.values, 0, c.extra, out=self.x),
@@ -405,7 +422,16 @@ class HadamardLayer:
     def _scale(self) -> Tensor:
         """The sum of each member's children's scales [N, B]: gathered over the padded child
         rows (padding reads row 0, scale 0) and summed (an indexed add of such small rows costs
-        more in torch's CPU kernels)."""
+        more in torch's CPU kernels); with `columns`, slot by slot."""
+        if self.columns is not None and len(self.columns) > 1:
+            scales, n = self.source.scales, self.s.shape[0]
+            flat = self.xs.view(-1, self.xs.shape[-1])
+            total = _gather_into(scales, self.columns[0], self.s)
+            if total is not self.s:
+                total = self.s.copy_(total)
+            for column in self.columns[1:]:
+                total.add_(_gather_into(scales, column, flat[:n]))
+            return total
         torch.index_select(self.source.scales, 0, self.flat_rows,
                            out=self.xs.view(-1, self.xs.shape[-1]))
         return torch.sum(self.xs, 1, out=self.s)
@@ -425,10 +451,36 @@ class HadamardLayer:
         h = self.out.output_grad(self.h)
         torch.bmm(h.transpose(1, 2), p, out=self.flows).mul_(self.w)
         dp = torch.bmm(h, self.w, out=self.dp).mul_(p)
+        if self.columns is not None:
+            for write in self.write_columns:
+                write(self.grad_source, dp)
+            return
         self.write_first(self.grad_source, dp)
         if self.x is not None:
             self.write_extra(self.grad_source, torch.index_select(dp, 0, self.children.parent,
                                                                   out=self.x))
+
+
+def _columns(rows: Tensor) -> list[Rows] | None:
+    """The child rows [N, A] slot by slot (an int start for a block of consecutive rows, else
+    the column), or None when members have different numbers of children (padding, row 0)."""
+    if rows.numel() == 0 or bool((rows == 0).any()):
+        return None
+    out: list[Rows] = []
+    for j in range(rows.shape[1]):
+        column = rows[:, j]
+        first = int(column[0])
+        consecutive = bool((column == torch.arange(first, first + len(column),
+                                                   device=column.device)).all())
+        out.append(first if consecutive else column.contiguous())
+    return out
+
+
+def _gather_into(source: Tensor, rows: Rows, buffer: Tensor) -> Tensor:
+    """source[rows] [N, ...]: a view for a block, else gathered into `buffer`."""
+    if isinstance(rows, int):
+        return source.narrow(0, rows, buffer.shape[0])
+    return torch.index_select(source, 0, rows, out=buffer)
 
 
 # ------------------------------------------------------------------------------ mix

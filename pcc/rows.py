@@ -396,3 +396,45 @@ class Shard(Rows):
 
     def guard(self, work: Callable[[], T], default: T | None = None) -> T | None:
         return self.group.run(work, default)
+
+
+HELD_OUT = 0.1  # the share of the training rows held out for validation when none is given
+
+
+class Subset(Rows):
+    """The rows of `rows` at `positions` [n] (ascending), in that order."""
+
+    def __init__(self, rows: Rows, positions: Tensor):
+        self.rows, self.positions = rows, positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def num_vars(self) -> int:
+        return self.rows.num_vars
+
+    @property
+    def labeled(self) -> bool:
+        return self.rows.labeled
+
+    def read(self, positions: Tensor) -> Batch:
+        return self.rows.read(self.positions[torch.as_tensor(positions, dtype=torch.long)])
+
+    def close(self) -> None:
+        self.rows.close()
+
+
+def hold_out(rows: Rows, share: float = HELD_OUT, seed: int = 0) -> tuple[Rows, Rows]:
+    """(training rows, validation rows): a seeded `share` of `rows` (at least one row, and one
+    left to train on) held out, both in file order; a `Shard` stays one."""
+    n = len(rows)
+    if n < 2:
+        raise DataError(f"{n} training row{'s' if n != 1 else ''}: too few to hold any out for "
+                        "validation (give a validation set)")
+    held = min(n - 1, max(1, round(share * n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = torch.sort(order[held:]).values, torch.sort(order[:held]).values
+    if isinstance(rows, Shard):
+        return tuple(Shard(Subset(rows.rows, p), rows.group) for p in parts)
+    return tuple(Subset(rows, p) for p in parts)

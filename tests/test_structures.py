@@ -316,7 +316,9 @@ def test_hclt_learns_from_data_with_missing_values_and_checks_the_rest():
     assert circuit == hidden_chow_liu_tree(data, k=2, trees=1)  # a few holes: the same tree
     holes[3, 2] = 0.5
     with pytest.raises(DataError, match="row 4, column 3"):
-        hidden_chow_liu_tree(holes)
+        hidden_chow_liu_tree(holes, leaf=Family("bernoulli"))
+    mixed = hidden_chow_liu_tree(holes, k=2, trees=1)  # a fraction: column 3 is continuous
+    assert mixed.var_family(2) == Family("normal") and mixed.var_family(0) == Family("bernoulli")
 
 
 def test_hclt_on_a_chain():
@@ -389,13 +391,15 @@ def test_hclt_loads_debd_files(tmp_path):
     assert hidden_chow_liu_tree(path) == hidden_chow_liu_tree(data)
 
 
-@pytest.mark.parametrize("text,row,col", [
-    ("0,1\n1,x\n", 1, 1), ("0,1\n1,-1\n", 1, 1), ("0,1\n1,1.5\n", 1, 1), ("0,1\n1\n", 1, None), ("", None, None)])
-def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col):
+@pytest.mark.parametrize("text,row,col,leaf", [
+    ("0,1\n1,x\n", 1, 1, None), ("0,1\n1,-1\n", 1, 1, "bernoulli"),
+    ("0,1\n1,1.5\n", 1, 1, "categorical(n=3)"), ("0,1\n1\n", 1, None, None), ("", None, None, None),
+    ("0,1\n1,inf\n", 1, 1, None)])
+def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col, leaf):
     path = tmp_path / "bad.data"
     path.write_text(text)
     with pytest.raises(DataError) as info:
-        hidden_chow_liu_tree(path)
+        hidden_chow_liu_tree(path, leaf=None if leaf is None else parse_family(leaf))
     assert (info.value.path, info.value.row, info.value.column) == (str(path), row, col)
     assert str(path) in str(info.value)
 
@@ -409,8 +413,8 @@ def test_hclt_bad_data():
         hidden_chow_liu_tree(np.array([0, 1]))
     with pytest.raises(DataError, match="outside the support"):
         hidden_chow_liu_tree(np.array([[0, 1], [2, 0]]), leaf=Family("bernoulli"))
-    with pytest.raises(StructureError, match="discrete"):
-        hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal"))
+    assert hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal")).leaf == \
+        Family("normal")  # every column continuous, as asked
     with pytest.raises(StructureError, match="trees must be"):
         hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), trees=0)
 

@@ -7,6 +7,7 @@ import sys
 
 from ..errors import StructureError
 from ..files import write_text
+from ..capacity import with_open_line
 from ..ir import Circuit
 from ..region_graph import counts
 from ..sizes import MAX_ELEMENTS, check_circuit_size
@@ -93,8 +94,9 @@ def register(subparsers) -> None:
                "`pcc compile` (or pcc.compile) of the file alone draws random ones. --init data\n"
                "computes the data-based ones here, from --data, and writes them as param blocks.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
-    hclt.add_argument("--trees", type=positive_int, default=defaults.HCLT_TREES, metavar="M",
-                      help=f"number of trees mixed at the root (default {defaults.HCLT_TREES})")
+    hclt.add_argument("--trees", type=positive_int, metavar="M",
+                      help=f"number of trees mixed at the root (default: `pcc train` uses 1 or "
+                           f"all {defaults.HCLT_TREES} the file holds, chosen on validation)")
     hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
     hclt.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
@@ -104,14 +106,17 @@ def register(subparsers) -> None:
                            "`pcc train` computes them); none (default): no param blocks, so `pcc "
                            "train` computes them from its own training data and `pcc compile` "
                            "alone draws random ones")
-    _common_options(hclt, leaf_default=None, k_default=defaults.HCLT_K)
+    _common_options(hclt, leaf_default=None, k_default=None)
     hclt.set_defaults(run=_run_hclt)
 
 
 def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None,
-                    k_default: int = defaults.K) -> None:
+                    k_default: int | None = defaults.K) -> None:
+    default = (f"default {k_default}" if k_default is not None else
+               f"default: `pcc train` chooses it on validation from "
+               f"{', '.join(map(str, defaults.HCLT_K_CHOICES))}; the file is written with {defaults.HCLT_K}")
     parser.add_argument("-k", type=positive_int, default=k_default, metavar="K",
-                        help=f"units per region; the root gets --classes (default {k_default})")
+                        help=f"units per region; the root gets --classes ({default})")
     parser.add_argument("--classes", type=positive_int, default=1, metavar="C",
                         help="units of the root: 1 for one density (default), C for one density per "
                              "class (train it with `pcc train --label-column`)")
@@ -140,14 +145,19 @@ def _run_rat(args) -> int:
 def _run_hclt(args) -> int:
     leaf = None if args.leaf is None else parse_family(args.leaf)
     values, _ = load_values(args.data)
-    circuit = hidden_chow_liu_tree(values, k=args.k, leaf=leaf_for(values, leaf, args.data),
-                                   trees=args.trees, smoothing=args.smoothing, seed=args.seed)
+    circuit = hidden_chow_liu_tree(values, k=args.k or defaults.HCLT_K,
+                                   leaf=leaf_for(values, leaf, args.data),
+                                   trees=args.trees or defaults.HCLT_TREES,
+                                   smoothing=args.smoothing, seed=args.seed)
     initialized = args.init == "data"
     if args.classes > 1:
         circuit = _with_root_units(circuit, args.classes)
     if initialized:
         check_circuit_size(circuit, None if args.output == "-" else args.output)
         circuit = dataclasses.replace(circuit, params=_data_params(circuit, values, args.seed))
+    elif args.classes == 1:
+        circuit = with_open_line(circuit, tuple(d for d in ("k", "trees")
+                                                if getattr(args, d) is None))
     return _write(circuit, args, header(args.argv, circuit, args.data, len(values), initialized))
 
 
@@ -196,7 +206,8 @@ def _write(circuit: Circuit, args, head: str | None = None) -> int:
     if args.classes > 1 and circuit.region(circuit.root).k != args.classes:
         circuit = _with_root_units(circuit, args.classes)
     parameters = check_circuit_size(circuit, None if output == "-" else output)
-    text = (head if head is not None else header(args.argv, circuit)) + to_text(circuit)
+    text = ((head if head is not None else header(args.argv, circuit))
+            + to_text(dataclasses.replace(circuit, comments=())))
     if output == "-":
         sys.stdout.write(text)
         return 0

@@ -162,7 +162,7 @@ class Run:
         config, p = self.config, self.progress
         where = {"member": len(self.done) + 1, "members": config.members or 1,
                  "seconds": self.seconds(), "stage": "next member", "best": None}
-        if self.search is not None and self.search["phase"] != "done":
+        if self.search is not None and self.search["phase"] is not None:  # still searching
             where.update(candidate=len(self.search["results"]) + 1,
                          candidates=len(self.search["candidates"]),
                          capacity=p.label if p is not None else None)

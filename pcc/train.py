@@ -245,11 +245,12 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
 
 def _fit(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progress: bool,
          on_epoch: OnEpoch | None, run: Run, label: str | None = None,
-         first_stage_only: bool = False) -> History:
+         screening: bool = False) -> History:
     """Train the member in training of `run`, from the start or from where its snapshot left
     it: online EM, back to the best epoch, full-batch EM, the plain Chow-Liu tree floor. With
-    `first_stage_only` (a candidate of the capacity search, named `label` in its records): the
-    online EM stage alone."""
+    `screening` (a candidate of the capacity search, named `label` in its records): without
+    the floor, and when full-batch EM stopped at `config.polish` iterations rather than at an
+    iteration that did not improve, its progress stays at that stage (the search may go on)."""
     from .regularize import Regularizers
     regularize = Regularizers(model, data, config.soften, config.entropy)
     run.restore_parameters(model)
@@ -261,15 +262,17 @@ def _fit(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progres
     p = run.progress
     if p.stage == "online":
         _online(model, data, valid, config, progress, on_epoch, run, regularize)
-    if p.history.interrupted or first_stage_only:
+    if p.history.interrupted:
         return p.history
     if p.stage == "polish":
-        if valid is not None:
-            _polish(model, data, valid, config, progress, on_epoch, run, regularize)
-        if p.history.interrupted:
+        converged = valid is None or _polish(model, data, valid, config, progress, on_epoch,
+                                             run, regularize)
+        if p.history.interrupted or (screening and not converged):
             return p.history
         p.stage = "floor"
         run.safe_point(model)
+    if screening:
+        return p.history
     if p.stage == "floor":
         if valid is not None and config.init == "data":
             _chow_liu_floor(model, data, valid, p.history, progress)
@@ -451,9 +454,10 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
 
 
 def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, progress: bool,
-            on_epoch: OnEpoch | None, run: Run, regularize) -> None:
+            on_epoch: OnEpoch | None, run: Run, regularize) -> bool:
     """Full-batch EM iterations while the validation likelihood improves (see module doc), from
-    where `run.progress` stands."""
+    where `run.progress` stands: True when one did not improve (the model is back at the one
+    before it), False when `config.polish` of them were done (or an interrupt came)."""
     p, history = run.progress, run.progress.history
     device = next(model.parameters()).device
     em = EM(model, step_size=1.0, pseudocount=config.pseudocount, reduce=reducer_for(train.group))
@@ -481,13 +485,14 @@ def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, pro
                 on_epoch(record)
             if record["valid_ll"] <= history.best_valid:
                 model.load_state_dict(best_state)
-                return
+                return True
             history.best_valid = record["valid_ll"]
             run.safe_point(model, em)
     except KeyboardInterrupt:
         history.interrupted = True
         if best_state is not None:
             model.load_state_dict(best_state)
+    return False
 
 
 def _epoch_line(record: dict) -> str:

@@ -13,8 +13,8 @@ The recipe comes from the circuit; every option overrides its part of it:
       parameters if it scores better on validation). What the user leaves open is chosen on
       validation within --budget seconds: the hidden states and trees when the file leaves
       them open (`pcc structure hclt` without -k / --trees; -k and --trees here fix them), the
-      pseudocount and the leaf smoothing (--soften) unless given. Each candidate gets the
-      data initialization and the online EM epochs; the best goes on with full-batch EM. The
+      pseudocount, --entropy and --soften unless given. Each candidate is trained by this
+      recipe with full-batch EM cut at 20 iterations; the best goes on where it stopped. The
       choice is printed and recorded in the checkpoint (`pcc info`). A file with parameters
       (--init data) starts from them (--init keep) and keeps its capacity.
   other circuits: parameters random (or as the file gives them), {other}
@@ -103,6 +103,10 @@ def register(sub) -> None:
                    help="leaf smoothing: after every EM update each leaf is mixed with its "
                         "variable's marginal, weight S (default: latent trees chosen on "
                         "validation, 0 for other circuits)")
+    p.add_argument("--entropy", type=non_negative_float, metavar="T",
+                   help="entropy regularization: every sum's weights maximize their expected "
+                        "log-likelihood plus T times their entropy (default: latent trees chosen "
+                        "on validation, 0 for other circuits)")
     p.add_argument("--budget", type=positive_float, metavar="SECONDS",
                    help=f"training time to plan within (default {DEFAULT_BUDGET:g}): the "
                         "capacity search takes at most half of it and full-batch EM gets the "
@@ -201,8 +205,8 @@ def _train(args, group) -> int:
                                          for name, rows in splits.items()}
         capacity = histories[0].capacity
         if capacity is not None:
-            config = replace(config, pseudocount=capacity["pseudocount"],
-                             soften=capacity["soften"])
+            config = replace(config, **{f: capacity[f] for f in ("pseudocount", "entropy",
+                                                                 "soften")})
         meta = {"source": args.file,
                 "data": {name: path for name, path in (("train", args.train),
                                                        ("valid", args.valid),
@@ -262,7 +266,7 @@ def _same_snapshot(group, snapshots) -> None:
 OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "step_size": "--em-step",
            "pseudocount": "--pseudocount", "patience": "--patience", "polish": "--polish",
            "seed": "--seed", "members": "--members", "init": "--init", "soften": "--soften",
-           "budget": "--budget"}
+           "entropy": "--entropy", "budget": "--budget"}
 
 
 def _fixed_capacity(model, args):
@@ -321,4 +325,4 @@ def _snapshots(args, model, config, group):
 def _options_text(recipe) -> str:
     return (f"--epochs {recipe.epochs} --batch-size {recipe.batch_size} --em-step "
             f"{recipe.step_size} --pseudocount {recipe.pseudocount} --patience {recipe.patience} "
-            f"--polish {recipe.polish} --members {recipe.members} --soften {recipe.soften:g}")
+            f"--polish {recipe.polish} --members {recipe.members}")

@@ -137,7 +137,8 @@ def run_pcc(train, valid, test, budget: float, seed: int) -> dict:
     return {"pcc": evaluate(model, test).mean, "pcc_valid": evaluate(model, valid).mean,
             "seconds": round(time.perf_counter() - start, 1),
             "parameters": sum(p.numel() for p in model.parameters()),
-            "choice": {k: capacity.get(k) for k in ("k", "trees", "pseudocount", "soften")}}
+            "choice": {k: capacity.get(k) for k in ("k", "trees", "pseudocount", "entropy",
+                                                     "soften")}}
 
 
 def main() -> int:
@@ -158,15 +159,16 @@ def main() -> int:
                **run_pcc(train, valid, test, args.budget, args.seed)}
         rows.append(row)
         print(json.dumps(row), flush=True)
-    print(f"\n| table | rows (train/valid/test) | columns | full-covariance Gaussian | "
-          f"Gaussian Chow-Liu tree | pcc HCLT (defaults) | choice | parameters | seconds |")
+    print("\n| table | rows (train/valid/test) | columns | full-covariance Gaussian | "
+          "Gaussian Chow-Liu tree | pcc HCLT (defaults) | choice | parameters | seconds |")
     print("|---|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
         c = r["choice"]
         print(f"| {r['table']} | {'/'.join(map(str, r['rows']))} | {r['columns']} | "
               f"{r['gaussian']:.3f} | {r['gaussian_tree']:.3f} | **{r['pcc']:.3f}** | "
               f"K={c['k']}, {c['trees']} tree{'s' if c['trees'] != 1 else ''}, pseudocount "
-              f"{c['pseudocount']:g}, soften {c['soften']:g} | {r['parameters']:,} | "
+              f"{c['pseudocount']:g}, entropy {c['entropy']:g}, soften {c['soften']:g} | "
+              f"{r['parameters']:,} | "
               f"{r['seconds']} |")
     if args.json:
         with open(args.json, "w") as f:

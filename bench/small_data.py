@@ -4,8 +4,8 @@
 - the defaults: `pcc.fit(pcc.structures.hclt(train), train, valid)`: K, trees, pseudocount and
   leaf smoothing chosen on validation within the default budget (`pcc.search`);
 - the grid: `pcc.fit(pcc.structures.hclt(train, k=K, trees=T), train, valid, pseudocount=0.1,
-  soften=0)` for K in {4, 8, 16, 32} and T in {1, 4}: the base recipe at every fixed capacity,
-  of which the one validation picks is the yardstick;
+  entropy=0, soften=0)` for K in {4, 8, 16, 32} and T in {1, 4}: the base recipe (nothing
+  chosen) at every fixed capacity, of which the one validation picks is the yardstick;
 - the plain Chow-Liu tree (Laplace count 1; `bench/clt_baseline.py`), the floor.
 
     python bench/small_data.py --data ../shared/data/debd --out small.jsonl     # runs (resumable)
@@ -40,7 +40,7 @@ from clt_baseline import LAPLACE, fit_tables, mean_log_likelihood  # noqa: E402
 torch.set_num_threads(1)
 SIZES = (500, 1600, 5000)
 GRID = [(k, trees) for k in (4, 8, 16, 32) for trees in (1, 4)]
-BASE = {"pseudocount": 0.1, "soften": 0.0}  # the grid's recipe: the first candidate's settings
+BASE = {"pseudocount": 0.1, "entropy": 0.0, "soften": 0.0}  # the grid's: the first candidate's
 
 
 def subsample(train: np.ndarray, rows: int, seed: int) -> np.ndarray:
@@ -67,8 +67,7 @@ def hclt_run(train: np.ndarray, splits, k: int | None, trees: int | None, seed: 
                     **fixed)
     choice = model.capacity or {}
     return {"k": choice.get("k", k), "trees": choice.get("trees", trees),
-            "pseudocount": choice.get("pseudocount", fixed.get("pseudocount")),
-            "soften": choice.get("soften", fixed.get("soften")),
+            **{f: choice.get(f, fixed.get(f)) for f in ("pseudocount", "entropy", "soften")},
             "valid": evaluate(model, splits.valid).mean, "test": evaluate(model, splits.test).mean,
             "seconds": round(time.perf_counter() - start, 1),
             "parameters": sum(p.numel() for p in model.parameters())}
@@ -121,7 +120,7 @@ def report(path: str) -> str:
         worst.append((gap, d["test"] - clt["test"], name, size))
         out.append(f"| {name} | {size:,} | {clt['test']:.3f} | K={pick['k']}, {pick['trees']} | "
                    f"{pick['valid']:.3f} / {pick['test']:.3f} | K={d['k']}, {d['trees']}, pc "
-                   f"{d['pseudocount']:g}, soften {d['soften']:g} | {d['valid']:.3f} / "
+                   f"{d['pseudocount']:g}, entropy {d.get('entropy', 0):g}, soften {d['soften']:g} | {d['valid']:.3f} / "
                    f"**{d['test']:.3f}** | {gap:+.3f} | {d['parameters']:,} | {d['seconds']:.0f} | "
                    f"{sum(r['seconds'] for r in grid):.0f} |")
     if worst:

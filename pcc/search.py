@@ -44,7 +44,7 @@ from .structures.defaults import HCLT_K_CHOICES as K_CHOICES
 
 PSEUDOCOUNTS = (0.1, 1.0)
 ENTROPIES = (0.0, 0.05)
-SOFTENINGS = (0.0, 0.002)
+SOFTENINGS = (0.0, 0.01)
 SCREEN_POLISH = 20  # full-batch EM iterations of a candidate, at most, before the choice
 SEARCH_SHARE = 0.5  # of the budget, for the candidates
 DEFAULT_BUDGET = 900.0  # seconds: pcc train's default --budget

@@ -12,7 +12,7 @@ import torch
 
 import pcc
 import pcc.search
-from pcc.capacity import open_dimensions, resize, with_open_line
+from pcc.capacity import open_dimensions, resize
 from pcc.frontend import parse, to_text, validate
 from pcc.latent_tree import find_latent_forest
 from pcc.rows import as_rows, hold_out
@@ -144,3 +144,38 @@ def test_mixed_columns_get_their_leaves_and_train(small_space):
     assert [circuit.var_family(v).name for v in range(3)] == ["normal", "normal", "bernoulli"]
     model = pcc.fit(circuit, x[:400], x[400:], progress=False, epochs=3)
     assert math.isfinite(evaluate(model, x).mean)
+
+
+def test_the_two_commands_on_a_mixed_csv_choose_say_and_record(small_space, tmp_path, capsys):
+    from pcc import checkpoint
+    from pcc.cli.main import main
+    rng = np.random.default_rng(0)
+    z = rng.integers(0, 2, 300)
+    lines = ["height,smoker,weight"] + [
+        f"{1.6 + 0.2 * a + 0.05 * rng.normal():.3f},{int(rng.random() < 0.2 + 0.6 * a)},"
+        + ("" if rng.random() < 0.05 else f"{60 + 20 * a + 5 * rng.normal():.2f}") for a in z]
+    (tmp_path / "t.csv").write_text("\n".join(lines) + "\n")
+    pc, pt = tmp_path / "t.pc", tmp_path / "t.pt"
+    assert main(["structure", "hclt", "--data", str(tmp_path / "t.csv"), "-o", str(pc)]) == 0
+    text = pc.read_text()
+    assert "# capacity: open (k, trees)" in text and "leaf bernoulli {smoker}" in text
+    assert main(["train", str(pc), "--train", str(tmp_path / "t.csv"), "--epochs", "2",
+                 "--quiet", "-o", str(pt)]) == 0
+    out, err = capsys.readouterr()
+    assert "no --valid: validating on 30 of the 300 training rows" in err
+    assert "chose K=" in out
+    _, meta = checkpoint.load(pt)
+    assert meta["capacity"]["k"] in (2, 3) and "held out" in meta["data"]["valid"]
+    assert main(["info", str(pt)]) == 0
+    assert "chosen on validation" in capsys.readouterr().out
+    assert main(["train", str(pc), "--train", str(tmp_path / "t.csv"), "-k", "3", "--trees",
+                 "1", "--epochs", "1", "--quiet", "-o", str(pt)]) == 0
+    model, meta = checkpoint.load(pt)
+    assert find_latent_forest(model.circuit).k == 3 and {c["k"] for c in
+                                                         meta["capacity"]["candidates"]} == {3}
+    fixed = tmp_path / "fixed.pc"
+    assert main(["structure", "hclt", "--data", str(tmp_path / "t.csv"), "-k", "2", "-o",
+                 str(fixed)]) == 0
+    assert main(["train", str(fixed), "--train", str(tmp_path / "t.csv"), "-k", "3", "-o",
+                 str(pt)]) == 1
+    assert "-k: " in capsys.readouterr().err

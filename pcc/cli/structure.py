@@ -11,9 +11,9 @@ from ..capacity import with_open_line
 from ..ir import Circuit
 from ..region_graph import counts
 from ..sizes import MAX_ELEMENTS, check_circuit_size
-from ..structures import (defaults, hidden_chow_liu_tree, parse_family, poon_domingos,
-                          random_binary_trees)
-from ..structures.chow_liu import leaf_for, load_values
+from ..structures import defaults, parse_family, poon_domingos, random_binary_trees
+from ..structures.chow_liu import load_columns
+from ..structures.hclt import hclt_of_columns
 from ..structures.provenance import header
 from .options import non_negative_float, non_negative_int, output_or_stdout, positive_int
 
@@ -144,11 +144,11 @@ def _run_rat(args) -> int:
 
 def _run_hclt(args) -> int:
     leaf = None if args.leaf is None else parse_family(args.leaf)
-    values, _ = load_values(args.data)
-    circuit = hidden_chow_liu_tree(values, k=args.k or defaults.HCLT_K,
-                                   leaf=leaf_for(values, leaf, args.data),
-                                   trees=args.trees or defaults.HCLT_TREES,
-                                   smoothing=args.smoothing, seed=args.seed)
+    columns = load_columns(args.data)
+    values = columns[0]
+    circuit = hclt_of_columns(*columns, k=args.k or defaults.HCLT_K, leaf=leaf,
+                              trees=args.trees or defaults.HCLT_TREES, smoothing=args.smoothing,
+                              seed=args.seed)
     initialized = args.init == "data"
     if args.classes > 1:
         circuit = _with_root_units(circuit, args.classes)
@@ -162,9 +162,8 @@ def _run_hclt(args) -> int:
 
 
 def _data_params(circuit: Circuit, values, seed: int) -> tuple:
-    """The starting values `pcc train` computes for a latent tree from `values` (missing: -1),
+    """The starting values `pcc train` computes for a latent tree from `values` (missing: NaN),
     rounded to 9 significant digits (float32 holds fewer; rows still sum to 1 within 1e-8)."""
-    import numpy as np
     import torch
 
     from ..compiler import compile as compile_circuit
@@ -174,8 +173,7 @@ def _data_params(circuit: Circuit, values, seed: int) -> tuple:
     if forest is None:  # --classes > 1: the root is not a latent-tree root
         raise StructureError("--init data needs a latent tree with one root unit; leave out --classes")
     model = compile_circuit(circuit, backend="torch", seed=seed, dtype=torch.float64)
-    x = np.where(values < 0, np.nan, values).astype(np.float64)
-    initialize(model, x, forest, LATENT_TREE_RECIPE.pseudocount, seed=seed)
+    initialize(model, values, forest, LATENT_TREE_RECIPE.pseudocount, seed=seed)
     return tuple(dataclasses.replace(p, values=tuple(float(f"{v:.9g}") for v in p.values))
                  for p in model.ir_params())
 

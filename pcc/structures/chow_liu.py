@@ -24,12 +24,13 @@ scores the plain discrete tree, `bench/continuous.py` the Gaussian one.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Union
 
 import numpy as np
 
-from ..data import load_data
+from ..data import load_data, read_table
 from ..errors import DataError
 from ..families import FAMILIES
 from ..ir import Family
@@ -246,11 +247,17 @@ def families_for(values: np.ndarray, leaf: Family | None, path: str | None) -> l
     return [leaf] * values.shape[1]
 
 
-def load_columns(data: DataSource) -> tuple[np.ndarray, str | None]:
-    """`data` (an array or tensor, or a file `pcc.data.load_data` reads) as float64 [N, V]
-    (NaN = missing), checked to be finite numbers, with its path."""
+def load_columns(data: DataSource) -> tuple[np.ndarray, str | None, tuple[str, ...] | None]:
+    """`data` (an array or tensor, or a file `pcc.data.read_table` reads) as float64 [N, V]
+    (NaN = missing), checked to be finite numbers, with its path and the names of its header
+    when it has one whose names can name variables (so that the circuit's variables match it)."""
     path = os.fspath(data) if isinstance(data, (str, os.PathLike)) else None
-    array = np.asarray(data if path is None else load_data(path))
+    names = None
+    if path is not None:
+        table = read_table(path)
+        array, names = table.values, _variable_names(table.names)
+    else:
+        array = np.asarray(data)
     if array.ndim != 2 or 0 in array.shape:
         raise DataError(f"data must be a non-empty 2-D array (rows x variables), got shape {array.shape}", path)
     if array.dtype.kind not in "biuf":
@@ -261,7 +268,17 @@ def load_columns(data: DataSource) -> tuple[np.ndarray, str | None]:
         raise DataError(f"value {array[row, col]} is not finite", path, int(row), int(col))
     if np.isnan(array).all():
         raise DataError("every value is missing", path)
-    return array, path
+    return array, path, names
+
+
+def _variable_names(names: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """A header's names if every one can name a variable in a .pc file (an identifier, not a
+    reserved word, no repeats), else None (the variables are then x0, x1, ...)."""
+    from ..frontend.naming import RESERVED_WORDS
+    if not names or len(set(names)) < len(names):
+        return None
+    ok = all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", n) and n not in RESERVED_WORDS for n in names)
+    return tuple(names) if ok else None
 
 
 def leaf_for(values: np.ndarray, leaf: Family | None, path: str | None) -> Family:

@@ -39,11 +39,19 @@ def hidden_chow_liu_tree(data: DataSource, *, k: int = defaults.HCLT_K, leaf: Fa
                          smoothing: float = defaults.HCLT_SMOOTHING,
                          seed: int = 0) -> Circuit:
     """The HCLT of `data` (rows x variables of numbers, NaN = missing, as an array or a file
-    `pcc.data.load_data` reads); see the module doc. `leaf` defaults to each column's family:
-    bernoulli for 0/1, categorical(n = largest + 1) for other whole numbers, normal else."""
+    `pcc.data.load_data` reads; a file's header names the variables); see the module doc.
+    `leaf` defaults to each column's family: bernoulli for 0/1, categorical(n = largest + 1)
+    for other whole numbers, normal else."""
+    return hclt_of_columns(*load_columns(data), k=k, leaf=leaf, trees=trees,
+                           smoothing=smoothing, seed=seed)
+
+
+def hclt_of_columns(values: np.ndarray, path: str | None, names: tuple[str, ...] | None, *,
+                    k: int, leaf: Family | None, trees: int, smoothing: float,
+                    seed: int) -> Circuit:
+    """`hidden_chow_liu_tree` of columns `pcc.structures.chow_liu.load_columns` read."""
     require_at_least("k", k, 1)
     require_at_least("trees", trees, 1)
-    values, path = load_columns(data)
     families = families_for(values, leaf, path)
     discrete = np.array([f.name != "normal" for f in families])
     if discrete.all():  # counts over the values (missing: -1)
@@ -60,8 +68,8 @@ def hidden_chow_liu_tree(data: DataSource, *, k: int = defaults.HCLT_K, leaf: Fa
         roots.append(_tree_regions(builder, chow_liu(sample, smoothing, discrete), prefix))
     circuit = builder.build(builder.sum("top", roots, elementwise=True))
     others = {f: tuple(v for v, g in enumerate(families) if g == f) for f in families if f != common}
-    return dataclasses.replace(circuit, leaf_scopes=tuple(LeafScope(f, vs)
-                                                          for f, vs in others.items()))
+    return dataclasses.replace(circuit, vars=names or circuit.vars,
+                               leaf_scopes=tuple(LeafScope(f, vs) for f, vs in others.items()))
 
 
 def _tree_regions(builder: CircuitBuilder, tree: Tree, prefix: str) -> list[str]:

@@ -351,13 +351,11 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
-class Shard(Rows):
-    """Rank `group.rank`'s view of `rows` in data-parallel training (see the module doc). Reads
-    run under `group.run`: a rank that fails to read goes on with no rows, and the next
-    collective stops every rank with its error."""
+class View(Rows):
+    """Rows seen through other `rows` (whose variables, labels and files they are)."""
 
-    def __init__(self, rows: Rows, group):
-        self.rows, self.group = rows, group
+    def __init__(self, rows: Rows):
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -373,11 +371,21 @@ class Shard(Rows):
     def read(self, positions: Tensor) -> Batch:
         return self.rows.read(positions)
 
-    def span(self, start: int, stop: int) -> Batch:
-        return self.rows.span(start, stop)
-
     def close(self) -> None:
         self.rows.close()
+
+
+class Shard(View):
+    """Rank `group.rank`'s view of `rows` in data-parallel training (see the module doc). Reads
+    run under `group.run`: a rank that fails to read goes on with no rows, and the next
+    collective stops every rank with its error."""
+
+    def __init__(self, rows: Rows, group):
+        super().__init__(rows)
+        self.group = group
+
+    def span(self, start: int, stop: int) -> Batch:
+        return self.rows.span(start, stop)
 
     def batch(self, positions: Tensor) -> Batch:
         mine = positions[self.group.rank:: self.group.size]
@@ -401,28 +409,18 @@ class Shard(Rows):
 HELD_OUT = 0.1  # the share of the training rows held out for validation when none is given
 
 
-class Subset(Rows):
+class Subset(View):
     """The rows of `rows` at `positions` [n] (ascending), in that order."""
 
     def __init__(self, rows: Rows, positions: Tensor):
-        self.rows, self.positions = rows, positions
+        super().__init__(rows)
+        self.positions = positions
 
     def __len__(self) -> int:
         return len(self.positions)
 
-    @property
-    def num_vars(self) -> int:
-        return self.rows.num_vars
-
-    @property
-    def labeled(self) -> bool:
-        return self.rows.labeled
-
     def read(self, positions: Tensor) -> Batch:
         return self.rows.read(self.positions[torch.as_tensor(positions, dtype=torch.long)])
-
-    def close(self) -> None:
-        self.rows.close()
 
 
 def hold_out(rows: Rows, share: float = HELD_OUT, seed: int = 0) -> tuple[Rows, Rows]:

@@ -7,8 +7,9 @@
     python bench/debd_cli.py --data ../shared/data/debd --work /tmp/debd [--sets nltcs ...]
 
 Prints and appends one JSON line per set (to --out): wall seconds of each command, the number of
-parameters and the median seconds per epoch (from the --log file), and the train / valid / test
-mean log-likelihoods `pcc train` printed. Extra options after `--` go to `pcc train`.
+parameters of the trained model and the capacity `pcc train` chose (from the checkpoint), the
+median seconds per pass (from the --log file), and the train / valid / test mean
+log-likelihoods `pcc train` printed. Extra options after `--` go to `pcc train`.
 """
 from __future__ import annotations
 
@@ -35,19 +36,22 @@ def timed(command: list[str]) -> tuple[float, str]:
 
 def run(name: str, data: str, work: str, extra: list[str]) -> dict:
     base, out = os.path.join(data, name, name), os.path.join(work, name)
-    structure_s, text = timed(["pcc", "structure", "hclt", "--data", f"{base}.train.data",
-                               "-o", f"{out}.pc"])
-    parameters = int(re.search(r"([\d,]+) parameters", text).group(1).replace(",", ""))
+    structure_s, _ = timed(["pcc", "structure", "hclt", "--data", f"{base}.train.data",
+                            "-o", f"{out}.pc"])
     train_s, text = timed(["pcc", "train", f"{out}.pc", "--train", f"{base}.train.data",
                            "--valid", f"{base}.valid.data", "--test", f"{base}.test.data",
                            "-o", f"{out}.pt", "--log", f"{out}.csv", "--quiet", *extra])
     scores = dict(re.findall(r"(train|valid|test) (-?[\d.]+)", text.splitlines()[-1]))
+    from pcc import checkpoint
+    model, meta = checkpoint.load(f"{out}.pt")
+    parameters = sum(p.numel() for p in model.parameters())
+    capacity = {k: v for k, v in (meta.get("capacity") or {}).items() if k != "candidates"}
     with open(f"{out}.csv") as f:
         log = list(csv.DictReader(f))
     epochs = [float(r["seconds"]) for r in log if r["epoch"].isdigit()]
     polish = [float(r["seconds"]) for r in log if not r["epoch"].isdigit()]
     return {"set": name, "structure_seconds": round(structure_s, 1),
-            "train_seconds": round(train_s, 1), "parameters": parameters,
+            "train_seconds": round(train_s, 1), "parameters": parameters, "capacity": capacity,
             "epochs": len(epochs), "polish": len(polish),
             "seconds_per_epoch": round(statistics.median(epochs + polish), 2),
             **{k: float(v) for k, v in scores.items()}, "extra": extra}

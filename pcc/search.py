@@ -24,8 +24,8 @@ Chow-Liu tree floor (`pcc.train`).
 
 The budget (`TrainConfig.budget`, seconds of training) is planned: the search may use
 SEARCH_SHARE of it, and a candidate is skipped (and said) when its predicted time, from the
-seconds per circuit FLOP per row measured on the candidates before it, would take the search
-past that share; the chosen one's full-batch EM then gets as many iterations as the rest of the
+seconds per circuit FLOP of the largest candidate trained before it, would take the search past
+that share; the chosen one's full-batch EM then gets as many iterations as the rest of the
 budget holds. Every decision is recorded in the run's state (`pcc.progress.Run.search`), so a
 run resumed from a snapshot (`pcc.snapshot`) makes the same ones and ends at the same parameters.
 """
@@ -206,19 +206,29 @@ class Search:
         s["candidates"] += [c for c in self._vary(base, phases[s["phase"]]) if c != base]
 
     def _over_budget(self, s: dict, candidate: dict, config, data, run) -> str | None:
-        """Why `candidate` is skipped (its predicted first stage would take the search past its
-        share of the budget), or None; the first candidate always runs."""
-        done = [(c, r) for c, r in zip(s["candidates"], s["results"]) if r.get("seconds")]
-        if not done or not math.isfinite(config.budget):
+        """Why `candidate` is skipped (its predicted time would take the search past its share
+        of the budget), or None; the first candidate always runs."""
+        if not math.isfinite(config.budget):
             return None
-        work = sum(self.flops(c) * r["passes"] for c, r in done)
-        rate = sum(r["seconds"] for _, r in done) / max(work, 1.0)
-        predicted = rate * self.flops(candidate) * (config.epochs + min(config.polish,
-                                                                         SCREEN_POLISH))
+        per_pass = self._seconds_per_pass(s, candidate)
+        if per_pass is None:
+            return None
+        predicted = per_pass * (config.epochs + min(config.polish, SCREEN_POLISH))
         if run.seconds() + predicted <= SEARCH_SHARE * config.budget:
             return None
         return (f"about {predicted:.0f} s more, past the search's {SEARCH_SHARE:.0%} of the "
                 f"{config.budget:g} s budget")
+
+    def _seconds_per_pass(self, s: dict, candidate: dict) -> float | None:
+        """Predicted seconds of one pass (an epoch or a full-batch iteration) of `candidate`:
+        the seconds per FLOP of the largest candidate trained so far (the smaller ones spend
+        more of their time outside the circuit), times the candidate's FLOPs; None before any."""
+        done = [(self.flops(c), r) for c, r in zip(s["candidates"], s["results"])
+                if r.get("seconds")]
+        if not done:
+            return None
+        flops, result = max(done, key=lambda d: d[0])
+        return result["seconds"] / max(result["passes"], 1) / flops * self.flops(candidate)
 
     def _chosen(self, s: dict, config, data, run, say):
         """The best candidate's model, `run.progress` at its full-batch stage, and its config
@@ -243,14 +253,11 @@ class Search:
 
     def _polish_cap(self, s: dict, best: dict, config, run) -> int:
         """Full-batch EM iterations in all for the chosen candidate: those it did, and as many
-        more as the rest of the budget holds (each costs about an epoch)."""
+        more as the rest of the budget holds."""
         done = Progress.from_state_dict(s["best_progress"]).polished
         if not math.isfinite(config.budget):
             return config.polish
-        work = sum(self.flops(c) * r["passes"] for c, r in zip(s["candidates"], s["results"])
-                   if r.get("seconds"))
-        seconds = sum(r["seconds"] for r in s["results"] if r.get("seconds"))
-        per_pass = seconds / max(work, 1.0) * self.flops(best)
+        per_pass = self._seconds_per_pass(s, best)
         more = int(max(0.0, config.budget - run.seconds()) / max(per_pass, 1e-9))
         return max(done, min(config.polish, done + more))
 

@@ -158,6 +158,10 @@ class Search:
             candidate = s["candidates"][i]
             if run.progress is None:  # not begun: plan it
                 reason = self._over_budget(s, candidate, config, data, run)
+                if not _agreed(data, 1.0 if reason else 0.0):  # the ranks decide as one
+                    reason = None
+                elif not reason:
+                    reason = "past the budget, as the first rank predicts it"
                 if reason:
                     s["results"].append({"valid": None, "skipped": reason})
                     say(f"capacity search: {label(candidate)}: skipped ({reason})")
@@ -237,7 +241,7 @@ class Search:
         model = self._model(best, config.seed)
         model.load_state_dict(s["best_parameters"])
         if s["polish"] is None:  # the choice is made now: said once, recorded
-            s["polish"] = self._polish_cap(s, best, config, run)
+            s["polish"] = int(_agreed(data, float(self._polish_cap(s, best, config, run))))
             tried = sum(1 for r in s["results"] if r["valid"] is not None)
             say(f"chose {label(best)} on validation ({s['results'][s['best']]['valid']:.4f}; "
                 f"{tried} candidate{'s' if tried > 1 else ''} tried)")
@@ -260,6 +264,13 @@ class Search:
         per_pass = self._seconds_per_pass(s, best)
         more = int(max(0.0, config.budget - run.seconds()) / max(per_pass, 1e-9))
         return max(done, min(config.polish, done + more))
+
+
+def _agreed(rows, value: float) -> float:
+    """The first rank's `value` on every rank of data-parallel training (decisions that read
+    a clock must be the same everywhere); `value` itself in one process."""
+    group = rows.group
+    return rows.total([value if group is None or group.is_main else 0.0])[0]
 
 
 def summary(search: dict) -> dict:

@@ -75,7 +75,8 @@ def register(subparsers) -> None:
     rat.set_defaults(run=_run_rat)
 
     hclt = kinds.add_parser(
-        "hclt", help="hidden Chow-Liu tree learned from discrete data", formatter_class=_FORMAT,
+        "hclt", help="hidden Chow-Liu tree learned from discrete, continuous or mixed data",
+        formatter_class=_FORMAT,
         description="Hidden Chow-Liu tree (HCLT): the Chow-Liu tree of the data (maximum spanning tree of\n"
                     "smoothed mutual information, rooted at its center) with a hidden variable of K states\n"
                     "per variable: K leaf distributions per variable, a K x K sum on every tree edge, and at\n"
@@ -85,8 +86,14 @@ def register(subparsers) -> None:
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 1 -o nltcs1.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 2 --trees 1 --init data -o nltcs2.pc\n"
-               "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy;\n"
-               "a missing value (empty, ?, nan) leaves its row out of the pairs it belongs to.\n"
+               "data: one sample per line, comma-separated numbers (debd), CSV (a header names the\n"
+               "variables) or .npy; a column of whole numbers 0..31 gets a discrete leaf (bernoulli\n"
+               "or categorical), any other a normal one per hidden state (--leaf F: F for all); the\n"
+               "tree's mutual information is counted for discrete pairs and Gaussian for the others\n"
+               "(docs/cli.md). A missing value (empty, ?, nan) leaves its row out of the pairs it\n"
+               "belongs to.\n"
+               "capacity: without -k / --trees the file says that `pcc train` chooses them on\n"
+               "validation (it is written with K=32 and 4 trees, the most it may use).\n"
                "The file starts with comment lines: this command, the data file (rows, sha256),\n"
                "each tree's root and edges, and where the starting values come from.\n"
                "starting values: without --init the file has no param blocks; `pcc train` then\n"

@@ -5,6 +5,7 @@
         -o NAME.pt --log NAME.csv
 
     python bench/debd_cli.py --data ../shared/data/debd --work /tmp/debd [--sets nltcs ...]
+    python bench/debd_cli.py --report debd_cli.jsonl     # the markdown table (last run per set)
 
 Prints and appends one JSON line per set (to --out): wall seconds of each command, the number of
 parameters of the trained model and the capacity `pcc train` chose (from the checkpoint), the
@@ -16,14 +17,17 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import re
+import os
 import statistics
 import subprocess
 import sys
 import time
 
 SETS = ("nltcs", "plants", "baudio", "jester", "accidents", "pumsb_star", "bbc")
+# the published HCLT (Liu & Van den Broeck 2021, the mean of its 5 seeds' logs; docs/results.md)
+HCLT = {"nltcs": -6.00, "plants": -14.26, "baudio": -39.77, "jester": -52.46,
+        "accidents": -26.74, "pumsb_star": -23.65, "bbc": -251.05}
 
 
 def timed(command: list[str]) -> tuple[float, str]:
@@ -57,14 +61,42 @@ def run(name: str, data: str, work: str, extra: list[str]) -> dict:
             **{k: float(v) for k, v in scores.items()}, "extra": extra}
 
 
+def report(path: str) -> str:
+    """Markdown: the last run of each set, with the capacity chosen and the published HCLT."""
+    last = {}
+    for line in open(path):
+        if line.strip():
+            row = json.loads(line)
+            last[row["set"]] = row
+    out = ["| set | chosen on validation | parameters | `pcc structure` s | `pcc train` s | "
+           "s/pass | epochs + full-batch (all candidates) | valid | test | published HCLT | "
+           "test - HCLT |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name in SETS:
+        if name not in last:
+            continue
+        r, c = last[name], last[name].get("capacity") or {}
+        chosen = (f"K={c['k']}, {c['trees']} tree{'s' if c['trees'] > 1 else ''}, pc "
+                  f"{c['pseudocount']:g}, entropy {c['entropy']:g}, soften {c['soften']:g}"
+                  if c else "-")
+        out.append(f"| {name} | {chosen} | {r['parameters']:,} | {r['structure_seconds']} | "
+                   f"{r['train_seconds']:.0f} | {r['seconds_per_epoch']} | {r['epochs']} + "
+                   f"{r['polish']} | {r['valid']:.3f} | **{r['test']:.3f}** | {HCLT[name]:.2f} | "
+                   f"{r['test'] - HCLT[name]:+.3f} |")
+    return "\n".join(out)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", default="../shared/data/debd")
     parser.add_argument("--work", default="debd_cli", help="folder for the .pc, .pt and logs")
     parser.add_argument("--sets", nargs="+", default=list(SETS))
     parser.add_argument("--out", default="debd_cli.jsonl")
+    parser.add_argument("--report", help="print the table of the runs in this JSON-lines file")
     parser.add_argument("extra", nargs="*", help="options for pcc train (after --)")
     args = parser.parse_args()
+    if args.report:
+        print(report(args.report))
+        return
     os.makedirs(args.work, exist_ok=True)
     for name in args.sets:
         row = run(name, args.data, args.work, args.extra)

@@ -32,6 +32,7 @@ run resumed from a snapshot (`pcc.snapshot`) makes the same ones and ends at the
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import sys
 from dataclasses import dataclass, replace
@@ -93,8 +94,8 @@ def label(candidate: dict) -> str:
 
 
 class Search:
-    """The capacity search of one run (see the module doc): `run(...)` returns the chosen
-    model, in training (its first stage done), and the config to finish it with."""
+    """The search of one run (see the module doc): `run(...)` returns the chosen model, in
+    training (its candidate's training done), and the config to finish it with."""
 
     def __init__(self, space: Space, circuit, backend: str, dtype, device):
         self.space, self.circuit = space, circuit
@@ -102,7 +103,7 @@ class Search:
         self._flops: dict[tuple[int, int], float] = {}
 
     # ------------------------------------------------------------------ the search's state
-    def _start(self, config) -> dict:
+    def _start(self) -> dict:
         first = {f: getattr(self.space, f)[-1 if f in ("k", "trees") else 0] for f in FIELDS}
         phase = self.space.phases()[0]
         return {"phase": 0, "candidates": self._vary(first, phase), "results": [],
@@ -110,9 +111,7 @@ class Search:
                 "polish": None, "began": 0.0}
 
     def _vary(self, base: dict, fields: tuple[str, ...]) -> list[dict]:
-        """Candidates that differ from `base` in `fields` (every combination), cheapest first;
-        `base` itself included only in the first phase (later, it has been trained)."""
-        import itertools
+        """`base` with `fields` set to every combination of their values, cheapest first."""
         values = [getattr(self.space, f) for f in fields]
         out = [{**base, **dict(zip(fields, combo))} for combo in itertools.product(*values)]
         return sorted(out, key=lambda c: self.flops(c))
@@ -146,7 +145,7 @@ class Search:
         says `interrupted`)."""
         from .train import _fit
         if run.search is None:
-            run.search = self._start(config)
+            run.search = self._start()
         s = run.search
         say = (lambda line: tqdm.write(line, file=sys.stderr)) if progress else (lambda line: None)
         while s["phase"] is not None:

@@ -109,7 +109,7 @@ def register(sub) -> None:
                         "on validation, 0 for other circuits)")
     p.add_argument("--budget", type=positive_float, metavar="SECONDS",
                    help=f"training time to plan within (default {DEFAULT_BUDGET:g}): the "
-                        "capacity search plans within 70% of it and full-batch EM gets the "
+                        "capacity search plans within 70%% of it and full-batch EM gets the "
                         "iterations the rest holds")
     p.add_argument("--init", choices=("data", "keep"),
                    help="data: initialize a latent tree from the training data; keep: start "

@@ -32,13 +32,10 @@ from pcc.train import TrainConfig, evaluate, fit_members  # noqa: E402
 
 torch.set_num_threads(1)
 
-# Published test log-likelihoods the results are compared with (docs/results.md says where each
-# comes from): HCLT, Liu & Van den Broeck (NeurIPS 2021), the mean of its 5 seeds' logs;
-# Einsum Networks, Peharz et al. (ICML 2020), cited from memory, not verified.
+# Published test log-likelihoods the results are compared with (docs/results.md says where they
+# come from): HCLT, Liu & Van den Broeck (NeurIPS 2021), the mean of its 5 seeds' logs.
 HCLT = {"nltcs": -6.00, "plants": -14.26, "baudio": -39.77, "jester": -52.46,
         "accidents": -26.74, "pumsb_star": -23.65, "bbc": -251.05}
-EINET = {"nltcs": -6.02, "plants": -13.68, "baudio": -39.88, "jester": -52.56,
-         "accidents": -35.59, "pumsb_star": -31.95, "bbc": -248.33}
 SETS = list(HCLT)
 
 
@@ -80,14 +77,14 @@ def report(paths: list[str], floor: str | None = None) -> str:
         if r["set"] not in best or r["valid"] > best[r["set"]]["valid"]:
             best[r["set"]] = r
     out = ["| set | structure | members | parameters | s/epoch | seconds | valid | test | "
-           "plain CLT | HCLT | EiNet |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "plain CLT | HCLT |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name in SETS:
         if name in best:
             r = best[name]
             floor_text = f"{clt[name]:.2f}" if name in clt else "-"
             out.append(f"| {name} | {_shape(r)} | {r['members']} | {r['parameters']:,} | "
                        f"{r['seconds_per_epoch']} | {r['seconds']:.0f} | {r['valid']:.2f} | "
-                       f"{r['test']:.2f} | {floor_text} | {HCLT[name]:.2f} | {EINET[name]:.2f} |")
+                       f"{r['test']:.2f} | {floor_text} | {HCLT[name]:.2f} |")
     out += ["", "All runs (chosen by valid; test for information only):", "",
             "| set | structure | members | step | batch | pseudocount | epochs + polish | "
             "seconds | train | valid | test |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]

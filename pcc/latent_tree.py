@@ -12,15 +12,18 @@ model over hidden variables z_v (K states each), one per observed variable x_v:
 `find_latent_forest` recognizes this shape in any circuit (None when the circuit has another
 shape). `initialize` then sets every parameter from the data instead of at random: each z_v is
 assigned by k-means over the columns of v and the variables near it in the tree (at most
-`RADIUS` edges away: what z_v sits between), and with (x, z) complete the parameters are
-counts, one hard EM step through the usual M-step (`pcc.em.EM`, so pseudocounts and floors
-apply):
+`RADIUS` edges away: what z_v sits between; continuous columns standardized, a missing value
+at the column's mean), and with (x, z) complete the parameters are counts, one hard EM step
+through the usual M-step (`pcc.em.EM`, so pseudocounts and floors apply):
 
-    p(x_v | z_v = i) ~ n(x_v, z_v = i),  W_e[j, i] ~ n(z_parent = j, z_c = i),  root ~ n(z_r = i)
+    p(x_v | z_v = i) ~ n(x_v, z_v = i)            discrete leaves
+    mean, variance of the x_v with z_v = i        normal leaves
+    W_e[j, i] ~ n(z_parent = j, z_c = i),  root ~ n(z_r = i)
 
 Trees of a mixture that share the leaves share the assignments z_v (so every tree reads the
 same meaning into state i); their roots are mixed uniformly. Empty states (k-means found fewer
-than K clusters) keep a little random mass, so EM can still tell them apart.
+than K clusters) keep a little random mass (normal leaves: the column's mean and variance), so
+EM can still tell them apart.
 
 `embed_chow_liu` sets the parameters to the plain Chow-Liu tree of the first tree instead (z_v =
 x_v: a latent tree with K >= the number of values holds it exactly): the floor `pcc.train.fit`
@@ -30,11 +33,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import StructureError
 from .ir import Circuit, Input, Sum
 
 KMEANS_ITERATIONS = 10
@@ -84,8 +85,7 @@ class LatentForest:
 
 
 def discrete_leaves(circuit: Circuit) -> bool:
-    """Whether every input of `circuit` has a discrete family: what `initialize` and
-    `embed_chow_liu` count."""
+    """Whether every input of `circuit` has a discrete family: what `embed_chow_liu` needs."""
     from .families import family_spec
     for region in circuit.inputs:
         for family, _ in circuit.input_parts(region):
@@ -134,9 +134,9 @@ def find_latent_forest(circuit: Circuit) -> LatentForest | None:
 
 @torch.no_grad()
 def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int = 0) -> None:
-    """Set `model`'s parameters from discrete `data` (NaN = missing; see the module doc): an
-    array [N, V], or `pcc.rows.Rows` read in pieces. A missing value counts as 0 for the
-    clustering and not at all for the leaves. For a `pcc.rows.Shard` (data-parallel training)
+    """Set `model`'s parameters from `data` (NaN = missing; see the module doc): an array
+    [N, V], or `pcc.rows.Rows` read in pieces. A missing value counts as its column's mean (0
+    for a discrete column) for the clustering and not at all for the leaves. For a `pcc.rows.Shard` (data-parallel training)
     every rank clusters the same seeded sample of rows, so the centers do not depend on the
     number of ranks; each counts its share of the rows and the counts are summed (as EM
     statistics)."""
@@ -149,11 +149,23 @@ def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int 
     prior = rows.group is None or rows.group.is_main  # the jitter and flat mixing, added once
 
     def count() -> None:
-        centers = fit_centers(rows, forest, gen)
+        centers = fit_centers(rows, forest, gen, _continuous(model))
         counts = _count(model, forest, rows, lambda x: assign_states(x, centers))
         scale = 1.0 if prior else 0.0
-        for t in counts.sums + counts.leaves:  # drawn on every rank: the generators stay alike
+        for t in counts.sums:  # drawn on every rank: the generators stay alike
             t.add_(scale * 1e-3 * torch.rand(t.shape, generator=gen, dtype=torch.float64))
+        for g, leaves in zip(model.plan.leaf_groups, counts.leaves):
+            if isinstance(leaves, dict):  # normal: a little mass at the column's mean, variance
+                jitter = scale * 1e-3 * torch.rand(leaves["n"].shape, generator=gen,
+                                                   dtype=torch.float64)
+                mean, var = (centers.moments[i][torch.from_numpy(g.var_index).long()]
+                             for i in range(2))
+                leaves["n"] += jitter
+                leaves["t"] += jitter * mean[:, None]
+                leaves["t2"] += jitter * (var + mean * mean)[:, None]
+            else:
+                leaves.add_(scale * 1e-3 * torch.rand(leaves.shape, generator=gen,
+                                                      dtype=torch.float64))
         _load(em, model, counts, [torch.full_like(w.detach(), scale) for w in model.mix_logits])
     rows.guard(count)
     em.update()
@@ -171,10 +183,13 @@ def embed_chow_liu(model, data, forest: LatentForest) -> bool:
     that tree exactly (up to the 1e-12 floor of the unused states), which is why it is a floor
     for what training should reach (`pcc.train.fit` keeps the better on validation). False,
     with `model` unchanged, when a variable has more than K values. `data` as for
-    `initialize`; missing values count as 0 for the edges and not at all for the leaves."""
+    `initialize`; missing values count as 0 for the edges and not at all for the leaves. False
+    too for a circuit with continuous leaves (its plain tree is no table of counts)."""
     from .distributed import reducer_for
     from .em import EM
     from .rows import as_rows
+    if not all(fam.discrete for fam in model.families):
+        return False
     sizes = _support_sizes(model)
     if max(sizes) > forest.k:
         return False
@@ -187,7 +202,7 @@ def embed_chow_liu(model, data, forest: LatentForest) -> bool:
                for var in g.var_index.tolist()}
 
     def count() -> None:
-        counts = _count(model, forest, rows, lambda x: x.long())
+        counts = _count(model, forest, rows, lambda x: torch.nan_to_num(x, nan=0.0).long())
         for node in forest.nodes:
             for edge, c in zip(node.edges, node.children):
                 i, m = part[(edge, 0)]
@@ -212,22 +227,25 @@ def embed_chow_liu(model, data, forest: LatentForest) -> bool:
 
 @dataclass
 class _Counts:
-    """Hard-assignment counts (float64): per sum op [M, Ko, Ki], per leaf group [V, K, S]."""
+    """Hard-assignment counts (float64): per sum op [M, Ko, Ki]; per leaf group of a discrete
+    family [V, K, S], of a normal one the statistics {n, t, t2} [V, K] (rows, sum, squares)."""
 
     sums: list[Tensor]
-    leaves: list[Tensor]
+    leaves: list["Tensor | dict[str, Tensor]"]
     rows: int
 
 
-def _support_sizes(model) -> list[int]:
-    """The number of values of every leaf group's family; a latent tree needs discrete leaves."""
-    sizes = [fam.support_size() if hasattr(fam, "support_size") else None
-             for fam in model.families]
-    if None in sizes:
-        raise StructureError("only a latent tree with discrete leaves is initialized from the "
-                             "data (--init data); this one has continuous leaves: use --init "
-                             "keep")
-    return sizes
+def _support_sizes(model) -> list[int | None]:
+    """The number of values of every leaf group's family (None: continuous)."""
+    return [fam.support_size() if fam.discrete else None for fam in model.families]
+
+
+def _continuous(model) -> Tensor:
+    """[V] bool: the variables with a continuous leaf family."""
+    out = torch.zeros(model.plan.num_vars, dtype=torch.bool)
+    for fam, g in zip(model.families, model.plan.leaf_groups):
+        out[torch.from_numpy(g.var_index).long()] = not fam.discrete
+    return out
 
 
 @dataclass(frozen=True)
@@ -239,34 +257,55 @@ class Centers:
     centers: Tensor
 
 
-def fit_centers(rows, forest: LatentForest, gen: torch.Generator) -> list[Centers]:
+@dataclass(frozen=True)
+class Clustering:
+    """Per variable in a tree, its `Centers`; the features they live in: x standardized by
+    `moments` (mean [V], variance [V]: of the continuous columns over the rows clustered;
+    0 and 1 for discrete ones), a missing value at 0."""
+
+    centers: list[Centers]
+    moments: tuple[Tensor, Tensor]
+
+    def features(self, x: Tensor) -> Tensor:
+        mean, var = self.moments
+        x = (torch.as_tensor(x).to(torch.float64) - mean) / var.sqrt()
+        return torch.nan_to_num(x, nan=0.0) if torch.isnan(x).any() else x
+
+
+def fit_centers(rows, forest: LatentForest, gen: torch.Generator,
+                continuous: Tensor | None = None) -> Clustering:
     """Per variable in a tree, k-means centers over the columns of the variable and its tree
-    neighbours, from all rows (at most MAX_KMEANS_ROWS: a seeded sample beyond that)."""
+    neighbours, from all rows (at most MAX_KMEANS_ROWS: a seeded sample beyond that);
+    `continuous` [V] marks the columns standardized first (default none)."""
     n = len(rows)
-    sample = rows.span(0, n) if n <= MAX_KMEANS_ROWS else rows.read(
-        torch.randperm(n, generator=gen)[:MAX_KMEANS_ROWS])
-    x = _features(sample[0])
-    neighbours = forest.neighbours(x.shape[1], RADIUS)
-    out = []
+    sample = torch.as_tensor(rows.span(0, n)[0] if n <= MAX_KMEANS_ROWS else rows.read(
+        torch.randperm(n, generator=gen)[:MAX_KMEANS_ROWS])[0]).to(torch.float64)
+    num_vars = sample.shape[1]
+    continuous = torch.zeros(num_vars, dtype=torch.bool) if continuous is None else continuous
+    seen = ~torch.isnan(sample)
+    count = seen.sum(0).clamp_min(1)
+    values = torch.where(seen, sample, torch.zeros_like(sample))
+    mean = values.sum(0) / count
+    var = ((values - mean) ** 2 * seen).sum(0) / count
+    moments = (torch.where(continuous, mean, 0.0),
+               torch.where(continuous & (var > 0), var, 1.0))
+    clustering = Clustering([], moments)
+    x = clustering.features(sample)
+    neighbours = forest.neighbours(num_vars, RADIUS)
     for v in sorted({n.var for n in forest.nodes}):
         columns = (v, *sorted(neighbours[v]))
-        out.append(Centers(v, columns, kmeans(x[:, list(columns)], forest.k, gen)))
-    return out
+        clustering.centers.append(Centers(v, columns, kmeans(x[:, list(columns)], forest.k, gen)))
+    return clustering
 
 
-def assign_states(x: Tensor, centers: list[Centers]) -> Tensor:
+def assign_states(x: Tensor, clustering: Clustering) -> Tensor:
     """z [N, V]: the hidden state of every variable in a tree (the nearest center), -1 for
-    variables in no tree; x [N, V] float64 (`_features`)."""
+    variables in no tree; x [N, V] the rows (NaN = missing)."""
+    x = clustering.features(x)
     z = torch.full((len(x), x.shape[1]), -1, dtype=torch.long)
-    for c in centers:
+    for c in clustering.centers:
         z[:, c.var] = nearest(x[:, list(c.columns)], c.centers)
     return z
-
-
-def _features(x: Tensor) -> Tensor:
-    """Rows as float64 for clustering, a missing value counted as 0."""
-    x = torch.as_tensor(x).to(torch.float64)
-    return torch.nan_to_num(x, nan=0.0) if torch.isnan(x).any() else x
 
 
 def kmeans(points: Tensor, k: int, gen: torch.Generator) -> Tensor:
@@ -301,13 +340,17 @@ def _count(model, forest: LatentForest, rows, assign) -> _Counts:
     k = forest.k
     sums = [torch.zeros(w.shape, dtype=torch.float64) for w in model.sum_logits]
     sizes = _support_sizes(model)
-    leaves = [torch.zeros((len(g.var_index), g.k, size), dtype=torch.float64)
+    leaves = [torch.zeros((len(g.var_index), g.k, size), dtype=torch.float64) if size else
+              {key: torch.zeros((len(g.var_index), g.k), dtype=torch.float64)
+               for key in ("n", "t", "t2")}
               for g, size in zip(model.plan.leaf_groups, sizes)]
     count = 0
     for x, _ in rows.local_chunks(ROWS_PER_CHUNK):
-        observed = ~torch.isnan(torch.as_tensor(x, dtype=torch.float64))
-        x = _features(x)
-        values, z = x.long(), assign(x)
+        x = torch.as_tensor(x).to(torch.float64)
+        observed = ~torch.isnan(x)
+        z = assign(x)
+        x = torch.nan_to_num(x, nan=0.0)
+        values = x.long()
         for node in forest.nodes:
             for edge, c in zip(node.edges, node.children):
                 i, m = part[(edge, 0)]
@@ -318,9 +361,16 @@ def _count(model, forest: LatentForest, rows, assign) -> _Counts:
             sums[i][m] += torch.bincount(z[:, node.var], minlength=k).to(torch.float64)
         for g, size, table in zip(model.plan.leaf_groups, sizes, leaves):
             for m, var in enumerate(g.var_index.tolist()):
-                if (z[:, var] >= 0).all():
-                    seen = observed[:, var]
-                    table[m].index_put_((z[seen, var], values[seen, var].clamp(0, size - 1)),
+                if not (z[:, var] >= 0).all():
+                    continue
+                seen = observed[:, var]
+                states = z[seen, var]
+                if size is None:
+                    v = x[seen, var]
+                    for key, stat in (("n", torch.ones_like(v)), ("t", v), ("t2", v * v)):
+                        table[key][m].index_add_(0, states, stat)
+                else:
+                    table[m].index_put_((states, values[seen, var].clamp(0, size - 1)),
                                         torch.ones(int(seen.sum()), dtype=torch.float64),
                                         accumulate=True)
         count += len(x)
@@ -332,8 +382,9 @@ def _load(em, model, counts: _Counts, mixing: list[Tensor]) -> None:
     dtype = model._param_dtype()
     em._sum_counts = [s.to(dtype) for s in counts.sums]
     em._mix_counts = [m.to(dtype) for m in mixing]
-    em._leaf_stats = [{key: v.to(dtype) for key, v in fam.stats_from_counts(table).items()}
-                      for fam, table in zip(model.families, counts.leaves)]
+    em._leaf_stats = [{key: v.to(dtype) for key, v in (
+        table if isinstance(table, dict) else fam.stats_from_counts(table)).items()}
+        for fam, table in zip(model.families, counts.leaves)]
     em.rows = counts.rows
 
 

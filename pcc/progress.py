@@ -40,6 +40,7 @@ class History:
     interrupted: bool = False  # stopped by an interrupt; the model holds its best state so far
     plain_tree: bool = False  # a latent tree's trained parameters lost on validation to its
     # plain Chow-Liu tree, which the model holds instead (`pcc.train._chow_liu_floor`)
+    capacity: dict | None = None  # what the capacity search chose and tried (`pcc.search`)
 
 
 STAGES = ("online", "polish", "floor", "done")  # one model's, in order
@@ -59,11 +60,12 @@ class Progress:
     best_state: dict | None = None  # the parameters of the best online epoch
     polished: int = 0  # full-batch EM iterations done
     history: History = field(default_factory=History)
+    label: str | None = None  # a capacity candidate's (`pcc.search`), put in its epoch records
 
     @classmethod
-    def start(cls, seed: int) -> "Progress":
+    def start(cls, seed: int, label: str | None = None) -> "Progress":
         """The progress of a model not trained yet, its rows drawn in an order seeded by `seed`."""
-        return cls(order=torch.Generator().manual_seed(seed).get_state())
+        return cls(order=torch.Generator().manual_seed(seed).get_state(), label=label)
 
     def state_dict(self) -> dict:
         state = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -90,6 +92,7 @@ class Run:
         self.done: list[dict] = []  # parameters of the members trained
         self.histories: list[History] = []  # their Histories
         self.progress: Progress | None = None  # of the member in training (None: not begun)
+        self.search: dict | None = None  # the capacity search's state (`pcc.search`)
         self._parameters: dict | None = None  # the snapshot's, to restore
         self._em: dict | None = None
         self._seconds_before, self._clock = 0.0, time.monotonic()
@@ -97,9 +100,9 @@ class Run:
         if resumed is not None:
             self._load(resumed.state)
 
-    def begin(self, seed: int) -> Progress:
+    def begin(self, seed: int, label: str | None = None) -> Progress:
         """The member in training starts (its rows drawn in an order seeded by `seed`)."""
-        self.progress = Progress.start(seed)
+        self.progress = Progress.start(seed, label)
         return self.progress
 
     def end_member(self, model) -> None:
@@ -109,9 +112,11 @@ class Run:
         self.progress = None
 
     def records(self) -> list[tuple[int, dict]]:
-        """(member number from 1, epoch record) of every epoch so far."""
+        """(member number from 1, epoch record) of every epoch so far (the capacity search's
+        candidates are member 1's)."""
         histories = self.histories + ([self.progress.history] if self.progress else [])
-        return [(i + 1, record) for i, h in enumerate(histories) for record in h.epochs]
+        searched = [(1, record) for record in (self.search or {}).get("records", [])]
+        return searched + [(i + 1, record) for i, h in enumerate(histories) for record in h.epochs]
 
     def safe_point(self, model=None, em=None) -> None:
         """A safe point (see the module doc): the member in training holds `model`'s parameters,
@@ -157,6 +162,10 @@ class Run:
         config, p = self.config, self.progress
         where = {"member": len(self.done) + 1, "members": config.members or 1,
                  "seconds": self.seconds(), "stage": "next member", "best": None}
+        if self.search is not None and self.search["phase"] is not None:  # still searching
+            where.update(candidate=len(self.search["results"]) + 1,
+                         candidates=len(self.search["candidates"]),
+                         capacity=p.label if p is not None else None)
         if p is not None:
             best = p.history.best_valid
             where.update(stage=p.stage, epoch=p.epoch, epochs=config.epochs, batch=p.batch,
@@ -173,13 +182,14 @@ class Run:
         if progress is not None and self.group is not None:  # every rank's share, summed
             progress["epoch_ll"] = self.group.sum([progress["epoch_ll"]])[0]
         return {"members": self.done, "histories": [dataclasses.asdict(h) for h in self.histories],
-                "progress": progress,
+                "progress": progress, "search": self.search,
                 "parameters": None if model is None else model.state_dict(),
                 "em": None if em is None else em.state_dict(), "rng": rng,
                 "seconds": self.seconds()}
 
     def _load(self, state: dict) -> None:
         self.done = state["members"]
+        self.search = state.get("search")
         self.histories = [History(**h) for h in state["histories"]]
         if state["progress"] is not None:
             self.progress = Progress.from_state_dict(state["progress"])

@@ -351,13 +351,11 @@ def _npy_header(dtype: np.dtype, shape: tuple[int, int]) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
-class Shard(Rows):
-    """Rank `group.rank`'s view of `rows` in data-parallel training (see the module doc). Reads
-    run under `group.run`: a rank that fails to read goes on with no rows, and the next
-    collective stops every rank with its error."""
+class View(Rows):
+    """Rows seen through other `rows` (whose variables, labels and files they are)."""
 
-    def __init__(self, rows: Rows, group):
-        self.rows, self.group = rows, group
+    def __init__(self, rows: Rows):
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -373,11 +371,21 @@ class Shard(Rows):
     def read(self, positions: Tensor) -> Batch:
         return self.rows.read(positions)
 
-    def span(self, start: int, stop: int) -> Batch:
-        return self.rows.span(start, stop)
-
     def close(self) -> None:
         self.rows.close()
+
+
+class Shard(View):
+    """Rank `group.rank`'s view of `rows` in data-parallel training (see the module doc). Reads
+    run under `group.run`: a rank that fails to read goes on with no rows, and the next
+    collective stops every rank with its error."""
+
+    def __init__(self, rows: Rows, group):
+        super().__init__(rows)
+        self.group = group
+
+    def span(self, start: int, stop: int) -> Batch:
+        return self.rows.span(start, stop)
 
     def batch(self, positions: Tensor) -> Batch:
         mine = positions[self.group.rank:: self.group.size]
@@ -396,3 +404,35 @@ class Shard(Rows):
 
     def guard(self, work: Callable[[], T], default: T | None = None) -> T | None:
         return self.group.run(work, default)
+
+
+HELD_OUT = 0.1  # the share of the training rows held out for validation when none is given
+
+
+class Subset(View):
+    """The rows of `rows` at `positions` [n] (ascending), in that order."""
+
+    def __init__(self, rows: Rows, positions: Tensor):
+        super().__init__(rows)
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def read(self, positions: Tensor) -> Batch:
+        return self.rows.read(self.positions[torch.as_tensor(positions, dtype=torch.long)])
+
+
+def hold_out(rows: Rows, share: float = HELD_OUT, seed: int = 0) -> tuple[Rows, Rows]:
+    """(training rows, validation rows): a seeded `share` of `rows` (at least one row, and one
+    left to train on) held out, both in file order; a `Shard` stays one."""
+    n = len(rows)
+    if n < 2:
+        raise DataError(f"{n} training row{'s' if n != 1 else ''}: too few to hold any out for "
+                        "validation (give a validation set)")
+    held = min(n - 1, max(1, round(share * n)))
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    parts = torch.sort(order[held:]).values, torch.sort(order[:held]).values
+    if isinstance(rows, Shard):
+        return tuple(Shard(Subset(rows.rows, p), rows.group) for p in parts)
+    return tuple(Subset(rows, p) for p in parts)

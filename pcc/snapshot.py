@@ -177,6 +177,12 @@ def describe(where: dict) -> str:
     of 162)`, `full-batch EM, 5 of at most 300 iterations done`, ..."""
     stage = where.get("stage")
     parts = []
+    if where.get("candidate") is not None:  # the capacity search (`pcc.search`)
+        parts.append(f"capacity search, candidate {where['candidate']} of at least "
+                     f"{where['candidates']}" + (f" ({where['capacity']})" if where.get("capacity")
+                                                 else ""))
+        if stage == "next member":
+            return parts[0] + " next"
     if where.get("members", 1) > 1:
         parts.append(f"member {where.get('member')} of {where.get('members')}")
     if stage == "online":

@@ -45,6 +45,7 @@ from .ensemble import ensemble_circuit
 from .errors import ShapeError
 from .progress import History, Progress, Run
 from .rows import Labeled, Rows, as_rows
+from .search import DEFAULT_BUDGET
 from .runtime.module import CompiledCircuit
 from .signals import handled
 
@@ -66,6 +67,9 @@ class TrainConfig:
     seed: int = 0
     members: int | None = None  # > 1: an ensemble of independently trained copies
     init: str | None = None  # "data": from the training data (latent trees); "keep": as it is
+    soften: float | None = None  # leaves mixed with their marginals after each update
+    entropy: float | None = None  # sum weights entropy-regularized after each update
+    budget: float | None = None  # seconds of training (the capacity search plans within it)
     cuda_graph: bool = True  # on CUDA, replay each full batch's EM step from a CUDA graph
 
     def resolved(self, circuit, plan=None, rows: int | None = None) -> "TrainConfig":
@@ -79,9 +83,11 @@ class TrainConfig:
 # full-batch EM iterations while validation improves. Other circuits (RAT, PD, ...): random
 # initialization, small-batch online EM with early stopping, a short polish, and ensembles of 4.
 LATENT_TREE_RECIPE = TrainConfig(epochs=10, batch_size=512, step_size=0.2, pseudocount=0.1,
-                                 patience=3, polish=300, members=1, init="data")
+                                 patience=3, polish=300, members=1, init="data", soften=0.0,
+                                 entropy=0.0, budget=DEFAULT_BUDGET)
 DEFAULT_RECIPE = TrainConfig(epochs=60, batch_size=100, step_size=0.05, pseudocount=0.01,
-                             patience=5, polish=5, members=4, init="keep")
+                             patience=5, polish=5, members=4, init="keep", soften=0.0,
+                             entropy=0.0, budget=DEFAULT_BUDGET)
 # The latent-tree recipe's passes over the data (epochs, then polishing) evaluate at most this
 # many circuit FLOPs (forward, as `pcc compile --explain` counts them; ~10 minutes on one core
 # of the CPU machine of docs/results.md): on a large data set the polish gets fewer iterations.
@@ -91,13 +97,13 @@ MIN_POLISH = 10
 
 def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
     """The training recipe for `circuit` (a Circuit): LATENT_TREE_RECIPE for latent-tree
-    circuits with discrete leaves and without inline parameters (`pcc.latent_tree`), its polish bounded by
-    LATENT_TREE_WORK when the `plan` and the number of training `rows` are given; else
-    DEFAULT_RECIPE."""
-    from .latent_tree import discrete_leaves, find_latent_forest
-    if circuit.params or not discrete_leaves(circuit) or find_latent_forest(circuit) is None:
+    circuits (`pcc.latent_tree`; with init="keep" when the circuit holds its own parameters,
+    e.g. `pcc structure hclt --init data`), its polish bounded by LATENT_TREE_WORK when the
+    `plan` and the number of training `rows` are given; else DEFAULT_RECIPE."""
+    from .latent_tree import find_latent_forest
+    if find_latent_forest(circuit) is None:
         return DEFAULT_RECIPE
-    recipe = LATENT_TREE_RECIPE
+    recipe = replace(LATENT_TREE_RECIPE, init="keep") if circuit.params else LATENT_TREE_RECIPE
     if plan is not None and rows:
         from .passes.explain import op_cost
         per_pass = rows * max(1, sum(op_cost(op).flops for op in plan.ops))
@@ -238,26 +244,35 @@ def fit(model: CompiledCircuit, train, valid=None, config: TrainConfig = TrainCo
 
 
 def _fit(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progress: bool,
-         on_epoch: OnEpoch | None, run: Run) -> History:
+         on_epoch: OnEpoch | None, run: Run, label: str | None = None,
+         screening: bool = False) -> History:
     """Train the member in training of `run`, from the start or from where its snapshot left
-    it: online EM, back to the best epoch, full-batch EM, the plain Chow-Liu tree floor."""
+    it: online EM, back to the best epoch, full-batch EM, the plain Chow-Liu tree floor. With
+    `screening` (a candidate of the capacity search, named `label` in its records): without
+    the floor, and when full-batch EM stopped at `config.polish` iterations rather than at an
+    iteration that did not improve, its progress stays at that stage (the search may go on)."""
+    from .regularize import Regularizers
+    regularize = Regularizers(model, data, config.soften, config.entropy)
     run.restore_parameters(model)
     if run.progress is None:
         if config.init == "data":
             _initialize_from_data(model, data, config)
-        run.begin(config.seed)
+            regularize(model)
+        run.begin(config.seed, label)
     p = run.progress
     if p.stage == "online":
-        _online(model, data, valid, config, progress, on_epoch, run)
+        _online(model, data, valid, config, progress, on_epoch, run, regularize)
     if p.history.interrupted:
         return p.history
     if p.stage == "polish":
-        if valid is not None:
-            _polish(model, data, valid, config, progress, on_epoch, run)
-        if p.history.interrupted:
+        converged = valid is None or _polish(model, data, valid, config, progress, on_epoch,
+                                             run, regularize)
+        if p.history.interrupted or (screening and not converged):
             return p.history
         p.stage = "floor"
         run.safe_point(model)
+    if screening:
+        return p.history
     if p.stage == "floor":
         if valid is not None and config.init == "data":
             _chow_liu_floor(model, data, valid, p.history, progress)
@@ -266,7 +281,7 @@ def _fit(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progres
 
 
 def _online(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, progress: bool,
-            on_epoch: OnEpoch | None, run: Run) -> None:
+            on_epoch: OnEpoch | None, run: Run, regularize) -> None:
     """Online EM epochs over the rows in seeded orders, with early stopping, from where
     `run.progress` stands; then the model goes back to its best epoch (also when interrupted)."""
     p, history = run.progress, run.progress.history
@@ -291,6 +306,8 @@ def _online(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, prog
                 x, units = data.batch(order[start: start + config.batch_size])
                 batch = x.to(device)
                 ll = em.step(batch, target=None if units is None else units.to(device))
+                if regularize:
+                    regularize(model)
                 p.epoch_ll += ll * len(batch)
                 p.batch += 1
                 p.epoch_seconds = time.perf_counter() - clock
@@ -312,7 +329,7 @@ def _end_epoch(model: CompiledCircuit, data: Rows, valid, progress: bool,
     """An online epoch's record: its scores, the best epoch so far, the next epoch."""
     history = p.history
     record = {"epoch": p.epoch + 1, "train_ll": data.total([p.epoch_ll])[0] / len(data),
-              "seconds": p.epoch_seconds}
+              "seconds": p.epoch_seconds, **({"candidate": p.label} if p.label else {})}
     if valid is not None:
         record["valid_ll"] = evaluate(model, valid).mean
     history.epochs.append(record)
@@ -379,8 +396,16 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     `snapshots` (`pcc.snapshot.Snapshots`): the run is written at its safe points when a
     snapshot is due (`pcc.progress`); after `snapshots.resume()` found one, the run goes on from
     it and ends with the parameters of the run it was taken from, and `on_epoch` first gets the
-    records of the epochs before it."""
+    records of the epochs before it.
+
+    A latent tree trained from the data with validation rows first has its open settings
+    chosen on validation (`pcc.search`: its capacity, if the circuit leaves it open, and the
+    pseudocount and leaf smoothing unless `config` gives them), within `config.budget`
+    seconds; the model returned is then the chosen circuit's, and the first History's
+    `capacity` records the choice."""
+    from .search import Search, search_space, summary
     data = as_rows(train)
+    space = search_space(model.circuit, config) if valid is not None else None
     config = config.resolved(model.circuit, model.plan, len(data))
     if config.members < 1:
         raise ValueError(f"members must be >= 1, got {config.members}")
@@ -388,6 +413,12 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
     run = Run(config, _batches(data, config), snapshots, data.group)
     for number, record in run.records() if on_epoch is not None else ():
         on_epoch({"member": number, **record})
+    if space is not None:
+        search = Search(space, model.circuit, model.backend, model._param_dtype(), device)
+        report = None if on_epoch is None else (lambda record: on_epoch({"member": 1, **record}))
+        model, config, interrupted = search.run(data, valid, config, run, progress, report)
+        if interrupted is not None:
+            return model, [interrupted]
     members, histories = [], []
     for i in range(config.members):
         member = model if i == 0 else CompiledCircuit(
@@ -404,6 +435,8 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
             lambda record, number=i + 1: on_epoch({"member": number, **record}))
         history = _fit(member, data, valid, replace(config, seed=config.seed + i), progress,
                        report, run)
+        if i == 0 and run.search is not None:
+            history.capacity = summary(run.search)
         histories.append(history)
         if not history.interrupted or history.best_epoch > 0:
             members.append(member)
@@ -421,9 +454,10 @@ def fit_members(model: CompiledCircuit, train, valid=None, config: TrainConfig =
 
 
 def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, progress: bool,
-            on_epoch: OnEpoch | None, run: Run) -> None:
+            on_epoch: OnEpoch | None, run: Run, regularize) -> bool:
     """Full-batch EM iterations while the validation likelihood improves (see module doc), from
-    where `run.progress` stands."""
+    where `run.progress` stands: True when one did not improve (the model is back at the one
+    before it), False when `config.polish` of them were done (or an interrupt came)."""
     p, history = run.progress, run.progress.history
     device = next(model.parameters()).device
     em = EM(model, step_size=1.0, pseudocount=config.pseudocount, reduce=reducer_for(train.group))
@@ -437,9 +471,12 @@ def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, pro
             for x, units in train.local_chunks(chunk):
                 em.accumulate(x.to(device), target=None if units is None else units.to(device))
             em.update()
+            if regularize:
+                regularize(model)
             p.polished += 1
             record = {"epoch": f"polish {p.polished}", "seconds": time.perf_counter() - started,
-                      "valid_ll": evaluate(model, valid).mean}
+                      "valid_ll": evaluate(model, valid).mean,
+                      **({"candidate": p.label} if p.label else {})}
             history.epochs.append(record)
             if progress:
                 tqdm.write(f"full-batch EM {p.polished:3d}  valid {record['valid_ll']:.4f}  "
@@ -448,13 +485,14 @@ def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, pro
                 on_epoch(record)
             if record["valid_ll"] <= history.best_valid:
                 model.load_state_dict(best_state)
-                return
+                return True
             history.best_valid = record["valid_ll"]
             run.safe_point(model, em)
     except KeyboardInterrupt:
         history.interrupted = True
         if best_state is not None:
             model.load_state_dict(best_state)
+    return False
 
 
 def _epoch_line(record: dict) -> str:

@@ -95,7 +95,8 @@ def test_threads_option_sets_torch_threads(files, tmp_path, capsys):
 
 def test_continue_training_from_checkpoint(files, tmp_path):
     """Continuing starts from the checkpoint's parameters (not fresh ones), keeps its circuit
-    (one member: no ensemble of ensembles), and trains exactly as `fit` does from them."""
+    (one member: no ensemble of ensembles), and trains exactly as `fit` does from them (on the
+    training rows less the share held out for validation, as no --valid is given)."""
     first, second = tmp_path / "a.pt", tmp_path / "b.pt"
     args = ["--train", str(files["train"]), "--epochs", "2", "--batch-size", "50", "--quiet",
             "--seed", "3"]
@@ -105,9 +106,10 @@ def test_continue_training_from_checkpoint(files, tmp_path):
     continued, meta = checkpoint.load(second)
     assert continued.circuit == start.circuit and meta["train"]["members"] == 1
     expected, _ = checkpoint.load(first)
-    rows = np.loadtxt(files["train"], delimiter=",")
-    fit(expected, rows, config=TrainConfig(epochs=2, batch_size=50, seed=3, members=1),
-        progress=False)
+    from pcc.rows import HELD_OUT, as_rows, hold_out
+    rows, held = hold_out(as_rows(np.loadtxt(files["train"], delimiter=",")), HELD_OUT, seed=3)
+    fit(expected, rows, held, config=TrainConfig(epochs=2, batch_size=50, seed=3, members=1,
+                                                init="keep"), progress=False)
     changed = False
     for name, value in continued.state_dict().items():
         assert torch.equal(value, expected.state_dict()[name]), name

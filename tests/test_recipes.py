@@ -25,19 +25,24 @@ def test_latent_trees_get_their_recipe_and_others_the_default():
     assert recipe_for(random_binary_trees(6, depth=2, replicas=2)) == DEFAULT_RECIPE
     with_params = pcc.compile(hclt)
     fixed = dataclasses.replace(hclt, params=with_params.ir_params())
-    assert recipe_for(fixed) == DEFAULT_RECIPE  # a file's own parameters are kept
+    # a latent tree with its own parameters (pcc structure hclt --init data) keeps its recipe
+    # and starts from them
+    assert recipe_for(fixed) == dataclasses.replace(LATENT_TREE_RECIPE, init="keep")
 
 
-def test_a_latent_tree_with_continuous_leaves_keeps_the_default_and_refuses_data_init():
-    from pcc.errors import StructureError
+def test_a_latent_tree_with_continuous_leaves_is_initialized_from_the_data():
     from pcc.ir import Family
-    continuous = hidden_chow_liu_tree(data(), k=3, trees=1)
-    continuous = dataclasses.replace(continuous, leaf=Family("normal"))
-    assert recipe_for(continuous) == DEFAULT_RECIPE
-    model = pcc.compile(continuous)
-    x = data().astype(np.float64)
-    with pytest.raises(StructureError, match="discrete leaves"):
-        fit(model, x, x, TrainConfig(epochs=1, polish=0, members=1, init="data"), progress=False)
+    rng = np.random.default_rng(0)
+    z = rng.integers(0, 3, 600)
+    x = z[:, None] * 2.0 + rng.normal(size=(600, 4))
+    continuous = hidden_chow_liu_tree(x, k=3, trees=1)
+    assert continuous.leaf == Family("normal") and recipe_for(continuous) == LATENT_TREE_RECIPE
+    model = pcc.compile(continuous, dtype=torch.float64)
+    random_start = float(model(torch.tensor(x)).mean().detach())
+    fit(model, x[:400], x[400:], TrainConfig(epochs=0, polish=0, members=1), progress=False)
+    means = sorted(model.leaf_params[0].mean[0].tolist())
+    assert means == pytest.approx([0.0, 2.0, 4.0], abs=0.35)  # the three clusters of x0
+    assert float(model(torch.tensor(x)).mean().detach()) > random_start + 1.0
 
 
 def test_the_polish_shrinks_to_fit_the_work_budget():

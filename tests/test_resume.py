@@ -64,7 +64,8 @@ def latent_tree_case():
     v, _ = rows(80, 1)
     circuit = hidden_chow_liu_tree(x, k=2)
     return circuit, x.astype(np.float32), v.astype(np.float32), \
-        TrainConfig(epochs=2, batch_size=80, polish=4, members=1)  # init=data, then the floor
+        TrainConfig(epochs=2, batch_size=80, polish=4, members=1, pseudocount=0.1, entropy=0.0,
+                    soften=0.0)  # init=data, then the floor; nothing left to choose
 
 
 @pytest.mark.parametrize("case", [random_rat_case, labeled_case, latent_tree_case])
@@ -91,6 +92,49 @@ def test_resuming_from_any_snapshot_ends_at_the_uninterrupted_parameters(case, t
         assert same_parameters(resumed, alone), describe(snapshot.where)
         assert [{k: v for k, v in r.items() if k != "seconds"} for r in replayed] == \
             [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def test_a_capacity_search_resumes_to_the_uninterrupted_parameters(tmp_path, monkeypatch):
+    """Snapshots inside the search (a candidate's online epochs and full-batch EM, between
+    candidates) and after the choice resume to the parameters and records of the run without a
+    stop."""
+    import math
+
+    import pcc.search
+    from pcc.structures import hclt
+    monkeypatch.setattr(pcc.search, "K_CHOICES", (2, 3))
+    monkeypatch.setattr(pcc.search, "SCREEN_POLISH", 2)
+    x, _ = rows(240, 0)
+    v, _ = rows(80, 1)
+    circuit = hclt(x.astype(np.float32))
+    config = TrainConfig(epochs=2, batch_size=80, polish=4, budget=math.inf)
+
+    def run(snapshots):
+        records = []
+        merged, histories = fit_members(compile_circuit(circuit, seed=3), x.astype(np.float32),
+                                        v.astype(np.float32), config, progress=False,
+                                        on_epoch=records.append, snapshots=snapshots)
+        return merged.state_dict(), records, histories[0].capacity
+
+    alone, records, search = run(None)
+    keeping = Keeping(tmp_path / "m.pt.state")
+    written, _, _ = run(keeping)
+    assert same_parameters(written, alone)
+    wheres = [describe(s.where) for s in keeping.kept]
+    assert any("candidate 3" in w and "online EM" in w for w in wheres)
+    assert any("candidate 3" in w and "full-batch" in w for w in wheres)
+    assert any(w.endswith(" next") for w in wheres)
+    assert any("candidate" not in w for w in wheres)  # after the choice
+    chosen = [i for i, w in enumerate(wheres) if "candidate" not in w]
+    picks = sorted(set(keeping.kept.index(s) for s in keeping.kept[::max(1, len(keeping.kept) // 6)])
+                   | {chosen[0], len(keeping.kept) - 1})
+    strip = lambda rs: [{k: r for k, r in rec.items() if k != "seconds"} for rec in rs]  # noqa: E731
+    for i in picks:
+        resumed, replayed, again = run(resumed_from(keeping.kept[i], tmp_path / "other.state"))
+        assert same_parameters(resumed, alone), wheres[i]
+        assert strip(replayed) == strip(records)
+        assert {k: again[k] for k in ("k", "trees", "valid")} == \
+            {k: search[k] for k in ("k", "trees", "valid")}
 
 
 def test_fit_alone_resumes_too(tmp_path):

@@ -330,7 +330,9 @@ def test_hclt_learns_from_data_with_missing_values_and_checks_the_rest():
     assert circuit == hidden_chow_liu_tree(data, k=2, trees=1)  # a few holes: the same tree
     holes[3, 2] = 0.5
     with pytest.raises(DataError, match="row 4, column 3"):
-        hidden_chow_liu_tree(holes)
+        hidden_chow_liu_tree(holes, leaf=Family("bernoulli"))
+    mixed = hidden_chow_liu_tree(holes, k=2, trees=1)  # a fraction: column 3 is continuous
+    assert mixed.var_family(2) == Family("normal") and mixed.var_family(0) == Family("bernoulli")
 
 
 def test_hclt_on_a_chain():
@@ -403,13 +405,15 @@ def test_hclt_loads_debd_files(tmp_path):
     assert hidden_chow_liu_tree(path) == hidden_chow_liu_tree(data)
 
 
-@pytest.mark.parametrize("text,row,col", [
-    ("0,1\n1,x\n", 1, 1), ("0,1\n1,-1\n", 1, 1), ("0,1\n1,1.5\n", 1, 1), ("0,1\n1\n", 1, None), ("", None, None)])
-def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col):
+@pytest.mark.parametrize("text,row,col,leaf", [
+    ("0,1\n1,x\n", 1, 1, None), ("0,1\n1,-1\n", 1, 1, "bernoulli"),
+    ("0,1\n1,1.5\n", 1, 1, "categorical(n=3)"), ("0,1\n1\n", 1, None, None), ("", None, None, None),
+    ("0,1\n1,inf\n", 1, 1, None)])
+def test_hclt_bad_debd_files_name_the_cell(tmp_path, text, row, col, leaf):
     path = tmp_path / "bad.data"
     path.write_text(text)
     with pytest.raises(DataError) as info:
-        hidden_chow_liu_tree(path)
+        hidden_chow_liu_tree(path, leaf=None if leaf is None else parse_family(leaf))
     assert (info.value.path, info.value.row, info.value.column) == (str(path), row, col)
     assert str(path) in str(info.value)
 
@@ -423,8 +427,8 @@ def test_hclt_bad_data():
         hidden_chow_liu_tree(np.array([0, 1]))
     with pytest.raises(DataError, match="outside the support"):
         hidden_chow_liu_tree(np.array([[0, 1], [2, 0]]), leaf=Family("bernoulli"))
-    with pytest.raises(StructureError, match="discrete"):
-        hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal"))
+    assert hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), leaf=Family("normal")).leaf == \
+        Family("normal")  # every column continuous, as asked
     with pytest.raises(StructureError, match="trees must be"):
         hidden_chow_liu_tree(np.array([[0, 1], [1, 0]]), trees=0)
 
@@ -456,3 +460,49 @@ def test_committed_examples_are_what_the_generators_make():
     assert pd == poon_domingos(28, 28, 7, k=10, leaf=Family("binomial", (("n", 255),)))
     assert load(examples / "rat16.pc") == random_binary_trees(16)  # pcc structure rat --vars 16
     assert_valid(pd)
+
+
+# ---------------------------------------------------------------- continuous and mixed columns
+
+def test_column_families_by_the_values_each_column_holds():
+    from pcc.structures.chow_liu import column_families
+    x = np.array([[0, 2, 0.5, -1, 40, np.nan], [1, 0, 1.0, 2, 3, 1], [1, 1, 2.0, 0, 1, np.nan]])
+    assert [f.name for f in column_families(x)] == ["bernoulli", "categorical", "normal",
+                                                    "normal", "normal", "bernoulli"]
+    assert column_families(x)[1] == Family("categorical", (("n", 3),))
+
+
+def test_gaussian_mutual_information_of_correlated_normals():
+    from pcc.structures.chow_liu import mixed_mutual_information
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=20000)
+    x = np.stack([z, 0.6 * z + 0.8 * rng.normal(size=20000), rng.normal(size=20000)], 1)
+    mi = mixed_mutual_information(x, np.zeros(3, dtype=bool), 1.0)
+    assert mi[0, 1] == pytest.approx(-0.5 * np.log(1 - 0.36), rel=0.03)
+    assert mi[0, 2] < 1e-3 and np.allclose(mi, mi.T) and np.all(np.diag(mi) == 0)
+    holes = x.copy()
+    holes[rng.random(x.shape) < 0.3] = np.nan  # the rows where both are seen
+    assert mixed_mutual_information(holes, np.zeros(3, dtype=bool), 1.0)[0, 1] == \
+        pytest.approx(mi[0, 1], rel=0.06)
+
+
+def test_mixed_mutual_information_of_a_discrete_and_a_continuous_column():
+    from pcc.structures.chow_liu import mixed_mutual_information
+    rng = np.random.default_rng(1)
+    d = rng.integers(0, 2, 20000)
+    x = np.stack([d, 2.0 * d + rng.normal(size=20000), rng.normal(size=20000)], 1).astype(float)
+    mi = mixed_mutual_information(x, np.array([True, False, False]), 1.0)
+    # var(x1) = 1 + 4 * 0.25 = 2, var(x1 | d) = 1: MI = log(2) / 2 for this Gaussian estimate
+    assert mi[0, 1] == pytest.approx(0.5 * np.log(2.0), rel=0.03) and mi[1, 0] == mi[0, 1]
+    assert mi[0, 2] < 1e-3
+    tree = hidden_chow_liu_tree(x, k=2, trees=1)
+    assert tree.var_family(0) == Family("bernoulli") and tree.var_family(1) == Family("normal")
+
+
+def test_a_csv_header_names_the_variables(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("age,smoker,weight\n30,0,70.5\n40,1,80.25\n35,1,\n50,0,90\n")
+    circuit = hidden_chow_liu_tree(path, k=2, trees=1)
+    assert circuit.vars == ("age", "smoker", "weight")
+    (tmp_path / "u.csv").write_text("a b,c,d\n1,0,2.5\n2,1,3.5\n")
+    assert hidden_chow_liu_tree(tmp_path / "u.csv", k=2, trees=1).vars == ("x0", "x1", "x2")

@@ -19,7 +19,7 @@ LABELS = {"source": "trained from", "data": "data", "label_column": "label colum
           "interrupted", "train_ll": "train log-likelihood", "valid_ll": "valid log-likelihood",
           "test_ll": "test log-likelihood",
           "plain_chow_liu_tree": "plain Chow-Liu tree kept for members",
-          "ranks": "trained on ranks"}
+          "capacity": "capacity", "ranks": "trained on ranks"}
 HIDDEN = {"best_epoch", "history"}
 
 
@@ -60,6 +60,8 @@ def run(args) -> int:
     for key in keys:
         value = meta[key]
         shown = f"{value:.4f}" if key.endswith("_ll") and isinstance(value, float) else _show(value)
+        if key == "capacity":
+            shown = _capacity(value, width + 4)
         print(f"  {LABELS.get(key, key):<{width}}  {shown}")
     if meta.get("history"):
         print(f"  {len(meta['history'])} epoch records (pcc train --log writes them as CSV/JSON)")
@@ -90,6 +92,20 @@ def _snapshot(path: str) -> int:
         if value:
             print(f"  {label:<13}  {value}")
     return 0
+
+
+def _capacity(search: dict, indent: int) -> str:
+    """The capacity search's choice, then one line per candidate (`pcc.search.summary`)."""
+    def text(c: dict) -> str:
+        trees = f"{c['trees']} tree{'s' if c['trees'] > 1 else ''}"
+        return (f"K={c['k']}, {trees}, pseudocount {c['pseudocount']:g}, entropy "
+                f"{c['entropy']:g}, soften {c['soften']:g}")
+    lines = [f"{text(search)}, chosen on validation ({search['valid']:.4f}) from:"]
+    for c in search["candidates"]:
+        result = (f"valid {c['valid']:.4f}, {c['passes']} passes, {c['seconds']:.1f} s"
+                  if c.get("valid") is not None else f"skipped: {c.get('skipped')}")
+        lines.append(f"{' ' * indent}{text(c)}: {result}")
+    return "\n".join(lines)
 
 
 def _ago(seconds: float) -> str:

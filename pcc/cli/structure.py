@@ -7,12 +7,13 @@ import sys
 
 from ..errors import StructureError
 from ..files import write_text
+from ..capacity import with_open_line
 from ..ir import Circuit
 from ..region_graph import counts
 from ..sizes import MAX_ELEMENTS, check_circuit_size
-from ..structures import (defaults, hidden_chow_liu_tree, parse_family, poon_domingos,
-                          random_binary_trees)
-from ..structures.chow_liu import leaf_for, load_values
+from ..structures import defaults, parse_family, poon_domingos, random_binary_trees
+from ..structures.chow_liu import load_columns
+from ..structures.hclt import hclt_of_columns
 from ..structures.provenance import header
 from .options import non_negative_float, non_negative_int, output_or_stdout, positive_int
 
@@ -82,7 +83,8 @@ def register(subparsers) -> None:
     rat.set_defaults(run=_run_rat)
 
     hclt = kinds.add_parser(
-        "hclt", help="hidden Chow-Liu tree learned from discrete data", formatter_class=_FORMAT,
+        "hclt", help="hidden Chow-Liu tree learned from discrete, continuous or mixed data",
+        formatter_class=_FORMAT,
         description="Hidden Chow-Liu tree (HCLT): the Chow-Liu tree of the data (maximum spanning tree of\n"
                     "smoothed mutual information, rooted at its center) with a hidden variable of K states\n"
                     "per variable: K leaf distributions per variable, a K x K sum on every tree edge, and at\n"
@@ -92,8 +94,14 @@ def register(subparsers) -> None:
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 16 --trees 1 -o nltcs1.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -k 2 --trees 1 --init data -o nltcs2.pc\n"
-               "data: one sample per line, comma-separated non-negative integers (debd), CSV or .npy;\n"
-               "a missing value (empty, ?, nan) leaves its row out of the pairs it belongs to.\n"
+               "data: one sample per line, comma-separated numbers (debd), CSV (a header names the\n"
+               "variables) or .npy; a column of whole numbers 0..31 gets a discrete leaf (bernoulli\n"
+               "or categorical), any other a normal one per hidden state (--leaf F: F for all); the\n"
+               "tree's mutual information is counted for discrete pairs and Gaussian for the others\n"
+               "(docs/cli.md). A missing value (empty, ?, nan) leaves its row out of the pairs it\n"
+               "belongs to.\n"
+               "capacity: without -k / --trees the file says that `pcc train` chooses them on\n"
+               "validation (it is written with K=32 and 4 trees, the most it may use).\n"
                "The file starts with comment lines: this command, the data file (rows, sha256),\n"
                "each tree's root and edges, and where the starting values come from.\n"
                "starting values: without --init the file has no param blocks; `pcc train` then\n"
@@ -101,8 +109,9 @@ def register(subparsers) -> None:
                "`pcc compile` (or pcc.compile) of the file alone draws random ones. --init data\n"
                "computes the data-based ones here, from --data, and writes them as param blocks.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
-    hclt.add_argument("--trees", type=positive_int, default=defaults.HCLT_TREES, metavar="M",
-                      help=f"number of trees mixed at the root (default {defaults.HCLT_TREES})")
+    hclt.add_argument("--trees", type=positive_int, metavar="M",
+                      help=f"number of trees mixed at the root (default: `pcc train` uses 1 or "
+                           f"all {defaults.HCLT_TREES} the file holds, chosen on validation)")
     hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
     hclt.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
@@ -112,14 +121,17 @@ def register(subparsers) -> None:
                            "`pcc train` computes them); none (default): no param blocks, so `pcc "
                            "train` computes them from its own training data and `pcc compile` "
                            "alone draws random ones")
-    _common_options(hclt, leaf_default=None, k_default=defaults.HCLT_K)
+    _common_options(hclt, leaf_default=None, k_default=None)
     hclt.set_defaults(run=_run_hclt)
 
 
 def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None,
-                    k_default: int = defaults.K) -> None:
+                    k_default: int | None = defaults.K) -> None:
+    default = (f"default {k_default}" if k_default is not None else
+               f"default: `pcc train` chooses it on validation from "
+               f"{', '.join(map(str, defaults.HCLT_K_CHOICES))}; the file is written with {defaults.HCLT_K}")
     parser.add_argument("-k", type=positive_int, default=k_default, metavar="K",
-                        help=f"units per region; the root gets --classes (default {k_default})")
+                        help=f"units per region; the root gets --classes ({default})")
     parser.add_argument("--classes", type=positive_int, default=1, metavar="C",
                         help="units of the root: 1 for one density (default), C for one density per "
                              "class (train it with `pcc train --label-column`)")
@@ -148,22 +160,26 @@ def _run_rat(args) -> int:
 
 def _run_hclt(args) -> int:
     leaf = None if args.leaf is None else parse_family(args.leaf)
-    values, _ = load_values(args.data)
-    circuit = hidden_chow_liu_tree(values, k=args.k, leaf=leaf_for(values, leaf, args.data),
-                                   trees=args.trees, smoothing=args.smoothing, seed=args.seed)
+    columns = load_columns(args.data)
+    values = columns[0]
+    circuit = hclt_of_columns(*columns, k=args.k or defaults.HCLT_K, leaf=leaf,
+                              trees=args.trees or defaults.HCLT_TREES, smoothing=args.smoothing,
+                              seed=args.seed)
     initialized = args.init == "data"
     if args.classes > 1:
         circuit = _with_root_units(circuit, args.classes)
     if initialized:
         check_circuit_size(circuit, None if args.output == "-" else args.output)
         circuit = dataclasses.replace(circuit, params=_data_params(circuit, values, args.seed))
+    elif args.classes == 1:
+        circuit = with_open_line(circuit, tuple(d for d in ("k", "trees")
+                                                if getattr(args, d) is None))
     return _write(circuit, args, header(args.argv, circuit, args.data, len(values), initialized))
 
 
 def _data_params(circuit: Circuit, values, seed: int) -> tuple:
-    """The starting values `pcc train` computes for a latent tree from `values` (missing: -1),
+    """The starting values `pcc train` computes for a latent tree from `values` (missing: NaN),
     rounded to 9 significant digits (float32 holds fewer; rows still sum to 1 within 1e-8)."""
-    import numpy as np
     import torch
 
     from ..compiler import compile as compile_circuit
@@ -173,8 +189,7 @@ def _data_params(circuit: Circuit, values, seed: int) -> tuple:
     if forest is None:  # --classes > 1: the root is not a latent-tree root
         raise StructureError("--init data needs a latent tree with one root unit; leave out --classes")
     model = compile_circuit(circuit, backend="torch", seed=seed, dtype=torch.float64)
-    x = np.where(values < 0, np.nan, values).astype(np.float64)
-    initialize(model, x, forest, LATENT_TREE_RECIPE.pseudocount, seed=seed)
+    initialize(model, values, forest, LATENT_TREE_RECIPE.pseudocount, seed=seed)
     return tuple(dataclasses.replace(p, values=tuple(float(f"{v:.9g}") for v in p.values))
                  for p in model.ir_params())
 
@@ -205,7 +220,8 @@ def _write(circuit: Circuit, args, head: str | None = None) -> int:
     if args.classes > 1 and circuit.region(circuit.root).k != args.classes:
         circuit = _with_root_units(circuit, args.classes)
     parameters = check_circuit_size(circuit, None if output == "-" else output)
-    text = (head if head is not None else header(args.argv, circuit)) + to_text(circuit)
+    text = ((head if head is not None else header(args.argv, circuit))
+            + to_text(dataclasses.replace(circuit, comments=())))
     if output == "-":
         sys.stdout.write(text)
         return 0

@@ -10,8 +10,15 @@ The recipe comes from the circuit; every option overrides its part of it:
   latent trees (pcc structure hclt): parameters initialized from the training data (hidden
       states clustered, then counted), {latent}
       (then the plain Chow-Liu tree that the structure holds is kept instead of the trained
-      parameters if it scores better on validation)
+      parameters if it scores better on validation). What the user leaves open is chosen on
+      validation within --budget seconds: the hidden states and trees when the file leaves
+      them open (`pcc structure hclt` without -k / --trees; -k and --trees here fix them), the
+      pseudocount, --entropy and --soften unless given. Each candidate is trained by this
+      recipe with full-batch EM cut at 20 iterations; the best goes on where it stopped. The
+      choice is printed and recorded in the checkpoint (`pcc info`). A file with parameters
+      (--init data) starts from them (--init keep) and keeps its capacity.
   other circuits: parameters random (or as the file gives them), {other}
+Without --valid, a seeded 10% of the training rows (--seed) is held out for validation.
 A circuit whose root has one unit per class trains class-conditionally with --label-column.
 
 Ctrl-C (or SIGTERM) stops training: the best model so far is saved to -o and the command exits
@@ -33,9 +40,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
+
+from ..errors import PcError
 
 from .options import (add_device, add_timeout, column, metrics_file, non_negative_float,
-                      non_negative_int, output_file, plot_file, positive_int, probability)
+                      non_negative_int, output_file, plot_file, positive_float, positive_int,
+                      probability)
 
 HELP = "train a circuit by EM on a data set"
 EXAMPLES = """examples (a minute or two each on one core; nltcs.pt and by_x0.pt feed the examples
@@ -53,6 +64,7 @@ A checkpoint continues from its parameters, with --members 1 unless given.
 
 
 def register(sub) -> None:
+    from ..search import DEFAULT_BUDGET
     from ..snapshot import DEFAULT_EVERY
     from ..train import DEFAULT_RECIPE, LATENT_TREE_RECIPE
     p = sub.add_parser("train", help=HELP,
@@ -81,6 +93,24 @@ def register(sub) -> None:
                    help="full-batch EM iterations at the end, while validation improves")
     p.add_argument("--members", type=positive_int,
                    help="train this many copies and save their uniform mixture (an ensemble)")
+    p.add_argument("-k", type=positive_int, metavar="K",
+                   help="hidden states per variable of a latent tree whose file leaves them open "
+                        "(default: chosen on validation)")
+    p.add_argument("--trees", type=positive_int, metavar="M",
+                   help="trees of such a latent tree to use, the first M of the file's "
+                        "(default: chosen on validation, 1 or all)")
+    p.add_argument("--soften", type=non_negative_float, metavar="S",
+                   help="leaf smoothing: after every EM update each leaf is mixed with its "
+                        "variable's marginal, weight S (default: latent trees chosen on "
+                        "validation, 0 for other circuits)")
+    p.add_argument("--entropy", type=non_negative_float, metavar="T",
+                   help="entropy regularization: every sum's weights maximize their expected "
+                        "log-likelihood plus T times their entropy (default: latent trees chosen "
+                        "on validation, 0 for other circuits)")
+    p.add_argument("--budget", type=positive_float, metavar="SECONDS",
+                   help=f"training time to plan within (default {DEFAULT_BUDGET:g}): the "
+                        "capacity search plans within 70%% of it and full-batch EM gets the "
+                        "iterations the rest holds")
     p.add_argument("--init", choices=("data", "keep"),
                    help="data: initialize a latent tree from the training data; keep: start "
                         "from the parameters FILE holds (random ones for a .pc without params)")
@@ -120,6 +150,7 @@ def _train(args, group) -> int:
 
     from .. import checkpoint
     from ..distributed import together
+    from ..rows import HELD_OUT, hold_out
     from ..train import TrainConfig, evaluate, fit_members, interrupt_on
     from .common import is_checkpoint, load_model, open_rows
     from .train_log import EpochLog
@@ -132,6 +163,7 @@ def _train(args, group) -> int:
         def load():
             model = load_model(args.file, seed=args.seed,
                                device=args.device if group is None else group.device)
+            model = _fixed_capacity(model, args)
             for name, path in (("train", args.train), ("valid", args.valid), ("test", args.test)):
                 if path:
                     splits[name] = stack.enter_context(open_rows(path, model, args.label_column,
@@ -139,17 +171,23 @@ def _train(args, group) -> int:
             return model
         model = together(group, load)
         continuing = is_checkpoint(args.file)
+        if "valid" not in splits:
+            splits["train"], splits["valid"] = hold_out(splits["train"], HELD_OUT, args.seed)
+            if main:
+                print(f"no --valid: validating on {len(splits['valid'])} of the "
+                      f"{len(splits['train']) + len(splits['valid'])} training rows ({HELD_OUT:.0%}, "
+                      f"drawn with --seed {args.seed}), training on the rest", file=sys.stderr)
         given = {field: getattr(args, option[2:].replace("-", "_"))
                  for field, option in OPTIONS.items()}
-        config = TrainConfig(**{**given, "members": args.members or (1 if continuing else None),
-                                "init": args.init or ("keep" if continuing else None)}
-                             ).resolved(model.circuit, model.plan, len(splits["train"]))
+        asked = TrainConfig(**{**given, "members": args.members or (1 if continuing else None),
+                               "init": args.init or ("keep" if continuing else None)})
+        config = asked.resolved(model.circuit, model.plan, len(splits["train"]))
         snapshots = together(group, lambda: _snapshots(args, model, config, group))
         if args.resume and group is not None:
             _same_snapshot(group, snapshots)
         log = EpochLog(args.log, args.plot) if main else EpochLog()
         with interrupt_on(signal.SIGTERM) if group is None else contextlib.nullcontext():
-            model, histories = fit_members(model, splits["train"], splits.get("valid"), config,
+            model, histories = fit_members(model, splits["train"], splits["valid"], asked,
                                            progress=not args.quiet and main, on_epoch=log,
                                            snapshots=snapshots)
         log.draw()
@@ -165,12 +203,21 @@ def _train(args, group) -> int:
             return 130
         scores = {} if interrupted else {name: evaluate(model, rows)
                                          for name, rows in splits.items()}
+        capacity = histories[0].capacity
+        if capacity is not None:
+            config = replace(config, **{f: capacity[f] for f in ("pseudocount", "entropy",
+                                                                 "soften")})
         meta = {"source": args.file,
                 "data": {name: path for name, path in (("train", args.train),
                                                        ("valid", args.valid),
                                                        ("test", args.test)) if path},
                 "train": dict(config.__dict__), "best_epoch": best[0], "member_best_epochs": best,
                 "history": log.records, **{f"{k}_ll": s.mean for k, s in scores.items()}}
+        if not args.valid:
+            meta["data"]["valid"] = (f"{len(splits['valid'])} training rows held out "
+                                     f"({HELD_OUT:.0%}, --seed {args.seed})")
+        if capacity is not None:
+            meta["capacity"] = capacity
         if group is not None:
             meta["ranks"] = group.size
         if args.label_column is not None:
@@ -191,6 +238,10 @@ def _train(args, group) -> int:
               f"{'s' if len(best) > 1 else ''}, best epoch {', '.join(map(str, best))}) to "
               f"{args.output}", file=sys.stderr)
         return 130
+    if capacity is not None:
+        from ..search import label
+        tried = sum(1 for c in capacity["candidates"] if c["valid"] is not None)
+        print(f"chose {label(capacity)} on validation ({tried} candidates tried)")
     print(f"best epoch {', '.join(map(str, best))}; wrote {args.output}")
     plain = [str(i + 1) for i, h in enumerate(histories) if h.plain_tree]
     if plain:
@@ -214,7 +265,31 @@ def _same_snapshot(group, snapshots) -> None:
 # TrainConfig's settings and the options that set them (a snapshot names a difference so)
 OPTIONS = {"epochs": "--epochs", "batch_size": "--batch-size", "step_size": "--em-step",
            "pseudocount": "--pseudocount", "patience": "--patience", "polish": "--polish",
-           "seed": "--seed", "members": "--members", "init": "--init"}
+           "seed": "--seed", "members": "--members", "init": "--init", "soften": "--soften",
+           "entropy": "--entropy", "budget": "--budget"}
+
+
+def _fixed_capacity(model, args):
+    """`model` with the capacity -k and --trees fix (a latent tree whose file leaves them open:
+    `pcc.capacity`), its other open dimensions still open; `model` itself without them."""
+    if args.k is None and args.trees is None:
+        return model
+    from ..capacity import is_resizable, open_dimensions, resize, tree_count, with_open_line
+    from ..compiler import compile as compile_circuit
+    circuit = model.circuit
+    dims = open_dimensions(circuit) if is_resizable(circuit) else ()
+    for option, dim in (("-k", "k"), ("--trees", "trees")):
+        if getattr(args, dim) is not None and dim not in dims:
+            raise PcError(f"{option}: {args.file} fixes its {'hidden states' if dim == 'k' else 'trees'}"
+                          " (only a latent tree from `pcc structure hclt` without -k / --trees "
+                          "leaves them to pcc train)")
+    trees = tree_count(circuit)
+    if args.trees is not None and args.trees > trees:
+        raise PcError(f"--trees {args.trees}: {args.file} has {trees} tree{'s' if trees > 1 else ''}")
+    resized = resize(circuit, args.k or circuit.inputs[0].k, args.trees or trees)
+    left = tuple(d for d in dims if getattr(args, d) is None)
+    return compile_circuit(with_open_line(resized, left), backend=model.backend,
+                           seed=args.seed).to(next(model.parameters()).device)
 
 
 def _snapshots(args, model, config, group):

@@ -4,8 +4,9 @@
 checkpoint's meta holds them), rewrites the --log file after each epoch (atomically, so the file
 is whole whenever it is read, even mid-run), and draws the learning curve at the end.
 
-    CSV:  member,epoch,train_ll,valid_ll,seconds   (polishing steps: epoch "polish 1", ...; an empty
-    JSON: [{"member": 1, "epoch": 1, "train_ll": ..., "valid_ll": ...}, ...]   cell: not measured)
+    CSV:  member,epoch,train_ll,valid_ll,seconds,candidate   (polishing steps: epoch "polish 1",
+    JSON: [{"member": 1, "epoch": 1, "train_ll": ..., "valid_ll": ...}, ...]   ...; an empty cell:
+    not measured; candidate: the capacity search's, `pcc.search`)
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import json
 
 from ..files import write_atomically, write_text
 
-FIELDS = ("member", "epoch", "train_ll", "valid_ll", "seconds")
+FIELDS = ("member", "epoch", "train_ll", "valid_ll", "seconds", "candidate")
 
 
 class EpochLog:

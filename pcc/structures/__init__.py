@@ -5,13 +5,14 @@
     random_binary_trees(N, depth, R)     RAT-SPN: R * 2^D inputs, 1 + R * (2^D - 2) sums
     hidden_chow_liu_tree(data, k, trees) HCLT from data: N inputs, N sums per tree, element-wise
                                           products of K hidden states
+    hclt(data, k=None, trees=None)       the same, K and trees left to `pcc.fit` when None
 
 Each module's doc states its split rule and region counts; default sizes are in `defaults`.
 """
 from .arguments import StructureError, check_family, parse_family
-from .hclt import hidden_chow_liu_tree
+from .hclt import hclt, hidden_chow_liu_tree
 from .pd import poon_domingos
 from .rat import random_binary_trees
 
-__all__ = ["poon_domingos", "random_binary_trees", "hidden_chow_liu_tree", "parse_family", "check_family",
+__all__ = ["poon_domingos", "random_binary_trees", "hidden_chow_liu_tree", "hclt", "parse_family", "check_family",
            "StructureError"]

@@ -4,9 +4,11 @@ K = 10 units per region follows the Einsum Networks experiments (MNIST demo, deb
 RAT-SPN: 20 replicas of binary trees of depth 3 (capped at floor(log2 N)); tuned by EM on the
 validation splits of the debd sets (docs/results.md): depth 3 beat depth 4 on every set with
 more than 16 variables, and 20 replicas of K = 10 balanced fit against over-fitting.
-HCLT: Laplace smoothing 1.0 per joint cell of the mutual information; K = 32 hidden states per
-variable; a mixture of 4 trees (the data's Chow-Liu tree and 3 of bootstrap resamples), which
-beat one tree on validation on all seven debd sets (docs/results.md).
+HCLT: Laplace smoothing 1.0 per joint cell of the mutual information; written with K = 32 hidden
+states per variable and a mixture of 4 trees (the data's Chow-Liu tree and 3 of bootstrap
+resamples), which beat the alternatives on validation on the seven full debd sets
+(docs/results.md); unless -k / --trees fix them, `pcc train` chooses K from HCLT_K_CHOICES and
+1 or all trees on validation (`pcc.search`).
 """
 from __future__ import annotations
 
@@ -20,5 +22,6 @@ RAT_REPLICAS = 20
 RAT_SEED = 0
 
 HCLT_K = 32
+HCLT_K_CHOICES = (4, 8, 16, 32)
 HCLT_TREES = 4
 HCLT_SMOOTHING = 1.0

@@ -1,4 +1,5 @@
-"""Hidden Chow-Liu trees (HCLT; Liu & Van den Broeck, NeurIPS 2021) learned from discrete data.
+"""Hidden Chow-Liu trees (HCLT; Liu & Van den Broeck, NeurIPS 2021) learned from discrete,
+continuous or mixed data.
 
 A Chow-Liu tree over the variables (`pcc.structures.chow_liu`), with one hidden variable z_v of
 K states per variable v. Regions, for N variables and one tree:
@@ -14,30 +15,49 @@ children's edge sums: N inputs, N sums, N partitions, N K^2 - (K^2 - K) sum weig
 A mixture of M trees (`trees=M`) shares the inputs: tree 0 is the Chow-Liu tree of the data,
 tree m > 0 that of a bootstrap resample of its rows (seeded), its edge sums named `t{m}_e{v}`;
 `top` has one partition per tree, mixed uniformly at first.
+
+Leaves: each column's family (`pcc.structures.chow_liu.column_families`: bernoulli or
+categorical for whole numbers, normal for any other numbers), the circuit's `leaf` the commonest
+and `leaf F {vars}` statements for the others; one `leaf` for every column when given.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Circuit, Family
+import collections
+import dataclasses
+
+from ..ir import Circuit, Family, LeafScope
 from . import defaults
 from .arguments import require_at_least
 from .builder import CircuitBuilder
-from .chow_liu import DataSource, Tree, chow_liu, leaf_for, load_values
+from .chow_liu import DataSource, Tree, check_values, chow_liu, families_for, load_columns
 
 
 def hidden_chow_liu_tree(data: DataSource, *, k: int = defaults.HCLT_K, leaf: Family | None = None,
                          trees: int = defaults.HCLT_TREES,
                          smoothing: float = defaults.HCLT_SMOOTHING,
                          seed: int = 0) -> Circuit:
-    """The HCLT of `data` (rows x variables of non-negative integers, as an array or a file
-    `pcc.data.load_data` reads); see the module doc. `leaf` defaults to bernoulli for 0/1 data,
-    else categorical(n = largest value + 1)."""
+    """The HCLT of `data` (rows x variables of numbers, NaN = missing, as an array or a file
+    `pcc.data.load_data` reads; a file's header names the variables); see the module doc.
+    `leaf` defaults to each column's family: bernoulli for 0/1, categorical(n = largest + 1)
+    for other whole numbers, normal else."""
+    return hclt_of_columns(*load_columns(data), k=k, leaf=leaf, trees=trees,
+                           smoothing=smoothing, seed=seed)
+
+
+def hclt_of_columns(values: np.ndarray, path: str | None, names: tuple[str, ...] | None, *,
+                    k: int, leaf: Family | None, trees: int, smoothing: float,
+                    seed: int) -> Circuit:
+    """`hidden_chow_liu_tree` of columns `pcc.structures.chow_liu.load_columns` read."""
     require_at_least("k", k, 1)
     require_at_least("trees", trees, 1)
-    values, path = load_values(data)
-    leaf = leaf_for(values, leaf, path)
-    builder = CircuitBuilder(values.shape[1], k, leaf)
+    families = families_for(values, leaf, path)
+    discrete = np.array([f.name != "normal" for f in families])
+    if discrete.all():  # counts over the values (missing: -1)
+        values, discrete = check_values(values, path, missing=True), None
+    common = collections.Counter(families).most_common(1)[0][0]
+    builder = CircuitBuilder(values.shape[1], k, common)
     for v in range(values.shape[1]):
         builder.input(f"leaf{v}", [v])
     rng = np.random.default_rng(seed)
@@ -45,8 +65,11 @@ def hidden_chow_liu_tree(data: DataSource, *, k: int = defaults.HCLT_K, leaf: Fa
     for m in range(trees):
         sample = values if m == 0 else values[rng.integers(0, len(values), len(values))]
         prefix = "" if trees == 1 else f"t{m}_"
-        roots.append(_tree_regions(builder, chow_liu(sample, smoothing), prefix))
-    return builder.build(builder.sum("top", roots, elementwise=True))
+        roots.append(_tree_regions(builder, chow_liu(sample, smoothing, discrete), prefix))
+    circuit = builder.build(builder.sum("top", roots, elementwise=True))
+    others = {f: tuple(v for v, g in enumerate(families) if g == f) for f in families if f != common}
+    return dataclasses.replace(circuit, vars=names or circuit.vars,
+                               leaf_scopes=tuple(LeafScope(f, vs) for f, vs in others.items()))
 
 
 def _tree_regions(builder: CircuitBuilder, tree: Tree, prefix: str) -> list[str]:
@@ -61,3 +84,19 @@ def _tree_regions(builder: CircuitBuilder, tree: Tree, prefix: str) -> list[str]
 def _node(v: int, children: list[int], prefix: str) -> list[str]:
     """Tree node v as a partition: its leaf times its children's edge sums, unit by unit."""
     return [f"leaf{v}", *(f"{prefix}e{c}" for c in children)]
+
+
+def hclt(data: DataSource, k: int | None = None, trees: int | None = None, *,
+         leaf: Family | None = None, smoothing: float = defaults.HCLT_SMOOTHING,
+         seed: int = 0) -> Circuit:
+    """The HCLT of `data` (an array or tensor [N, V] of numbers, NaN = missing, or a data
+    file), as `pcc structure hclt` writes it: `k` and `trees` left None are chosen later, on
+    validation, by `pcc.fit` (the circuit is built with K = defaults.HCLT_K and
+    defaults.HCLT_TREES trees, the most they may be; its comments say which are open, see
+    `pcc.capacity`). Given, they are fixed."""
+    from ..capacity import with_open_line
+    circuit = hidden_chow_liu_tree(data, k=k or defaults.HCLT_K, leaf=leaf,
+                                   trees=trees or defaults.HCLT_TREES, smoothing=smoothing,
+                                   seed=seed)
+    return with_open_line(circuit, tuple(d for d, given in (("k", k), ("trees", trees))
+                                         if given is None))

@@ -28,6 +28,8 @@ def header(argv: list[str], circuit: Circuit, data: str | None = None, rows: int
     if source is not None:
         lines.append(f"source: {source}, sha256 {file_sha256(source)}")
     lines += tree_lines(circuit)
+    lines += [c.text.lstrip("#").strip() for c in circuit.comments
+              if c.text.lstrip("#").strip().startswith("capacity:")]
     lines += _wrap(starting_values(circuit, initialized).split(" "), "")
     return "".join(f"# {line}".rstrip() + "\n" for line in lines)
 

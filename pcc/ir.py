@@ -130,6 +130,22 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Tie:
+    """`tie a b c`: regions that share one set of parameters (a *tie group*). They must have the
+    same kind, K and parameter shapes (sums: the same partitions' weight shapes; inputs: the same
+    families over the same number of variables, slot j of each sharing slot j's parameters). The
+    first region is the group's *owner*: its name stands for the group's parameters (in
+    `pcc.runtime.layout`, checkpoints, printed params).
+
+    Sharing is of parameters, not of values: every tied region still computes its own values
+    from its own children (an HMM's transition sums, one per position, share one matrix)."""
+
+    regions: tuple[str, ...]
+    span: Span | None = _span()  # of the keyword
+    region_spans: tuple[Span, ...] | None = _span()  # one per name as written
+
+
+@dataclass(frozen=True)
 class Comment:
     """A source comment kept for `pcc fmt`: it is printed above the statement it preceded."""
 
@@ -148,6 +164,7 @@ class Circuit:
     params: tuple[Param, ...] = ()
     version: int = 1
     leaf_scopes: tuple[LeafScope, ...] = ()  # families of single variables (`leaf F {vars}`)
+    ties: tuple[Tie, ...] = ()  # regions sharing parameters (`tie a b c`)
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False, hash=False)
     path: str | None = field(default=None, compare=False, repr=False, hash=False)
     source: str | None = field(default=None, compare=False, repr=False, hash=False)
@@ -179,6 +196,20 @@ class Circuit:
             for v in scope.scope:
                 out.setdefault(v, scope.family)
         return out
+
+    @cached_property
+    def tie_owner(self) -> dict[str, str]:
+        """Region -> the owner (first region) of its tie group, for every tied region (the owner
+        included); the first tie that names a region wins (a second is an error)."""
+        out: dict[str, str] = {}
+        for tie in self.ties:
+            for name in tie.regions:
+                out.setdefault(name, tie.regions[0])
+        return out
+
+    def owns_parameters(self, name: str) -> bool:
+        """Whether region `name` holds parameters of its own: untied, or the owner of its tie."""
+        return self.tie_owner.get(name, name) == name
 
     def var_family(self, v: int) -> Family | None:
         """The family of variable v where an input names none: its `leaf F {..}`, else `leaf`."""

@@ -10,7 +10,8 @@ child region, each partition -> child edge holding its `position` in the product
                parts ((Family, variables) per family of its variables, `Circuit.input_parts`)
     partition: kind 'partition', scope (frozenset), children (names in product order),
                elementwise (True for an element-wise product `a .* b`)
-Graph attrs: vars, root, leaf, params, version, leaf_scopes.
+Graph attrs: vars, root, leaf, params, version, leaf_scopes, ties (the `Tie`s: regions sharing
+parameters, the first of each owning them).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
     parallel edges)."""
     scopes = circuit.scopes()
     graph = nx.DiGraph(vars=circuit.vars, root=circuit.root, leaf=circuit.leaf, params=circuit.params,
-                       version=circuit.version, leaf_scopes=circuit.leaf_scopes)
+                       version=circuit.version, leaf_scopes=circuit.leaf_scopes, ties=circuit.ties)
     for r in circuit.regions:
         if isinstance(r, Input):
             family = circuit.family_of(r)
@@ -82,6 +83,7 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
         params=G.graph.get("params", ()) if params is None else tuple(params),
         version=G.graph.get("version", 1),
         leaf_scopes=G.graph.get("leaf_scopes", ()),
+        ties=G.graph.get("ties", ()),
     )
 
 
@@ -123,17 +125,19 @@ def product_units(circuit: Circuit, region: Sum, p: int) -> int:
 
 
 def sum_parameter_count(circuit: Circuit) -> int:
-    """Sum weights: K * (product units) per partition, plus K * P mixing weights when P > 1."""
-    return sum(s.k * product_units(circuit, s, p) for s in circuit.sums
+    """Sum weights: K * (product units) per partition, plus K * P mixing weights when P > 1;
+    a tie group's once (its owner's)."""
+    sums = [s for s in circuit.sums if circuit.owns_parameters(s.name)]
+    return sum(s.k * product_units(circuit, s, p) for s in sums
                for p in range(len(s.partitions))) \
-        + sum(s.k * len(s.partitions) for s in circuit.sums if len(s.partitions) > 1)
+        + sum(s.k * len(s.partitions) for s in sums if len(s.partitions) > 1)
 
 
 def leaf_parameter_count(circuit: Circuit) -> int:
-    """Leaf parameters: K * |scope| * prod(extra dims) per field of the input's family.
-    Inputs whose family pcc does not know (or that have none) count 0."""
+    """Leaf parameters: K * |scope| * prod(extra dims) per field of the input's family; a tie
+    group's once. Inputs whose family pcc does not know (or that have none) count 0."""
     total = 0
-    for r in circuit.inputs:
+    for r in (r for r in circuit.inputs if circuit.owns_parameters(r.name)):
         for family, variables in circuit.input_parts(r):
             spec = family_spec(family.name) if family is not None else None
             if spec is not None:

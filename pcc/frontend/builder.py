@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass
 
 from ..families import FAMILIES
-from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum, default_var_names
+from ..ir import Circuit, Family, Input, LeafScope, Param, Span, Sum, Tie, default_var_names
 from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
 from .typos import misspelt_keyword, unknown_statement
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, Option, ParamDecl, RootDecl,
-                         ScopeItem, Setting, Statement, SumDecl, VarsDecl, Word)
+                         ScopeItem, Setting, Statement, SumDecl, TieDecl, VarsDecl, Word)
 
 MAX_VARS = 1_000_000
 OPTIONS = ("k",)  # the settings a region takes (k, its number of units, is the only one)
@@ -76,6 +76,7 @@ class _Builder:
         regions: list[Input | Sum] = []
         params: list[Param] = []
         leaf_scopes: list[LeafScope] = []
+        ties: list[Tie] = []
         for s in statements:
             if isinstance(s, LeafDecl) and s.scope is not None:
                 leaf_scopes.append(self._leaf_scope(s))
@@ -87,6 +88,9 @@ class _Builder:
                 param = self._param(s)
                 if param is not None:
                     params.append(param)
+            elif isinstance(s, TieDecl):
+                ties.append(Tie(tuple(w.text for w in s.regions), s.span,
+                                tuple(w.span for w in s.regions)))
         circuit = Circuit(
             vars=self.vars,
             regions=tuple(regions),
@@ -95,6 +99,7 @@ class _Builder:
             params=_weights_index_defaults(params, regions),
             version=int(header.version.text) if header else 1,
             leaf_scopes=tuple(leaf_scopes),
+            ties=tuple(ties),
         )
         info = SourceInfo(
             version=header.version.span if header else None,

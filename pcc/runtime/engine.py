@@ -15,6 +15,13 @@ linear weights of each pool and the layers' scratch buffers are allocated once a
 every batch of that size (on the CPU a fresh large allocation costs a page fault per 4 KiB), and
 each layer is built once onto its rows.
 
+Tied weights (`pcc.runtime.layout`): an op whose pool rows are shared with other ops (or
+repeated within it) gets `TiedRows`. Its layer reads a view of the pool's linear weights when the
+rows are one block, else a buffer that `Bound.forward` gathers them into; its flows go to a
+scratch buffer (one per pool, shared by the tied layers) that `Bound.backward` adds into the
+pool's flows at its rows right after the layer's backward, so a tied row's flows are the sum of
+every copy's. Layers see plain per-op weight and flow tensors either way.
+
 The whole sum/product part of a circuit is one `torch.autograd.Function` (`CircuitFunction`):
 autograd sees only the leaf log-values and the pooled log-weights; the engine's backward gives
 the flows dL/dlog(leaf value) and W * dL/dW.
@@ -37,6 +44,14 @@ RANGE_LIMIT = 2.0 ** -32
 WIDE = torch.float64
 
 
+class TiedRows(NamedTuple):
+    """An op's rows of its weight pool where some are shared (tied): `rows` [n] on the run
+    device; `block` when they are one ascending block (a view reads them)."""
+
+    rows: Tensor
+    block: bool
+
+
 @dataclass(frozen=True)
 class LoweredEinsum:
     """An EinsumOp with its index arrays as tensors on the run device (or ints for blocks)."""
@@ -48,6 +63,7 @@ class LoweredEinsum:
     n: int
     weight: int | None  # the op's position among weighted ops; None for plain products
     pool: tuple[int, int] | None  # (pool, first row) of its weights
+    tied: TiedRows | None = None  # its rows where some are shared
 
 
 @dataclass(frozen=True)
@@ -61,6 +77,7 @@ class LoweredHadamard:
     n: int
     weight: int
     pool: tuple[int, int]
+    tied: TiedRows | None = None
 
     @property
     def child_rows(self) -> Tensor:
@@ -77,6 +94,7 @@ class LoweredMix:
     n: int
     weight: int
     pool: tuple[int, int]
+    tied: TiedRows | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +132,16 @@ class Bound:
             arena.norms[0].fill_(1.0)
         self.weights = [like.new_empty(shape) for shape in program.pool_shapes]
         self.flows = [like.new_empty(shape) for shape in program.pool_shapes] if backward else []
+        # tied ops (see the module doc): (pool, rows, buffer) of the weights to gather, and per
+        # layer (pool flows, rows, its flows) to add in after its backward
+        self.gathers: list[tuple[int, Tensor, Tensor]] = []
+        self.scatters: list[tuple[Tensor, Tensor, Tensor] | None] = []
+        tied_rows: dict[int, int] = {}  # pool -> the most rows one tied op of it has
+        for op in program.ops:
+            if op.tied is not None:
+                tied_rows[op.pool[0]] = max(op.n, tied_rows.get(op.pool[0], 0))
+        self.tie_flows = {pool: like.new_empty(n, *program.pool_shapes[pool][1:])
+                          for pool, n in tied_rows.items()} if backward else {}
         self.grads = ({k: torch.zeros_like(a.values) for k, a in self.arenas.items()}
                       if backward else {})
         self.leaf_rows = [self.arenas[s.k].rows(s.start, s.n) for s in program.leaves]
@@ -125,11 +153,20 @@ class Bound:
 
     def _layer(self, kernels: ModuleType, op, scratch: Scratch):
         arenas, grads = self.arenas, self.grads
-        w = flows = None
+        w = flows = scatter = None
         if op.pool is not None:
             pool, start = op.pool
-            w = self.weights[pool].narrow(0, start, op.n)
-            flows = self.flows[pool].narrow(0, start, op.n) if self.flows else None
+            if op.tied is None or op.tied.block:
+                w = self.weights[pool].narrow(0, start, op.n)
+            else:
+                w = self.weights[pool].new_empty(op.n, *self.weights[pool].shape[1:])
+                self.gathers.append((pool, op.tied.rows, w))
+            if self.flows and op.tied is None:
+                flows = self.flows[pool].narrow(0, start, op.n)
+            elif self.flows:
+                flows = self.tie_flows[pool].narrow(0, 0, op.n)
+                scatter = (self.flows[pool], op.tied.rows, flows)
+        self.scatters.append(scatter)
         k_out = op.k if isinstance(op, LoweredMix) else op.k_out
         out = arenas[k_out].rows(op.out_start, op.n)
         grad_out = grads[k_out].narrow(0, op.out_start, op.n) if grads else None
@@ -150,6 +187,8 @@ class Bound:
         """Every node's value for this batch (max-product if semiring='max')."""
         for w, lw in zip(self.weights, log_pools):
             torch.exp(lw.detach(), out=w)
+        for pool, rows, w in self.gathers:
+            torch.index_select(self.weights[pool], 0, rows, out=w)
         for rows, leaf in zip(self.leaf_rows, leaf_inputs):
             if isinstance(leaf, Linear):
                 if leaf.values.data_ptr() != rows.values.data_ptr():
@@ -184,8 +223,13 @@ class Bound:
         for g in self.grads.values():
             g.zero_()
         self.grads[p.root_k][p.root_row].copy_(grad_root)
-        for layer in reversed(self.layers):
+        for pool in self.tie_flows:  # tied rows receive only the additions below
+            self.flows[pool].zero_()
+        for layer, scatter in zip(reversed(self.layers), reversed(self.scatters)):
             layer.backward()
+            if scatter is not None:
+                flows, rows, tied = scatter
+                flows.index_add_(0, rows, tied)
         leaves = [self.grads[s.k].narrow(0, s.start, s.n) for s in p.leaves]
         return leaves, self.flows
 

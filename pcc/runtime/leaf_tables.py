@@ -100,20 +100,41 @@ def table_counts(family: LeafFamily, xt: Tensor, gamma: Tensor, pad_vars: Tensor
     return counts.index_select(0, positions)
 
 
+def value_counts(xt: Tensor, gamma: Tensor, var_index: Tensor, support: int,
+                 param_rows: Tensor | None, num_rows: int) -> Tensor:
+    """Expected counts [U, K, S] of each parameter row's values for a group of one-variable
+    regions (slot r is region r, reading parameter row param_rows[r], or r when None), from
+    gamma = dL/d(region values) [R, B, K]: counts[u, k, s] = sum over regions r of row u and
+    samples b with x[b, v(r)] = s of gamma[r, b, k] (one indexed add of gamma's observed rows,
+    R*B*K additions, where the one-hot product of `table_counts` costs R*B*K*S); missing values
+    count nowhere."""
+    regions, batch, k = gamma.shape
+    x = xt.index_select(0, var_index)  # [R, B]
+    observed = ~torch.isnan(x)
+    rows = torch.arange(regions, device=x.device) if param_rows is None else param_rows
+    flat = (rows.unsqueeze(1) * support + torch.nan_to_num(x, nan=0.0).long()).masked_select(observed)
+    counts = gamma.new_zeros(num_rows * support, k)
+    counts.index_add_(0, flat, gamma.masked_select(observed.unsqueeze(-1)).view(-1, k))
+    return counts.view(num_rows, support, k).transpose(1, 2).contiguous()
+
+
 def table_probabilities(family: LeafFamily, params: dict[str, Tensor], xt: Tensor,
-                        var_index: Tensor, semiring: str = "sum", out: Tensor | None = None
-                        ) -> Tensor:
+                        var_index: Tensor, semiring: str = "sum", out: Tensor | None = None,
+                        param_rows: Tensor | None = None) -> Tensor:
     """Region values [R, B, K] in probability space of a group of one-variable regions (slot r
     is region r): f(x_v(r); theta[r, k]) looked up in the group's table, 1 where the value is
     missing (summed out) or, under the max semiring, max_s f(s) (maximized out); written into
-    `out` when given."""
-    probs = family.log_table(params).exp()  # [R, K, S]
-    regions, k, support = probs.shape
+    `out` when given. With `param_rows` [R] (tied regions), region r reads parameter row
+    param_rows[r] of `params` (one table per row, however many regions share it)."""
+    probs = family.log_table(params).exp()  # [U, K, S]
+    k, support = probs.shape[1:]
+    regions = len(var_index)
     missing = (probs.amax(-1, keepdim=True) if semiring == "max"
                else torch.ones_like(probs[..., :1]))
-    table = torch.cat([probs, missing], -1).transpose(1, 2).reshape(-1, k)  # [R*(S+1), K]
+    table = torch.cat([probs, missing], -1).transpose(1, 2).reshape(-1, k)  # [U*(S+1), K]
     codes = torch.nan_to_num(xt.index_select(0, var_index), nan=float(support)).long()
-    codes += torch.arange(regions, device=codes.device).unsqueeze(1) * (support + 1)
+    rows = torch.arange(regions, device=codes.device) if param_rows is None else param_rows
+    codes += rows.unsqueeze(1) * (support + 1)
     if out is None:
         return table.index_select(0, codes.view(-1)).view(regions, -1, k)
     torch.index_select(table, 0, codes.view(-1), out=out.view(-1, k))

@@ -34,8 +34,9 @@ from ..region_graph import product_units
 from pcc_kernels.reference import Children
 
 from .engine import (Bound, CircuitFunction, Evaluation, LeafInput, LeafSlot, Linear,
-                     LoweredEinsum, LoweredHadamard, LoweredMix, Program)
-from .leaf_tables import table_counts, table_layout, table_probabilities, table_values
+                     LoweredEinsum, LoweredHadamard, LoweredMix, Program, TiedRows)
+from .leaf_tables import (table_counts, table_layout, table_probabilities, table_values,
+                          value_counts)
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
 from .naive import naive_evaluate
@@ -72,17 +73,23 @@ class CompiledCircuit(nn.Module):
 
         self.families: list[LeafFamily] = [leaf_family(g.family) for g in plan.leaf_groups]
         self.leaf_params = nn.ModuleList(
-            LeafParams(fam.init(len(g.var_index), g.k, gen), dtype)
+            LeafParams(fam.init(g.num_param_rows, g.k, gen), dtype)
             for fam, g in zip(self.families, plan.leaf_groups))
         for i, g in enumerate(plan.leaf_groups):
             self.register_buffer(f"leaf_vars_{i}", torch.from_numpy(g.var_index), persistent=False)
             self.register_buffer(f"leaf_slots_{i}", torch.from_numpy(g.slot_region),
                                  persistent=False)
+            if g.param_rows is not None:  # tied inputs: slot m reads parameter row rows[m]
+                self.register_buffer(f"leaf_param_rows_{i}", torch.from_numpy(g.param_rows),
+                                     persistent=False)
             if g.table:
                 layout = table_layout(g.var_index, g.slot_region, len(g.regions), plan.num_vars)
                 for name in ("pad_vars", "pad_slots", "positions"):
                     self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
                         getattr(layout, name)), persistent=False)
+                if g.param_rows is not None:  # padded positions read parameter rows
+                    self.register_buffer(f"leaf_pad_slots_{i}", torch.from_numpy(
+                        _through(layout.pad_slots, g.param_rows)), persistent=False)
         for block in plan.mixed_leaves:
             for i, rows in block.parts:
                 self.register_buffer(f"mixed_rows_{i}", torch.from_numpy(rows), persistent=False)
@@ -109,7 +116,7 @@ class CompiledCircuit(nn.Module):
                                              persistent=False)
                 if slot is not None:  # random weights, normalized per output unit
                     w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64)
-                    sum_pools[slot.pool][slot.start: slot.start + slot.n] = torch.log_softmax(
+                    sum_pools[slot.pool][slot.indices()] = torch.log_softmax(
                         torch.log(w + 0.01), -1)
             else:
                 self.register_buffer(f"rows_{j}_0", torch.from_numpy(op.part_rows),
@@ -117,9 +124,12 @@ class CompiledCircuit(nn.Module):
                 mask = torch.from_numpy(op.mask).unsqueeze(-1)
                 w = torch.rand(op.weight_shape, generator=gen, dtype=torch.float64) + 0.01
                 logits = torch.log(w).masked_fill(~mask, -math.inf)
-                rows = slice(slot.start, slot.start + slot.n)
+                rows = slot.indices()
                 mix_pools[slot.pool][rows] = torch.log_softmax(logits, 1).masked_fill(~mask, 0.0)
                 mix_masks[slot.pool][rows] = mask
+            if slot is not None and slot.rows is not None:  # tied: the op's rows of its pool
+                self.register_buffer(f"weight_rows_{j}", torch.from_numpy(slot.rows),
+                                     persistent=False)
         self.sum_logits = nn.ParameterList(nn.Parameter(w.to(dtype)) for w in sum_pools)
         self.mix_logits = nn.ParameterList(nn.Parameter(w.to(dtype)) for w in mix_pools)
         for i, mask in enumerate(mix_masks):
@@ -301,7 +311,8 @@ class CompiledCircuit(nn.Module):
                     fam, params.as_dict(), xt, getattr(self, f"leaf_pad_vars_{i}"),
                     getattr(self, f"leaf_pad_slots_{i}"), len(g.regions), semiring))
                 continue
-            ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), params.as_dict(), semiring)
+            ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), self.leaf_slot_params(i),
+                              semiring)
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
         return out
 
@@ -323,7 +334,8 @@ class CompiledCircuit(nn.Module):
                 out.append(Linear(table_probabilities(
                     fam, {k: v.detach() for k, v in params.as_dict().items()}, xt,
                     getattr(self, f"leaf_vars_{i}"), semiring,
-                    out=None if bound is None else bound.leaf_rows[block].values)))
+                    out=None if bound is None else bound.leaf_rows[block].values,
+                    param_rows=self.leaf_param_rows(i))))
             else:
                 out.append(self.leaf_values(x, semiring, only=i)[0])
             block += g.out_start is not None
@@ -337,17 +349,42 @@ class CompiledCircuit(nn.Module):
         xt = x.t()
         out = []
         for i, (fam, g, gamma) in enumerate(zip(self.families, self.plan.leaf_groups, gammas)):
+            if g.table and g.scope_size == 1:  # a scatter of gamma by value: no one-hot codes
+                out.append(fam.stats_from_counts(value_counts(
+                    xt, gamma, getattr(self, f"leaf_vars_{i}"), fam.support_size(),
+                    self.leaf_param_rows(i), g.num_param_rows)))
+                continue
             if g.table:
                 counts = table_counts(fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
                                       getattr(self, f"leaf_positions_{i}"))
-                out.append(fam.stats_from_counts(counts))
+                out.append(self.per_param_row(i, fam.stats_from_counts(counts)))
                 continue
             xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
             obs = ~torch.isnan(xs)
             slot_gamma = gamma.index_select(0, getattr(self, f"leaf_slots_{i}"))
-            out.append(fam.stats(torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype),
-                                 slot_gamma))
+            out.append(self.per_param_row(i, fam.stats(
+                torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype), slot_gamma)))
         return out
+
+    def leaf_param_rows(self, i: int) -> Tensor | None:
+        """[M] the parameter row of each slot of leaf group i, None when slot m has row m (no
+        tied members; see `pcc.passes.plan.LeafGroup.param_rows`)."""
+        return getattr(self, f"leaf_param_rows_{i}", None)
+
+    def leaf_slot_params(self, i: int) -> dict[str, Tensor]:
+        """Leaf group i's parameters per slot, [M, K, ...] (tied slots read their row: a
+        gather, through which gradients add up)."""
+        params, rows = self.leaf_params[i].as_dict(), self.leaf_param_rows(i)
+        return params if rows is None else {k: v.index_select(0, rows) for k, v in params.items()}
+
+    def per_param_row(self, i: int, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Statistics per slot [M, K, ...] of leaf group i summed per parameter row [U, K, ...]
+        (the slots of tied inputs add up)."""
+        rows = self.leaf_param_rows(i)
+        if rows is None:
+            return stats
+        n = self.plan.leaf_groups[i].num_param_rows
+        return {k: v.new_zeros(n, *v.shape[1:]).index_add_(0, rows, v) for k, v in stats.items()}
 
     @staticmethod
     def _sum_slots(ld: Tensor, g, slots: Tensor) -> Tensor:
@@ -417,25 +454,27 @@ class CompiledCircuit(nn.Module):
         layout = self.layout
         weighted = 0
         for j, (op, slot) in enumerate(zip(self.plan.ops, layout.slots)):
-            wi = pool = None
+            wi = pool = tied = None
             if slot is not None:
                 wi, weighted = weighted, weighted + 1
                 pool = (layout.pool_index(slot), slot.start)
+                if slot.rows is not None:
+                    tied = TiedRows(getattr(self, f"weight_rows_{j}"), slot.block)
             if isinstance(op, EinsumOp):
                 rows = tuple(r if isinstance(r, int) else getattr(self, f"rows_{j}_{s}")
                              for s, r in enumerate(op.child_rows))
                 ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
-                                         len(op.members), wi, pool))
+                                         len(op.members), wi, pool, tied))
             elif isinstance(op, HadamardOp):
                 children = Children(getattr(self, f"rows_{j}_0"),
                                     *(getattr(self, f"children_{name}_{j}")
                                       for name in ("first", "extra", "parent")))
                 ops.append(LoweredHadamard(op.k_in, op.k_out, children, op.out_start,
-                                           len(op.members), wi, pool))
+                                           len(op.members), wi, pool, tied))
             else:
-                mask = getattr(self, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
+                mask = _rows(getattr(self, f"mix_mask_{slot.pool}"), slot)
                 ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), mask.squeeze(-1),
-                                      op.out_start, len(op.members), wi, pool))
+                                      op.out_start, len(op.members), wi, pool, tied))
         root_k, root_row = self.plan.region_row[self.plan.root]
         leaves = tuple(LeafSlot(k, start, n) for k, start, n in self.plan.leaf_blocks)
         pools = tuple(tuple(p.shape) for p in (*self.sum_logits, *self.mix_logits))
@@ -454,8 +493,8 @@ class CompiledCircuit(nn.Module):
         for op, slot in zip(self.plan.ops, self.layout.slots):
             if slot is None:
                 continue
-            for m, member in enumerate(op.members):
-                (part if slot.kind == "sum" else mix)[member] = (slot.pool, slot.start + m)
+            for row, member in zip(slot.indices().tolist(), op.members):
+                (part if slot.kind == "sum" else mix)[member] = (slot.pool, row)
         by_family: dict[str, dict] = {}
         for gi, g in enumerate(self.plan.leaf_groups):
             for m, r in enumerate(g.regions):
@@ -480,8 +519,7 @@ class CompiledCircuit(nn.Module):
                 self.mix_logits[i][m, :n_parts] = torch.log(values).t()
             else:
                 gi, m = leaf[prm.region][prm.index or 0]
-                fam, g = self.families[gi], self.plan.leaf_groups[gi]
-                slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                fam, slots = self.families[gi], self._param_rows_of(gi, m)
                 current = fam.to_ir({k: v[slots].double() for k, v in
                                      self.leaf_params[gi].as_dict().items()})
                 current[prm.field] = values.transpose(0, 1)  # [K, S, ..] -> [S, K, ..]
@@ -496,11 +534,12 @@ class CompiledCircuit(nn.Module):
         out = []
         for region in self.circuit.regions:
             name = region.name
+            if not self.circuit.owns_parameters(name):
+                continue  # a tied region: its tie's owner gives the values
             if name in leaf:
                 parts = leaf[name]
                 for j, (gi, m) in enumerate(parts):
-                    fam, g = self.families[gi], self.plan.leaf_groups[gi]
-                    slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                    fam, slots = self.families[gi], self._param_rows_of(gi, m)
                     fields = fam.to_ir({k: v[slots].double() for k, v in
                                         self.leaf_params[gi].as_dict().items()})
                     for fname in fam.ir_fields:
@@ -520,6 +559,12 @@ class CompiledCircuit(nn.Module):
                 logits = self.mix_logits[i][m, : len(partitions)].double()
                 out.append(_param(name, "mixing", None, torch.softmax(logits, 0).t()))
         return tuple(out)
+
+    def _param_rows_of(self, gi: int, m: int) -> Tensor:
+        """The parameter rows of member m of leaf group gi, one per variable of its scope."""
+        g = self.plan.leaf_groups[gi]
+        slots = np.nonzero(g.slot_region == m)[0]
+        return torch.from_numpy(slots if g.param_rows is None else g.param_rows[slots])
 
     # ----------------------------------------------------------------- queries (pcc.queries)
     def sample(self, n: int, evidence: Tensor | None = None, temperature: float = 1.0,
@@ -559,13 +604,28 @@ class LogWeights(Sequence):
         slot = self.slots[i]
         kind = slot.kind
         pool = self.model.sum_logits if kind == "sum" else self.model.mix_logits
-        logits = pool[slot.pool].narrow(0, slot.start, slot.n)
+        logits = _rows(pool[slot.pool], slot)
         if kind == "mix":
-            mask = getattr(self.model, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
+            mask = _rows(getattr(self.model, f"mix_mask_{slot.pool}"), slot)
             logits = logits.masked_fill(~mask, -math.inf)
         if self.model._raw_weights:
             return logits
         return torch.log_softmax(logits, -1 if kind == "sum" else 1)
+
+
+def _rows(pool: Tensor, slot) -> Tensor:
+    """A slot's rows of a pool: a view of its block, or gathered where tied."""
+    if slot.rows is None:
+        return pool.narrow(0, slot.start, slot.n)
+    return pool.index_select(0, torch.as_tensor(slot.rows, device=pool.device))
+
+
+def _through(pad_slots: np.ndarray, param_rows: np.ndarray) -> np.ndarray:
+    """Padded positions' slots (M for padding) -> their parameter rows (U for padding)."""
+    padding = pad_slots >= len(param_rows)
+    out = param_rows[np.minimum(pad_slots, len(param_rows) - 1)]
+    out[padding] = int(param_rows.max()) + 1
+    return out
 
 
 def _param(region: str, field: str, index: int | None, values: Tensor) -> Param:

@@ -7,7 +7,7 @@ messages but never take part in equality, so `parse(print(ir)) == ir`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterator, Union
 
@@ -292,6 +292,21 @@ class Circuit:
     def _children(self, name: str) -> Iterator[str]:
         r = self.by_name[name]
         return r.children if isinstance(r, Sum) else iter(())
+
+
+def untied(circuit: Circuit) -> Circuit:
+    """The same circuit without ties: every tied region holds its own copy of its group's
+    params (those given on any region of the group). What a format without shared parameters
+    holds (`pcc export`)."""
+    given: dict[tuple, Param] = {}
+    for p in circuit.params:
+        given.setdefault((circuit.tie_owner.get(p.region, p.region), p.field, p.index), p)
+    params = [p for p in circuit.params if p.region not in circuit.tie_owner]
+    for name in circuit.tie_owner:  # in tie order, each region once
+        owner = circuit.tie_owner[name]
+        params += [replace(p, region=name, span=None) for (o, _, _), p in given.items()
+                   if o == owner]
+    return replace(circuit, ties=(), params=tuple(params))
 
 
 def default_var_names(n: int) -> tuple[str, ...]:

@@ -169,6 +169,8 @@ class Summary:
     root: str = ""
     root_k: int = 1
     mixed_inputs: int = 0  # inputs whose variables have several families
+    tie_groups: int = 0
+    tied_regions: int = 0  # regions in tie groups
 
     @property
     def parameter_count(self) -> int:
@@ -181,6 +183,8 @@ class Summary:
         returns = "log p(x), [B]" if self.root_k == 1 else (
             f"one log-density per root unit, [B, {self.root_k}] (e.g. one per class; a single density "
             "needs k=1)")
+        ties = ([f"ties        {_count(self.tie_groups, 'group')} over {self.tied_regions} regions "
+                 "(their parameters counted once)"] if self.tie_groups else [])
         return "\n".join([
             f"vars        {self.num_vars}",
             f"regions     {self.num_inputs + self.num_sums} ({_count(self.num_inputs, 'input')}, "
@@ -191,6 +195,7 @@ class Summary:
             f"leaves      {leaves}",
             f"parameters  {self.parameter_count:,} ({self.sum_parameters:,} sum weights, "
             f"{self.leaf_parameters:,} leaf)",
+            *ties,
             f"root        {self.root} (k={self.root_k}): the model returns {returns}",
         ])
 
@@ -219,6 +224,8 @@ def summary(circuit: Circuit) -> Summary:
         root=circuit.root,
         root_k=circuit.region(circuit.root).k,
         mixed_inputs=sum(map(circuit.is_mixed, circuit.inputs)),
+        tie_groups=len(circuit.ties),
+        tied_regions=len(circuit.tie_owner),
     )
 
 

@@ -82,6 +82,8 @@ LATENT_TREE_RECIPE = TrainConfig(epochs=10, batch_size=512, step_size=0.2, pseud
                                  patience=3, polish=300, members=1, init="data")
 DEFAULT_RECIPE = TrainConfig(epochs=60, batch_size=100, step_size=0.05, pseudocount=0.01,
                              patience=5, polish=5, members=4, init="keep")
+# Latent trees with ties (a homogeneous HMM) take the same recipe: `pcc.latent_tree.initialize`
+# then clusters the states of all positions together (`pcc.latent_context`).
 # The latent-tree recipe's passes over the data (epochs, then polishing) evaluate at most this
 # many circuit FLOPs (forward, as `pcc compile --explain` counts them; ~10 minutes on one core
 # of the CPU machine of docs/results.md): on a large data set the polish gets fewer iterations.
@@ -91,9 +93,9 @@ MIN_POLISH = 10
 
 def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
     """The training recipe for `circuit` (a Circuit): LATENT_TREE_RECIPE for latent-tree
-    circuits with discrete leaves and without inline parameters (`pcc.latent_tree`), its polish bounded by
-    LATENT_TREE_WORK when the `plan` and the number of training `rows` are given; else
-    DEFAULT_RECIPE."""
+    circuits with discrete leaves and without inline parameters (`pcc.latent_tree`; hidden
+    Markov models too), its polish bounded by LATENT_TREE_WORK when the `plan` and the number
+    of training `rows` are given; else DEFAULT_RECIPE."""
     from .latent_tree import discrete_leaves, find_latent_forest
     if circuit.params or not discrete_leaves(circuit) or find_latent_forest(circuit) is None:
         return DEFAULT_RECIPE

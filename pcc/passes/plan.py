@@ -196,6 +196,13 @@ class Plan:
     def depth(self) -> int:
         return max((op.level for op in self.ops), default=0)
 
+    def weight_key(self, member) -> "tuple[str, int] | str":
+        """Whose weights an op's member uses: (region, p) for a partition's, region for a
+        mixing's, a tied region replaced by its tie's owner (tied members share them)."""
+        if isinstance(member, tuple):
+            return (self.tie_owner.get(member[0], member[0]), member[1])
+        return self.tie_owner.get(member, member)
+
 
 def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
               var_names: tuple[str, ...]) -> Plan:

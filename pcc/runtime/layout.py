@@ -84,7 +84,7 @@ def weight_layout(plan: Plan) -> Layout:
         pool = pools[shape]
         op_rows = []
         for member in op.members:
-            key = (kind, pool, member_key(plan, member))
+            key = (kind, pool, plan.weight_key(member))
             if key not in row_of:
                 row_of[key] = rows[kind][pool]
                 rows[kind][pool] += 1
@@ -96,14 +96,6 @@ def weight_layout(plan: Plan) -> Layout:
     def listed(kind):
         return tuple((shape, rows[kind][i]) for shape, i in shapes[kind].items())
     return Layout(listed("sum"), listed("mix"), tuple(slots))
-
-
-def member_key(plan: Plan, member) -> tuple | str:
-    """The row key of an op's member: (region, p) of a partition's weights or a region's
-    mixing, with a tied region replaced by its tie's owner."""
-    if isinstance(member, tuple):
-        return (plan.tie_owner.get(member[0], member[0]), member[1])
-    return plan.tie_owner.get(member, member)
 
 
 def _slot(kind: str, pool: int, rows: list[int], uses: Counter) -> WeightSlot:
@@ -126,7 +118,7 @@ def pool_members(plan: Plan, layout: Layout) -> dict[str, list]:
         if slot is not None:
             rows = out[f"{slot.kind}_logits.{slot.pool}"]
             for row, member in zip(slot.indices().tolist(), op.members):
-                key = member_key(plan, member)
+                key = plan.weight_key(member)
                 rows[row] = list(key) if slot.kind == "sum" else key
     return out
 

@@ -588,6 +588,11 @@ class CompiledCircuit(nn.Module):
         from ..queries import conditional
         return conditional(self, query_mask, x)
 
+    def posterior_marginals(self, evidence: Tensor, root_unit=None) -> Tensor:
+        """p(x_v = s | evidence) [B, V, S] of every discrete variable (NaN = missing)."""
+        from ..queries import posterior_marginals
+        return posterior_marginals(self, evidence, root_unit)
+
 
 class LogWeights(Sequence):
     """The log-weights of a model's weighted ops in op order (each a view of its rows of the

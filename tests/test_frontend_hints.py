@@ -84,7 +84,7 @@ def test_names_that_start_a_line_in_a_valid_file_draw_nothing():
     # `pc` is only suggested where the header may come
     ("pcc 1\nvars 2\n", "1:1 unknown-statement: unknown statement 'pcc'; did you mean 'pc'?"),
     ("pc 1\nvars 2\npcc 1\n", "3:1 syntax-error: expected a statement (pc, vars, leaf, input, sum, root, "
-     "param), found name 'pcc'"),
+     "param, tie), found name 'pcc'"),
 ])
 def test_only_words_that_begin_a_statement_are_read_as_one(text, error):
     assert diagnostics(text)[0] == error.replace(" ", " error ", 1)

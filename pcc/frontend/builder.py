@@ -77,6 +77,7 @@ class _Builder:
         params: list[Param] = []
         leaf_scopes: list[LeafScope] = []
         ties: list[Tie] = []
+        region_names = {s.name.text for s in statements if isinstance(s, (InputDecl, SumDecl))}
         for s in statements:
             if isinstance(s, LeafDecl) and s.scope is not None:
                 leaf_scopes.append(self._leaf_scope(s))
@@ -89,8 +90,7 @@ class _Builder:
                 if param is not None:
                     params.append(param)
             elif isinstance(s, TieDecl):
-                ties.append(Tie(tuple(w.text for w in s.regions), s.span,
-                                tuple(w.span for w in s.regions)))
+                ties.append(self._tie(s, region_names))
         circuit = Circuit(
             vars=self.vars,
             regions=tuple(regions),
@@ -186,6 +186,20 @@ class _Builder:
         return Sum(decl.name.text, k, tuple(tuple(w.text for w in part) for part in decl.partitions),
                    decl.name.span, tuple(tuple(w.span for w in part) for part in decl.partitions), k_span,
                    tuple(decl.elementwise))
+
+    def _tie(self, decl: TieDecl, region_names: set[str]) -> Tie:
+        """The tie's regions, up to a name that is no region and starts a line looking like a
+        misspelt keyword: that is a statement (reported), not a region."""
+        words = decl.regions
+        for i, word in enumerate(words[1:], 1):
+            slip = None if word.text in region_names or word.span.line == words[i - 1].span.line \
+                else self._slip(word)
+            if slip is not None:
+                self.report.error("unknown-statement", unknown_statement(word.text, slip[2]),
+                                  word.span)
+                words = words[:i]
+                break
+        return Tie(tuple(w.text for w in words), decl.span, tuple(w.span for w in words))
 
     def _scope(self, region: str, items: list[ScopeItem]) -> list[int]:
         """The variable indices of a scope as written, ranges expanded. Items that name no variable

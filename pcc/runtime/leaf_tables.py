@@ -110,12 +110,12 @@ def value_counts(xt: Tensor, gamma: Tensor, var_index: Tensor, support: int,
     count nowhere."""
     regions, batch, k = gamma.shape
     x = xt.index_select(0, var_index)  # [R, B]
-    observed = ~torch.isnan(x)
     rows = torch.arange(regions, device=x.device) if param_rows is None else param_rows
-    flat = (rows.unsqueeze(1) * support + torch.nan_to_num(x, nan=0.0).long()).masked_select(observed)
-    counts = gamma.new_zeros(num_rows * support, k)
-    counts.index_add_(0, flat, gamma.masked_select(observed.unsqueeze(-1)).view(-1, k))
-    return counts.view(num_rows, support, k).transpose(1, 2).contiguous()
+    trash = num_rows * support  # where missing values count: a row dropped at the end
+    flat = torch.nan_to_num(x, nan=float(trash)).long()
+    flat = torch.where(flat < trash, flat + rows.unsqueeze(1) * support, flat)
+    counts = gamma.new_zeros(trash + 1, k).index_add_(0, flat.view(-1), gamma.reshape(-1, k))
+    return counts[:trash].view(num_rows, support, k).transpose(1, 2).contiguous()
 
 
 def table_probabilities(family: LeafFamily, params: dict[str, Tensor], xt: Tensor,

@@ -23,9 +23,9 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .latent_tree import LatentForest, kmeans, nearest
+from .latent_tree import LatentForest, kmeans
 
-MAX_FEATURE_VALUES = 1 << 24  # points x features of the clustered sample (128 MiB in float64)
+MAX_POINTS = 8192  # (row, node) points clustered: a seeded sample beyond that
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def fit_context_centers(rows, forest: LatentForest, support: int,
         for kid in kids:
             parent[kid] = node.var
     variables = sorted(children)
-    points = max(forest.k, MAX_FEATURE_VALUES // (3 * support))
+    points = max(forest.k, MAX_POINTS)
     n = len(rows)
     rows_wanted = min(n, max(1, points // len(variables)))
     x = rows.read(torch.randperm(n, generator=gen)[:rows_wanted])[0] if rows_wanted < n \
@@ -76,10 +76,23 @@ def context_features(x: Tensor, v: int, centers: ContextCenters) -> Tensor:
 
 def assign_context_states(x: Tensor, centers: ContextCenters) -> Tensor:
     """z [N, V]: every tree node's state (its nearest center), -1 for variables in no tree;
-    x [N, V] float64 with NaN for missing values."""
+    x [N, V] float64 with NaN for missing values. The nearest center minimizes
+    |c|^2 - 2 f.c, and f.c is a sum of three looked-up center entries (f is one-hot blocks), so
+    no feature vector is made."""
+    s, c = centers.support, centers.centers
+    # per block, the centers' entries [S + 1, k'], a last row of zeros for a missing value
+    blocks = [torch.cat([c[:, b * s:(b + 1) * s].t(), c.new_zeros(1, len(c))]) for b in range(3)]
+    codes = torch.nan_to_num(x, nan=float(s)).long().clamp(0, s)  # [N, V], s = missing
+    norm = (c * c).sum(1)
     z = torch.full(x.shape, -1, dtype=torch.long)
-    for v in centers.children:
-        z[:, v] = nearest(context_features(x, v, centers), centers.centers)
+    for v, kids in centers.children.items():
+        dot = blocks[0][codes[:, v]]
+        above = centers.parent.get(v)
+        if above is not None:
+            dot = dot + blocks[1][codes[:, above]]
+        if kids:
+            dot = dot + sum(blocks[2][codes[:, k]] for k in kids) / len(kids)
+        z[:, v] = (norm - 2 * dot).argmin(1)
     return z
 
 

@@ -4,6 +4,7 @@ tiny chains; missing tokens; the command line."""
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 import math
 
 import numpy as np
@@ -311,3 +312,21 @@ def test_the_command_line_trains_evaluates_samples_and_completes(tmp_path, capsy
     posterior = np.load(marginals)
     assert posterior.shape == (2, 6, 3) and np.allclose(posterior.sum(-1), 1, atol=1e-5)
     assert posterior[0, 0, 0] == 1 and posterior[0, 1].max() < 1
+
+
+def test_the_text_example_runs_and_beats_the_unigram(tmp_path, capsys):
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import text_hmm
+    rng = np.random.default_rng(0)
+    words = ["the cat", "a dog", "sat on", "the mat", "ran to", "a tree"]
+    text = ". ".join(" ".join(rng.choice(words, 3)) for _ in range(400))
+    (tmp_path / "t.txt").write_text(text)
+    assert text_hmm.main([str(tmp_path / "t.txt"), "--hidden", "8", "--length", "16",
+                          "--epochs", "2", "--polish", "3"]) == 0
+    out = capsys.readouterr().out
+    line = next(line for line in out.splitlines() if line.startswith("test bits per character"))
+    hmm_bits, bigram, unigram = (float(w.rstrip(",")) for w in line.split()
+                                 if w.rstrip(",").replace(".", "").isdigit() and "." in w)
+    assert hmm_bits < unigram and bigram < unigram
+    assert "generated" in out and "MPE" in out

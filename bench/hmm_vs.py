@@ -3,7 +3,7 @@ parameters loaded into each, the same log-likelihoods first, then the time and m
 Baum-Welch (EM) iteration over the same sequences, one thread, float32 (hmmlearn: float64, its
 only precision).
 
-    python bench/hmm_vs.py [--sizes 32,64,32 128,256,64 512,1024,64] [--sequences 2000]
+    python bench/hmm_vs.py [--sizes 32,64,32 128,256,64 512,1024,64[,N]] [--sequences 2000]
                            [--batch 1000] [--json out.json]
 
 Run it with a Python that has pcc, pomegranate==1.1.2 and hmmlearn==0.3.3 (optional benchmark
@@ -30,7 +30,8 @@ process of its own (so that its peak memory is its own), with OMP/MKL/OpenBLAS a
 
 Agreement: log p(x) of the first 200 sequences from every system against a float64 forward
 algorithm written here (numpy, scaled); the largest relative difference must be under 1e-5.
-Time: the best of up to 3 iterations (a single one when it takes over 20 s). Memory: the peak
+Time: the best of up to 3 iterations (a single one when it takes over 20 s), wall clock and
+the process's CPU time (the machine is shared: ratios of CPU times are the steadier). Memory: the peak
 resident set of the process during the iterations, less its size before them. The FLOP floor
 is that of the H x H transitions of one forward-backward: 6 N (T-1) H^2 (the forward and backward
 messages and the expected transition counts, one [H, H] product each per step); the script
@@ -120,13 +121,14 @@ def worker(system: str, path: str, batch: int) -> dict:
     setup = {"pcc": _pcc, "pomegranate": _pomegranate}.get(system, _hmmlearn)
     ll, iterate, note = setup(pi, a, b, x, batch, system)
     base = _rss()
-    seconds = []
+    seconds, cpu = [], []
     while len(seconds) < 3 and sum(seconds) < 20:
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         iterate()
         seconds.append(time.perf_counter() - start)
-    return {"ll": [float(v) for v in ll], "seconds": seconds, "memory": _rss() - base,
-            "note": note}
+        cpu.append(time.process_time() - start_cpu)
+    return {"ll": [float(v) for v in ll], "seconds": seconds, "cpu": cpu,
+            "memory": _rss() - base, "note": note}
 
 
 def _rss() -> int:
@@ -210,7 +212,8 @@ def run_worker(system: str, path: str, batch: int) -> dict:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", nargs="+", default=["32,64,32", "128,256,64", "512,1024,64"],
-                   metavar="H,V,T", help="hidden states, token values, tokens per sequence")
+                   metavar="H,V,T[,N]", help="hidden states, token values, tokens per sequence "
+                                            "(and sequences, instead of --sequences)")
     p.add_argument("--sequences", type=int, default=2000, help="sequences per size (default 2000)")
     p.add_argument("--batch", type=int, default=1000, help="pcc's batch (default 1000)")
     p.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=SYSTEMS)
@@ -223,16 +226,16 @@ def main() -> int:
         return 0
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from sidebyside import machine
-    print(f"machine: {machine()}; N = {args.sequences} sequences per size, one thread")
+    print(f"machine: {machine()}; one thread")
     results = {}
     failed = False
     for size in args.sizes:
-        hidden, vocab, length = (int(v) for v in size.split(","))
-        pi, a, b, x = make_hmm(hidden, vocab, length, args.sequences)
+        hidden, vocab, length, sequences = ([int(v) for v in size.split(",")] + [args.sequences])[:4]
+        pi, a, b, x = make_hmm(hidden, vocab, length, sequences)
         reference = forward_log_likelihood(pi, a, b, x[:AGREE_ROWS])
-        floor = 6 * args.sequences * (length - 1) * hidden * hidden
+        floor = 6 * sequences * (length - 1) * hidden * hidden
         rate = matmul_rate(hidden)
-        print(f"\nH={hidden} V={vocab} T={length}: FLOP floor of the transitions "
+        print(f"\nH={hidden} V={vocab} T={length}, N={sequences} sequences: FLOP floor of the transitions "
               f"{floor / 1e9:.1f} GFLOP = {floor / rate / 1e9:.2f} s at this machine's "
               f"{rate:.0f} GFLOP/s (one-thread float32 [1000, H] x [H, H])")
         with tempfile.TemporaryDirectory() as folder:
@@ -246,16 +249,18 @@ def main() -> int:
             r["relative_error"] = float(np.max(np.abs(np.array(r["ll"]) - reference)
                                                / np.abs(reference)))
             failed |= r["relative_error"] > TOLERANCE
-        print(f"  {'system':17s} {'max rel. diff':>13s} {'s / EM iter':>11s} {'GFLOP/s':>8s} "
-              f"{'memory':>9s}  {'pcc is':>8s}  notes")
+        print(f"  {'system':17s} {'max rel. diff':>13s} {'s / EM iter':>11s} {'CPU s':>9s} "
+              f"{'GFLOP/s':>8s} {'memory':>9s}  {'/ pcc':>7s} {'CPU / pcc':>9s}  notes")
         best = {s: min(r["seconds"]) for s, r in found.items() if "seconds" in r}
+        cpu = {s: min(r["cpu"]) for s, r in found.items() if "cpu" in r}
         for system, r in found.items():
             if "error" in r:
                 continue
             ratio = best[system] / best["pcc"] if "pcc" in best else float("nan")
+            cpu_ratio = cpu[system] / cpu["pcc"] if "pcc" in cpu else float("nan")
             print(f"  {system:17s} {r['relative_error']:13.1e} {best[system]:11.3f} "
-                  f"{floor / best[system] / 1e9:8.1f} {r['memory'] / 2**20:7.0f} MiB  "
-                  f"{ratio:7.1f}x  {r['note']}")
+                  f"{cpu[system]:9.3f} {floor / best[system] / 1e9:8.1f} "
+                  f"{r['memory'] / 2**20:5.0f} MiB  {ratio:6.1f}x {cpu_ratio:8.1f}x  {r['note']}")
         results[size] = {"floor_flops": floor, "matmul_gflops": rate,
                          "systems": {s: {k: v for k, v in r.items() if k != "ll"}
                                      for s, r in found.items()}}

@@ -546,10 +546,11 @@ class MixLayer:
 # ------------------------------------------------------------------------------ point sums
 class PointSource:
     """What a group of point inputs (regions over one discrete variable, looked up in tables)
-    gives its point sums for one batch, set before the layers run: `table` [R, S+1, K] in
-    probability space (value s of region r's variable, unit k; column S: a missing value) and
-    `codes` [R, B] (long), r * (S+1) + the column of each sample's value, and the same as
-    `onehot` columns [R, S+1, B] (in the values' dtype)."""
+    gives its point sums for one batch, set before the layers run: `table` [U, S+1, K] in
+    probability space (value s of table u, unit k; column S: a missing value; region r reads
+    table r unless inputs share tables), `codes` [R, B] (long), u * (S+1) + the column of each
+    sample's value for region r's table u, and the same as `onehot` columns [R, S+1, B] (in the
+    values' dtype)."""
 
     def __init__(self):
         self.table: Tensor | None = None
@@ -571,18 +572,24 @@ class PointSumLayer:
         flows = W * (H^T T),   counts[m_n, s, k] += T[m_n, s, k] (H W)[s, k]
 
     the expected counts of each value of the child's leaf (`counts`, the group's [R, S+1, K]
-    buffer; column S, missing values, is no count): the leaf's flows, summed by value."""
+    buffer; column S, missing values, is no count): the leaf's flows, summed by value.
+
+    `table_rows` [N]: member n's rows of `source.table` where they are not `members` (inputs
+    sharing one table, whose codes are u * (S+1) + s for their table u)."""
 
     def __init__(self, source: PointSource, members: Tensor, support: int, w: Tensor,
                  out: Arena, scratch: Scratch, grad_out: Tensor | None = None,
-                 flows: Tensor | None = None, counts: Tensor | None = None):
+                 flows: Tensor | None = None, counts: Tensor | None = None,
+                 table_rows: Tensor | None = None):
         self.source, self.members, self.w, self.flows, self.counts = source, members, w, flows, counts
+        self.table_rows = members if table_rows is None else table_rows
         self.out = _Output(out, grad_out)
         n, batch, k_out = out.values.shape
         k = w.shape[-1]
         columns = support + 1
-        # codes of the group (r * (S+1) + s) -> rows of this layer's tables (n * (S+1) + s)
-        self.shift = ((torch.arange(n, device=members.device) - members) * columns).unsqueeze(1)
+        # codes of the group (u * (S+1) + s) -> rows of this layer's tables (n * (S+1) + s)
+        self.shift = ((torch.arange(n, device=members.device) - self.table_rows)
+                      * columns).unsqueeze(1)
         self.codes = torch.empty(n, batch, dtype=torch.long, device=members.device)
         self.scratch = scratch
         self._t = scratch.reserve("pt_t", (n, columns, k))
@@ -597,7 +604,7 @@ class PointSumLayer:
         self.onehot = None if self._onehot is None else sc.view(self._onehot)
 
     def _tables(self) -> Tensor:
-        return torch.index_select(self.source.table, 0, self.members, out=self.t)
+        return torch.index_select(self.source.table, 0, self.table_rows, out=self.t)
 
     def forward(self, semiring: str = "sum") -> None:
         t, q, qn = self._tables(), self.q, self.qn

@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 
 from .errors import StructureError
-from .ir import Circuit, Input, Param, Sum
+from .ir import Circuit, Input, Param, Sum, Tie
 
 
 def ensemble_circuit(members: Sequence[Circuit], root: str = "ensemble") -> Circuit:
@@ -37,11 +37,12 @@ def ensemble_circuit(members: Sequence[Circuit], root: str = "ensemble") -> Circ
     names = {f"m{i}_{r.name}" for i, c in enumerate(members) for r in c.regions}
     while root in names:
         root += "_"
-    regions, params = [], []
+    regions, params, ties = [], [], []
     for i, c in enumerate(members):
         rename = {r.name: f"m{i}_{r.name}" for r in c.regions}
         regions += [_renamed(r, rename) for r in c.regions]
         params += [dataclasses.replace(p, region=rename[p.region], span=None) for p in c.params]
+        ties += [Tie(tuple(rename[r] for r in t.regions)) for t in c.ties]  # within a member
     n = len(members)
     regions.append(Sum(root, root_k, tuple((f"m{i}_{c.root}",) for i, c in enumerate(members))))
     if root_k > 1:
@@ -50,7 +51,7 @@ def ensemble_circuit(members: Sequence[Circuit], root: str = "ensemble") -> Circ
     if n > 1:
         params.append(Param(root, "mixing", None, (root_k, n), (1.0 / n,) * (root_k * n)))
     return Circuit(first.vars, tuple(regions), root, first.leaf, tuple(params), first.version,
-                   first.leaf_scopes)
+                   first.leaf_scopes, ties=tuple(ties))
 
 
 def _renamed(region, rename: dict[str, str]):

@@ -7,7 +7,7 @@ messages but never take part in equality, so `parse(print(ir)) == ir`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Iterator, Union
 
@@ -146,6 +146,22 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Tie:
+    """`tie a b c`: regions that share one set of parameters (a *tie group*). They must have the
+    same kind, K and parameter shapes (sums: the same partitions' weight shapes; inputs: the same
+    families over the same number of variables, slot j of each sharing slot j's parameters). The
+    first region is the group's *owner*: its name stands for the group's parameters (in
+    `pcc.runtime.layout`, checkpoints, printed params).
+
+    Sharing is of parameters, not of values: every tied region still computes its own values
+    from its own children (an HMM's transition sums, one per position, share one matrix)."""
+
+    regions: tuple[str, ...]
+    span: Span | None = _span()  # of the keyword
+    region_spans: tuple[Span, ...] | None = _span()  # one per name as written
+
+
+@dataclass(frozen=True)
 class Comment:
     """A source comment kept for `pcc fmt`: it is printed above the statement it preceded."""
 
@@ -164,6 +180,7 @@ class Circuit:
     params: tuple[Param, ...] = ()
     version: int = 1
     leaf_scopes: tuple[LeafScope, ...] = ()  # families of single variables (`leaf F {vars}`)
+    ties: tuple[Tie, ...] = ()  # regions sharing parameters (`tie a b c`)
     comments: tuple[Comment, ...] = field(default=(), compare=False, repr=False, hash=False)
     path: str | None = field(default=None, compare=False, repr=False, hash=False)
     source: str | None = field(default=None, compare=False, repr=False, hash=False)
@@ -195,6 +212,20 @@ class Circuit:
             for v in scope.scope:
                 out.setdefault(v, scope.family)
         return out
+
+    @cached_property
+    def tie_owner(self) -> dict[str, str]:
+        """Region -> the owner (first region) of its tie group, for every tied region (the owner
+        included); the first tie that names a region wins (a second is an error)."""
+        out: dict[str, str] = {}
+        for tie in self.ties:
+            for name in tie.regions:
+                out.setdefault(name, tie.regions[0])
+        return out
+
+    def owns_parameters(self, name: str) -> bool:
+        """Whether region `name` holds parameters of its own: untied, or the owner of its tie."""
+        return self.tie_owner.get(name, name) == name
 
     def var_family(self, v: int) -> Family | None:
         """The family of variable v where an input names none: its `leaf F {..}`, else `leaf`."""
@@ -277,6 +308,21 @@ class Circuit:
     def _children(self, name: str) -> Iterator[str]:
         r = self.by_name[name]
         return r.children if isinstance(r, Sum) else iter(())
+
+
+def untied(circuit: Circuit) -> Circuit:
+    """The same circuit without ties: every tied region holds its own copy of its group's
+    params (those given on any region of the group). What a format without shared parameters
+    holds (`pcc export`)."""
+    given: dict[tuple, Param] = {}
+    for p in circuit.params:
+        given.setdefault((circuit.tie_owner.get(p.region, p.region), p.field, p.index), p)
+    params = [p for p in circuit.params if p.region not in circuit.tie_owner]
+    for name in circuit.tie_owner:  # in tie order, each region once
+        owner = circuit.tie_owner[name]
+        params += [replace(p, region=name, span=None) for (o, _, _), p in given.items()
+                   if o == owner]
+    return replace(circuit, ties=(), params=tuple(params))
 
 
 def default_var_names(n: int) -> "DefaultVarNames":

@@ -149,8 +149,14 @@ def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int 
     prior = rows.group is None or rows.group.is_main  # the jitter and flat mixing, added once
 
     def count() -> None:
-        centers = fit_centers(rows, forest, gen, _continuous(model))
-        counts = _count(model, forest, rows, lambda x: assign_states(x, centers))
+        if model.circuit.ties and not _continuous(model).any():
+            # tied positions share what a state means (pcc.latent_context)
+            from .latent_context import assign_context_states, fit_context_centers
+            shared = fit_context_centers(rows, forest, max(_support_sizes(model)), gen)
+            counts = _count(model, forest, rows, lambda x: assign_context_states(x, shared))
+        else:
+            centers = fit_centers(rows, forest, gen, _continuous(model))
+            counts = _count(model, forest, rows, lambda x: assign_states(x, centers))
         scale = 1.0 if prior else 0.0
         for t in counts.sums:  # drawn on every rank: the generators stay alike
             t.add_(scale * 1e-3 * torch.rand(t.shape, generator=gen, dtype=torch.float64))
@@ -334,8 +340,9 @@ def nearest(points: Tensor, centers: Tensor) -> Tensor:
 
 def _count(model, forest: LatentForest, rows, assign) -> _Counts:
     """Counts of this process's rows (`rows.local_chunks`) with hidden states z = assign(x)
-    ([N, V] long, -1 outside the trees): n(z_parent, z_child) per edge, n(z_root) per tree,
-    n(z_v, x_v) per leaf (observed values only)."""
+    (x [N, V] float64 with NaN for missing values; z [N, V] long, -1 outside the trees):
+    n(z_parent, z_child) per edge, n(z_root) per tree, n(z_v, x_v) per leaf (observed values
+    only)."""
     part, _, _ = model._locate()
     k = forest.k
     sums = [torch.zeros(w.shape, dtype=torch.float64) for w in model.sum_logits]
@@ -382,9 +389,9 @@ def _load(em, model, counts: _Counts, mixing: list[Tensor]) -> None:
     dtype = model._param_dtype()
     em._sum_counts = [s.to(dtype) for s in counts.sums]
     em._mix_counts = [m.to(dtype) for m in mixing]
-    em._leaf_stats = [{key: v.to(dtype) for key, v in (
-        table if isinstance(table, dict) else fam.stats_from_counts(table)).items()}
-        for fam, table in zip(model.families, counts.leaves)]
+    em._leaf_stats = [model.per_param_row(i, {key: v.to(dtype) for key, v in (
+        table if isinstance(table, dict) else fam.stats_from_counts(table)).items()})
+        for i, (fam, table) in enumerate(zip(model.families, counts.leaves))]
     em.rows = counts.rows
 
 

@@ -12,7 +12,8 @@ child region, each partition -> child edge holding its `position` in the product
     partition: kind 'partition', scope (a `Scope`; partition 0 holds its region's),
                children (names in product order),
                elementwise (True for an element-wise product `a .* b`)
-Graph attrs: vars, root, leaf, params, version, leaf_scopes.
+Graph attrs: vars, root, leaf, params, version, leaf_scopes, ties (the `Tie`s: regions sharing
+parameters, the first of each owning them).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def to_graph(circuit: Circuit) -> nx.DiGraph:
     parallel edges)."""
     scopes = circuit.scopes()
     graph = nx.DiGraph(vars=circuit.vars, root=circuit.root, leaf=circuit.leaf, params=circuit.params,
-                       version=circuit.version, leaf_scopes=circuit.leaf_scopes)
+                       version=circuit.version, leaf_scopes=circuit.leaf_scopes, ties=circuit.ties)
     for r in circuit.regions:
         if isinstance(r, Input):
             family = circuit.family_of(r)
@@ -86,6 +87,7 @@ def from_graph(G: nx.DiGraph, vars: tuple[str, ...] | None = None, root: str | N
         params=G.graph.get("params", ()) if params is None else tuple(params),
         version=G.graph.get("version", 1),
         leaf_scopes=G.graph.get("leaf_scopes", ()),
+        ties=G.graph.get("ties", ()),
     )
 
 
@@ -127,17 +129,19 @@ def product_units(circuit: Circuit, region: Sum, p: int) -> int:
 
 
 def sum_parameter_count(circuit: Circuit) -> int:
-    """Sum weights: K * (product units) per partition, plus K * P mixing weights when P > 1."""
-    return sum(s.k * product_units(circuit, s, p) for s in circuit.sums
+    """Sum weights: K * (product units) per partition, plus K * P mixing weights when P > 1;
+    a tie group's once (its owner's)."""
+    sums = [s for s in circuit.sums if circuit.owns_parameters(s.name)]
+    return sum(s.k * product_units(circuit, s, p) for s in sums
                for p in range(len(s.partitions))) \
-        + sum(s.k * len(s.partitions) for s in circuit.sums if len(s.partitions) > 1)
+        + sum(s.k * len(s.partitions) for s in sums if len(s.partitions) > 1)
 
 
 def leaf_parameter_count(circuit: Circuit) -> int:
-    """Leaf parameters: K * |scope| * prod(extra dims) per field of the input's family.
-    Inputs whose family pcc does not know (or that have none) count 0."""
+    """Leaf parameters: K * |scope| * prod(extra dims) per field of the input's family; a tie
+    group's once. Inputs whose family pcc does not know (or that have none) count 0."""
     total = 0
-    for r in circuit.inputs:
+    for r in (r for r in circuit.inputs if circuit.owns_parameters(r.name)):
         for family, variables in circuit.input_parts(r):
             spec = family_spec(family.name) if family is not None else None
             if spec is not None:
@@ -169,6 +173,8 @@ class Summary:
     root: str = ""
     root_k: int = 1
     mixed_inputs: int = 0  # inputs whose variables have several families
+    tie_groups: int = 0
+    tied_regions: int = 0  # regions in tie groups
 
     @property
     def parameter_count(self) -> int:
@@ -181,6 +187,8 @@ class Summary:
         returns = "log p(x), [B]" if self.root_k == 1 else (
             f"one log-density per root unit, [B, {self.root_k}] (e.g. one per class; a single density "
             "needs k=1)")
+        ties = ([f"ties        {_count(self.tie_groups, 'group')} over {self.tied_regions} regions "
+                 "(their parameters counted once)"] if self.tie_groups else [])
         return "\n".join([
             f"vars        {self.num_vars}",
             f"regions     {self.num_inputs + self.num_sums} ({_count(self.num_inputs, 'input')}, "
@@ -191,6 +199,7 @@ class Summary:
             f"leaves      {leaves}",
             f"parameters  {self.parameter_count:,} ({self.sum_parameters:,} sum weights, "
             f"{self.leaf_parameters:,} leaf)",
+            *ties,
             f"root        {self.root} (k={self.root_k}): the model returns {returns}",
         ])
 
@@ -219,6 +228,8 @@ def summary(circuit: Circuit) -> Summary:
         root=circuit.root,
         root_k=circuit.region(circuit.root).k,
         mixed_inputs=sum(map(circuit.is_mixed, circuit.inputs)),
+        tie_groups=len(circuit.ties),
+        tied_regions=len(circuit.tie_owner),
     )
 
 

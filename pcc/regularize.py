@@ -33,7 +33,8 @@ ENTROPY_NEWTON_STEPS = 8
 class Marginals:
     """Per leaf group, the marginal of each slot's variable from the training rows: discrete
     families `probs` [M, S] (Laplace count 1 per value, so no value is impossible), normal
-    `mean` and `var` [M] (of the observed values)."""
+    `mean` and `var` [M] (of the observed values); per parameter row [U, ...] where inputs are
+    tied (the mean of the marginals of the slots that share it)."""
 
     def __init__(self, model, rows):
         num_vars = model.plan.num_vars
@@ -59,10 +60,16 @@ class Marginals:
             if fam.discrete:
                 size = fam.support_size()
                 c = counts[index, :size] + 1.0
-                self.groups.append({"probs": c / c.sum(1, keepdim=True)})
+                group = {"probs": c / c.sum(1, keepdim=True)}
             else:
                 var = (squares / n - mean * mean).clamp_min(0.0)
-                self.groups.append({"mean": mean[index], "var": var[index]})
+                group = {"mean": mean[index], "var": var[index]}
+            if g.param_rows is not None:  # tied slots: the mean over each parameter row's
+                rows = torch.from_numpy(g.param_rows)
+                shared = torch.bincount(rows).to(torch.float64)
+                group = {key: v.new_zeros(len(shared), *v.shape[1:]).index_add_(0, rows, v)
+                         / shared.view(-1, *[1] * (v.dim() - 1)) for key, v in group.items()}
+            self.groups.append(group)
 
 
 @torch.no_grad()

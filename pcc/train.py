@@ -88,6 +88,8 @@ LATENT_TREE_RECIPE = TrainConfig(epochs=10, batch_size=512, step_size=0.2, pseud
 DEFAULT_RECIPE = TrainConfig(epochs=60, batch_size=100, step_size=0.05, pseudocount=0.01,
                              patience=5, polish=5, members=4, init="keep", soften=0.0,
                              entropy=0.0, budget=DEFAULT_BUDGET)
+# Latent trees with ties (a homogeneous HMM) take the latent-tree recipe: `pcc.latent_tree.initialize`
+# then clusters the states of all positions together (`pcc.latent_context`).
 # The latent-tree recipe's passes over the data (epochs, then polishing) evaluate at most this
 # many circuit FLOPs (forward, as `pcc compile --explain` counts them; ~10 minutes on one core
 # of the CPU machine of docs/results.md): on a large data set the polish gets fewer iterations.
@@ -97,9 +99,10 @@ MIN_POLISH = 10
 
 def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
     """The training recipe for `circuit` (a Circuit): LATENT_TREE_RECIPE for latent-tree
-    circuits (`pcc.latent_tree`; with init="keep" when the circuit holds its own parameters,
-    e.g. `pcc structure hclt --init data`), its polish bounded by LATENT_TREE_WORK when the
-    `plan` and the number of training `rows` are given; else DEFAULT_RECIPE."""
+    circuits (`pcc.latent_tree`; hidden Markov models too; with init="keep" when the circuit
+    holds its own parameters, e.g. `pcc structure hclt --init data`), its polish bounded by
+    LATENT_TREE_WORK when the `plan` and the number of training `rows` are given; else
+    DEFAULT_RECIPE."""
     from .latent_tree import find_latent_forest
     if find_latent_forest(circuit) is None:
         return DEFAULT_RECIPE

@@ -67,6 +67,29 @@ def test_odd_but_valid_layouts_read_the_same_both_ways(text):
     assert_same(text)
 
 
+TIED = HEAD + "input a {x0..x1} k=2\ninput b {x2..x3} k=2\nsum s k=1 = a .* b\nroot s\n"
+
+
+@pytest.mark.parametrize("text", [
+    TIED + "tie a b\n",
+    TIED + "tie a\n  b # across lines\n",
+    TIED + "tie a b\nparam a.p = [[0.5, 0.25], [0.5, 0.75]]\n",
+])
+def test_ties_read_the_same_both_ways(text):
+    assert_same(text)
+    assert read_fast(text).ties[0].regions == ("a", "b")
+
+
+@pytest.mark.parametrize("text", [
+    TIED + "tie a b\nrot s\n",  # a misspelt keyword after a tie
+    TIED + "tie a c\n",  # no region c
+    TIED + "tie a, b\n",
+])
+def test_doubtful_ties_are_left_to_the_full_parser(text):
+    assert read_fast(text) is None
+    assert read_full_and_check(text)
+
+
 @pytest.mark.parametrize("text", [
     HEAD + "input a {x0..x3} k=4\nsum s k=1 = a\nroot s\nroot s\n",  # a second root
     HEAD + "input a {x0..x3} k=4\nsum s k=1 = a * sum\nroot s\n",  # a keyword as a name

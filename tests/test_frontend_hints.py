@@ -80,11 +80,11 @@ def test_names_that_start_a_line_in_a_valid_file_draw_nothing():
 @pytest.mark.parametrize("text, error", [
     # a continuation of the statement before, not a statement: the old message stays
     (PAIR + "sum t k=1 = a\n  b * c\n", "7:3 syntax-error: expected '.*', '*', '|' or a new statement, found name 'b'"),
-    ("hello 1", "1:1 syntax-error: expected a statement (pc, vars, leaf, input, sum, root, param), found name 'hello'"),
+    ("hello 1", "1:1 syntax-error: expected a statement (pc, vars, leaf, input, sum, root, param, tie), found name 'hello'"),
     # `pc` is only suggested where the header may come
     ("pcc 1\nvars 2\n", "1:1 unknown-statement: unknown statement 'pcc'; did you mean 'pc'?"),
     ("pc 1\nvars 2\npcc 1\n", "3:1 syntax-error: expected a statement (pc, vars, leaf, input, sum, root, "
-     "param), found name 'pcc'"),
+     "param, tie), found name 'pcc'"),
 ])
 def test_only_words_that_begin_a_statement_are_read_as_one(text, error):
     assert diagnostics(text)[0] == error.replace(" ", " error ", 1)

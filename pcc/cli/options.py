@@ -53,6 +53,8 @@ def _checked(parse, ok, requirement: str, doc: str):
 
 positive_int = _checked(_integer, lambda v: v >= 1, "must be at least 1",
                         "An integer >= 1 (counts, sizes).")
+at_least_two = _checked(_integer, lambda v: v >= 2, "must be at least 2",
+                        "An integer >= 2 (the values of a categorical variable).")
 non_negative_int = _checked(_integer, lambda v: v >= 0, "must be at least 0",
                             "An integer >= 0 (patience, iterations, seeds, unit indices).")
 probability = _checked(_finite, lambda v: 0 < v <= 1, "must be in (0, 1]",
@@ -102,6 +104,13 @@ def output_file(text: str) -> str:
         raise Invalid(f"cannot write {text}: folder {os.path.dirname(text) or folder} is not "
                       "writable")
     return text
+
+
+def npy_file(text: str) -> str:
+    """An `output_file` named `.npy` (for arrays of more than two axes)."""
+    if not text.endswith(".npy"):
+        raise Invalid(f"expected a .npy file name, got '{text}'")
+    return output_file(text)
 
 
 def output_or_stdout(text: str) -> str:

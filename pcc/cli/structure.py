@@ -11,13 +11,16 @@ from ..capacity import with_open_line
 from ..ir import Circuit
 from ..region_graph import counts
 from ..sizes import MAX_ELEMENTS, check_circuit_size
-from ..structures import defaults, parse_family, poon_domingos, random_binary_trees
+from ..structures import (defaults, hidden_markov_model, parse_family, poon_domingos,
+                          random_binary_trees)
 from ..structures.chow_liu import load_columns
 from ..structures.hclt import hclt_of_columns
 from ..structures.provenance import header
-from .options import non_negative_float, non_negative_int, output_or_stdout, positive_int
+from .options import (at_least_two, non_negative_float, non_negative_int, output_or_stdout,
+                      positive_int)
 
-HELP = "generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree) as a .pc file"
+HELP = ("generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree, hidden Markov "
+        "model) as a .pc file")
 _FORMAT = argparse.RawDescriptionHelpFormatter
 
 
@@ -31,6 +34,7 @@ def register(subparsers) -> None:
                "  pcc structure pd --height 28 --width 28 --delta 7 -k 10 -o pd.pc\n"
                "  pcc structure rat --vars 16 --depth 4 --replicas 10 -o rat.pc\n"
                "  pcc structure hclt --data data/nltcs/nltcs.train.data -o nltcs.pc\n"
+               "  pcc structure hmm --length 64 --hidden 128 --vocab 96 -o text.pc\n"
                "Run `pcc structure KIND --help` for each kind's options.")
     kinds = parser.add_subparsers(dest="kind", metavar="KIND")
     kinds.required = True
@@ -124,6 +128,36 @@ def register(subparsers) -> None:
     _common_options(hclt, leaf_default=None, k_default=None)
     hclt.set_defaults(run=_run_hclt)
 
+    hmm = kinds.add_parser(
+        "hmm", help="hidden Markov model over sequences of T tokens", formatter_class=_FORMAT,
+        description="Hidden Markov model as a circuit: T categorical variables x0..x{T-1} (the tokens),\n"
+                    "a hidden state of H values per position, element-wise products and an H x H\n"
+                    "transition sum per step along the chain. Homogeneous by default: one transition\n"
+                    "matrix and one emission table for every position (`tie` statements); --untied\n"
+                    "gives each position its own.\n"
+                    "Data: one sequence per row, T columns of tokens 0..V-1; a shorter sequence ends in\n"
+                    "missing values (empty, ?, nan), which are summed out: its likelihood is that of\n"
+                    "the shorter sequence.",
+        epilog="examples:\n"
+               "  pcc structure hmm --length 64 --hidden 128 --vocab 96 -o text.pc\n"
+               "  pcc structure hmm --length 20 --hidden 8 --vocab 4 --untied -o dna20.pc\n"
+               "  pcc structure hmm --length 16 --hidden 4 --vocab 2 -o nltcs_hmm.pc && \\\n"
+               "      pcc train nltcs_hmm.pc --train data/nltcs/nltcs.train.data \\\n"
+               "      --valid data/nltcs/nltcs.valid.data -o nltcs_hmm.pt\n"
+               "examples/text_hmm.py trains one on characters of a text file.")
+    hmm.add_argument("--length", type=positive_int, required=True, metavar="T",
+                     help="tokens per sequence (the longest; shorter rows end in missing values)")
+    hmm.add_argument("--hidden", type=positive_int, required=True, metavar="H",
+                     help="hidden states")
+    hmm.add_argument("--vocab", type=at_least_two, required=True, metavar="V",
+                     help="token values 0..V-1 (at least 2)")
+    hmm.add_argument("--untied", action="store_true",
+                     help="a transition matrix and an emission table per position (default: one "
+                          "of each, shared by every position)")
+    hmm.add_argument("-o", "--output", type=output_or_stdout, default="-", metavar="FILE.pc",
+                     help="output file, written atomically; - for stdout (default)")
+    hmm.set_defaults(run=_run_hmm, classes=1)
+
 
 def _common_options(parser: argparse.ArgumentParser, leaf_default: str | None,
                     k_default: int | None = defaults.K) -> None:
@@ -175,6 +209,12 @@ def _run_hclt(args) -> int:
         circuit = with_open_line(circuit, tuple(d for d in ("k", "trees")
                                                 if getattr(args, d) is None))
     return _write(circuit, args, header(args.argv, circuit, args.data, len(values), initialized))
+
+
+def _run_hmm(args) -> int:
+    _check_leaves(args.length, args.hidden * args.vocab)
+    return _write(hidden_markov_model(args.length, args.hidden, args.vocab,
+                                      tied=not args.untied), args)
 
 
 def _data_params(circuit: Circuit, values, seed: int) -> tuple:

@@ -7,8 +7,9 @@ is saved. With --members N, N copies are trained so (the first from FILE, the ot
 seed+1..) and saved as one circuit that mixes them uniformly: an ensemble.
 
 The recipe comes from the circuit; every option overrides its part of it:
-  latent trees (pcc structure hclt): parameters initialized from the training data (hidden
-      states clustered, then counted), {latent}
+  latent trees (pcc structure hclt, pcc structure hmm): parameters initialized from the
+      training data (hidden states clustered, then counted; with ties, the states of all
+      positions clustered together), {latent}
       (then the plain Chow-Liu tree that the structure holds is kept instead of the trained
       parameters if it scores better on validation). What the user leaves open is chosen on
       validation within --budget seconds: the hidden states and trees when the file leaves

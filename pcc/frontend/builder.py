@@ -11,14 +11,14 @@ import re
 from dataclasses import dataclass
 
 from ..families import FAMILIES
-from ..ir import (Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum,
+from ..ir import (Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum, Tie,
                   default_var_names)
 from ..scopes import VarList
 from .diagnostics import Reporter, did_you_mean, join_spans, line_of
 from .naming import describe_vars
 from .typos import misspelt_keyword, unknown_statement
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, Option, ParamDecl, RootDecl,
-                         ScopeItem, Setting, Statement, SumDecl, VarsDecl, Word)
+                         ScopeItem, Setting, Statement, SumDecl, TieDecl, VarsDecl, Word)
 
 MAX_VARS = 1_000_000
 OPTIONS = ("k",)  # the settings a region takes (k, its number of units, is the only one)
@@ -78,6 +78,8 @@ class _Builder:
         regions: list[Input | Sum] = []
         params: list[Param] = []
         leaf_scopes: list[LeafScope] = []
+        ties: list[Tie] = []
+        region_names = {s.name.text for s in statements if isinstance(s, (InputDecl, SumDecl))}
         for s in statements:
             if isinstance(s, LeafDecl) and s.scope is not None:
                 leaf_scopes.append(self._leaf_scope(s))
@@ -89,6 +91,8 @@ class _Builder:
                 param = self._param(s)
                 if param is not None:
                     params.append(param)
+            elif isinstance(s, TieDecl):
+                ties.append(self._tie(s, region_names))
         circuit = Circuit(
             vars=self.vars,
             regions=tuple(regions),
@@ -97,6 +101,7 @@ class _Builder:
             params=weights_index_defaults(params, regions),
             version=int(header.version.text) if header else 1,
             leaf_scopes=tuple(leaf_scopes),
+            ties=tuple(ties),
         )
         info = SourceInfo(
             version=header.version.span if header else None,
@@ -183,6 +188,20 @@ class _Builder:
         return Sum(decl.name.text, k, tuple(tuple(w.text for w in part) for part in decl.partitions),
                    decl.name.span, tuple(tuple(w.span for w in part) for part in decl.partitions), k_span,
                    tuple(decl.elementwise))
+
+    def _tie(self, decl: TieDecl, region_names: set[str]) -> Tie:
+        """The tie's regions, up to a name that is no region and starts a line looking like a
+        misspelt keyword: that is a statement (reported), not a region."""
+        words = decl.regions
+        for i, word in enumerate(words[1:], 1):
+            slip = None if word.text in region_names or word.span.line == words[i - 1].span.line \
+                else self._slip(word)
+            if slip is not None:
+                self.report.error("unknown-statement", unknown_statement(word.text, slip[2]),
+                                  word.span)
+                words = words[:i]
+                break
+        return Tie(tuple(w.text for w in words), decl.span, tuple(w.span for w in words))
 
     def _scope(self, region: str, items: list[ScopeItem]) -> VarList:
         """The variable indices of a scope as written, as runs (a range is one). Items that name no

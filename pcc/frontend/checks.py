@@ -7,7 +7,7 @@ from itertools import chain
 
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
-from ..ir import Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum
+from ..ir import Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum, Tie
 from ..scopes import Scope, VarList, fingerprints, is_canonical
 from .builder import SourceInfo, leaf_scope_owner, out_of_range
 from .diagnostics import Reporter, did_you_mean, format_shape, join_spans, line_of
@@ -62,6 +62,7 @@ class _Checker:
             order = self._acyclic_order()
             self._root(self._scopes(order))
         self._family_conflicts()
+        self._ties()
         self._params()
 
     def _known_children(self, r: Input | Sum) -> list[str]:
@@ -479,13 +480,108 @@ class _Checker:
                 self.report.error("family-conflict", f"{subject} {family} in input '{r.name}' but "
                                   f"{other_family} in {other}{fix}", r.family.span if r.family else r.span)
 
+    # ------------------------------------------------------------------ ties
+
+    def _ties(self) -> None:
+        """Each `tie`: two or more known regions, each tied once, all of the first one's kind,
+        K and parameter shapes (`_tie_shape`)."""
+        tied: dict[str, Tie] = {}
+        for tie in self.c.ties:
+            spans = tie.region_spans if tie.region_spans and \
+                len(tie.region_spans) == len(tie.regions) else (tie.span,) * len(tie.regions)
+            if len(tie.regions) < 2:
+                self.report.error("bad-tie", "a tie needs two or more regions"
+                                  + (f": '{tie.regions[0]}' alone shares with none" if tie.regions
+                                     else ""), tie.span)
+            owner = None
+            for name, span in zip(tie.regions, spans):
+                if name not in self.c.by_name:
+                    self.report.error("unknown-region", f"tie names unknown region '{name}'"
+                                      f"{did_you_mean(name, self.c.by_name)}", span)
+                    continue
+                if name in tied:
+                    again = tied[name] is tie
+                    self.report.error("duplicate-tie", f"region '{name}' is " + (
+                        "named twice in this tie" if again else
+                        f"tied twice{line_of(tied[name].span)}: a region shares the parameters "
+                        "of one group"), span)
+                    continue
+                tied[name] = tie
+                if self._tie_shape(name) is None:
+                    continue
+                if owner is None:
+                    owner = name
+                    continue
+                reason = self._tie_mismatch(owner, name)
+                if reason is not None:
+                    self.report.error("tie-mismatch", f"'{name}' cannot share the parameters of "
+                                      f"'{owner}': {reason}", span)
+
+    def _tie_shape(self, name: str):
+        """What must agree between tied regions, or None when it is not known (an error was
+        reported about the region): (kind, K, per partition its weight shape or text) for a sum,
+        (kind, K, its (family, scope size) parts) for an input."""
+        r = self.regions.get(name)
+        if r is None or name in self.info.doubtful or name in self.duplicated or type(r.k) is not int:
+            return None
+        if isinstance(r, Input):
+            if name in self.unusable_family or name in self.odd_scope:
+                return None
+            return ("input", r.k, tuple((f, len(vs)) for f, vs in self.c.input_parts(r)))
+        shapes = []
+        for p, part in enumerate(r.partitions):
+            children = [self.regions.get(c) for c in part]
+            if any(c is None or c.name in self.info.doubtful for c in children) or not children:
+                return None
+            ks = (children[0].k,) if r.is_elementwise(p) else tuple(c.k for c in children)
+            shapes.append((r.k, *ks))
+        return ("sum", r.k, tuple(shapes))
+
+    def _tie_mismatch(self, owner: str, name: str) -> str | None:
+        """Why region `name` cannot share the parameters of `owner`, or None if it can."""
+        a, b = self._tie_shape(owner), self._tie_shape(name)
+        if a == b:
+            return None
+        if a[0] != b[0]:
+            return (f"'{name}' is {'an input' if b[0] == 'input' else 'a sum'} and '{owner}' "
+                    f"{'an input' if a[0] == 'input' else 'a sum'}: tied regions are all sums or "
+                    "all inputs")
+        if a[1] != b[1]:
+            return f"'{name}' has k={b[1]} and '{owner}' has k={a[1]}: tied regions need the same k"
+        if a[0] == "input":
+            if [f for f, _ in a[2]] != [f for f, _ in b[2]]:
+                return (f"'{name}' is {_families(b[2])} and '{owner}' {_families(a[2])}: tied "
+                        "inputs need the same leaf family")
+            return (f"'{name}' has {_count(sum(n for _, n in b[2]), 'variable')} and '{owner}' "
+                    f"{_count(sum(n for _, n in a[2]), 'variable')}"
+                    + ("" if len(a[2]) == 1 else " per family") + ": tied inputs need scopes of "
+                    "the same size (variable j of each shares the parameters of position j)")
+        if len(a[2]) != len(b[2]):
+            return (f"'{name}' has {_count(len(b[2]), 'partition')} and '{owner}' has "
+                    f"{len(a[2])}: tied sums need the same partitions")
+        p = next(p for p, (x, y) in enumerate(zip(a[2], b[2])) if x != y)
+        where = "" if len(a[2]) == 1 else f" of partition {p}"
+        ra, rb = self.regions[owner], self.regions[name]
+        return (f"the weights{where} of '{name}' ({rb.partition_text(p)}) have shape "
+                f"{format_shape(b[2][p])} and those of '{owner}' ({ra.partition_text(p)}) "
+                f"{format_shape(a[2][p])}: tied sums need the same weight shapes")
+
     # ------------------------------------------------------------------ params
 
     def _params(self) -> None:
         first: dict[tuple, Param] = {}
+        owner = self.c.tie_owner
         for prm in self.c.params:
             target = self._target(prm)
-            key = (prm.region, prm.field, prm.index)
+            key = (owner.get(prm.region, prm.region), prm.field, prm.index)
+            if key in first and first[key].region != prm.region:
+                other = first[key]
+                self.report.error("duplicate-param", f"param {target} sets parameters that "
+                                  f"'{prm.region}' shares with '{other.region}' (tied), given "
+                                  f"already by param {self._target(other)}"
+                                  + (f" on line {other.span.line}" if other.span else ""),
+                                  prm.span)
+                continue
             if key in first:
                 self.report.error("duplicate-param",
                                   f"param {target} is given twice{line_of(first[key].span)}", prm.span)
@@ -642,6 +738,10 @@ def _child_span(r: Sum, p: int, i: int) -> Span | None:
     if spans and p < len(spans) and i < len(spans[p]):
         return spans[p][i]
     return r.span
+
+
+def _families(parts) -> str:
+    return " and ".join(str(f) for f, _ in parts)
 
 
 def _count(n: int, noun: str) -> str:

@@ -11,7 +11,7 @@ from .lexer import ERROR_CHAR
 from .naming import RESERVED_WORDS
 
 KEYWORDS = {word.upper(): word for word in RESERVED_WORDS}  # terminal -> keyword
-_REGION_BEFORE = {"INPUT", "SUM", "ROOT", "PARAM", "STAR", "DOTSTAR", "VBAR"}
+_REGION_BEFORE = {"INPUT", "SUM", "ROOT", "PARAM", "TIE", "STAR", "DOTSTAR", "VBAR"}
 _LONGEST = 24  # characters of a found token to quote
 
 
@@ -68,6 +68,8 @@ def _name_subject(statement: str | None, previous: str | None, expected: Collect
         return "the number of variables or their names"
     if statement == "VARS":
         return "a variable name"
+    if statement == "TIE":
+        return "a region name"
     if previous in _REGION_BEFORE or (previous == "EQUAL" and statement == "SUM"):
         return "a region name"
     if previous == "LEAF":

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
-from ..ir import (Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum,
+from ..ir import (Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum, Tie,
                   default_var_names)
 from ..scopes import VarList
 from .builder import MAX_VARS, weights_index_defaults
@@ -53,6 +53,7 @@ class _Patterns:
     root: re.Pattern
     param: re.Pattern
     scalar: re.Pattern
+    tie: re.Pattern
     numbers: re.Pattern
     spaced_number: re.Pattern
 
@@ -99,6 +100,7 @@ def _patterns() -> _Patterns:
         root=re.compile(rf"root{_}({name}){close}"),
         param=re.compile(rf"param{_}({name}){_}\.{_}({name})(?:{_}\[{_}({integer}){_}(\]))?{_}={_}"),
         scalar=re.compile(rf"({num}){close}"),
+        tie=re.compile(rf"tie((?:{_}{name})+){close}"),
         numbers=re.compile(rf"{num}(?:,{num})*\Z"),
         spaced_number=re.compile(rf"[0-9.eE+-]{t['WS']}[0-9.eE+-]"),
     )
@@ -145,6 +147,7 @@ class _Reader:
         regions: list[Input | Sum] = []
         params: list[Param] = []
         leaf_scopes: list[LeafScope] = []
+        ties: list[Tie] = []
         line = 1
         ends = [s for s, _ in starts[1:]] + [len(code)]
         previous = 0
@@ -163,15 +166,20 @@ class _Reader:
                 if self.vars is None:
                     raise _Doubt
                 leaf_scopes.append(self._leaf_scope(statement, at))
+            elif keyword == "tie":
+                names = tuple(map(self._name, p.name.findall(_match(p.tie, statement).group(1))))
+                ties.append(Tie(names, Span(at[0], at[1], at[0], at[1] + len("tie"))))
             elif keyword in seen:
                 raise _Doubt
             else:
                 seen[keyword] = self._singular(keyword, statement)
         if "vars" not in seen or "root" not in seen:
             raise _Doubt
+        if ties and not {n for tie in ties for n in tie.regions} <= {r.name for r in regions}:
+            raise _Doubt  # a tie of a name that is no region (or a misspelt keyword after one)
         return Circuit(vars=self.vars, regions=tuple(regions), root=seen["root"], leaf=seen.get("leaf"),
                        params=weights_index_defaults(params, regions), version=seen["pc"],
-                       leaf_scopes=tuple(leaf_scopes))
+                       leaf_scopes=tuple(leaf_scopes), ties=tuple(ties))
 
     def _leaf_scope(self, statement: str, at: tuple[int, int]) -> LeafScope:
         """`leaf FAMILY {SCOPE}` (its span: the keyword's, as the full path gives it)."""

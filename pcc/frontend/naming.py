@@ -7,7 +7,7 @@ from typing import Sequence
 from ..scopes import Scope, VarList, runs_of
 
 # The keywords, in the order a file uses them; each is the grammar terminal of its upper-case name.
-RESERVED_WORDS = ("pc", "vars", "leaf", "input", "sum", "root", "param")
+RESERVED_WORDS = ("pc", "vars", "leaf", "input", "sum", "root", "param", "tie")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 

@@ -1,7 +1,8 @@
 """The canonical text of a circuit: `parse(to_text(c)) == c` and `to_text` is a fixed point.
 
 Layout: `pc`, `vars`, `leaf`, the `leaf F {vars}` statements; a blank line; the regions in IR
-order; a blank line; `root`; then, after a blank line, the params. Comments kept from the source are printed above the statement
+order; a blank line; the `tie` statements (if any; a long one wraps, its further lines indented)
+and a blank line; `root`; then, after a blank line, the params. Comments kept from the source are printed above the statement
 that followed them there.
 """
 from __future__ import annotations
@@ -10,7 +11,7 @@ import bisect
 import math
 import re
 
-from ..ir import Circuit, Input, Param, Span, Sum, default_var_names
+from ..ir import Circuit, Input, Param, Span, Sum, Tie, default_var_names
 from .naming import var_items
 
 LINE_WIDTH = 100  # a param longer than this gets one line per outer row
@@ -28,6 +29,7 @@ def to_text(circuit: Circuit) -> str:
         + [(_line(scope.span), f"leaf {scope.family} {{{', '.join(var_items(scope.scope, circuit.vars))}}}")
            for scope in circuit.leaf_scopes],
         [(_line(r.span), _region_line(r, circuit.vars)) for r in circuit.regions],
+        [(_line(t.span), _tie_text(t)) for t in circuit.ties],
         [(at.get("root"), f"root {circuit.root}")],
         [(_line(p.span), _param_text(p, circuit)) for p in circuit.params],
     ]
@@ -45,6 +47,17 @@ def _region_line(r: Input | Sum, names: tuple[str, ...]) -> str:
         family = f" {r.family}" if r.family is not None else ""
         return f"input {r.name} {{{', '.join(var_items(r.scope, names))}}} k={r.k}{family}"
     return f"sum {r.name} k={r.k} = " + " | ".join(r.partition_text(p) for p in range(len(r.partitions)))
+
+
+def _tie_text(tie: Tie) -> str:
+    """`tie a b c`, wrapped at LINE_WIDTH with the further lines indented."""
+    lines, line = [], "tie"
+    for name in tie.regions:
+        if len(line) + 1 + len(name) > LINE_WIDTH and line.strip() != "tie":
+            lines.append(line)
+            line = "   "
+        line += " " + name
+    return "\n".join(lines + [line])
 
 
 def _param_text(p: Param, circuit: Circuit) -> str:

@@ -118,4 +118,12 @@ class ParamDecl:
     target: Span
 
 
-Statement = Union[Header, VarsDecl, LeafDecl, InputDecl, SumDecl, RootDecl, ParamDecl]
+@dataclass(slots=True)
+class TieDecl:
+    """`tie a b c`: regions sharing one set of parameters."""
+
+    span: Span
+    regions: list[Word]
+
+
+Statement = Union[Header, VarsDecl, LeafDecl, InputDecl, SumDecl, RootDecl, ParamDecl, TieDecl]

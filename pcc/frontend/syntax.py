@@ -18,7 +18,7 @@ from .expected import KEYWORDS, expected_words, found_words
 from .lexer import LineLexer, Tok
 from .typos import misspelt_keyword, unknown_statement, value_hint
 from .statements import (FamilyItem, Header, InputDecl, LeafDecl, ParamDecl, RootDecl, ScopeItem,
-                         Setting, Statement, SumDecl, VarsDecl, Word)
+                         Setting, Statement, SumDecl, TieDecl, VarsDecl, Word)
 
 GRAMMAR = Path(__file__).with_name("pc.lark")
 _STATEMENT_START = re.compile(r"[ \t\f\r]*(" + "|".join(KEYWORDS.values()) + r")(?![A-Za-z0-9_])")
@@ -271,6 +271,9 @@ class _ToStatements(Transformer):
 
     def root_decl(self, c):
         return RootDecl(_span(c[0]), _word(c[1]))
+
+    def tie_decl(self, c):
+        return TieDecl(_span(c[0]), [_word(t) for t in c[1:]])
 
     def param_index(self, c):  # '[' INT ']'
         return _word(c[1]), _span(c[2])

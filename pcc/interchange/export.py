@@ -6,10 +6,16 @@
 Every parameter must be given (`CompiledCircuit.ir_params()` gives them all). `node_view`
 (`pcc.interchange.unroll`) unrolls the region graph, K units per region, into the nodes the
 writers print; each writer raises `ExportError` saying why a circuit does not fit it.
+
+None of the formats shares parameters between nodes: a circuit with ties (`tie a b c`) is
+written with a copy of each group's parameters in every tied region (`pcc.ir.untied`), after a
+one-line warning.
 """
 from __future__ import annotations
 
-from ..ir import Circuit
+import warnings
+
+from ..ir import Circuit, untied
 from .unroll import ExportError, node_view
 
 EXPORT_FORMATS = ("psdd", "jpc", "spflow")
@@ -20,6 +26,13 @@ __all__ = ["EXPORT_FORMATS", "ExportError", "export_text", "fmt"]
 def export_text(circuit: Circuit, format: str, root_unit: int | None = None) -> dict[str, str]:
     """The files of `circuit` in `format` (one of EXPORT_FORMATS), by suffix ("" for the main).
     `root_unit` picks the density of a root with K > 1."""
+    if circuit.ties:
+        from ..frontend import PcWarning
+        groups = len(circuit.ties)
+        warnings.warn(f"{format} files share no parameters: the {groups} tie group"
+                      f"{'s are' if groups > 1 else ' is'} written as a copy per tied region "
+                      f"({len(circuit.tie_owner)} regions)", PcWarning, stacklevel=2)
+        circuit = untied(circuit)
     if format == "psdd":
         from .psdd import check_psdd_units, write_psdd
         check_psdd_units(circuit)

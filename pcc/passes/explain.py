@@ -10,6 +10,10 @@ multiply-adds; per sample: a lookup of Ko values); mix: scaling and adding P par
 normalization; leaf: 4 per slot and unit, a density and its product into the region; mixed
 inputs: adding the parts), bytes counts float32 reads of the inputs and writes of the outputs
 (weights are read once per batch, listed as parameters).
+
+Tied regions (`tie a b c`) share parameters: an op's params column counts the weight rows it is
+the first to use (`+N tied` adds those of rows an earlier op counted), a leaf group's its
+parameter rows, and a list of the tie groups follows the table; the total counts each once.
 """
 from __future__ import annotations
 
@@ -52,12 +56,18 @@ def op_cost(op: Op) -> OpCost:
 
 
 def leaf_cost(g: LeafGroup) -> OpCost:
-    """A leaf group: its parameters (per slot and unit: n for categorical(n), 2 for normal, 1
-    else), 4 FLOPs per slot and unit, and its K values per region written."""
-    extra = int(g.family.arg("n", 1)) if g.family.name == "categorical" else 1
-    fields = 2 if g.family.name == "normal" else 1
+    """A leaf group: its parameters (per parameter row, one per slot but for tied inputs, and
+    unit: n for categorical(n), 2 for normal, 1 else), 4 FLOPs per slot and unit, and its K
+    values per region written."""
     slots = len(g.var_index)
-    return OpCost(slots * g.k * extra * fields, 4 * slots * g.k, FLOAT_BYTES * len(g.regions) * g.k)
+    return OpCost(g.num_param_rows * g.k * _row_params(g), 4 * slots * g.k,
+                  FLOAT_BYTES * len(g.regions) * g.k)
+
+
+def _row_params(g: LeafGroup) -> int:
+    """Parameters per (parameter row, unit) of a leaf group's family."""
+    extra = int(g.family.arg("n", 1)) if g.family.name == "categorical" else 1
+    return extra * (2 if g.family.name == "normal" else 1)
 
 
 def mixed_cost(block: MixedLeaves, plan: Plan) -> OpCost:
@@ -80,20 +90,34 @@ def explain(plan: Plan, regions: bool = False) -> str:
     rows: list[tuple[list[str], OpCost, list[str]]] = []
     for g in plan.leaf_groups:
         how = "table" if g.table else "per slot"
-        shape = f"{g.family} K={g.k}: {_count(len(g.var_index), 'slot')}, {how}"
+        tied = len(g.var_index) - g.num_param_rows
+        shape = f"{g.family} K={g.k}: {_count(len(g.var_index), 'slot')}" + (
+            f" ({tied} tied)" if tied else "") + f", {how}"
         kind = "leaf" if g.out_start is not None else "parts"  # of mixed inputs
         rows.append((["0", kind, str(len(g.regions)), shape, "-"], leaf_cost(g), list(g.regions)))
     for block in plan.mixed_leaves:
         shape = f"K={block.k}, from {_count(len(block.parts), 'parts group')}"
         rows.append((["0", "mixed", str(len(block.regions)), shape, "-"], mixed_cost(block, plan),
                      list(block.regions)))
+    counted: set = set()  # weight rows (`Plan.weight_key`) counted by an earlier op
+    tied: list[int] = [0] * len(rows)  # per row of the table, the parameters counted before
     for op in plan.ops:
-        rows.append((_op_cells(op), op_cost(op), _op_members(op, plan)))
+        cost = op_cost(op)
+        if plan.tie_owner and cost.params:
+            keys = [plan.weight_key(m) for m in op.members]
+            new = len(set(keys) - counted)
+            counted.update(keys)
+            tied.append(cost.params * (len(keys) - new) // len(keys))
+            cost = OpCost(cost.params - tied[-1], cost.flops, cost.bytes)
+        else:
+            tied.append(0)
+        rows.append((_op_cells(op), cost, _op_members(op, plan)))
     totals = OpCost(0, 0, 0)
     for _, cost, _ in rows:
         totals = totals + cost
     table = [["layer", "op", "nodes", "shape", "gathered", "params", "FLOPs/sample", "bytes/sample"]]
-    table += [cells + [f"{cost.params:,}", f"{cost.flops:,}", f"{cost.bytes:,}"] for cells, cost, _ in rows]
+    table += [cells + [f"{cost.params:,}" + (f" +{t:,} tied" if t else ""), f"{cost.flops:,}",
+                       f"{cost.bytes:,}"] for (cells, cost, _), t in zip(rows, tied)]
     widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
     right = {0, 2, 5, 6, 7}
     lines = [header, ""]
@@ -103,9 +127,37 @@ def explain(plan: Plan, regions: bool = False) -> str:
         if regions and i:
             lines += _wrapped(rows[i - 1][2], widths[0] + 2)
     lines.append("")
+    lines += _tie_lines(plan)
     lines.append(f"total: {totals.params:,} parameters ({leaf_params(plan):,} in leaves), "
                  f"{totals.flops:,} FLOPs and {totals.bytes:,} bytes per sample")
     return "\n".join(lines)
+
+
+def _tie_lines(plan: Plan) -> list[str]:
+    """The tie groups: owner, parameters (counted once) and members."""
+    groups: dict[str, list[str]] = {}
+    for region, owner in plan.tie_owner.items():
+        groups.setdefault(owner, []).append(region)
+    if not groups:
+        return []
+    params = dict.fromkeys(groups, 0)  # the owner's own weights and leaf parameters
+    for op in plan.ops:
+        if isinstance(op, EinsumOp) and not op.has_weights:
+            continue
+        _, rows, cols = op.weight_shape
+        for m in op.members:
+            if (m[0] if isinstance(m, tuple) else m) in params:
+                params[m[0] if isinstance(m, tuple) else m] += rows * cols
+    for g in plan.leaf_groups:
+        for m, r in enumerate(g.regions):
+            if r in params:
+                params[r] += int((g.slot_region == m).sum()) * g.k * _row_params(g)
+    lines = [f"{_count(len(groups), 'tie group')} (parameters counted once):"]
+    for owner, members in groups.items():
+        lines.append(f"  {owner}: {params[owner]:,} parameters, shared by "
+                     f"{_count(len(members), 'region')}:")
+        lines += _wrapped(members, 4)
+    return lines + [""]
 
 
 def _op_cells(op: Op) -> list[str]:

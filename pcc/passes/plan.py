@@ -13,6 +13,10 @@ engine runs (`MixedLeaves`).
 Member order inside each group is chosen top-down so that an op's children, where possible, sit in
 one contiguous ascending block of rows; such inputs are read as views (`int` start row) instead
 of being gathered by an index array.
+
+Tied regions (`tie a b c`, `Plan.tie_owner`) share parameters: tied inputs (of one family and K,
+so in one leaf group) share parameter rows slot by slot (`LeafGroup.param_rows`); tied sums
+share weight rows (`pcc.runtime.layout`).
 """
 from __future__ import annotations
 
@@ -44,6 +48,14 @@ class LeafGroup:
     var_index: np.ndarray  # [M] variable of each slot
     slot_region: np.ndarray  # [M] member index of each slot
     out_start: int | None  # its first arena row; None for a group of parts of mixed inputs
+    # [M] the parameter row of each slot when some members are tied (slot j of a tied region
+    # reads the row of slot j of its tie's owner); None: slot m has row m
+    param_rows: np.ndarray | None = None
+
+    @property
+    def num_param_rows(self) -> int:
+        """Rows of the group's parameters: one per slot, less the slots of tied regions."""
+        return len(self.var_index) if self.param_rows is None else int(self.param_rows.max()) + 1
 
     @property
     def table(self) -> bool:
@@ -151,6 +163,7 @@ class Plan:
     root: str
     num_partitions: dict[str, int] = field(default_factory=dict)  # sum region -> P
     mixed_leaves: tuple[MixedLeaves, ...] = ()
+    tie_owner: dict[str, str] = field(default_factory=dict)  # tied region -> its tie's owner
 
     @property
     def num_vars(self) -> int:
@@ -176,6 +189,13 @@ class Plan:
     def depth(self) -> int:
         return max((op.level for op in self.ops), default=0)
 
+    def weight_key(self, member) -> "tuple[str, int] | str":
+        """Whose weights an op's member uses: (region, p) for a partition's, region for a
+        mixing's, a tied region replaced by its tie's owner (tied members share them)."""
+        if isinstance(member, tuple):
+            return (self.tie_owner.get(member[0], member[0]), member[1])
+        return self.tie_owner.get(member, member)
+
 
 def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
               var_names: Sequence[str], split: bool = True) -> Plan:
@@ -196,14 +216,16 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         next_row[k] += len(nodes)
         return start
 
+    owner = tie_owners(graph)
     leaf_groups = []
     for (family, k), _ in leaves.items():
         regions = order[("leaf", family, k)]
         start = allocate(k, [("region", r) for r in regions])
         scopes = [VarList.of(graph.nodes[("region", r)]["variables"]) for r in regions]
+        slot_region = np.repeat(np.arange(len(regions), dtype=np.int64), [len(s) for s in scopes])
         leaf_groups.append(LeafGroup(
-            family, k, tuple(regions), concat_indices(scopes),
-            np.repeat(np.arange(len(regions), dtype=np.int64), [len(s) for s in scopes]), start))
+            family, k, tuple(regions), concat_indices(scopes), slot_region, start,
+            _param_rows(regions, slot_region, owner)))
     mixed_leaves = []
     for k in mixed:
         regions = order[("mixed", k)]
@@ -215,10 +237,11 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         part_groups = []
         for family, members in sorted(parts.items(), key=lambda kv: str(kv[0])):
             scopes = [VarList.of(vs) for _, _, vs in members]
+            names = tuple(r for _, r, _ in members)
+            slot_region = np.repeat(np.arange(len(members), dtype=np.int64), [len(s) for s in scopes])
             leaf_groups.append(LeafGroup(
-                family, k, tuple(r for _, r, _ in members), concat_indices(scopes),
-                np.repeat(np.arange(len(members), dtype=np.int64), [len(s) for s in scopes]),
-                None))
+                family, k, names, concat_indices(scopes), slot_region, None,
+                _param_rows(names, slot_region, owner)))
             part_groups.append((len(leaf_groups) - 1,
                                 np.array([i for i, _, _ in members], dtype=np.int64)))
         mixed_leaves.append(MixedLeaves(k, tuple(regions), start, tuple(part_groups)))
@@ -271,7 +294,34 @@ def make_plan(graph: nx.DiGraph, groups: list[Group], root: str,
         num_partitions={n[1]: graph.out_degree(n) for n, d in graph.nodes(data=True)
                         if d.get("kind") == "sum"},
         mixed_leaves=tuple(mixed_leaves),
+        tie_owner=owner,
     )
+
+
+def tie_owners(graph: nx.DiGraph) -> dict[str, str]:
+    """Tied region -> the owner (first region) of its tie, from the graph's `ties`."""
+    return {name: tie.regions[0] for tie in graph.graph.get("ties", ()) for name in tie.regions}
+
+
+def _param_rows(regions, slot_region: np.ndarray, owner: dict[str, str]) -> np.ndarray | None:
+    """[M] the parameter row of each slot of a leaf group of `regions`: rows in slot order for
+    the slots of regions that own their parameters, the owner's slot j for slot j of a tied
+    region (tied inputs have one family, K and scope size, so they are in one group); None
+    when no member is tied to another."""
+    position = {r: i for i, r in enumerate(regions)}
+    shared = [owner.get(r, r) != r for r in regions]
+    if not any(shared):
+        return None
+    first = np.searchsorted(slot_region, np.arange(len(regions)))  # each member's first slot
+    own = ~np.asarray(shared)[slot_region]
+    rows = np.full(len(slot_region), -1, dtype=np.int64)
+    rows[own] = np.arange(int(own.sum()))
+    sizes = np.bincount(slot_region, minlength=len(regions))
+    for i, r in enumerate(regions):
+        if shared[i]:
+            o = position[owner[r]]
+            rows[first[i]: first[i] + sizes[i]] = rows[first[o]: first[o] + sizes[i]]
+    return rows
 
 
 def unpadded_children(child_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -121,12 +121,15 @@ def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
                                                    model.plan.leaf_groups)):
         variables = getattr(model, f"leaf_vars_{i}")
         units = chosen[group.k][model.leaf_slot_rows(i)]  # [M, B]
+        rows = model.leaf_param_rows(i)  # each slot's parameter row (tied inputs share rows)
+        if rows is None:
+            rows = torch.arange(units.shape[0], device=units.device)
         if bool((units >= 0).all()):  # every slot in every tree (e.g. one input per variable)
-            selected = {name: _at_units(p, units) for name, p in params.as_dict().items()}
+            selected = {name: _at_units(p, rows, units) for name, p in params.as_dict().items()}
             x[:, variables] = draw(family, selected).t().to(x.dtype)
             continue
         m, row, unit = _active(units, 0, units.shape[0])
-        flat = m * group.k + unit  # (slot, unit) into parameters viewed as [M * K, ...]
+        flat = rows[m] * group.k + unit  # (row, unit) into parameters viewed as [U * K, ...]
         selected = {name: p.flatten(0, 1).index_select(0, flat)
                     for name, p in params.as_dict().items()}
         x.view(-1).scatter_(0, row * model.num_vars + variables[m],
@@ -134,8 +137,8 @@ def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
     return x
 
 
-def _at_units(params: Tensor, units: Tensor) -> Tensor:
-    """Per-slot parameters [M, K, ...] at units [M, B] -> [M, B, ...]."""
-    extra = params.shape[2:]
-    index = units.view(*units.shape, *(1,) * len(extra)).expand(*units.shape, *extra)
-    return params.gather(1, index)
+def _at_units(params: Tensor, rows: Tensor, units: Tensor) -> Tensor:
+    """Parameters [U, K, ...] at slot m's row rows[m] and units [M, B] -> [M, B, ...]."""
+    flat = rows.unsqueeze(1) * params.shape[1] + units  # [M, B]
+    return params.flatten(0, 1).index_select(0, flat.view(-1)).view(*units.shape,
+                                                                  *params.shape[2:])

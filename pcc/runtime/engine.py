@@ -15,6 +15,15 @@ linear weights of each pool and the layers' scratch buffers are allocated once a
 every batch of that size (on the CPU a fresh large allocation costs a page fault per 4 KiB), and
 each layer is built once onto its rows.
 
+Tied weights (`pcc.runtime.layout`): an op whose pool rows are shared with other ops (or
+repeated within it) carries its rows (`TiedRows`). Its layer reads a view of the pool's weights
+when the rows are one block, else a buffer gathered from them before each of its passes (the one
+buffer layers share in turn). Its weight flows go to a buffer that is added into the pool's
+flows at its rows right after the layer's backward, so a tied row's flows are the sum of every
+copy's; in sink mode a pool with tied ops hands its flows over whole, after the pass (EM sees
+only complete sums). Point sums over tied point inputs read the input's table at its parameter
+row (`points` of `LoweredEinsum`). Layers see plain per-op weight and flow tensors either way.
+
 The whole sum/product part of a circuit is one `torch.autograd.Function` (`CircuitFunction`):
 autograd sees only the leaf log-values and the pooled log-weights; the engine's backward gives
 the flows dL/dlog(leaf value) and W * dL/dW.
@@ -40,6 +49,14 @@ WIDE = torch.float64
 WHOLE_POOL = 1 << 20  # see `Bound.__init__`
 
 
+class TiedRows(NamedTuple):
+    """An op's rows of its weight pool where some are shared (tied): `rows` [n] (long, on the
+    run device); `block` when they are [start, start + n) (a view reads them)."""
+
+    rows: Tensor
+    block: bool
+
+
 @dataclass(frozen=True)
 class LoweredEinsum:
     """An EinsumOp with its index arrays as tensors on the run device (or ints for blocks)."""
@@ -51,8 +68,11 @@ class LoweredEinsum:
     n: int
     weight: int | None  # the op's position among weighted ops; None for plain products
     pool: tuple[int, int] | None  # (pool, first row) of its weights
-    points: tuple[int, Tensor, int] | None = None  # point sums: (leaf block, members, S)
+    # point sums: (leaf block, members, S, the members' rows of the block's table: None when
+    # they are the members, else their parameter rows, for tied point inputs)
+    points: tuple[int, Tensor, int, Tensor | None] | None = None
     overwrite: tuple | None = None  # per child slot, which flows are written (`flow_writes`)
+    tied: TiedRows | None = None  # its weight rows where some are shared
 
 
 @dataclass(frozen=True)
@@ -67,6 +87,7 @@ class LoweredHadamard:
     weight: int
     pool: tuple[int, int]
     overwrite: Tensor | None = None  # [N, A]
+    tied: TiedRows | None = None
 
     @property
     def child_rows(self) -> Tensor:
@@ -84,6 +105,7 @@ class LoweredMix:
     weight: int
     pool: tuple[int, int]
     overwrite: Tensor | None = None  # [N, P]
+    tied: TiedRows | None = None
 
 
 @dataclass(frozen=True)
@@ -107,13 +129,14 @@ class Linear(NamedTuple):
 
 class Points(NamedTuple):
     """A group of point inputs (one discrete variable each) by table lookup: `table`
-    [R * (S+1), K] in probability space, `codes` [R * B] (long) the row of each (region, sample),
-    `onehot` [R, S+1, B] the same as one-hot columns (`pcc.runtime.leaf_tables.PointTables`);
-    its point sums read them directly."""
+    [U * (S+1), K] in probability space (one table per parameter row: U = R unless inputs are
+    tied), `codes` [R, B] (long) the table row of each (region, sample), `onehot()` [R, S+1, B]
+    the values as one-hot columns, made when first asked for (`pcc.runtime.leaf_tables.
+    PointTables`); its point sums read them directly."""
 
     table: Tensor
     codes: Tensor
-    onehot: Tensor
+    onehot: Callable[[], Tensor]
     support: int
 
 
@@ -155,8 +178,9 @@ class Bound:
                        {i: like.new_empty(shape) for i, shape in enumerate(program.pool_shapes)
                         if prod(shape) <= WHOLE_POOL})
         sizes = [op.n * prod(program.pool_shapes[op.pool[0]][1:]) for op in program.ops
-                 if op.pool is not None and op.pool[0] not in self._whole]
-        self._layer_w = None if self.shared_weights else like.new_empty(max(sizes, default=0))
+                 if op.pool is not None and (_gathers(op) or not self.shared_weights
+                                             and op.pool[0] not in self._whole)]
+        self._layer_w = like.new_empty(max(sizes, default=0)) if sizes else None
         self.layer_log_w: list = []  # per layer: (pool, first row, n, its W view) or None
         self._log_pools: Sequence[Tensor] = ()
         self._linear_leaves = [False] * len(program.leaves)
@@ -173,19 +197,28 @@ class Bound:
         if points:
             for op in program.ops:
                 if isinstance(op, LoweredEinsum) and self._folds(op):
-                    block, _, support = op.points
+                    block, _, support, _ = op.points
                     self.sources.setdefault(block, PointSource())
                     if backward and block not in self.counts:
                         slot = program.leaves[block]
                         self.counts[block] = like.new_zeros(slot.n, support + 1, slot.k)
         scratch = Scratch(like)
         # sink mode: every layer's flows in one buffer, in turn (the largest layer's size)
-        self._whole_flows = ({i: like.new_empty(program.pool_shapes[i]) for i in self._whole}
+        # (and pools with tied ops: their rows are complete only after the pass)
+        self.tied_pools = sorted({op.pool[0] for op in program.ops
+                                  if op.pool is not None and op.tied is not None})
+        self._whole_flows = ({i: like.new_empty(program.pool_shapes[i])
+                              for i in {*self._whole, *self.tied_pools}}
                              if self.sink_ready else {})
         largest = max((op.n * prod(shape[1:]) for op in program.ops if op.pool is not None
                        and op.pool[0] not in self._whole_flows
                        for shape in [program.pool_shapes[op.pool[0]]]), default=0)
         self._sink_buffer = like.new_empty(largest) if self.sink_ready else None
+        # tied ops' flows, each in turn, before they are added into their pool's
+        tied = [op.n * prod(program.pool_shapes[op.pool[0]][1:]) for op in program.ops
+                if op.pool is not None and op.tied is not None]
+        self._tie_buffer = like.new_empty(max(tied)) if backward and tied else None
+        self.tie_adds: list = []  # per layer: (pool flows, rows, its flows) or None
         self.layer_flows: list = []  # per layer: (pool, first row, its flows) in sink mode
         self.layers = [self._layer(kernels, op, scratch) for op in program.ops]
         scratch.allocate()
@@ -206,33 +239,40 @@ class Bound:
     def _layer(self, kernels: ModuleType, op, scratch: Scratch):
         arenas, grads = self.arenas, self.grads
         w = flows = None
-        sink_flows = layer_w = None
+        sink_flows = layer_w = tie_add = None
         if op.pool is not None:
             pool, start = op.pool
-            if self.shared_weights:
+            shape = (op.n, *self.program.pool_shapes[pool][1:])
+            if _gathers(op):  # its rows gathered before each of its passes
+                w = self._layer_w[:prod(shape)].view(shape)
+                layer_w = (pool, start, op.n, w, op.tied.rows)
+            elif self.shared_weights:
                 w = self.weights[pool].narrow(0, start, op.n)
             elif pool in self._whole:
                 w = self._whole[pool].narrow(0, start, op.n)
             else:
-                shape = (op.n, *self.program.pool_shapes[pool][1:])
                 w = self._layer_w[:prod(shape)].view(shape)
-                layer_w = (pool, start, op.n, w)
-            if self.flows:
-                flows = self.flows[pool].narrow(0, start, op.n)
-            elif self.sink_ready and pool in self._whole_flows:
-                flows = self._whole_flows[pool].narrow(0, start, op.n)
+                layer_w = (pool, start, op.n, w, None)
+            pool_flows = (self.flows[pool] if self.flows else self._whole_flows.get(pool)
+                          if self.sink_ready else None)
+            if op.tied is not None and self.backward_ready:
+                flows = self._tie_buffer[:prod(shape)].view(shape)
+                tie_add = (pool_flows, op.tied.rows, flows)
+            elif pool_flows is not None:
+                flows = pool_flows.narrow(0, start, op.n)
             elif self.sink_ready:
                 flows = self._sink_buffer[:w.numel()].view(w.shape)
                 sink_flows = (pool, start, flows)
         self.layer_flows.append(sink_flows)
         self.layer_log_w.append(layer_w)
+        self.tie_adds.append(tie_add)
         k_out = op.k if isinstance(op, LoweredMix) else op.k_out
         out = arenas[k_out].rows(op.out_start, op.n)
         grad_out = grads[k_out].narrow(0, op.out_start, op.n) if grads else None
         if isinstance(op, LoweredEinsum) and self._folds(op):
-            block, members, support = op.points
+            block, members, support, table_rows = op.points
             return kernels.PointSumLayer(self.sources[block], members, support, w, out, scratch,
-                                         grad_out, flows, self.counts.get(block))
+                                         grad_out, flows, self.counts.get(block), table_rows)
         # written flows (`pcc.passes.flow_writes`) where the kernels can: else everything adds
         writes = {"overwrite": op.overwrite} if self.overwrites and grads else {}
         if isinstance(op, LoweredEinsum):
@@ -256,11 +296,12 @@ class Bound:
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
             if isinstance(leaf, Points):
                 k = rows.values.shape[-1]
-                torch.index_select(leaf.table, 0, leaf.codes, out=rows.values.view(-1, k))
+                torch.index_select(leaf.table, 0, leaf.codes.view(-1),
+                                   out=rows.values.view(-1, k))
                 if i in self.sources:
                     self.sources[i].table = leaf.table.view(-1, leaf.support + 1, k)
-                    self.sources[i].codes = leaf.codes.view(rows.values.shape[0], -1)
-                    self.sources[i].onehot = leaf.onehot
+                    self.sources[i].codes = leaf.codes
+                    self.sources[i].onehot = leaf.onehot() if self.backward_ready else None
                 leaf = Linear(rows.values)
             elif i in self.sources:
                 raise ValueError("a binding that folds point sums needs their inputs' tables")
@@ -284,10 +325,18 @@ class Bound:
             torch.exp(self._log_pools[pool].detach(), out=w)
 
     def _exponentiate(self, layer_w) -> None:
-        """The layer's W = exp(log W), into the one buffer layers share in turn."""
-        if layer_w is not None:
-            pool, start, n, w = layer_w
+        """The layer's W = exp(log W), into the one buffer layers share in turn (its rows
+        gathered from the pool where they are not one block)."""
+        if layer_w is None:
+            return
+        pool, start, n, w, rows = layer_w
+        if rows is None:
             torch.exp(self._log_pools[pool].detach().narrow(0, start, n), out=w)
+        elif self.shared_weights or pool in self._whole:
+            source = self.weights[pool] if self.shared_weights else self._whole[pool]
+            torch.index_select(source, 0, rows, out=w)
+        else:
+            torch.exp(self._log_pools[pool].detach().index_select(0, rows), out=w)
 
     def root(self) -> Tensor:
         """The root region's log-values, [B, K_root] (a new tensor)."""
@@ -315,11 +364,17 @@ class Bound:
                 g.zero_()
         for counts in self.counts.values():
             counts.zero_()
+        for pool in self.tied_pools:  # tied rows only receive additions
+            (self.flows[pool] if self.flows else self._whole_flows[pool]).zero_()
         self.grads[p.root_k][p.root_row].copy_(grad_root)
-        for layer, flows, layer_w in zip(reversed(self.layers), reversed(self.layer_flows),
-                                         reversed(self.layer_log_w)):
+        for layer, flows, layer_w, tie_add in zip(
+                reversed(self.layers), reversed(self.layer_flows), reversed(self.layer_log_w),
+                reversed(self.tie_adds)):
             self._exponentiate(layer_w)
             layer.backward()
+            if tie_add is not None:
+                pool_flows, rows, tied = tie_add
+                pool_flows.index_add_(0, rows, tied)
             if flows is not None:
                 sink(*flows)
         for pool, flows in self._whole_flows.items():
@@ -420,8 +475,13 @@ class Program:
 
 def _batch(leaf: LeafInput) -> int:
     if isinstance(leaf, Points):
-        return leaf.codes.numel() * (leaf.support + 1) // max(1, leaf.table.shape[0])
+        return leaf.codes.shape[1]
     return _values(leaf).shape[1]
+
+
+def _gathers(op) -> bool:
+    """Whether an op's weights are gathered from its pool (tied rows that are not one block)."""
+    return op.pool is not None and op.tied is not None and not op.tied.block
 
 
 def _values(leaf: LeafInput) -> Tensor:
@@ -434,10 +494,9 @@ def _values(leaf: LeafInput) -> Tensor:
 def _wide(leaf: LeafInput, rows: Tensor) -> LeafInput:
     """A leaf input's samples `rows`, in float64."""
     if isinstance(leaf, Points):
-        regions = leaf.table.shape[0] // (leaf.support + 1)
-        codes = leaf.codes.view(regions, -1).index_select(1, rows).reshape(-1)
-        return Points(leaf.table.to(WIDE), codes, leaf.onehot.index_select(2, rows).to(WIDE),
-                      leaf.support)
+        onehot = leaf.onehot
+        return Points(leaf.table.to(WIDE), leaf.codes.index_select(1, rows),
+                      lambda: onehot().index_select(2, rows).to(WIDE), leaf.support)
     if isinstance(leaf, Linear):
         return Linear(leaf.values.index_select(1, rows).to(WIDE))
     return leaf.index_select(1, rows).to(WIDE)

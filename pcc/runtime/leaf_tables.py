@@ -101,61 +101,85 @@ def table_counts(family: LeafFamily, xt: Tensor, gamma: Tensor, pad_vars: Tensor
     return counts.index_select(0, positions)
 
 
+ONEHOT_COLUMNS = 8  # counts by a product with one-hot codes up to this many columns (S + 1)
+
+
 class PointTables:
     """A group of one-variable discrete inputs (region r is slot r, over variable v(r)) looked up
     in probability space, with no logarithm or exponential per unit:
 
-        value[r, b, k] = T[r, c(r, b), k],   T[r, s, k] = f(s; theta[r, k]) for s < S,
-                                             T[r, S, k] = 1 (a missing value, summed out),
-                                             or max_s f(s; theta[r, k]) under the max semiring
-        counts[r, k, s] = sum_b gamma[r, b, k] [c(r, b) = s]   (EM's expected counts, s < S)
+        value[r, b, k] = T[u(r), c(r, b), k],   T[u, s, k] = f(s; theta[u, k]) for s < S,
+                                               T[u, S, k] = 1 (a missing value, summed out),
+                                               or max_s f(s; theta[u, k]) under the max semiring
+        counts[u, k, s] = sum_{r: u(r) = u} sum_b gamma[r, b, k] [c(r, b) = s]
+                                               (EM's expected counts, s < S)
 
-    with c(r, b) = x[b, v(r)], or S where it is missing. The tables are remade only when the
-    parameters change (their in-place version counters), the codes once per batch."""
+    with c(r, b) = x[b, v(r)], or S where it is missing, and u(r) region r's parameter row:
+    r, or `param_rows[r]` where inputs are tied (they share one table). The tables are remade
+    only when the parameters change (their in-place version counters), the codes once per
+    batch."""
 
-    def __init__(self, family: LeafFamily, var_index: Tensor):
-        self.family, self.var_index = family, var_index
+    def __init__(self, family: LeafFamily, var_index: Tensor, param_rows: Tensor | None = None):
+        self.family, self.var_index, self.param_rows = family, var_index, param_rows
         self.support = family.support_size()
         self._table: tuple | None = None
         self._codes: tuple | None = None
         self._onehot: tuple | None = None
 
     def table(self, params: dict[str, Tensor], semiring: str) -> Tensor:
-        """T as [R * (S+1), K]."""
+        """T as [U * (S+1), K] (params: [U, K, ...], one row per table)."""
         tensors = list(params.values())
         if self._table is None or not self._table[0].matches(tensors, semiring):
             with torch.no_grad():
-                probs = self.family.log_table(params).exp()  # [R, K, S]
+                probs = self.family.log_table(params).exp()  # [U, K, S]
                 missing = (probs.amax(-1, keepdim=True) if semiring == "max"
                            else torch.ones_like(probs[..., :1]))
                 table = torch.cat([probs, missing], -1).transpose(1, 2).reshape(-1, probs.shape[1])
             self._table = (Stamp(tensors, semiring), table)
         return self._table[1]
 
+    def _offsets(self, device) -> Tensor:
+        """[R, 1] u(r) * (S+1): where region r's table starts."""
+        rows = (torch.arange(len(self.var_index), device=device) if self.param_rows is None
+                else self.param_rows)
+        return (rows * (self.support + 1)).unsqueeze(1)
+
     def codes(self, x: Tensor) -> Tensor:
-        """r * (S+1) + c(r, b) as [R * B] (long), for x [B, V]; kept for the same batch."""
+        """u(r) * (S+1) + c(r, b) as [R, B] (long), for x [B, V]; kept for the same batch."""
         if self._codes is None or not self._codes[0].matches([x]):
             codes = torch.nan_to_num(x.t().index_select(0, self.var_index),
                                      nan=float(self.support))
-            offsets = torch.arange(0, len(self.var_index) * (self.support + 1), self.support + 1,
-                                   device=x.device).unsqueeze(1)
-            self._codes = (Stamp([x]), codes.long().add_(offsets).view(-1))
+            self._codes = (Stamp([x]), codes.long().add_(self._offsets(x.device)))
         return self._codes[1]
 
     def onehot(self, x: Tensor) -> Tensor:
         """[R, S+1, B]: 1 where sample b's value of region r's variable is s (s = S: missing),
         in x's dtype; kept for the same batch."""
         if self._onehot is None or not self._onehot[0].matches([x]):
-            columns = self.support + 1
-            codes = self.codes(x).view(len(self.var_index), -1)
-            local = codes - torch.arange(0, codes.shape[0] * columns, columns,
-                                         device=x.device).unsqueeze(1)
-            values = torch.arange(columns, device=x.device).view(1, -1, 1)
+            local = self.codes(x) - self._offsets(x.device)
+            values = torch.arange(self.support + 1, device=x.device).view(1, -1, 1)
             self._onehot = (Stamp([x]), (local.unsqueeze(1) == values).to(x.dtype))
         return self._onehot[1]
 
-    def counts(self, x: Tensor, gamma: Tensor) -> Tensor:
-        """[R, K, S] from x [B, V] and gamma [R, B, K]: a product with the one-hot codes (an
-        indexed add of every sample is slower on the CPU)."""
-        counts = torch.bmm(self.onehot(x), gamma)  # [R, S+1, K]
+    def counts(self, x: Tensor, gamma: Tensor, extra: Tensor | None = None) -> Tensor:
+        """[U, K, S] from x [B, V], gamma [R, B, K] and counts already made per region
+        ([R, S+1, K], the point sums'): a product with the one-hot codes for few values (an
+        indexed add of every sample is slower there on the CPU), else an indexed add of gamma
+        at each sample's code (R B K additions against R B K (S+1) multiply-adds)."""
+        regions, _, k = gamma.shape
+        tables = regions if self.param_rows is None else int(self.param_rows.max()) + 1
+        columns = self.support + 1
+        if columns <= ONEHOT_COLUMNS:
+            per_region = torch.bmm(self.onehot(x), gamma)  # [R, S+1, K]
+            if extra is not None:
+                per_region += extra
+            counts = (per_region if self.param_rows is None else per_region.new_zeros(
+                tables, columns, k).index_add_(0, self.param_rows, per_region))
+        else:
+            counts = gamma.new_zeros(tables * columns, k).index_add_(
+                0, self.codes(x).view(-1), gamma.reshape(-1, k)).view(tables, columns, k)
+            if extra is not None:
+                rows = (torch.arange(regions, device=gamma.device) if self.param_rows is None
+                        else self.param_rows)
+                counts.index_add_(0, rows, extra)
         return counts[:, :self.support].transpose(1, 2)

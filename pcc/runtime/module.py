@@ -10,6 +10,8 @@ Parameters (all unconstrained, so any torch optimizer can train them):
                    [N, K_out, K]          per Hadamard op (element-wise products of K units)
     mix_logits[i]  [N, P, K]              per mix op; M = softmax over P (padded entries masked)
     leaf_params[g] per leaf group, see `pcc.runtime.leaves`
+Tied regions (`tie a b c`) share parameters: one pool row per tie group's partition (or mixing),
+one leaf parameter row per tie group's slot (`pcc.runtime.layout`, `LeafGroup.param_rows`).
 EM keeps the logits normalized (log W itself), so that in `em_mode()` the forward uses them as
 log-weights directly and their gradients are exactly the expected counts W * dlogP/dW.
 """
@@ -35,7 +37,7 @@ from ..region_graph import product_units
 from pcc_kernels.reference import Children
 
 from .engine import (Bound, CircuitFunction, Evaluation, FlowSink, LeafInput, LeafSlot,
-                     LoweredEinsum, LoweredHadamard, LoweredMix, Points, Program)
+                     LoweredEinsum, LoweredHadamard, LoweredMix, Points, Program, TiedRows)
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaves import LeafFamily, leaf_family
@@ -76,17 +78,23 @@ class CompiledCircuit(nn.Module):
 
         self.families: list[LeafFamily] = [leaf_family(g.family) for g in plan.leaf_groups]
         self.leaf_params = nn.ModuleList(
-            LeafParams(fam.init(len(g.var_index), g.k, gen), dtype)
+            LeafParams(fam.init(g.num_param_rows, g.k, gen), dtype)
             for fam, g in zip(self.families, plan.leaf_groups))
         for i, g in enumerate(plan.leaf_groups):
             self.register_buffer(f"leaf_vars_{i}", torch.from_numpy(g.var_index), persistent=False)
             self.register_buffer(f"leaf_slots_{i}", torch.from_numpy(g.slot_region),
                                  persistent=False)
+            if g.param_rows is not None:  # tied inputs: slot m reads parameter row rows[m]
+                self.register_buffer(f"leaf_param_rows_{i}", torch.from_numpy(g.param_rows),
+                                     persistent=False)
             if g.table:
                 layout = table_layout(g.var_index, g.slot_region, len(g.regions), plan.num_vars)
                 for name in ("pad_vars", "pad_slots", "positions"):
                     self.register_buffer(f"leaf_{name}_{i}", torch.from_numpy(
                         getattr(layout, name)), persistent=False)
+                if g.param_rows is not None:  # padded positions read parameter rows
+                    self.register_buffer(f"leaf_pad_slots_{i}", torch.from_numpy(
+                        _through(layout.pad_slots, g.param_rows)), persistent=False)
         for block in plan.mixed_leaves:
             for i, rows in block.parts:
                 self.register_buffer(f"mixed_rows_{i}", torch.from_numpy(rows), persistent=False)
@@ -112,16 +120,27 @@ class CompiledCircuit(nn.Module):
                                            unpadded_children(op.child_rows)):
                         self.register_buffer(f"children_{name}_{j}", torch.from_numpy(index),
                                              persistent=False)
-                if slot is not None:  # random weights, normalized per output unit
+                if slot is not None and slot.rows is None:  # random, normalized per output
                     sum_log_weights(op.weight_shape, gen,
                                     out=sum_pools[slot.pool].narrow(0, slot.start, slot.n))
+                elif slot is not None:  # tied: the op's rows (shared ones drawn again)
+                    sum_pools[slot.pool][slot.rows] = sum_log_weights(op.weight_shape, gen,
+                                                                      dtype)
             else:
                 self.register_buffer(f"rows_{j}_0", torch.from_numpy(op.part_rows),
                                      persistent=False)
                 mask = torch.from_numpy(op.mask).unsqueeze(-1)
-                mix_log_weights(op.weight_shape, mask, gen,
-                                out=mix_pools[slot.pool].narrow(0, slot.start, slot.n))
-                mix_masks[slot.pool][slot.start: slot.start + slot.n] = mask
+                if slot.rows is None:
+                    mix_log_weights(op.weight_shape, mask, gen,
+                                    out=mix_pools[slot.pool].narrow(0, slot.start, slot.n))
+                    mix_masks[slot.pool][slot.start: slot.start + slot.n] = mask
+                else:  # tied: the op's rows (shared ones drawn again)
+                    mix_pools[slot.pool][slot.rows] = mix_log_weights(op.weight_shape, mask, gen,
+                                                                      dtype)
+                    mix_masks[slot.pool][slot.rows] = mask
+            if slot is not None and slot.rows is not None:  # tied: the op's rows of its pool
+                self.register_buffer(f"weight_rows_{j}", torch.from_numpy(slot.rows),
+                                     persistent=False)
         self.sum_logits = nn.ParameterList(nn.Parameter(w) for w in sum_pools)
         self.mix_logits = nn.ParameterList(nn.Parameter(w) for w in mix_pools)
         for i, mask in enumerate(mix_masks):
@@ -231,11 +250,12 @@ class CompiledCircuit(nn.Module):
         return blocks
 
     def _group_counts(self, block_counts: dict[int, Tensor]) -> list[Tensor | None]:
-        """Per leaf group, the value counts [R, K, S] its point sums gave it, or None."""
+        """Per leaf group, the value counts [R, S+1, K] its point sums gave it (column S:
+        missing values, no count), or None."""
         blocks = [i for i, g in enumerate(self.plan.leaf_groups) if g.out_start is not None]
         out: list[Tensor | None] = [None] * len(self.plan.leaf_groups)
         for block, counts in block_counts.items():
-            out[blocks[block]] = counts[:, :-1].transpose(1, 2)
+            out[blocks[block]] = counts
         return out
 
     def _group_flows(self, block_flows: list[Tensor]) -> list[Tensor]:
@@ -275,7 +295,7 @@ class CompiledCircuit(nn.Module):
         leaf group [R, B, K], the flows W * dL/dW of every pool (sum pools, then mix pools;
         with a `sink`, none: `sink(pool, first row, flows)` gets each layer's instead, so that
         no weight-sized buffer is needed), and per leaf group the value counts [R, K, S] its
-        point sums gave it (or None; they are not in its flows), all valid until the next
+        point sums gave it ([R, S+1, K] or None; they are not in its flows), all valid until the next
         call. The weights are the stored logits (EM keeps them normalized)."""
         program = self.program(x.device)
         bound = self._binding(x.shape[0], x, True, sink=sink is not None)
@@ -327,7 +347,8 @@ class CompiledCircuit(nn.Module):
                     fam, params.as_dict(), xt, getattr(self, f"leaf_pad_vars_{i}"),
                     getattr(self, f"leaf_pad_slots_{i}"), len(g.regions), semiring))
                 continue
-            ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), params.as_dict(), semiring)
+            ld = fam.evaluate(xt, getattr(self, f"leaf_vars_{i}"), self.leaf_slot_params(i),
+                              semiring)
             out.append(self._sum_slots(ld, g, getattr(self, f"leaf_slots_{i}")))
         return out
 
@@ -344,7 +365,7 @@ class CompiledCircuit(nn.Module):
             elif self._points[i] is not None:
                 points = self._points[i]
                 out.append(Points(points.table(params.as_dict(), semiring), points.codes(x),
-                                  points.onehot(x), points.support))
+                                  lambda points=points: points.onehot(x), points.support))
             else:
                 out.append(self.leaf_values(x, semiring, only=i)[0])
         return out + self._mixed_blocks(parts)
@@ -354,28 +375,46 @@ class CompiledCircuit(nn.Module):
                         counts: Sequence[Tensor | None] | None = None) -> list[dict[str, Tensor]]:
         """EM's expected sufficient statistics per leaf group (see `LeafFamily.stats`), from x
         (as `prepare_input` returns it), gamma = dL/d(region values) [R, B, K] per group and
-        value counts [R, K, S] point sums gave a group (see `flows`). Missing values contribute
-        nothing."""
+        value counts [R, S+1, K] point sums gave a group (see `flows`); per parameter row (the
+        slots of tied inputs add up). Missing values contribute nothing."""
         xt = x.t()
         out = []
         for i, (fam, g, gamma) in enumerate(zip(self.families, self.plan.leaf_groups, gammas)):
             if self._points[i] is not None:
-                total = self._points[i].counts(x, gamma)
-                if counts is not None and counts[i] is not None:
-                    total = total + counts[i]
-                out.append(fam.stats_from_counts(total))
+                out.append(fam.stats_from_counts(self._points[i].counts(
+                    x, gamma, None if counts is None else counts[i])))
                 continue
             if g.table:
-                out.append(fam.stats_from_counts(table_counts(
+                out.append(self.per_param_row(i, fam.stats_from_counts(table_counts(
                     fam, xt, gamma, getattr(self, f"leaf_pad_vars_{i}"),
-                    getattr(self, f"leaf_positions_{i}"))))
+                    getattr(self, f"leaf_positions_{i}")))))
                 continue
             xs = xt.index_select(0, getattr(self, f"leaf_vars_{i}"))
             obs = ~torch.isnan(xs)
             slot_gamma = gamma.index_select(0, getattr(self, f"leaf_slots_{i}"))
-            out.append(fam.stats(torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype),
-                                 slot_gamma))
+            out.append(self.per_param_row(i, fam.stats(
+                torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype), slot_gamma)))
         return out
+
+    def leaf_param_rows(self, i: int) -> Tensor | None:
+        """[M] the parameter row of each slot of leaf group i, None when slot m has row m (no
+        tied members; see `pcc.passes.plan.LeafGroup.param_rows`)."""
+        return getattr(self, f"leaf_param_rows_{i}", None)
+
+    def leaf_slot_params(self, i: int) -> dict[str, Tensor]:
+        """Leaf group i's parameters per slot, [M, K, ...] (tied slots read their row: a
+        gather, through which gradients add up)."""
+        params, rows = self.leaf_params[i].as_dict(), self.leaf_param_rows(i)
+        return params if rows is None else {k: v.index_select(0, rows) for k, v in params.items()}
+
+    def per_param_row(self, i: int, stats: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Statistics per slot [M, K, ...] of leaf group i summed per parameter row [U, K, ...]
+        (the slots of tied inputs add up)."""
+        rows = self.leaf_param_rows(i)
+        if rows is None:
+            return stats
+        n = self.plan.leaf_groups[i].num_param_rows
+        return {k: v.new_zeros(n, *v.shape[1:]).index_add_(0, rows, v) for k, v in stats.items()}
 
     @staticmethod
     def _sum_slots(ld: Tensor, g, slots: Tensor) -> Tensor:
@@ -458,7 +497,7 @@ class CompiledCircuit(nn.Module):
         `PointTables`; made once, until the module moves), else None."""
         if "_point_tables" not in self.__dict__:
             self.__dict__["_point_tables"] = [
-                PointTables(fam, getattr(self, f"leaf_vars_{i}"))
+                PointTables(fam, getattr(self, f"leaf_vars_{i}"), self.leaf_param_rows(i))
                 if g.table and g.scope_size == 1 and g.out_start is not None else None
                 for i, (fam, g) in enumerate(zip(self.families, self.plan.leaf_groups))]
         return self.__dict__["_point_tables"]
@@ -485,30 +524,34 @@ class CompiledCircuit(nn.Module):
         blocks = [i for i, g in enumerate(self.plan.leaf_groups) if g.out_start is not None]
         weighted = 0
         for j, (op, slot) in enumerate(zip(self.plan.ops, layout.slots)):
-            wi = pool = None
+            wi = pool = tied = None
             if slot is not None:
                 wi, weighted = weighted, weighted + 1
                 pool = (layout.pool_index(slot), slot.start)
+                if slot.rows is not None:
+                    tied = TiedRows(getattr(self, f"weight_rows_{j}"), slot.block)
             if isinstance(op, EinsumOp):
                 rows = tuple(r if isinstance(r, int) else getattr(self, f"rows_{j}_{s}")
                              for s, r in enumerate(op.child_rows))
                 points = None
                 if op.points is not None and self._points[op.points[0]] is not None:
                     group = op.points[0]
-                    points = (blocks.index(group), getattr(self, f"point_members_{j}"),
-                              self._points[group].support)
+                    members = getattr(self, f"point_members_{j}")
+                    param_rows = self.leaf_param_rows(group)
+                    points = (blocks.index(group), members, self._points[group].support,
+                              None if param_rows is None else param_rows[members])
                 ops.append(LoweredEinsum(op.child_k, op.k_out, rows, op.out_start,
-                                         len(op.members), wi, pool, points, flags(j)))
+                                         len(op.members), wi, pool, points, flags(j), tied))
             elif isinstance(op, HadamardOp):
                 children = Children(getattr(self, f"rows_{j}_0"),
                                     *(getattr(self, f"children_{name}_{j}")
                                       for name in ("first", "extra", "parent")))
                 ops.append(LoweredHadamard(op.k_in, op.k_out, children, op.out_start,
-                                           len(op.members), wi, pool, flags(j)))
+                                           len(op.members), wi, pool, flags(j), tied))
             else:
-                mask = getattr(self, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
+                mask = _rows(getattr(self, f"mix_mask_{slot.pool}"), slot)
                 ops.append(LoweredMix(op.k, getattr(self, f"rows_{j}_0"), mask.squeeze(-1),
-                                      op.out_start, len(op.members), wi, pool, flags(j)))
+                                      op.out_start, len(op.members), wi, pool, flags(j), tied))
         root_k, root_row = self.plan.region_row[self.plan.root]
         leaves = tuple(LeafSlot(k, start, n) for k, start, n in self.plan.leaf_blocks)
         pools = tuple(tuple(p.shape) for p in (*self.sum_logits, *self.mix_logits))
@@ -536,8 +579,8 @@ class CompiledCircuit(nn.Module):
         for op, slot in zip(self.plan.ops, self.layout.slots):
             if slot is None:
                 continue
-            for m, member in enumerate(op.members):
-                (part if slot.kind == "sum" else mix)[member] = (slot.pool, slot.start + m)
+            for row, member in zip(slot.indices().tolist(), op.members):
+                (part if slot.kind == "sum" else mix)[member] = (slot.pool, row)
         by_family: dict[str, dict] = {}
         for gi, g in enumerate(self.plan.leaf_groups):
             for m, r in enumerate(g.regions):
@@ -562,8 +605,7 @@ class CompiledCircuit(nn.Module):
                 self.mix_logits[i][m, :n_parts] = torch.log(values).t()
             else:
                 gi, m = leaf[prm.region][prm.index or 0]
-                fam, g = self.families[gi], self.plan.leaf_groups[gi]
-                slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                fam, slots = self.families[gi], self._param_rows_of(gi, m)
                 current = fam.to_ir({k: v[slots].double() for k, v in
                                      self.leaf_params[gi].as_dict().items()})
                 current[prm.field] = values.transpose(0, 1)  # [K, S, ..] -> [S, K, ..]
@@ -578,11 +620,12 @@ class CompiledCircuit(nn.Module):
         out = []
         for region in self.circuit.regions:
             name = region.name
+            if not self.circuit.owns_parameters(name):
+                continue  # a tied region: its tie's owner gives the values
             if name in leaf:
                 parts = leaf[name]
                 for j, (gi, m) in enumerate(parts):
-                    fam, g = self.families[gi], self.plan.leaf_groups[gi]
-                    slots = torch.from_numpy(np.nonzero(g.slot_region == m)[0])
+                    fam, slots = self.families[gi], self._param_rows_of(gi, m)
                     fields = fam.to_ir({k: v[slots].double() for k, v in
                                         self.leaf_params[gi].as_dict().items()})
                     for fname in fam.ir_fields:
@@ -602,6 +645,12 @@ class CompiledCircuit(nn.Module):
                 logits = self.mix_logits[i][m, : len(partitions)].double()
                 out.append(_param(name, "mixing", None, torch.softmax(logits, 0).t()))
         return tuple(out)
+
+    def _param_rows_of(self, gi: int, m: int) -> Tensor:
+        """The parameter rows of member m of leaf group gi, one per variable of its scope."""
+        g = self.plan.leaf_groups[gi]
+        slots = np.nonzero(g.slot_region == m)[0]
+        return torch.from_numpy(slots if g.param_rows is None else g.param_rows[slots])
 
     # ----------------------------------------------------------------- queries (pcc.queries)
     def sample(self, n: int, evidence: Tensor | None = None, temperature: float = 1.0,
@@ -624,6 +673,11 @@ class CompiledCircuit(nn.Module):
         """log p(x_q | x_e): query_mask True marks x's query variables, the rest observed is e."""
         from ..queries import conditional
         return conditional(self, query_mask, x)
+
+    def posterior_marginals(self, evidence: Tensor, root_unit=None) -> Tensor:
+        """p(x_v = s | evidence) [B, V, S] of every discrete variable (NaN = missing)."""
+        from ..queries import posterior_marginals
+        return posterior_marginals(self, evidence, root_unit)
 
 
 class LogWeightPools(Sequence):
@@ -659,13 +713,28 @@ class LogWeights(Sequence):
         slot = self.slots[i]
         kind = slot.kind
         pool = self.model.sum_logits if kind == "sum" else self.model.mix_logits
-        logits = pool[slot.pool].narrow(0, slot.start, slot.n)
+        logits = _rows(pool[slot.pool], slot)
         if kind == "mix":
-            mask = getattr(self.model, f"mix_mask_{slot.pool}").narrow(0, slot.start, slot.n)
+            mask = _rows(getattr(self.model, f"mix_mask_{slot.pool}"), slot)
             logits = logits.masked_fill(~mask, -math.inf)
         if self.model._raw_weights:
             return logits
         return torch.log_softmax(logits, -1 if kind == "sum" else 1)
+
+
+def _rows(pool: Tensor, slot) -> Tensor:
+    """A slot's rows of a pool: a view of its block, or gathered where tied."""
+    if slot.rows is None:
+        return pool.narrow(0, slot.start, slot.n)
+    return pool.index_select(0, torch.as_tensor(slot.rows, device=pool.device))
+
+
+def _through(pad_slots: np.ndarray, param_rows: np.ndarray) -> np.ndarray:
+    """Padded positions' slots (M for padding) -> their parameter rows (U for padding)."""
+    padding = pad_slots >= len(param_rows)
+    out = param_rows[np.minimum(pad_slots, len(param_rows) - 1)]
+    out[padding] = int(param_rows.max()) + 1
+    return out
 
 
 def _param(region: str, field: str, index: int | None, values: Tensor) -> Param:

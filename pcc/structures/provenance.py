@@ -47,7 +47,7 @@ def tree_lines(circuit: Circuit) -> list[str]:
     for another shape), wrapped at LINE characters."""
     from ..latent_tree import find_latent_forest
     forest = find_latent_forest(circuit)
-    if forest is None:
+    if forest is None or circuit.ties:  # a tied chain (an HMM) is no learned tree
         return []
     names = circuit.vars
     out = []
@@ -73,6 +73,11 @@ def starting_values(circuit: Circuit, initialized: bool) -> str:
     if circuit.params:
         return ("parameters: the param blocks below; `pcc compile` draws random values (seeded) "
                 "only for those the file does not give")
+    if circuit.ties and discrete_leaves(circuit) and find_latent_forest(circuit) is not None:
+        return ("starting values: none in this file. `pcc train` computes them from its training "
+                "data (the hidden states of all positions by one k-means over token contexts, "
+                "then counts); `pcc compile` or `pcc.compile` of this file alone draws random "
+                "ones (seeded)")
     if discrete_leaves(circuit) and find_latent_forest(circuit) is not None:
         return ("starting values: none in this file. `pcc train` computes them from its training "
                 "data (hidden states by k-means, then counts); `pcc compile` or `pcc.compile` of this "

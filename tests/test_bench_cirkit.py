@@ -53,7 +53,7 @@ def test_region_graph_as_cirkit_builds_it(region_graph, sum_product):
     circuit = cirkit_vs.from_region_graph(region_graph, 3, sum_product, Family("bernoulli"))
     sums = {r.name: r for r in circuit.sums}
     inputs = [r for r in circuit.regions if isinstance(r, Input)]
-    assert sorted(r.scope for r in inputs) == [(0, 3), (1,), (2, 4)]
+    assert sorted(tuple(r.scope) for r in inputs) == [(0, 3), (1,), (2, 4)]
     products = [(r, p) for r in sums.values() for p, part in enumerate(r.partitions)
                 if len(part) > 1]
     assert len(products) == 2

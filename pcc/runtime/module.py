@@ -218,10 +218,10 @@ class CompiledCircuit(nn.Module):
         kept = self.__dict__.setdefault("_bindings", {})
         bound = kept.get(key)
         if bound is None or bound.in_use:
-            # inference reads the pools' W kept between passes; EM and autograd exponentiate
-            # each layer's log-weights as it runs (no weight-sized copy while training)
-            shared = (self.weight_pools() if not backward and like.dtype == self._param_dtype()
-                      else None)
+            # inference and EM read the pools' W kept between passes (made once after each
+            # change of the logits, not layer by layer in the forward and again in the
+            # backward); autograd binds its own, which exponentiate each layer's log-weights
+            shared = self.weight_pools() if like.dtype == self._param_dtype() else None
             bound = self.program(like.device).bind(batch, like, backward, points, shared, sink)
             if key not in kept or not kept[key].in_use:
                 for other in [k for k in kept if k[3:] == key[3:]]:
@@ -300,6 +300,7 @@ class CompiledCircuit(nn.Module):
         program = self.program(x.device)
         bound = self._binding(x.shape[0], x, True, sink=sink is not None)
         with self.em_mode():
+            self.weight_pools()  # the binding reads them: bring them up to date
             evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
                                           self.log_weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)

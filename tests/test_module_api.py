@@ -176,3 +176,20 @@ def test_the_documented_return_shapes():
     assert torch.allclose(arenas[k][row], model(x))
     values = model.leaf_values(x)
     assert [v.shape for v in values] == [(len(g.regions), 6, g.k) for g in model.plan.leaf_groups]
+
+
+def test_an_epochs_two_batch_sizes_keep_their_bindings(model, monkeypatch):
+    """Online EM over an epoch alternates full batches with a shorter last one: both bindings
+    are kept (building one allocates every arena), so later epochs bind nothing new."""
+    from pcc.em import EM
+    from pcc.runtime.engine import Program
+    binds = []
+    bind = Program.bind
+    monkeypatch.setattr(Program, "bind", lambda self, *a, **k: binds.append(a[0]) or
+                        bind(self, *a, **k))
+    em = EM(model)
+    x = torch.randint(0, 2, (11, model.num_vars)).float()
+    for _ in range(3):  # three epochs of batches of 4: 4, 4, 3
+        for start in range(0, 11, 4):
+            em.step(x[start:start + 4])
+    assert sorted(binds) == [3, 4]

@@ -174,7 +174,9 @@ class EMGraph:
             self.recorder.capture(self._captured, self._warmup)
         else:
             self.static.load(x)
-        return float(self.recorder.replay())
+        ll = float(self.recorder.replay())
+        self.em.model.weights_changed()  # the replayed M-step wrote the logits unseen
+        return ll
 
     def _captured(self) -> Tensor:
         """E-step, blend and M-step on the static batch: the mean log-likelihood [] (static)."""

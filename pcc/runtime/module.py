@@ -211,21 +211,24 @@ class CompiledCircuit(nn.Module):
                  sink: bool = False) -> Bound:
         """The program bound to this batch size (see `pcc.runtime.engine.Bound`; `points`: with
         point sums folded, for inputs from `leaf_inputs`, not autograd's log-values; `sink`:
-        weight flows handed to a sink layer by layer): the one kept from the last call with the
+        weight flows handed to a sink layer by layer): the one kept from an earlier call with the
         same size, dtype, device and kind unless it is still in use (a forward awaiting its
-        backward), else a new one, kept for next time."""
+        backward), else a new one, kept for next time (the last two sizes of each kind)."""
         key = (batch, like.dtype, like.device, backward, points, sink)
         kept = self.__dict__.setdefault("_bindings", {})
         bound = kept.get(key)
         if bound is None or bound.in_use:
-            # inference and EM read the pools' W kept between passes (made once after each
-            # change of the logits, not layer by layer in the forward and again in the
-            # backward); autograd binds its own, which exponentiate each layer's log-weights
-            shared = self.weight_pools() if like.dtype == self._param_dtype() else None
+            # inference reads the pools' W kept between passes, and so does EM on the CPU (made
+            # once after each M-step, not layer by layer in the forward and again in the
+            # backward); on CUDA, EM exponentiates each layer's log-weights as it runs, which a
+            # captured graph redoes at every replay (`pcc.runtime.graphs`), and so does autograd
+            shared = (self.weight_pools() if like.dtype == self._param_dtype()
+                      and (not backward or like.device.type == "cpu") else None)
             bound = self.program(like.device).bind(batch, like, backward, points, shared, sink)
             if key not in kept or not kept[key].in_use:
-                for other in [k for k in kept if k[3:] == key[3:]]:
-                    del kept[other]  # one batch size per kind: sizes change rarely
+                # two batch sizes per kind: an epoch's batches and its shorter last one
+                for other in [k for k in kept if k[3:] == key[3:] and k != key][:-1]:
+                    del kept[other]
                 kept[key] = bound
         return bound
 
@@ -300,7 +303,8 @@ class CompiledCircuit(nn.Module):
         program = self.program(x.device)
         bound = self._binding(x.shape[0], x, True, sink=sink is not None)
         with self.em_mode():
-            self.weight_pools()  # the binding reads them: bring them up to date
+            if bound.shared_weights:
+                self.weight_pools()  # the binding reads them: bring them up to date
             evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
                                           self.log_weight_pools(), "sum", bound)
         ll, grad = grad_root(evaluation.root)
@@ -450,6 +454,13 @@ class CompiledCircuit(nn.Module):
             kept = (Stamp(logits, self._raw_weights), kept[1])
         self.__dict__["_weight_pools"] = kept
         return kept[1]
+
+    def weights_changed(self) -> None:
+        """Note that the logits changed where their version counters do not show it (a replayed
+        CUDA graph wrote them): `weight_pools` makes W again on its next call."""
+        kept = self.__dict__.get("_weight_pools")
+        if kept is not None:
+            self.__dict__["_weight_pools"] = (None, kept[1])
 
     def log_weight_pools(self) -> list[Tensor]:
         """log W of every pool (`pcc.runtime.layout`), sum pools then mix pools."""

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .signals import raise_pending
+
 
 @dataclass
 class History:
@@ -122,6 +124,7 @@ class Run:
         """A safe point (see the module doc): the member in training holds `model`'s parameters,
         and `em` the statistics of its stage (None between stages, where the next stage makes a
         fresh EM). A snapshot is written if one is due."""
+        raise_pending()
         if self.snapshots is not None and self._due():
             self.snapshots.save(self.where(), self.state_dict(model, em))
 

@@ -47,7 +47,7 @@ from .progress import History, Progress, Run
 from .rows import Labeled, Rows, as_rows
 from .search import DEFAULT_BUDGET
 from .runtime.module import CompiledCircuit
-from .signals import handled
+from .signals import handled, interrupting, taken
 
 if TYPE_CHECKING:
     from .snapshot import Snapshots
@@ -126,9 +126,7 @@ def _split(data) -> tuple[torch.Tensor, "torch.Tensor | None"]:
 def interrupt_on(*signals: int):
     """Within the block, the given signals (e.g. signal.SIGTERM) interrupt like Ctrl-C does, so
     `fit` stops and keeps its best model. Main thread only (Python's rule for handlers)."""
-    def interrupt(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-    with handled(interrupt, *signals):
+    with handled(interrupting, *signals):
         yield
 
 
@@ -319,6 +317,7 @@ def _online(model: CompiledCircuit, data: Rows, valid, config: TrainConfig, prog
             _end_epoch(model, data, valid, progress, on_epoch, p)
             p.order = gen.get_state()
     except KeyboardInterrupt:
+        taken()
         history.interrupted = True
     if p.best_state is not None:
         model.load_state_dict(p.best_state)
@@ -492,6 +491,7 @@ def _polish(model: CompiledCircuit, train: Rows, valid, config: TrainConfig, pro
             history.best_valid = record["valid_ll"]
             run.safe_point(model, em)
     except KeyboardInterrupt:
+        taken()
         history.interrupted = True
         if best_state is not None:
             model.load_state_dict(best_state)

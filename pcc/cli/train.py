@@ -187,7 +187,8 @@ def _train(args, group) -> int:
         if args.resume and group is not None:
             _same_snapshot(group, snapshots)
         log = EpochLog(args.log, args.plot) if main else EpochLog()
-        with interrupt_on(signal.SIGTERM) if group is None else contextlib.nullcontext():
+        with (interrupt_on(signal.SIGINT, signal.SIGTERM) if group is None
+              else contextlib.nullcontext()):
             model, histories = fit_members(model, splits["train"], splits["valid"], asked,
                                            progress=not args.quiet and main, on_epoch=log,
                                            snapshots=snapshots)

@@ -39,6 +39,7 @@ import torch  # noqa: E402
 
 import pcc  # noqa: E402
 from pcc.structures.chow_liu import center, maximum_spanning_tree, mixed_mutual_information, root_at  # noqa: E402
+from pcc.search import label  # noqa: E402
 from pcc.train import evaluate  # noqa: E402
 
 torch.set_num_threads(1)
@@ -166,8 +167,7 @@ def main() -> int:
         c = r["choice"]
         print(f"| {r['table']} | {'/'.join(map(str, r['rows']))} | {r['columns']} | "
               f"{r['gaussian']:.3f} | {r['gaussian_tree']:.3f} | **{r['pcc']:.3f}** | "
-              f"K={c['k']}, {c['trees']} tree{'s' if c['trees'] != 1 else ''}, pseudocount "
-              f"{c['pseudocount']:g}, entropy {c['entropy']:g}, soften {c['soften']:g} | "
+              f"{label(c)} | "
               f"{r['parameters']:,} | "
               f"{r['seconds']} |")
     if args.json:

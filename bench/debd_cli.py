@@ -63,6 +63,7 @@ def run(name: str, data: str, work: str, extra: list[str]) -> dict:
 
 def report(path: str) -> str:
     """Markdown: the last run of each set, with the capacity chosen and the published HCLT."""
+    from pcc.search import label  # the capacity as pcc train prints it
     last = {}
     for line in open(path):
         if line.strip():
@@ -75,9 +76,7 @@ def report(path: str) -> str:
         if name not in last:
             continue
         r, c = last[name], last[name].get("capacity") or {}
-        chosen = (f"K={c['k']}, {c['trees']} tree{'s' if c['trees'] > 1 else ''}, pc "
-                  f"{c['pseudocount']:g}, entropy {c['entropy']:g}, soften {c['soften']:g}"
-                  if c else "-")
+        chosen = label(c) if c else "-"
         out.append(f"| {name} | {chosen} | {r['parameters']:,} | {r['structure_seconds']} | "
                    f"{r['train_seconds']:.0f} | {r['seconds_per_epoch']} | {r['epochs']} + "
                    f"{r['polish']} | {r['valid']:.3f} | **{r['test']:.3f}** | {HCLT[name]:.2f} | "

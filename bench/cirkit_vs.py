@@ -40,14 +40,18 @@ on the values). cirkit's template keeps its own initialization; where it returns
 every row, its EM and Adam steps are not compared (its gradients are zero there).
 
 Steps, each timed on the same rows:
-  forward    log p(x) without autograd (cirkit: a circuit with plain probability parameters)
+  forward    log p(x) without autograd, as inference: each system's forward has a model of its
+             own whose parameters stay fixed between calls (pcc makes its weights once per change
+             of its parameters, cirkit computes its parameters within every call; the cost of
+             pcc's making them after a change is inside its EM and Adam steps); cirkit: a circuit
+             with plain probability parameters
   EM step    pcc: `pcc.EM(model, step_size, pseudocount).step(x)`; cirkit: its EM optimizer
              (`cirkit.backend.torch.em_optimizer.EM`, lr = step_size) on a circuit with
              unnormalized, convex-initialized parameters (activation "none"), as it requires:
              zero_grad, log p(x).sum().backward(), step
   Adam step  forward, backward of the mean negative log-likelihood, Adam.step (cirkit: softmax
              parameterization, as its notebooks train)
-Before every timed call each model's parameters are restored (not timed).
+Before every timed EM and Adam step the model's parameters are restored (not timed).
 The floor: one `torch.bmm` per weighted op of pcc's plan with that op's shapes (einsum op
 [N, B, K1*..*Ka] x [N, K1*..*Ka, K]; Hadamard op [N, B, K] x [N, K, K]; mix op as [N*K, B, P] x
 [N*K, P, 1]), on preallocated float32 tensors, no transcendental functions; the EM and Adam
@@ -418,10 +422,12 @@ Steps = dict[str, tuple[Callable[[], object], Callable[[], None]]]  # step -> (c
 
 
 class PccSide:
-    """Two compiled copies of one circuit: one for the forward and `pcc.EM`, one for Adam."""
+    """Three compiled copies of one circuit: one for the forward, one for `pcc.EM`, one for
+    Adam."""
 
     def __init__(self, circuit: Circuit, params):
         circuit = dataclasses.replace(circuit, params=tuple(params)) if params else circuit
+        self.inference = pcc.compile(circuit, backend="torch")
         self.model = pcc.compile(circuit, backend="torch")
         self.trained = pcc.compile(circuit, backend="torch")
         self.em = EM(self.model, step_size=EM_STEP, pseudocount=PSEUDOCOUNT)
@@ -429,7 +435,7 @@ class PccSide:
         self.restore_em, self.restore_adam = Restore(self.model), Restore(self.trained)
 
     def steps(self, x: torch.Tensor) -> Steps:
-        return {"forward": (forward_call(self.model, x), self.restore_em),
+        return {"forward": (forward_call(self.inference, x), _nothing),
                 "EM step": (lambda: self.em.step(x), self.restore_em),
                 "Adam step": (adam_call(self.trained, self.adam, x), self.restore_adam)}
 

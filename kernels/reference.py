@@ -54,6 +54,9 @@ Rows = Union[Tensor, int]
 # The layers take `overwrite` flags (see `_Writer`): the engine then zeroes only the flow rows
 # no layer writes first.
 OVERWRITES = True
+# An element-wise product layer takes `first_points`: its members' first children looked up in a
+# point block's table (`PointSource`) rather than read from rows the engine wrote before.
+GATHERS_POINTS = True
 
 # Elements of the largest Kronecker-product temporary: 2^20 floats = 4 MiB fp32.
 CHUNK_ELEMENTS = 1 << 20
@@ -352,13 +355,19 @@ def _kron_backward(dp: Tensor, sizes: Sequence[int]) -> list[Tensor]:
 class HadamardLayer:
     """y = W (x_1 * ... * x_A) of N members whose children are rows of `source` (see the module
     doc); `grad_source` is the source's flow arena. Bound for the backward pass, the layer keeps
-    its product from the forward (the size of its output) instead of gathering it again."""
+    its product from the forward (the size of its output) instead of gathering it again. With
+    `first_points` (a point block's `PointSource` and the members' first children's rows in
+    it, an int start for a block), each member's first child is T[codes[r, b]] of the block's
+    table, [N, B, K], one gather, in place of the engine writing the block's rows first.
+    (The product's backward reads no child value, so nothing else needs those rows.)"""
 
     def __init__(self, source: Arena, children: Children, w: Tensor, out: Arena,
                  scratch: Scratch, grad_source: Tensor | None = None,
                  grad_out: Tensor | None = None, flows: Tensor | None = None,
-                 overwrite: Tensor | None = None):
+                 overwrite: Tensor | None = None,
+                 first_points: tuple[PointSource, Rows] | None = None):
         self.source, self.children, self.w, self.flows = source, children, w, flows
+        self.first_points = first_points
         if grad_source is not None:  # overwrite [N, A]: per child slot, as `children.rows`
             real = children.rows[:, 1:] != 0
             self.write_first = _Writer(children.first, children.first.shape[0],
@@ -389,6 +398,9 @@ class HadamardLayer:
         self._h = scratch.reserve("h", (n, batch, k_out)) if grad_source is not None else None
         self._dp = scratch.reserve("dp", (n, batch, k)) if grad_source is not None else None
         self.max_chunks = _chunks(n, batch * k_out * k)
+        self.codes = (source.values.new_empty(n, batch, dtype=torch.long)
+                      if first_points is not None and not isinstance(first_points[1], int)
+                      else None)
 
     def attach(self) -> None:
         """Take this layer's views of the allocated scratch buffers."""
@@ -402,18 +414,32 @@ class HadamardLayer:
         self.h = None if self._h is None else sc.view(self._h)
         self.dp = None if self._dp is None else sc.view(self._dp)
 
+    def _first(self) -> Tensor:
+        """Each member's first child [N, B, K]: a view of a block of the source's rows, or
+        gathered into p; with `first_points`, looked up in the point block's table at the
+        codes of the members' rows."""
+        if self.first_points is None:
+            rows = self.columns[0] if self.columns is not None else self.children.first
+            return _gather_into(self.source.values, rows, self.p)
+        source, rows = self.first_points
+        n, k = self.p.shape[0], self.p.shape[-1]
+        codes = (source.codes.narrow(0, rows, n) if isinstance(rows, int)
+                 else torch.index_select(source.codes, 0, rows, out=self.codes))
+        torch.index_select(source.table.view(-1, k), 0, codes.reshape(-1), out=self.p.view(-1, k))
+        return self.p
+
     def _product(self) -> Tensor:
         """p = prod of each member's children [N, B, K]."""
         c, src = self.children, self.source
         if self.columns is not None:
-            first = _gather_into(src.values, self.columns[0], self.p)
+            first = self._first()
             if len(self.columns) == 1:
                 return first if first is self.p else self.p.copy_(first)
             torch.mul(first, _gather_into(src.values, self.columns[1], self.col), out=self.p)
             for column in self.columns[2:]:
                 self.p.mul_(_gather_into(src.values, column, self.col))
             return self.p
-        p = torch.index_select(src.values, 0, c.first, out=self.p)
+        p = self._first()
         if self.x is not None:
             p.index_reduce_(0, c.parent, torch.index_select(src.values, 0, c.extra, out=self.x),
                             "prod")

@@ -136,11 +136,12 @@ def check_support(x, var_max, var_discrete, var_names, path: str | None = None,
     if bounds is None:
         bounds = support_bounds(var_max, var_discrete, x.dtype, x.device)
     low, high, disc = bounds
+    # a value is in its support iff clamping it to its range, and rounding it if discrete,
+    # leaves it as it is (infinities clamp to the largest finite number)
     y = torch.nan_to_num(x, nan=0.0, posinf=math.inf, neginf=-math.inf)  # missing: in support
-    fractional = y != y.floor()
-    if disc is not None:
-        fractional &= disc
-    bad = fractional.logical_or_(y < low).logical_or_(y > high)
+    z = torch.clamp(y, low, high)
+    z = z.round_() if disc is None else torch.where(disc, z.round(), z)
+    bad = y != z
     if not bool(bad.any()):
         return
     row, col = (int(i) for i in bad.nonzero()[0])

@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from pcc_kernels.reference import Arena, Children, PointSource, Scratch, from_log, to_log
+from pcc_kernels.reference import Arena, Children, PointSource, Rows, Scratch, from_log, to_log
 
 
 # A layer whose raw maximum falls below this (its children's maxima being 1) sends the sample
@@ -202,6 +202,16 @@ class Bound:
                     if backward and block not in self.counts:
                         slot = program.leaves[block]
                         self.counts[block] = like.new_zeros(slot.n, support + 1, slot.k)
+        self._folded_blocks = set(self.sources)
+        # point blocks whose rows only products read, as their first children: those products
+        # look their first children up in the block's table, and the rows are not written
+        # (`materialize` writes them when asked for the arenas)
+        self.point_firsts = (_point_firsts(program, self._folds)
+                             if points and getattr(kernels, "GATHERS_POINTS", False) else {})
+        for block, _ in self.point_firsts.values():
+            self.sources.setdefault(block, PointSource())
+        self._fused_blocks = {block for block, _ in self.point_firsts.values()}
+        self._unwritten: dict[int, Points] = {}
         scratch = Scratch(like)
         # sink mode: every layer's flows in one buffer, in turn (the largest layer's size)
         # (and pools with tied ops: their rows are complete only after the pass)
@@ -220,7 +230,7 @@ class Bound:
         self._tie_buffer = like.new_empty(max(tied)) if backward and tied else None
         self.tie_adds: list = []  # per layer: (pool flows, rows, its flows) or None
         self.layer_flows: list = []  # per layer: (pool, first row, its flows) in sink mode
-        self.layers = [self._layer(kernels, op, scratch) for op in program.ops]
+        self.layers = [self._layer(kernels, j, op, scratch) for j, op in enumerate(program.ops)]
         scratch.allocate()
         for layer in self.layers:
             layer.attach()
@@ -236,7 +246,7 @@ class Bound:
         support, k = op.points[2], op.child_k[0]
         return (support + 1) * (self.batch + 2 * k) <= 3 * self.batch * k
 
-    def _layer(self, kernels: ModuleType, op, scratch: Scratch):
+    def _layer(self, kernels: ModuleType, j: int, op, scratch: Scratch):
         arenas, grads = self.arenas, self.grads
         w = flows = None
         sink_flows = layer_w = tie_add = None
@@ -282,6 +292,9 @@ class Bound:
                                        scratch, [grads[k] for k in op.child_k] if grads else None,
                                        grad_out, flows, **writes)
         if isinstance(op, LoweredHadamard):
+            firsts = self.point_firsts.get(j)
+            if firsts is not None:
+                writes["first_points"] = (self.sources[firsts[0]], firsts[1])
             return kernels.HadamardLayer(arenas[op.k_in], op.children, w, out, scratch,
                                          grads.get(op.k_in), grad_out, flows, **writes)
         return kernels.MixLayer(arenas[op.k], op.part_rows, op.mask, w, out, scratch,
@@ -296,12 +309,15 @@ class Bound:
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
             if isinstance(leaf, Points):
                 k = rows.values.shape[-1]
-                torch.index_select(leaf.table, 0, leaf.codes.view(-1),
-                                   out=rows.values.view(-1, k))
+                if i in self._fused_blocks:
+                    self._unwritten[i] = leaf
+                else:
+                    _look_up(leaf, rows.values)
                 if i in self.sources:
                     self.sources[i].table = leaf.table.view(-1, leaf.support + 1, k)
                     self.sources[i].codes = leaf.codes
-                    self.sources[i].onehot = leaf.onehot() if self.backward_ready else None
+                    self.sources[i].onehot = (leaf.onehot() if self.backward_ready
+                                              and i in self._folded_blocks else None)
                 leaf = Linear(rows.values)
             elif i in self.sources:
                 raise ValueError("a binding that folds point sums needs their inputs' tables")
@@ -318,6 +334,12 @@ class Bound:
         for layer, layer_w in zip(self.layers, self.layer_log_w):
             self._exponentiate(layer_w)
             layer.forward(semiring)
+
+    def materialize(self) -> None:
+        """Write the rows of the point blocks the last pass only looked up (see `__init__`)."""
+        for i, leaf in self._unwritten.items():
+            _look_up(leaf, self.leaf_rows[i].values)
+        self._unwritten.clear()
 
     def _exponentiate_whole(self) -> None:
         """W = exp(log W) of the small pools (see `__init__`)."""
@@ -409,6 +431,7 @@ class Program:
     pool_shapes: tuple[tuple[int, int, int], ...]  # every pool, sum pools first
     kernels: ModuleType
     zero_rows: dict[int, Tensor]  # per arena, the flow rows no layer writes first
+    point_blocks: frozenset[int] = frozenset()  # leaf blocks given as `Points` (folding bindings)
 
     def bind(self, batch: int, like: Tensor, backward: bool = False, points: bool = True,
              weights: Sequence[Tensor] | None = None, sink: bool = False) -> Bound:
@@ -466,8 +489,10 @@ class Program:
 
     def log_arenas(self, evaluation: Evaluation) -> dict[int, Tensor]:
         """Every node's log-values {K: [rows, B, K]} (the float64 pass's for its samples)."""
+        evaluation.main.materialize()
         out = {k: to_log(a) for k, a in evaluation.main.arenas.items()}
         if evaluation.wide is not None:
+            evaluation.wide.materialize()
             for k, a in evaluation.wide.arenas.items():
                 out[k].index_copy_(1, evaluation.wide_rows, to_log(a).to(out[k].dtype))
         return out
@@ -477,6 +502,55 @@ def _batch(leaf: LeafInput) -> int:
     if isinstance(leaf, Points):
         return leaf.codes.shape[1]
     return _values(leaf).shape[1]
+
+
+def _look_up(leaf: Points, values: Tensor) -> None:
+    """values [R, B, K] = the table rows of the codes."""
+    torch.index_select(leaf.table, 0, leaf.codes.view(-1), out=values.view(-1, values.shape[-1]))
+
+
+def _point_firsts(program: "Program", folds: Callable[["LoweredEinsum"], bool]
+                  ) -> dict[int, tuple[int, Rows]]:
+    """{op index: (point block, the block rows of its members' first children: an int start
+    for consecutive rows, else [N] long)} for the element-wise products whose first children all
+    lie in one point block that nothing else reads (no other child slot, no unfolded einsum, no
+    mix, not the root)."""
+    spans = {i: program.leaves[i] for i in program.point_blocks}
+
+    def blocks_of(k: int, rows: Rows, n: int = 1) -> set[int]:
+        """The point blocks that rows (an int: rows [rows, rows + n)) of arena k reach."""
+        if isinstance(rows, int):
+            return {i for i, s in spans.items()
+                    if s.k == k and rows < s.start + s.n and rows + n > s.start}
+        lo, hi = (int(rows.min()), int(rows.max())) if rows.numel() else (0, -1)
+        return {i for i, s in spans.items()
+                if s.k == k and lo < s.start + s.n and hi >= s.start
+                and bool(((rows >= s.start) & (rows < s.start + s.n)).any())}
+    barred = blocks_of(program.root_k, program.root_row)
+    firsts: dict[int, tuple[int, Rows]] = {}
+    for j, op in enumerate(program.ops):
+        if isinstance(op, LoweredHadamard):
+            barred |= blocks_of(op.k_in, op.children.extra)
+            first = op.children.first
+            hit = blocks_of(op.k_in, first)
+            if len(hit) == 1:
+                (i,) = hit
+                s = spans[i]
+                if bool(((first >= s.start) & (first < s.start + s.n)).all()):
+                    rel = first - s.start
+                    start = int(rel[0])
+                    whole = bool((rel == torch.arange(start, start + len(rel),
+                                                      device=rel.device)).all())
+                    firsts[j] = (i, start if whole else rel.contiguous())
+                    continue
+            barred |= hit
+        elif isinstance(op, LoweredEinsum):
+            if not folds(op):
+                for k, rows in zip(op.child_k, op.child_rows):
+                    barred |= blocks_of(k, rows, op.n)
+        else:
+            barred |= blocks_of(op.k, op.part_rows)
+    return {j: f for j, f in firsts.items() if f[0] not in barred}
 
 
 def _gathers(op) -> bool:

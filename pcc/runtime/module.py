@@ -566,8 +566,9 @@ class CompiledCircuit(nn.Module):
         pools = tuple(tuple(p.shape) for p in (*self.sum_logits, *self.mix_logits))
         zero_rows = {k: torch.from_numpy(writes.zero_rows.get(k, np.zeros(0, dtype=np.int64)))
                      .to(device) for k in self.plan.arena_rows}
+        point_blocks = frozenset(blocks.index(g) for g in blocks if self._points[g] is not None)
         return Program(dict(self.plan.arena_rows), leaves, tuple(ops), root_k, root_row, pools,
-                       self.kernels(device), zero_rows)
+                       self.kernels(device), zero_rows, point_blocks)
 
     @property
     def plan_flow_writes(self) -> FlowWrites:

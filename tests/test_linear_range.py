@@ -94,7 +94,7 @@ def out_of_range_model():
 def test_out_of_range_samples_are_evaluated_again_in_float64(monkeypatch):
     model = out_of_range_model()
     x = torch.ones(3, 120)
-    x[1, 60:] = 0.0  # an ordinary sample (both children favour unit 0): float32 alone
+    x[1, ::2] = 0.0  # an ordinary sample (each child's units within e^20): float32 alone
     with torch.no_grad():
         expected = float64_reference(model)(x.double())
         evaluation = model.infer(model.prepare_input(x))
@@ -169,3 +169,44 @@ def test_queries_see_log_values_of_out_of_range_samples(semiring_query):
     else:
         samples = model.sample(5, x[:1], generator=torch.Generator().manual_seed(0))
         assert torch.equal(samples[:, :100], x[:1, :100].expand(5, -1))
+
+
+def normal_chain(depth: int, far: float, near: float) -> str:
+    """Element-wise products of normal leaves, each favouring the other unit: at x = 0 the first
+    leaf's unit 1 is e^(-far^2/2) below its unit 0 (beyond float32's range for far > 13.2), and
+    every later leaf favours unit 1 by e^(near^2/2), so that unit 1 carries the likelihood."""
+    lines = ["pc 1", f"vars {depth + 1}", "leaf normal", "input a {x0} k=2"]
+    lines += [f"input b{i} {{x{i}}} k=2" for i in range(1, depth + 1)]
+    lines.append("sum s1 k=2 = a .* b1")
+    lines += [f"sum s{i} k=2 = s{i - 1} .* b{i}" for i in range(2, depth + 1)]
+    lines += [f"sum top k=1 = s{depth}", "root top", f"param a.mean = [[0.0], [{far}]]",
+              "param a.std = [[1.0], [1.0]]"]
+    for i in range(1, depth + 1):
+        lines += [f"param b{i}.mean = [[{near}], [0.0]]", f"param b{i}.std = [[1.0], [1.0]]",
+                  f"param s{i}.weights = [[1.0, 0.0], [0.0, 1.0]]"]
+    return "\n".join(lines + ["param top.weights = [[0.5, 0.5]]"])
+
+
+@pytest.mark.parametrize("depth, far, near", [(5, 14.5, 6.6), (1, 30.0, 30.0)],
+                         ids=["units-lost-at-the-leaf", "children-disagree"])
+def test_leaf_units_beyond_float32s_range_take_the_float64_pass(depth, far, near):
+    model = pcc.compile(normal_chain(depth, far, near))
+    x = torch.zeros(3, depth + 1)
+    x[1, 0] = far  # the same circuit where the leaf's units are close
+    x[2, 0] = math.nan
+    ref = float64_reference(model)
+    with torch.no_grad():
+        got, want = model(x).double(), ref(x.double())
+    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got, want)
+    stats = [EM(m) for m in (model, ref)]
+    for em, rows in zip(stats, (x, x.double())):
+        em.accumulate(rows)
+    for got, want in zip(stats[0]._leaf_stats, stats[1]._leaf_stats):
+        for key in want:
+            assert torch.allclose(got[key].double(), want[key], rtol=1e-5, atol=1e-4), key
+
+
+def test_leaf_units_beyond_float64s_range_are_said():
+    model = pcc.compile(normal_chain(1, 40.0, 40.0))
+    with torch.no_grad(), pytest.warns(engine.RangeWarning, match="1 of 1 samples"):
+        model(torch.zeros(1, 2))

@@ -4,7 +4,10 @@ Values are linear with a log-scale per (row, sample) (`pcc_kernels.reference`): 
 multiplies, contracts with probability-space weights, and divides each row by its maximum, which
 it records as the row's *norm*. A norm is the range the layer lost: float32 resolves a row's
 units exactly while every layer keeps them within ~2^126 of each other, so a norm below
-`RANGE_LIMIT` (2^-32) marks a sample whose values came near that edge (or are exactly zero).
+`RANGE_LIMIT` (2^-32) marks a sample whose values came near that edge (or are exactly zero), and
+so does a leaf row whose units lie further apart than the dtype's normal range (a norm of 0,
+`from_log`: the lower units would underflow, and an element-wise product with a child that
+favours them would need them).
 `Program.evaluate` runs the batch in the model's dtype, then runs the marked samples again in
 float64 (whose range is 2^1022) through the same layers and takes their results from there;
 `Program.backward` does the same for the flows. So the common sample pays for linear arithmetic
@@ -30,6 +33,7 @@ the flows dL/dlog(leaf value) and W * dL/dW.
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from math import prod
 from types import ModuleType
@@ -40,6 +44,10 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 
 from pcc_kernels.reference import Arena, Children, PointSource, Rows, Scratch, from_log, to_log
+
+
+class RangeWarning(UserWarning):
+    """Some samples lie beyond what even the float64 pass represents (see `Program.evaluate`)."""
 
 
 # A layer whose raw maximum falls below this (its children's maxima being 1) sends the sample
@@ -365,6 +373,11 @@ class Bound:
         p = self.program
         return to_log(self.arenas[p.root_k].rows(p.root_row, 1))[0]
 
+    def lost_samples(self) -> int:
+        """How many samples have a leaf unit below this binding's range (`from_log`: norm 0)."""
+        flags = [rows.norms == 0 for rows in self.leaf_rows if rows.norms.numel()]
+        return int(torch.stack([f.any(0) for f in flags]).any(0).sum()) if flags else 0
+
     def out_of_range(self) -> Tensor | None:
         """The samples some layer's norm put below RANGE_LIMIT ([F] long), or None."""
         if not self.norms.numel() or self.norms.min().item() >= RANGE_LIMIT:
@@ -460,6 +473,11 @@ class Program:
         wide.forward([_wide(v, rows) for v in leaf_inputs],
                      [lw.detach().to(WIDE) for lw in log_weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
+        lost = wide.lost_samples()
+        if lost:
+            warnings.warn(f"{lost} of {len(root)} samples have leaf densities whose units differ "
+                          "by more than float64's range (e^708): units below it count as 0, so "
+                          "their log-likelihoods may be too low", RangeWarning, stacklevel=2)
         return Evaluation(main, root, wide, rows)
 
     def backward(self, evaluation: Evaluation, grad_root: Tensor, sink: FlowSink | None = None

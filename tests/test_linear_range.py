@@ -210,3 +210,49 @@ def test_leaf_units_beyond_float64s_range_are_said():
     model = pcc.compile(normal_chain(1, 40.0, 40.0))
     with torch.no_grad(), pytest.warns(engine.RangeWarning, match="1 of 1 samples"):
         model(torch.zeros(1, 2))
+
+
+def lost_inside_text(depth: int = 7) -> str:
+    """Element-wise products of point inputs under sums with identity weights (zeros elsewhere):
+    at x = 1 the first product multiplies two units of e^-60 into one below float32's range,
+    and each later leaf favours that unit by e^21 (each product's largest drops by e^-21.7, less
+    than RANGE_LIMIT), so that the lost unit carries the likelihood at the end."""
+    lines = ["pc 1", f"vars {depth + 1}", "leaf bernoulli", "input a {x0} k=2"]
+    lines += [f"input b{i} {{x{i}}} k=2" for i in range(1, depth + 1)]
+    lines.append("sum s1 k=2 = a .* b1")
+    lines += [f"sum s{i} k=2 = s{i - 1} .* b{i}" for i in range(2, depth + 1)]
+    lines += [f"sum top k=1 = s{depth}", "root top"]
+    small, favour = math.exp(-60.0), math.exp(-21.0)
+    lines += [f"param a.p = [[{small}], [0.5]]", f"param b1.p = [[{small}], [0.5]]"]
+    for i in range(1, depth + 1):
+        if i > 1:
+            lines.append(f"param b{i}.p = [[0.5], [{0.5 * favour}]]")
+        lines.append(f"param s{i}.weights = [[1.0, 0.0], [0.0, 1.0]]")
+    return "\n".join(lines + ["param top.weights = [[0.5, 0.5]]"])
+
+
+def test_weights_below_the_floor_send_every_sample_to_float64(monkeypatch):
+    model = pcc.compile(lost_inside_text())
+    x = torch.ones(2, 8)
+    x[1, 3] = math.nan
+    ref = float64_reference(model)
+    with torch.no_grad():
+        want = ref(x.double())
+        assert model.careful()
+        assert torch.allclose(model(x).double(), want, rtol=1e-5)
+    stats = [EM(m) for m in (model, ref)]
+    for em, rows in zip(stats, (x, x.double())):
+        em.accumulate(rows)
+    for got, expected in zip(stats[0]._sum_counts, stats[1]._sum_counts):
+        assert torch.allclose(got.double(), expected, rtol=1e-5, atol=1e-6)
+    monkeypatch.setattr(pcc.runtime.module.CompiledCircuit, "careful", lambda *_, **__: False)
+    with torch.no_grad():
+        assert relative_error(model(x), want) > 1e-3  # the norms alone miss it
+
+
+def test_trained_weights_keep_float32():
+    data = np.random.default_rng(0).integers(0, 2, (200, 12))
+    model = pcc.compile(hidden_chow_liu_tree(data, k=4, trees=2))
+    assert not model.careful()
+    EM(model).step(torch.from_numpy(data).float())
+    assert not model.careful()

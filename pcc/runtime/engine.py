@@ -456,16 +456,19 @@ class Program:
 
     def evaluate(self, leaf_inputs: Sequence[LeafInput], log_weights: Sequence[Tensor],
                  semiring: str = "sum", bound: Bound | None = None,
-                 backward: bool = False) -> Evaluation:
+                 backward: bool = False, careful: bool = False) -> Evaluation:
         """Every node's value for this batch (on `bound`, or a new binding), given each pool's
-        log-weights, and the out-of-range samples' again in float64 (see the module doc)."""
+        log-weights, and the out-of-range samples' again in float64 (see the module doc);
+        `careful`: every sample's (some weight is below the floor that makes the norms a
+        sufficient test, `pcc.runtime.module.WEIGHT_FLOOR`)."""
         ref = _values(leaf_inputs[0])
         main = bound if bound is not None else self.bind(_batch(leaf_inputs[0]), ref, backward)
         main.forward(leaf_inputs, log_weights, semiring)
         root = main.root()
         if ref.is_cuda and torch.cuda.is_current_stream_capturing():
             return Evaluation(main, root)  # a CUDA graph cannot branch on its data
-        rows = main.out_of_range()
+        rows = (torch.arange(len(root), device=root.device) if careful and ref.dtype != WIDE
+                and len(root) else main.out_of_range())
         if rows is None:
             return Evaluation(main, root)
         wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready,
@@ -599,12 +602,12 @@ class CircuitFunction(torch.autograd.Function):
     pools' flows (the gradients of log-values and log-weights)."""
 
     @staticmethod
-    def forward(ctx, program: Program, binder: Binder, num_leaf: int, *tensors: Tensor
-                ) -> Tensor:
+    def forward(ctx, program: Program, binder: Binder, careful: bool, num_leaf: int,
+                *tensors: Tensor) -> Tensor:
         leaf_values, log_pools = tensors[:num_leaf], tensors[num_leaf:]
         bound = binder(leaf_values[0].shape[1], leaf_values[0], True, False)
         bound.in_use = True
-        evaluation = program.evaluate(leaf_values, log_pools, bound=bound)
+        evaluation = program.evaluate(leaf_values, log_pools, bound=bound, careful=careful)
         ctx.program, ctx.evaluation = program, evaluation
         return evaluation.root
 
@@ -615,4 +618,4 @@ class CircuitFunction(torch.autograd.Function):
         out = [g.clone() for g in leaves] + [f.clone() for f in flows]
         ctx.evaluation.main.in_use = False
         ctx.evaluation = None
-        return (None, None, None, *out)
+        return (None, None, None, None, *out)

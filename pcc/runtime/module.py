@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .graphs import CapturedForward
 
 BACKENDS = ("auto", "torch", "triton", "naive")
+WEIGHT_FLOOR = 2.0 ** -70  # smaller weights make every float32 pass run in float64 (`careful`)
 
 
 class LeafParams(nn.Module):
@@ -195,17 +196,19 @@ class CompiledCircuit(nn.Module):
             return naive_evaluate(self, leaf_values)
         program = self.program(leaf_values[0].device)
         blocks = self.leaf_blocks(leaf_values)
-        return CircuitFunction.apply(program, self._binding, len(blocks), *blocks,
-                                     *self.log_weight_pools())
+        pools = self.log_weight_pools()
+        return CircuitFunction.apply(program, self._binding, self.careful(pools), len(blocks),
+                                     *blocks, *pools)
 
     @torch.no_grad()
     def infer(self, x: Tensor, semiring: str = "sum") -> Evaluation:
         """One upward pass of prepared input x (see `prepare_input`) without autograd, on a
         binding reused from the last batch of the same size."""
         bound = self._binding(x.shape[0], x, False)
-        self.weight_pools()  # the binding reads them: bring them up to date
+        weights = self.weight_pools()  # the binding reads them: bring them up to date
         return self.program(x.device).evaluate(self.leaf_inputs(x, semiring),
-                                               LogWeightPools(self), semiring, bound)
+                                               LogWeightPools(self), semiring, bound,
+                                               careful=self.careful(weights, linear=True))
 
     def _binding(self, batch: int, like: Tensor, backward: bool, points: bool = True,
                  sink: bool = False) -> Bound:
@@ -303,7 +306,8 @@ class CompiledCircuit(nn.Module):
         bound = self._binding(x.shape[0], x, True, sink=sink is not None)
         with self.em_mode():
             evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
-                                          self.log_weight_pools(), "sum", bound)
+                                          self.log_weight_pools(), "sum", bound,
+                                          careful=self.careful())
         ll, grad = grad_root(evaluation.root)
         leaf_flows, pool_flows, counts = program.backward(evaluation, grad, sink)
         return ll, self._group_flows(leaf_flows), pool_flows, self._group_counts(counts)
@@ -452,6 +456,38 @@ class CompiledCircuit(nn.Module):
         self.__dict__["_weight_pools"] = kept
         return kept[1]
 
+    @torch.no_grad()
+    def careful(self, pools: Sequence[Tensor] | None = None, linear: bool = False) -> bool:
+        """Whether some weight of a sum or mixing op is below WEIGHT_FLOOR (zero included): then
+        the engine's test of float32's range is not sufficient and every sample takes its
+        float64 pass (`pcc.runtime.engine.Program.evaluate`). `pools`: every pool's log W (or
+        W, `linear`) as a pass uses them (default: `log_weight_pools()`); the answer is kept
+        until the logits change.
+
+        Why: a sum whose weights are all at least w gives each of its units at least w times
+        its row's largest, so a unit that a product below it lost to underflow (at most 2^-126
+        of that product's largest, which is at least RANGE_LIMIT or the sample is sent to
+        float64 anyway) changes the sum's units by at most 2^-126 / (RANGE_LIMIT w) = 2^-24 of
+        themselves for w = 2^-70. Smaller weights can let such a unit carry the likelihood
+        later, through a chain of products that each lose less than RANGE_LIMIT."""
+        logits = [*self.sum_logits, *self.mix_logits]
+        kept = self.__dict__.get("_careful")
+        if kept is not None and kept[0].matches(logits, self._raw_weights):
+            return kept[1]
+        low = False
+        if self._param_dtype() != torch.float64:
+            pools = self.log_weight_pools() if pools is None else pools
+            floor = WEIGHT_FLOOR if linear else math.log(WEIGHT_FLOOR)
+            sums = len(self.sum_logits)
+            for i, w in enumerate(pools):
+                if i >= sums:  # padding is no weight
+                    w = w.masked_fill(~getattr(self, f"mix_mask_{i - sums}"), 1.0 if linear else 0.0)
+                if w.numel() and float(w.detach().amin()) < floor:
+                    low = True
+                    break
+        self.__dict__["_careful"] = (Stamp(logits, self._raw_weights), low)
+        return low
+
     def weights_changed(self) -> None:
         """Note that the logits changed where their version counters do not show it (a replayed
         CUDA graph wrote them): `weight_pools` makes W again on its next call."""
@@ -514,7 +550,7 @@ class CompiledCircuit(nn.Module):
     def _apply(self, fn, *args, **kwargs):
         # what holds buffers or bindings of the old tensors is made again on next use
         for cached in ("_programs", "_bindings", "_point_tables", "_weight_pools",
-                       "_support_bounds"):
+                       "_support_bounds", "_careful"):
             self.__dict__.pop(cached, None)
         return super()._apply(fn, *args, **kwargs)
 

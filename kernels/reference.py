@@ -161,18 +161,18 @@ class _Writer:
 
 
 # ------------------------------------------------------------------------------ leaves, roots
-def from_log(log_values: Tensor, out: Arena) -> None:
+def from_log(log_values: Tensor, out: Arena) -> Tensor:
     """Write log-values [R, B, K] (-inf allowed) into arena rows: s = max_k (finite), v =
-    exp(x - s), n = 1; but n = 0 where a finite unit lies further below s than the dtype's
-    normal range, log(tiny) (-87.3 in float32, -708.4 in float64): its v underflows, and a
-    product with a child that favours that unit would need it (the engine evaluates such
-    samples again in float64, see `pcc.runtime.engine`)."""
+    exp(x - s), n = 1. Returns which (row, sample) [R, B] has a finite unit further below s
+    than the dtype's normal range, log(tiny) (-87.3 in float32, -708.4 in float64): its v
+    underflows (see `pcc.runtime.engine` for when that matters)."""
     finfo = torch.finfo(log_values.dtype)
     scale = torch.amax(log_values, -1, out=out.scales).clamp_min_(finfo.min)
     d = torch.sub(log_values, scale.unsqueeze(-1), out=out.values)
     lowest = torch.amin(torch.nan_to_num(d, neginf=0.0), -1)  # over finite units (-inf: exact 0)
-    torch.ge(lowest, math.log(finfo.tiny), out=out.norms)
     d.exp_()
+    out.norms.fill_(1.0)
+    return lowest < math.log(finfo.tiny)
 
 
 def to_log(arena: Arena) -> Tensor:

@@ -94,7 +94,7 @@ def out_of_range_model():
 def test_out_of_range_samples_are_evaluated_again_in_float64(monkeypatch):
     model = out_of_range_model()
     x = torch.ones(3, 120)
-    x[1, ::2] = 0.0  # an ordinary sample (each child's units within e^20): float32 alone
+    x[1, 60:] = 0.0  # an ordinary sample (both children favour unit 0): float32 alone
     with torch.no_grad():
         expected = float64_reference(model)(x.double())
         evaluation = model.infer(model.prepare_input(x))
@@ -187,17 +187,34 @@ def normal_chain(depth: int, far: float, near: float) -> str:
     return "\n".join(lines + ["param top.weights = [[0.5, 0.5]]"])
 
 
-@pytest.mark.parametrize("depth, far, near", [(5, 14.5, 6.6), (1, 30.0, 30.0)],
-                         ids=["units-lost-at-the-leaf", "children-disagree"])
-def test_leaf_units_beyond_float32s_range_take_the_float64_pass(depth, far, near):
-    model = pcc.compile(normal_chain(depth, far, near))
+def leaf_chain(depth: int, far: float, near: float, mixing: float) -> pcc.CompiledCircuit:
+    """`normal_chain` with sums that keep `mixing` of the other unit (weights 1 - m, m)."""
+    text = normal_chain(depth, far, near).replace(
+        "[[1.0, 0.0], [0.0, 1.0]]", f"[[{1 - mixing}, {mixing}], [{mixing}, {1 - mixing}]]")
+    return pcc.compile(text)
+
+
+@pytest.mark.parametrize("depth, far, near, mixing",
+                         [(5, 14.5, 6.6, 0.0), (5, 14.5, 6.6, 1e-6), (1, 30.0, 30.0, 1e-6)],
+                         ids=["lost-leaf-unit-zero-weights", "lost-leaf-unit-floored-weights",
+                              "children-disagree"])
+def test_leaf_units_beyond_float32s_range_are_exact(depth, far, near, mixing):
+    """A leaf unit e^-105 below its row's best is lost to float32; with zero weights a chain of
+    products brings it back (every sample takes the float64 pass: `careful`), with weights of
+    at least 2^-70 the sums keep what it could change below float32's precision (float32
+    alone), and where two leaves disagree the product's norm sends the sample to float64."""
+    model = leaf_chain(depth, far, near, mixing)
     x = torch.zeros(3, depth + 1)
     x[1, 0] = far  # the same circuit where the leaf's units are close
     x[2, 0] = math.nan
     ref = float64_reference(model)
     with torch.no_grad():
         got, want = model(x).double(), ref(x.double())
-    assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got, want)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got, want)
+        wide = model.infer(model.prepare_input(x)).wide_rows
+        if depth > 1:
+            assert model.careful() == (mixing == 0.0)
+            assert (wide is None) == (mixing > 0.0)
     stats = [EM(m) for m in (model, ref)]
     for em, rows in zip(stats, (x, x.double())):
         em.accumulate(rows)

@@ -4,10 +4,7 @@ Values are linear with a log-scale per (row, sample) (`pcc_kernels.reference`): 
 multiplies, contracts with probability-space weights, and divides each row by its maximum, which
 it records as the row's *norm*. A norm is the range the layer lost: float32 resolves a row's
 units exactly while every layer keeps them within ~2^126 of each other, so a norm below
-`RANGE_LIMIT` (2^-32) marks a sample whose values came near that edge (or are exactly zero), and
-so does a leaf row whose units lie further apart than the dtype's normal range (a norm of 0,
-`from_log`: the lower units would underflow, and an element-wise product with a child that
-favours them would need them).
+`RANGE_LIMIT` (2^-32) marks a sample whose values came near that edge (or are exactly zero).
 `Program.evaluate` runs the batch in the model's dtype, then runs the marked samples again in
 float64 (whose range is 2^1022) through the same layers and takes their results from there;
 `Program.backward` does the same for the flows. So the common sample pays for linear arithmetic
@@ -53,6 +50,9 @@ class RangeWarning(UserWarning):
 # A layer whose raw maximum falls below this (its children's maxima being 1) sends the sample
 # to the float64 pass (see the module doc).
 RANGE_LIMIT = 2.0 ** -32
+# The float64 pass's: a unit below float64's range, lost in a product whose largest is at least
+# this, changes the sum above it (weights >= 2^-70) by at most 2^-1022 / (2^-928 2^-70) = 2^-24.
+WIDE_RANGE_LIMIT = 2.0 ** -928
 WIDE = torch.float64
 WHOLE_POOL = 1 << 20  # see `Bound.__init__`
 
@@ -192,6 +192,7 @@ class Bound:
         self.layer_log_w: list = []  # per layer: (pool, first row, n, its W view) or None
         self._log_pools: Sequence[Tensor] = ()
         self._linear_leaves = [False] * len(program.leaves)
+        self.leaf_underflow: Tensor | None = None  # [B]: a leaf unit below the range (`from_log`)
         # weight flows: whole pools, or (`sink`) each layer's in scratch, handed to a sink
         self.sink_ready = backward and sink
         self.flows = ([like.new_empty(shape) for shape in program.pool_shapes]
@@ -314,6 +315,7 @@ class Bound:
         log-weights (read only by a binding that does not share its caller's W)."""
         self._log_pools = log_weights
         self._exponentiate_whole()
+        self.leaf_underflow = None
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
             if isinstance(leaf, Points):
                 k = rows.values.shape[-1]
@@ -337,7 +339,9 @@ class Bound:
                     rows.scales.zero_()
                     rows.norms.fill_(1.0)
             else:
-                from_log(leaf, rows)
+                below = from_log(leaf, rows).any(0)
+                self.leaf_underflow = (below if self.leaf_underflow is None
+                                       else self.leaf_underflow.logical_or_(below))
             self._linear_leaves[i] = linear
         for layer, layer_w in zip(self.layers, self.layer_log_w):
             self._exponentiate(layer_w)
@@ -373,10 +377,14 @@ class Bound:
         p = self.program
         return to_log(self.arenas[p.root_k].rows(p.root_row, 1))[0]
 
-    def lost_samples(self) -> int:
-        """How many samples have a leaf unit below this binding's range (`from_log`: norm 0)."""
-        flags = [rows.norms == 0 for rows in self.leaf_rows if rows.norms.numel()]
-        return int(torch.stack([f.any(0) for f in flags]).any(0).sum()) if flags else 0
+    def unresolved(self, careful: bool) -> int:
+        """How many samples of this (float64) pass may still have lost a unit: some layer's
+        norm below WIDE_RANGE_LIMIT, or, with weights below the floor (`careful`), a leaf unit
+        below the range (see `Program.evaluate`)."""
+        bad = (self.norms < WIDE_RANGE_LIMIT).any(0) if self.norms.numel() else None
+        if careful and self.leaf_underflow is not None:
+            bad = self.leaf_underflow if bad is None else bad | self.leaf_underflow
+        return 0 if bad is None else int(bad.sum())
 
     def out_of_range(self) -> Tensor | None:
         """The samples some layer's norm put below RANGE_LIMIT ([F] long), or None."""
@@ -476,11 +484,12 @@ class Program:
         wide.forward([_wide(v, rows) for v in leaf_inputs],
                      [lw.detach().to(WIDE) for lw in log_weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
-        lost = wide.lost_samples()
+        lost = wide.unresolved(careful)
         if lost:
-            warnings.warn(f"{lost} of {len(root)} samples have leaf densities whose units differ "
-                          "by more than float64's range (e^708): units below it count as 0, so "
-                          "their log-likelihoods may be too low", RangeWarning, stacklevel=2)
+            warnings.warn(f"{lost} of {len(root)} samples are beyond float64's range (a product "
+                          "whose children disagree by more than e^640, or a leaf's units more "
+                          "than e^708 apart under weights below 2^-70): their log-likelihoods "
+                          "may be too low", RangeWarning, stacklevel=2)
         return Evaluation(main, root, wide, rows)
 
     def backward(self, evaluation: Evaluation, grad_root: Tensor, sink: FlowSink | None = None

@@ -5,6 +5,9 @@ tensors (`Arena`):
 
     values [M, B, K]   v >= 0, each (row, sample) normalized so that max_k v = 1 (or all 0)
     scales [M, B]      s, the log-scale: the log-value of unit k is  log v[m, b, k] + s[m, b]
+                       (float64 with these kernels, `SCALES`: a scale is a running sum over the
+                       circuit's depth, and float32 sums of log-norms drift by an ulp of the
+                       total per layer: 1e-4 relative over a 10,000-step chain)
     norms  [M, B]      n, the raw maximum an op divided its row by (1 for leaves; at least the
                        smallest normal float): the op's loss of range, which the engine checks
 
@@ -54,6 +57,8 @@ Rows = Union[Tensor, int]
 # The layers take `overwrite` flags (see `_Writer`): the engine then zeroes only the flow rows
 # no layer writes first.
 OVERWRITES = True
+# The dtype of the arenas' log-scales (see the module doc).
+SCALES = torch.float64
 # An element-wise product layer takes `first_points`: its members' first children looked up in a
 # point block's table (`PointSource`) rather than read from rows the engine wrote before.
 GATHERS_POINTS = True
@@ -103,14 +108,18 @@ class Scratch:
     def __init__(self, like: Tensor):
         self.like = like
         self.sizes: dict[str, int] = {}
+        self.dtypes: dict[str, torch.dtype] = {}
         self.buffers: dict[str, Tensor] = {}
 
-    def reserve(self, tag: str, shape: Sequence[int]) -> tuple[str, tuple[int, ...]]:
+    def reserve(self, tag: str, shape: Sequence[int], dtype: torch.dtype | None = None
+                ) -> tuple[str, tuple[int, ...]]:
+        """A buffer of `shape` under `tag` (in `like`'s dtype unless `dtype` says)."""
         self.sizes[tag] = max(self.sizes.get(tag, 0), prod(shape))
+        self.dtypes[tag] = dtype or self.like.dtype
         return tag, tuple(shape)
 
     def allocate(self) -> None:
-        self.buffers = {tag: torch.empty(n, dtype=self.like.dtype, device=self.like.device)
+        self.buffers = {tag: torch.empty(n, dtype=self.dtypes[tag], device=self.like.device)
                         for tag, n in self.sizes.items()}
 
     def view(self, handle: tuple[str, tuple[int, ...]]) -> Tensor:
@@ -167,7 +176,8 @@ def from_log(log_values: Tensor, out: Arena) -> Tensor:
     than the dtype's normal range, log(tiny) (-87.3 in float32, -708.4 in float64): its v
     underflows (see `pcc.runtime.engine` for when that matters)."""
     finfo = torch.finfo(log_values.dtype)
-    scale = torch.amax(log_values, -1, out=out.scales).clamp_min_(finfo.min)
+    scale = torch.amax(log_values, -1).clamp_min_(finfo.min)
+    out.scales.copy_(scale)
     d = torch.sub(log_values, scale.unsqueeze(-1), out=out.values)
     lowest = torch.amin(torch.nan_to_num(d, neginf=0.0), -1)  # over finite units (-inf: exact 0)
     d.exp_()
@@ -256,9 +266,10 @@ class EinsumLayer:
         handles = {
             "x": [scratch.reserve(f"x{j}", (step, batch, k)) if g else None
                   for j, (g, k) in enumerate(zip(gathered, self.sizes))],
-            "s": [scratch.reserve(f"s{j}", (step, batch)) if g else None
+            "s": [scratch.reserve(f"s{j}", (step, batch), out.scales.dtype) if g else None
                   for j, g in enumerate(gathered)],
-            "scale": scratch.reserve("scale", (step, batch)) if len(rows) > 1 else None,
+            "scale": (scratch.reserve("scale", (step, batch), out.scales.dtype)
+                      if len(rows) > 1 else None),
             "kron": [scratch.reserve(f"kron{j % 2}", (step, batch, prod(self.sizes[: j + 2])))
                      for j in range(len(self.sizes) - 1)],
             "h": scratch.reserve("h", (step, batch, k_out)) if grads is not None else None,
@@ -398,9 +409,9 @@ class HadamardLayer:
                                   for j, c in enumerate(self.columns)]
         self._p = None if grad_source is not None else scratch.reserve("had", (n, batch, k))
         self.p = source.values.new_empty(n, batch, k) if grad_source is not None else None
-        self._s = scratch.reserve("had_s", (n, batch))
+        self._s = scratch.reserve("had_s", (n, batch), out.scales.dtype)
         self._x = scratch.reserve("had_x", (e, batch, k)) if e else None
-        self._xs = scratch.reserve("had_xs", (children.rows.numel(), batch))
+        self._xs = scratch.reserve("had_xs", (children.rows.numel(), batch), out.scales.dtype)
         self._h = scratch.reserve("h", (n, batch, k_out)) if grad_source is not None else None
         self._dp = scratch.reserve("dp", (n, batch, k)) if grad_source is not None else None
         self.max_chunks = _chunks(n, batch * k_out * k)
@@ -538,7 +549,7 @@ class MixLayer:
                         for a, b in self.chunks] if grad_source is not None else []
         self.scratch = scratch
         self._t = scratch.reserve("mix", (step * parts, batch, k))
-        self._s = scratch.reserve("mix_s", (step * parts, batch))
+        self._s = scratch.reserve("mix_s", (step * parts, batch), out.scales.dtype)
         self._h = scratch.reserve("h", (step, batch, k)) if grad_source is not None else None
 
     def attach(self) -> None:
@@ -556,7 +567,7 @@ class MixLayer:
         x, s = x.view(n, parts, *x.shape[1:]), s.view(n, parts, -1)
         s.masked_fill_(self.padded[a:b], -math.inf)
         top = s.amax(1).clamp_min_(torch.finfo(s.dtype).min)
-        c = s.sub_(top.unsqueeze(1)).exp_()  # [n, P, B]
+        c = s.sub_(top.unsqueeze(1)).exp_().to(x.dtype)  # [n, P, B]
         x.mul_(c.unsqueeze(-1)).mul_(self.m[a:b].unsqueeze(2))
         return x, top
 

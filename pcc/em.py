@@ -17,7 +17,9 @@ the M-step reads the parameters off S: W = (n + a/c) / sum(n + a/c) per sum unit
 parameters, are averaged, a unit that saw little mass in a batch moves little. The prior weighs
 against one update's worth of data (a batch online; the whole data set in full-batch EM).
 Missing (NaN or marginalized) values contribute no statistics: a leaf that never saw an observed
-value and a sum unit that never received flow keep their parameters. Probabilities are floored
+value and a sum unit that never received flow keep their parameters; "never" is an expected
+count below NO_FLOW, so that float32, which flushes counts below 2^-126 to zero, and float64 make
+the same M-step. Probabilities are floored
 at `min_prob`, variances at `min_var`; nothing becomes NaN.
 
 Data-parallel EM: with `reduce` (`pcc.distributed.StatisticsReducer`), each process accumulates
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 # A layer's flows of at least this many weights get their M-step as soon as they are folded
 # (`EM._fold_flows`), while in cache; smaller ones wait for `update` (fewer calls).
 STEP_IN_PASSING = 1 << 16
+NO_FLOW = 2.0 ** -100  # an expected count below this is none (see the module doc)
 
 
 class EM:
@@ -285,7 +288,7 @@ class EM:
     def _update_leaf(self, fam, params, stats: dict[str, Tensor]) -> None:
         old = {k: v.detach() for k, v in params.as_dict().items()}
         new = fam.estimate(stats, old, self.pseudocount, self.min_prob, self.min_var)
-        unseen = stats["n"] <= 0  # [M, K]: no observed value reached this leaf
+        unseen = stats["n"] < NO_FLOW  # [M, K]: no observed value reached this leaf
         for k, v in new.items():
             p = getattr(params, k)
             keep = unseen.reshape(unseen.shape + (1,) * (v.dim() - 2))
@@ -325,7 +328,7 @@ def _normalize_into(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | Non
 def _normalize_block(logits: Tensor, counts: Tensor, dim: int, mask: Tensor | None,
                      pseudocount: float, min_prob: float) -> None:
     flow = (counts if mask is None else counts * mask).sum(dim, keepdim=True)
-    received = flow > 0
+    received = flow >= NO_FLOW
     # a copy to restore units without flow from; the check is free on the CPU (on a GPU it
     # would wait for the device, so there the copy is always made)
     kept = None if logits.device.type == "cpu" and bool(received.all()) else logits.clone()

@@ -164,3 +164,29 @@ param top.weights = [[[0.5, 0.5], [0.0, 0.0]]]
     assert torch.equal(after[1], before[1])
     assert not torch.allclose(after[0], before[0])
     assert all(torch.isfinite(p[p > -math.inf]).all() for p in model.parameters())
+
+
+def test_a_flow_float32_cannot_hold_counts_as_none_in_float64_too():
+    """Unit 1 of s has posterior e^-128 at x = 0: float32 flushes its flow to zero, float64
+    does not; both must make the same M-step (the unit keeps its weights)."""
+    import pcc
+    text = """pc 1
+vars 1
+leaf normal
+input b {x0} k=2
+sum s k=2 = b
+sum top k=1 = s
+root top
+param b.mean = [[0.0], [16.0]]
+param b.std = [[1.0], [1.0]]
+param s.weights = [[1.0, 0.0], [0.0, 1.0]]
+param top.weights = [[0.5, 0.5]]
+"""
+    weights = []
+    for dtype in (torch.float32, torch.float64):
+        model = pcc.compile(text, dtype=dtype)
+        em = EM(model, step_size=1.0, pseudocount=0.1)
+        em.step(torch.zeros(8, 1, dtype=dtype))
+        weights.append([p for p in model.ir_params() if p.region == "s"][0].values)
+    assert weights[0] == pytest.approx(weights[1], abs=1e-6)
+    assert weights[0][2:] == pytest.approx([0.0, 1.0], abs=1e-6)  # unit 1 kept its weights

@@ -165,8 +165,10 @@ class Bound:
         # every arena's norms are rows of one tensor, checked at once (`out_of_range`)
         self.norms = like.new_empty(sum(program.arena_rows.values()), batch)
         self.arenas, first = {}, 0
+        scales = getattr(kernels, "SCALES", like.dtype)  # the log-scales' dtype
         for k, rows in program.arena_rows.items():
-            self.arenas[k] = Arena(like.new_empty(rows, batch, k), like.new_empty(rows, batch),
+            self.arenas[k] = Arena(like.new_empty(rows, batch, k),
+                                   like.new_empty(rows, batch, dtype=scales),
                                    self.norms.narrow(0, first, rows))
             first += rows
         for arena in self.arenas.values():  # row 0: the neutral child of padded products

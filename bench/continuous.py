@@ -164,12 +164,11 @@ def main() -> int:
           "Gaussian Chow-Liu tree | pcc HCLT (defaults) | choice | parameters | seconds |")
     print("|---|---|---:|---:|---:|---:|---|---:|---:|")
     for r in rows:
-        c = r["choice"]
-        print(f"| {r['table']} | {'/'.join(map(str, r['rows']))} | {r['columns']} | "
-              f"{r['gaussian']:.3f} | {r['gaussian_tree']:.3f} | **{r['pcc']:.3f}** | "
-              f"{label(c)} | "
-              f"{r['parameters']:,} | "
-              f"{r['seconds']} |")
+        best = max(("gaussian", "gaussian_tree", "pcc"), key=lambda m: r[m])
+        scores = " | ".join(f"**{r[m]:.3f}**" if m == best else f"{r[m]:.3f}"
+                            for m in ("gaussian", "gaussian_tree", "pcc"))
+        print(f"| {r['table']} | {'/'.join(map(str, r['rows']))} | {r['columns']} | {scores} | "
+              f"{label(r['choice'])} | {r['parameters']:,} | {r['seconds']} |")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import pcc
-from pcc.em import EM
 from pcc.structures import hidden_chow_liu_tree
+from test_point_sums import assert_equals_the_unfolded_layers, assert_same_em_statistics, models
 
 TREE = """pc 1
 vars 5
@@ -32,18 +32,6 @@ root top
 # the same, but a Kronecker product also reads two of the Bernoulli leaves' rows
 SHARED = TREE.replace("sum e1 k=3 = l1\n", "sum e1 k=3 = l1\nsum o k=3 = l3 * l4\n").replace(
     "sum e2 k=3 = l2 .* e3 .* e4", "sum e2 k=3 = l2 .* e3 .* e4 | l2 .* o")
-
-
-def models(text: str):
-    """The circuit on the torch backend and node by node, same random parameters, float64."""
-    gen = torch.Generator().manual_seed(0)
-    fast = pcc.compile(text).double()
-    with torch.no_grad():
-        for p in fast.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    naive = pcc.compile(text, backend="naive").double()
-    naive.load_state_dict(fast.state_dict())
-    return fast, naive
 
 
 def data(n: int = 40) -> torch.Tensor:
@@ -75,20 +63,7 @@ def test_a_latent_tree_looks_up_all_its_leaves():
 @pytest.mark.parametrize("text", [TREE, SHARED], ids=["tree", "shared"])
 @pytest.mark.parametrize("semiring", ["sum", "max"])
 def test_every_arena_row_equals_the_layers_without_lookups(text, semiring):
-    fast, naive = models(text)
-    x = data()
-    with torch.no_grad():
-        got = fast.upward(x, semiring)
-        program = fast.program(x.device)
-        blocks = fast.leaf_blocks(fast.leaf_values(fast.prepare_input(x), semiring))
-        want = program.log_arenas(program.evaluate(blocks, fast.log_weight_pools(), semiring,
-                                                   program.bind(x.shape[0], x, points=False)))
-        for k in want:
-            assert torch.equal(torch.isinf(got[k]), torch.isinf(want[k]))
-            finite = torch.isfinite(want[k])
-            assert torch.allclose(got[k][finite], want[k][finite], atol=1e-12), k
-        if semiring == "sum":
-            assert torch.allclose(fast(x), naive(x), atol=1e-12)
+    assert_equals_the_unfolded_layers(*models(text), data(), semiring)
 
 
 @pytest.mark.parametrize("text", [TREE, SHARED], ids=["tree", "shared"])
@@ -107,14 +82,4 @@ def test_float32_values_and_mpe_match_float64(text):
 
 @pytest.mark.parametrize("text", [TREE, SHARED], ids=["tree", "shared"])
 def test_em_statistics_equal_the_naive_evaluator(text):
-    fast, naive = models(text)
-    x = data()
-    ems = EM(fast), EM(naive)
-    for em in ems:
-        em.accumulate(x)
-    for got, want in zip(ems[0]._sum_counts + ems[0]._mix_counts,
-                         ems[1]._sum_counts + ems[1]._mix_counts):
-        assert torch.allclose(got, want, atol=1e-10)
-    for got, want in zip(ems[0]._leaf_stats, ems[1]._leaf_stats):
-        for key in want:
-            assert torch.allclose(got[key], want[key], atol=1e-10), key
+    assert_same_em_statistics(*models(text), data())

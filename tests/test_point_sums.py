@@ -31,14 +31,14 @@ root top
 """
 
 
-def models():
+def models(text: str = CIRCUIT):
     """The circuit folded (the torch backend) and node by node, same random parameters."""
     gen = torch.Generator().manual_seed(0)
-    folded = pcc.compile(CIRCUIT).double()
+    folded = pcc.compile(text).double()
     with torch.no_grad():
         for p in folded.parameters():
             p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64))
-    naive = pcc.compile(CIRCUIT, backend="naive").double()
+    naive = pcc.compile(text, backend="naive").double()
     naive.load_state_dict(folded.state_dict())
     return folded, naive
 
@@ -73,8 +73,12 @@ def unfolded_upward(model, x, semiring):
 
 @pytest.mark.parametrize("semiring", ["sum", "max"])
 def test_every_value_equals_the_unfolded_layers(semiring):
-    folded, naive = models()
-    x = data()
+    assert_equals_the_unfolded_layers(*models(), data(), semiring)
+
+
+def assert_equals_the_unfolded_layers(folded, naive, x, semiring):
+    """Every node's log-values of `folded` on x equal those of its layers run without point
+    sums (and, for the sum semiring, its root the naive evaluator's), to 1e-12."""
     with torch.no_grad():
         got, want = folded.upward(x, semiring), unfolded_upward(folded, x, semiring)
         for k in want:
@@ -98,8 +102,11 @@ def test_mpe_completes_with_a_state_at_least_as_probable_as_its_tree():
 
 
 def test_em_statistics_equal_the_naive_evaluator():
-    folded, naive = models()
-    x = data()
+    assert_same_em_statistics(*models(), data())
+
+
+def assert_same_em_statistics(folded, naive, x):
+    """EM's accumulated statistics of both models on x agree to 1e-10."""
     ems = EM(folded), EM(naive)
     for em in ems:
         em.accumulate(x)

@@ -3,6 +3,7 @@ against float64 log-space references: deep circuits neither underflow nor lose p
 samples whose values leave float32's range in some layer take the float64 pass (and would be
 wrong without it), zero probabilities give exact -inf, and EM's flows agree too."""
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -223,10 +224,23 @@ def test_leaf_units_beyond_float32s_range_are_exact(depth, far, near, mixing):
             assert torch.allclose(got[key].double(), want[key], rtol=1e-5, atol=1e-4), key
 
 
-def test_leaf_units_beyond_float64s_range_are_said():
-    model = pcc.compile(normal_chain(1, 40.0, 40.0))
-    with torch.no_grad(), pytest.warns(engine.RangeWarning, match="1 of 1 samples"):
-        model(torch.zeros(1, 2))
+def test_samples_beyond_float64s_range_are_exact_or_said():
+    """Two leaves whose units disagree by 800 nats: the element-wise product of their rows is 0
+    even in float64. The log-likelihood is evaluated again in log space (exact); EM
+    statistics, gradients and MPE say (RangeWarning) that they may be inexact."""
+    model = leaf_chain(1, 40.0, 40.0, 1e-6)
+    x = torch.zeros(2, 2)
+    x[1, 0] = 40.0  # an ordinary sample beside it
+    want = float64_reference(model)(x.double())
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert torch.allclose(model(x).double(), want, rtol=1e-6)
+    with pytest.warns(engine.RangeWarning, match="1 of 2 samples .* EM statistics"):
+        EM(model).accumulate(x)
+    with pytest.warns(engine.RangeWarning, match="gradients"):
+        model(x).sum().backward()
+    with pytest.warns(engine.RangeWarning, match="MPE"):
+        model.mpe(x)
 
 
 def lost_inside_text(depth: int = 7) -> str:

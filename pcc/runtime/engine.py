@@ -379,14 +379,14 @@ class Bound:
         p = self.program
         return to_log(self.arenas[p.root_k].rows(p.root_row, 1))[0]
 
-    def unresolved(self, careful: bool) -> int:
-        """How many samples of this (float64) pass may still have lost a unit: some layer's
-        norm below WIDE_RANGE_LIMIT, or, with weights below the floor (`careful`), a leaf unit
-        below the range (see `Program.evaluate`)."""
+    def unresolved(self, careful: bool) -> Tensor | None:
+        """The samples of this (float64) pass that may still have lost a unit ([U] long), or
+        None: some layer's norm below WIDE_RANGE_LIMIT, or, with weights below the floor
+        (`careful`), a leaf unit below the range (see `Program.evaluate`)."""
         bad = (self.norms < WIDE_RANGE_LIMIT).any(0) if self.norms.numel() else None
         if careful and self.leaf_underflow is not None:
             bad = self.leaf_underflow if bad is None else bad | self.leaf_underflow
-        return 0 if bad is None else int(bad.sum())
+        return None if bad is None or not bool(bad.any()) else bad.nonzero().squeeze(1)
 
     def out_of_range(self) -> Tensor | None:
         """The samples some layer's norm put below RANGE_LIMIT ([F] long), or None."""
@@ -436,6 +436,16 @@ class Evaluation:
     root: Tensor  # [B, K_root] log-values
     wide: Bound | None = None
     wide_rows: Tensor | None = None  # [F] long
+    unresolved: Tensor | None = None  # [U] long: samples beyond even float64 (`warn`)
+
+    def warn(self, what: str) -> None:
+        """Say (RangeWarning) that `what` of the unresolved samples may be inexact."""
+        if self.unresolved is not None:
+            warnings.warn(f"{len(self.unresolved)} of {len(self.root)} samples are beyond "
+                          "float64's range in linear space (a product whose children disagree "
+                          "by more than e^640, or a leaf's units more than e^708 apart under "
+                          f"weights below 2^-70): their {what} may be inexact", RangeWarning,
+                          stacklevel=3)
 
 
 Binder = Callable[[int, Tensor, bool, bool], Bound]  # (batch, like, backward, points) -> free
@@ -487,12 +497,7 @@ class Program:
                      [lw.detach().to(WIDE) for lw in log_weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
         lost = wide.unresolved(careful)
-        if lost:
-            warnings.warn(f"{lost} of {len(root)} samples are beyond float64's range (a product "
-                          "whose children disagree by more than e^640, or a leaf's units more "
-                          "than e^708 apart under weights below 2^-70): their log-likelihoods "
-                          "may be too low", RangeWarning, stacklevel=2)
-        return Evaluation(main, root, wide, rows)
+        return Evaluation(main, root, wide, rows, None if lost is None else rows[lost])
 
     def backward(self, evaluation: Evaluation, grad_root: Tensor, sink: FlowSink | None = None
                  ) -> tuple[list[Tensor], list[Tensor], dict[int, Tensor]]:
@@ -522,6 +527,7 @@ class Program:
     def log_arenas(self, evaluation: Evaluation) -> dict[int, Tensor]:
         """Every node's log-values {K: [rows, B, K]} (the float64 pass's for its samples)."""
         evaluation.main.materialize()
+        evaluation.warn("node values (sampling, MPE)")
         out = {k: to_log(a) for k, a in evaluation.main.arenas.items()}
         if evaluation.wide is not None:
             evaluation.wide.materialize()
@@ -619,6 +625,7 @@ class CircuitFunction(torch.autograd.Function):
         bound = binder(leaf_values[0].shape[1], leaf_values[0], True, False)
         bound.in_use = True
         evaluation = program.evaluate(leaf_values, log_pools, bound=bound, careful=careful)
+        evaluation.warn("log-likelihoods and gradients")
         ctx.program, ctx.evaluation = program, evaluation
         return evaluation.root
 

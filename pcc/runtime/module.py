@@ -203,12 +203,21 @@ class CompiledCircuit(nn.Module):
     @torch.no_grad()
     def infer(self, x: Tensor, semiring: str = "sum") -> Evaluation:
         """One upward pass of prepared input x (see `prepare_input`) without autograd, on a
-        binding reused from the last batch of the same size."""
+        binding reused from the last batch of the same size. The root of a sample beyond even
+        the float64 pass's range (`Evaluation.unresolved`) is evaluated again node by node in
+        log space; under the max semiring, and for its arenas, a RangeWarning says so."""
         bound = self._binding(x.shape[0], x, False)
         weights = self.weight_pools()  # the binding reads them: bring them up to date
-        return self.program(x.device).evaluate(self.leaf_inputs(x, semiring),
-                                               LogWeightPools(self), semiring, bound,
-                                               careful=self.careful(weights, linear=True))
+        evaluation = self.program(x.device).evaluate(self.leaf_inputs(x, semiring),
+                                                     LogWeightPools(self), semiring, bound,
+                                                     careful=self.careful(weights, linear=True))
+        rows = evaluation.unresolved
+        if rows is not None and semiring == "sum":  # the root in log space, node by node
+            exact = naive_evaluate(self, self.leaf_values(x.index_select(0, rows)))
+            evaluation.root.index_copy_(0, rows, exact.to(evaluation.root.dtype))
+        elif rows is not None:
+            evaluation.warn("MPE values")
+        return evaluation
 
     def _binding(self, batch: int, like: Tensor, backward: bool, points: bool = True,
                  sink: bool = False) -> Bound:
@@ -308,6 +317,7 @@ class CompiledCircuit(nn.Module):
             evaluation = program.evaluate(self.leaf_inputs(x, "sum"),
                                           self.log_weight_pools(), "sum", bound,
                                           careful=self.careful())
+        evaluation.warn("log-likelihoods and EM statistics")
         ll, grad = grad_root(evaluation.root)
         leaf_flows, pool_flows, counts = program.backward(evaluation, grad, sink)
         return ll, self._group_flows(leaf_flows), pool_flows, self._group_counts(counts)

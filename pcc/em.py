@@ -36,7 +36,7 @@ from torch import Tensor
 
 from .errors import ShapeError
 from .runtime.graphs import EMGraph
-from .runtime.module import CompiledCircuit
+from .runtime.module import WEIGHT_FLOOR, CompiledCircuit
 
 if TYPE_CHECKING:
     from .distributed import StatisticsReducer
@@ -80,6 +80,7 @@ class EM:
         self._sum_counts: list[Tensor | None] = [None] * len(self.model.sum_logits)
         self._mix_counts: list[Tensor | None] = [None] * len(self.model.mix_logits)
         self._leaf_stats: list[dict[str, Tensor] | None] = [None] * len(self.model.leaf_params)
+        self._below_floor: bool | None = None  # `careful` of the weights the E-steps used
 
     def discard(self) -> None:
         """Drop the statistics accumulated since the last update."""
@@ -150,6 +151,9 @@ class EM:
         so that no weight-sized buffer of flows exists."""
         m = self.model
         point_counts = None
+        if self._below_floor is None and m.backend != "naive":
+            with m.em_mode():  # (the E-step's own check then reads it back)
+                self._below_floor = m.careful()
         if m.backend == "naive":
             pool_flows, leaf_flows, ll = self._naive_flows(x, target)
         else:
@@ -231,6 +235,10 @@ class EM:
             if stats is not None:
                 self._running_leaf[i] = self._fold(self._running_leaf[i], stats)
                 self._update_leaf(fam, params, self._running_leaf[i])
+        if self._below_floor is False and self.min_prob >= 2 * WEIGHT_FLOOR:
+            # every weight the M-step wrote is at least min_prob / (1 + c min_prob) (floored,
+            # then renormalized over c entries), the others are as the check found them
+            m.certify_weights()
         self._reset()
 
     @torch.no_grad()

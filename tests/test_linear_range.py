@@ -304,3 +304,39 @@ def test_a_long_chains_log_scale_does_not_drift():
         x = torch.randint(0, 4, (3, steps), generator=gen).float()
         exact = -steps * math.log(4)
         assert relative_error(model(x), torch.full((3,), exact, dtype=torch.float64)) < 1e-6
+
+
+def test_em_vouches_for_the_weights_it_floors(monkeypatch):
+    """After an EM update from weights at least WEIGHT_FLOOR, `careful` does not read the new
+    weights again (EM's M-step floors them at min_prob); from zero weights it does, and finds
+    the zeros that rows without flow keep."""
+    data = np.random.default_rng(0).integers(0, 2, (64, 10))
+    x = torch.from_numpy(data).float()
+    reads = []
+    smallest = pcc.runtime.module.CompiledCircuit.careful
+
+    def counted(self, *args, **kwargs):
+        kept = self.__dict__.get("_careful")
+        if kept is None or not kept[0].matches([*self.sum_logits, *self.mix_logits],
+                                               self._raw_weights):
+            reads.append(1)
+        return smallest(self, *args, **kwargs)
+    monkeypatch.setattr(pcc.runtime.module.CompiledCircuit, "careful", counted)
+    model = pcc.compile(hidden_chow_liu_tree(data, k=4, trees=2))
+    em = EM(model)
+    for _ in range(3):
+        em.step(x)
+    assert len(reads) == 1
+    zeros = pcc.compile("""pc 1
+vars 1
+leaf bernoulli
+input a {x0} k=2
+sum s k=2 = a
+sum top k=1 = s
+root top
+param s.weights = [[1.0, 0.0], [0.0, 1.0]]
+param top.weights = [[1.0, 0.0]]
+""")
+    EM(zeros).step(torch.ones(4, 1))
+    with zeros.em_mode():  # as the next E-step asks
+        assert zeros.careful()  # s's unit 1 gets no flow (top's weight 0): its row keeps its 0

@@ -498,12 +498,19 @@ class CompiledCircuit(nn.Module):
         self.__dict__["_careful"] = (Stamp(logits, self._raw_weights), low)
         return low
 
+    def certify_weights(self) -> None:
+        """Note that every weight is at least WEIGHT_FLOOR as the logits are now, read as EM
+        reads them (`em_mode`), so that `careful` need not check them: for EM, whose M-step
+        floors what it writes and which checked the weights it started from."""
+        self.__dict__["_careful"] = (Stamp([*self.sum_logits, *self.mix_logits], True), False)
+
     def weights_changed(self) -> None:
         """Note that the logits changed where their version counters do not show it (a replayed
         CUDA graph wrote them): `weight_pools` makes W again on its next call."""
         kept = self.__dict__.get("_weight_pools")
         if kept is not None:
             self.__dict__["_weight_pools"] = (None, kept[1])
+        self.__dict__.pop("_careful", None)
 
     def log_weight_pools(self) -> list[Tensor]:
         """log W of every pool (`pcc.runtime.layout`), sum pools then mix pools."""

@@ -170,19 +170,13 @@ class _Writer:
 
 
 # ------------------------------------------------------------------------------ leaves, roots
-def from_log(log_values: Tensor, out: Arena) -> Tensor:
+def from_log(log_values: Tensor, out: Arena) -> None:
     """Write log-values [R, B, K] (-inf allowed) into arena rows: s = max_k (finite), v =
-    exp(x - s), n = 1. Returns which (row, sample) [R, B] has a finite unit further below s
-    than the dtype's normal range, log(tiny) (-87.3 in float32, -708.4 in float64): its v
-    underflows (see `pcc.runtime.engine` for when that matters)."""
-    finfo = torch.finfo(log_values.dtype)
-    scale = torch.amax(log_values, -1).clamp_min_(finfo.min)
+    exp(x - s), n = 1."""
+    scale = torch.amax(log_values, -1).clamp_min_(torch.finfo(log_values.dtype).min)
     out.scales.copy_(scale)
-    d = torch.sub(log_values, scale.unsqueeze(-1), out=out.values)
-    lowest = torch.amin(torch.nan_to_num(d, neginf=0.0), -1)  # over finite units (-inf: exact 0)
-    d.exp_()
+    torch.sub(log_values, scale.unsqueeze(-1), out=out.values).exp_()
     out.norms.fill_(1.0)
-    return lowest < math.log(finfo.tiny)
 
 
 def to_log(arena: Arena) -> Tensor:

@@ -151,12 +151,12 @@ class EM:
         so that no weight-sized buffer of flows exists."""
         m = self.model
         point_counts = None
-        if self._below_floor is None and m.backend != "naive":
-            with m.em_mode():  # (the E-step's own check then reads it back)
-                self._below_floor = m.careful()
         if m.backend == "naive":
             pool_flows, leaf_flows, ll = self._naive_flows(x, target)
         else:
+            if self._below_floor is None:
+                with m.em_mode():  # (the E-step's own check then reads it back)
+                    self._below_floor = m.careful()
             ll, leaf_flows, pool_flows, point_counts = m.flows(
                 x, lambda root: self._root_grad(root, target),
                 self._fold_flows if fold else None)

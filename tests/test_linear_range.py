@@ -340,3 +340,12 @@ param top.weights = [[1.0, 0.0]]
     EM(zeros).step(torch.ones(4, 1))
     with zeros.em_mode():  # as the next E-step asks
         assert zeros.careful()  # s's unit 1 gets no flow (top's weight 0): its row keeps its 0
+
+
+def test_a_leaf_beyond_float64s_range_under_zero_weights_is_said():
+    """With identity weights (zeros: every sample takes the float64 pass) a leaf unit 800 nats
+    below its row's best is lost even in float64, and no norm shows it: EM says so."""
+    model = leaf_chain(1, 40.0, 0.0, 0.0)
+    assert model.careful()
+    with pytest.warns(engine.RangeWarning, match="1 of 1 samples"):
+        EM(model).accumulate(torch.zeros(1, 2))

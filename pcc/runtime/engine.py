@@ -30,6 +30,7 @@ the flows dL/dlog(leaf value) and W * dL/dW.
 """
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 from math import prod
@@ -194,7 +195,6 @@ class Bound:
         self.layer_log_w: list = []  # per layer: (pool, first row, n, its W view) or None
         self._log_pools: Sequence[Tensor] = ()
         self._linear_leaves = [False] * len(program.leaves)
-        self.leaf_underflow: Tensor | None = None  # [B]: a leaf unit below the range (`from_log`)
         # weight flows: whole pools, or (`sink`) each layer's in scratch, handed to a sink
         self.sink_ready = backward and sink
         self.flows = ([like.new_empty(shape) for shape in program.pool_shapes]
@@ -317,7 +317,6 @@ class Bound:
         log-weights (read only by a binding that does not share its caller's W)."""
         self._log_pools = log_weights
         self._exponentiate_whole()
-        self.leaf_underflow = None
         for i, (rows, leaf) in enumerate(zip(self.leaf_rows, leaf_inputs)):
             if isinstance(leaf, Points):
                 k = rows.values.shape[-1]
@@ -341,9 +340,7 @@ class Bound:
                     rows.scales.zero_()
                     rows.norms.fill_(1.0)
             else:
-                below = from_log(leaf, rows).any(0)
-                self.leaf_underflow = (below if self.leaf_underflow is None
-                                       else self.leaf_underflow.logical_or_(below))
+                from_log(leaf, rows)
             self._linear_leaves[i] = linear
         for layer, layer_w in zip(self.layers, self.layer_log_w):
             self._exponentiate(layer_w)
@@ -379,13 +376,16 @@ class Bound:
         p = self.program
         return to_log(self.arenas[p.root_k].rows(p.root_row, 1))[0]
 
-    def unresolved(self, careful: bool) -> Tensor | None:
+    def unresolved(self, leaf_inputs: Sequence[LeafInput] | None) -> Tensor | None:
         """The samples of this (float64) pass that may still have lost a unit ([U] long), or
-        None: some layer's norm below WIDE_RANGE_LIMIT, or, with weights below the floor
-        (`careful`), a leaf unit below the range (see `Program.evaluate`)."""
+        None: some layer's norm below WIDE_RANGE_LIMIT, or, where `leaf_inputs` (this pass's)
+        are given (weights below the floor, see `Program.evaluate`), a leaf unit below the
+        range."""
         bad = (self.norms < WIDE_RANGE_LIMIT).any(0) if self.norms.numel() else None
-        if careful and self.leaf_underflow is not None:
-            bad = self.leaf_underflow if bad is None else bad | self.leaf_underflow
+        for leaf in leaf_inputs or ():
+            if isinstance(leaf, Tensor):  # log-values: (point and linear inputs lose none)
+                below = _below_range(leaf)
+                bad = below if bad is None else bad | below
         return None if bad is None or not bool(bad.any()) else bad.nonzero().squeeze(1)
 
     def out_of_range(self) -> Tensor | None:
@@ -493,10 +493,10 @@ class Program:
             return Evaluation(main, root)
         wide = self.bind(len(rows), ref.new_empty(0, dtype=WIDE), main.backward_ready,
                          main.points_ready)  # its flows in buffers: added to the main pass's
-        wide.forward([_wide(v, rows) for v in leaf_inputs],
-                     [lw.detach().to(WIDE) for lw in log_weights], semiring)
+        wide_inputs = [_wide(v, rows) for v in leaf_inputs]
+        wide.forward(wide_inputs, [lw.detach().to(WIDE) for lw in log_weights], semiring)
         root.index_copy_(0, rows, wide.root().to(root.dtype))
-        lost = wide.unresolved(careful)
+        lost = wide.unresolved(wide_inputs if careful else None)
         return Evaluation(main, root, wide, rows, None if lost is None else rows[lost])
 
     def backward(self, evaluation: Evaluation, grad_root: Tensor, sink: FlowSink | None = None
@@ -540,6 +540,14 @@ def _batch(leaf: LeafInput) -> int:
     if isinstance(leaf, Points):
         return leaf.codes.shape[1]
     return _values(leaf).shape[1]
+
+
+def _below_range(log_values: Tensor) -> Tensor:
+    """[B]: whether some row of log-values [R, B, K] has a finite unit further below its best
+    than the dtype's normal range (log tiny: -708.4 in float64), which `from_log` flushes."""
+    d = log_values - log_values.amax(-1, keepdim=True).clamp_min(torch.finfo(log_values.dtype).min)
+    lowest = torch.nan_to_num(d, neginf=0.0).amin(-1)  # over finite units (-inf: an exact 0)
+    return (lowest < math.log(torch.finfo(log_values.dtype).tiny)).any(0)
 
 
 def _look_up(leaf: Points, values: Tensor) -> None:

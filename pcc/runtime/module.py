@@ -491,7 +491,8 @@ class CompiledCircuit(nn.Module):
             sums = len(self.sum_logits)
             for i, w in enumerate(pools):
                 if i >= sums:  # padding is no weight
-                    w = w.masked_fill(~getattr(self, f"mix_mask_{i - sums}"), 1.0 if linear else 0.0)
+                    mask = getattr(self, f"mix_mask_{i - sums}")
+                    w = w.masked_fill(~mask, 1.0 if linear else 0.0)
                 if w.numel() and float(w.detach().amin()) < floor:
                     low = True
                     break

@@ -14,7 +14,8 @@ from typing import Callable
 class FieldSpec:
     name: str
     extra: Callable[[dict], tuple[int, ...]]  # trailing dims from the family args
-    check: str  # 'prob' (in [0,1]), 'simplex' (last dim sums to 1), 'real', 'positive'
+    check: str  # 'prob' (in [0,1]), 'simplex' (last dim sums to 1), 'real', 'positive',
+    #             'covariance' (finite; each unit's [d, d] matrix symmetric positive definite)
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class FamilySpec:
     fields: tuple[FieldSpec, ...]
     discrete: bool
     doc: str
+    joint: str | None = None  # the argument that is the dimension of a joint (not per-variable) density
+
+    def joint_size(self, args: dict) -> int | None:
+        """How many variables one density of this family covers jointly (None: one each)."""
+        return None if self.joint is None else int(args[self.joint])
 
     def support_size(self, args: dict) -> int | None:
         """Number of values a variable can take (None for continuous)."""
@@ -54,6 +60,10 @@ FAMILIES: dict[str, FamilySpec] = {
     "normal": FamilySpec(
         "normal", (), 0, (FieldSpec("mean", _none, "real"), FieldSpec("std", _none, "positive")),
         False, "x real; N(x; mean, std^2)"),
+    "mvnormal": FamilySpec(
+        "mvnormal", ("d",), 2,
+        (FieldSpec("mean", _none, "real"), FieldSpec("cov", lambda a: (int(a["d"]),), "covariance")),
+        False, "x in R^d, the d variables of an input's scope jointly; N(x; mean, cov)", joint="d"),
 }
 
 

@@ -4,7 +4,8 @@ A circuit built like a hidden Chow-Liu tree (`pcc structure hclt`) is a tree-sha
 model over hidden variables z_v (K states each), one per observed variable x_v:
 
     tree node   a partition `leaf .* e_1 .* ... .* e_m` (or `leaf` alone): `leaf` an input region
-                over {v} with K units, p(x_v | z_v = i); each e_j an *edge*
+                over {v} with K units, p(x_v | z_v = i), or over a group of variables {v, ..}
+                (one hidden variable for the group, e.g. an `mvnormal` leaf); each e_j an *edge*
     edge        a sum region whose one partition is a tree node of child c, with K units:
                 W[j, i] = p(z_c = i | z_v = j)
     root        a sum region whose partitions are all tree nodes (one per tree of a mixture)
@@ -46,15 +47,20 @@ ROWS_PER_CHUNK = 4096  # rows assigned and counted at a time
 
 @dataclass(frozen=True)
 class TreeNode:
-    """Partition `partition` of sum `region`: leaf region `leaf` over variable `var` times the
-    edges `edges` (sum regions) to the child nodes `children` (indices into the forest's nodes)."""
+    """Partition `partition` of sum `region`: leaf region `leaf` over variables `vars` times the
+    edges `edges` (sum regions) to the child nodes `children` (indices into the forest's nodes);
+    `var` = vars[0] stands for the node's hidden variable."""
 
     region: str
     partition: int
-    var: int
+    vars: tuple[int, ...]
     leaf: str
     edges: tuple[str, ...]
     children: tuple[int, ...]
+
+    @property
+    def var(self) -> int:
+        return self.vars[0]
 
 
 @dataclass(frozen=True)
@@ -66,8 +72,21 @@ class LatentForest:
     roots: tuple[int, ...]
     root_region: str
 
+    @property
+    def grouped(self) -> bool:
+        """Whether some leaf covers several variables (one hidden variable for the group)."""
+        return any(len(node.vars) > 1 for node in self.nodes)
+
+    def group_of(self, num_vars: int) -> list[tuple[int, ...]]:
+        """Per node variable (`TreeNode.var`), the variables of its leaf."""
+        out = [(v,) for v in range(num_vars)]
+        for node in self.nodes:
+            out[node.var] = node.vars
+        return out
+
     def neighbours(self, num_vars: int, radius: int = 1) -> list[set[int]]:
-        """Per variable, the variables at most `radius` edges away in the trees it belongs to."""
+        """Per node variable (`TreeNode.var`), the node variables at most `radius` edges away
+        in the trees it belongs to."""
         adjacent: list[set[int]] = [set() for _ in range(num_vars)]
         for node in self.nodes:
             for c in node.children:
@@ -107,7 +126,7 @@ def find_latent_forest(circuit: Circuit) -> LatentForest | None:
         children = [circuit.region(c) for c in region.partitions[p]]
         leaves = [c for c in children if isinstance(c, Input)]
         edges = [c for c in children if isinstance(c, Sum)]
-        if len(leaves) != 1 or len(leaves[0].scope) != 1 or leaves[0].k != k:
+        if len(leaves) != 1 or leaves[0].k != k:
             return None
         if len(children) > 1 and not region.is_elementwise(p):
             return None
@@ -119,7 +138,7 @@ def find_latent_forest(circuit: Circuit) -> LatentForest | None:
             if c is None:
                 return None
             child_nodes.append(c)
-        nodes.append(TreeNode(region.name, p, leaves[0].scope[0], leaves[0].name,
+        nodes.append(TreeNode(region.name, p, tuple(leaves[0].scope), leaves[0].name,
                               tuple(e.name for e in edges), tuple(child_nodes)))
         return len(nodes) - 1
 
@@ -149,7 +168,7 @@ def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int 
     prior = rows.group is None or rows.group.is_main  # the jitter and flat mixing, added once
 
     def count() -> None:
-        if model.circuit.ties and not _continuous(model).any():
+        if model.circuit.ties and not _continuous(model).any() and not forest.grouped:
             # tied positions share what a state means (pcc.latent_context)
             from .latent_context import assign_context_states, fit_context_centers
             shared = fit_context_centers(rows, forest, max(_support_sizes(model)), gen)
@@ -160,12 +179,17 @@ def initialize(model, data, forest: LatentForest, pseudocount: float, seed: int 
         scale = 1.0 if prior else 0.0
         for t in counts.sums:  # drawn on every rank: the generators stay alike
             t.add_(scale * 1e-3 * torch.rand(t.shape, generator=gen, dtype=torch.float64))
-        for g, leaves in zip(model.plan.leaf_groups, counts.leaves):
+        for g, leaves, fam in zip(model.plan.leaf_groups, counts.leaves, model.families):
             if isinstance(leaves, dict):  # normal: a little mass at the column's mean, variance
-                jitter = scale * 1e-3 * torch.rand(leaves["n"].shape, generator=gen,
-                                                   dtype=torch.float64)
                 mean, var = (centers.moments[i][torch.from_numpy(g.var_index).long()]
                              for i in range(2))
+                if fam.joint:
+                    jitter = scale * 1e-3 * torch.rand(len(g.regions), g.k, generator=gen,
+                                                       dtype=torch.float64)
+                    _joint_jitter(fam, g, jitter, mean, var, leaves)
+                    continue
+                jitter = scale * 1e-3 * torch.rand(leaves["n"].shape, generator=gen,
+                                                   dtype=torch.float64)
                 leaves["n"] += jitter
                 leaves["t"] += jitter * mean[:, None]
                 leaves["t2"] += jitter * (var + mean * mean)[:, None]
@@ -190,11 +214,12 @@ def embed_chow_liu(model, data, forest: LatentForest) -> bool:
     for what training should reach (`pcc.train.fit` keeps the better on validation). False,
     with `model` unchanged, when a variable has more than K values. `data` as for
     `initialize`; missing values count as 0 for the edges and not at all for the leaves. False
-    too for a circuit with continuous leaves (its plain tree is no table of counts)."""
+    too for a circuit with continuous leaves (its plain tree is no table of counts) or leaves
+    over several variables."""
     from .distributed import reducer_for
     from .em import EM
     from .rows import as_rows
-    if not all(fam.discrete for fam in model.families):
+    if not all(fam.discrete for fam in model.families) or forest.grouped:
         return False
     sizes = _support_sizes(model)
     if max(sizes) > forest.k:
@@ -256,9 +281,10 @@ def _continuous(model) -> Tensor:
 
 @dataclass(frozen=True)
 class Centers:
-    """The k-means centers [k', D] of variable `var`'s hidden states, over `columns` (D)."""
+    """The k-means centers [k', D] of the hidden states of a node's variables `vars` (one hidden
+    variable), over `columns` (D)."""
 
-    var: int
+    vars: tuple[int, ...]
     columns: tuple[int, ...]
     centers: Tensor
 
@@ -298,9 +324,11 @@ def fit_centers(rows, forest: LatentForest, gen: torch.Generator,
     clustering = Clustering([], moments)
     x = clustering.features(sample)
     neighbours = forest.neighbours(num_vars, RADIUS)
+    group = forest.group_of(num_vars)
     for v in sorted({n.var for n in forest.nodes}):
-        columns = (v, *sorted(neighbours[v]))
-        clustering.centers.append(Centers(v, columns, kmeans(x[:, list(columns)], forest.k, gen)))
+        columns = (*group[v], *sorted(u for w in sorted(neighbours[v]) for u in group[w]))
+        clustering.centers.append(Centers(group[v], columns,
+                                          kmeans(x[:, list(columns)], forest.k, gen)))
     return clustering
 
 
@@ -310,7 +338,7 @@ def assign_states(x: Tensor, clustering: Clustering) -> Tensor:
     x = clustering.features(x)
     z = torch.full((len(x), x.shape[1]), -1, dtype=torch.long)
     for c in clustering.centers:
-        z[:, c.var] = nearest(x[:, list(c.columns)], c.centers)
+        z[:, list(c.vars)] = nearest(x[:, list(c.columns)], c.centers).unsqueeze(1)
     return z
 
 
@@ -348,9 +376,9 @@ def _count(model, forest: LatentForest, rows, assign) -> _Counts:
     sums = [torch.zeros(w.shape, dtype=torch.float64) for w in model.sum_logits]
     sizes = _support_sizes(model)
     leaves = [torch.zeros((len(g.var_index), g.k, size), dtype=torch.float64) if size else
-              {key: torch.zeros((len(g.var_index), g.k), dtype=torch.float64)
-               for key in ("n", "t", "t2")}
-              for g, size in zip(model.plan.leaf_groups, sizes)]
+              {key: torch.zeros((len(g.var_index), g.k, *extra), dtype=torch.float64)
+               for key, extra in (("n", ()), ("t", ()), ("t2", (fam.joint,) if fam.joint else ()))}
+              for g, size, fam in zip(model.plan.leaf_groups, sizes, model.families)]
     count = 0
     for x, _ in rows.local_chunks(ROWS_PER_CHUNK):
         x = torch.as_tensor(x).to(torch.float64)
@@ -366,7 +394,10 @@ def _count(model, forest: LatentForest, rows, assign) -> _Counts:
             node = forest.nodes[r]
             i, m = part[(node.region, node.partition)]
             sums[i][m] += torch.bincount(z[:, node.var], minlength=k).to(torch.float64)
-        for g, size, table in zip(model.plan.leaf_groups, sizes, leaves):
+        for g, size, table, fam in zip(model.plan.leaf_groups, sizes, leaves, model.families):
+            if fam.joint:
+                _count_joint(fam, g, x, observed, z, table)
+                continue
             for m, var in enumerate(g.var_index.tolist()):
                 if not (z[:, var] >= 0).all():
                     continue
@@ -382,6 +413,33 @@ def _count(model, forest: LatentForest, rows, assign) -> _Counts:
                                         accumulate=True)
         count += len(x)
     return _Counts(sums, leaves, count)
+
+
+def _count_joint(fam, g, x: Tensor, observed: Tensor, z: Tensor, table: dict) -> None:
+    """Add to `table` the statistics of a joint family's group (`LeafFamily.stats`) with each
+    region's state z as its flow; rows where some variable of the region is missing, or the
+    region is in no tree, count nowhere (their conditional moments need parameters)."""
+    d, k = fam.joint, g.k
+    variables = torch.from_numpy(g.var_index).long()
+    states = z[:, variables].t()  # [M, B]
+    complete = (observed[:, variables].t().unflatten(0, (-1, d)).all(1, keepdim=True)
+                & (states.unflatten(0, (-1, d)) >= 0)).expand(-1, d, -1).flatten(0, 1)
+    gamma = torch.nn.functional.one_hot(states.clamp_min(0), k).to(torch.float64)
+    gamma *= complete.unsqueeze(-1)
+    stats = fam.stats(x[:, variables].t() * complete, torch.ones_like(gamma[..., 0]), gamma)
+    for key, value in stats.items():
+        table[key] += value
+
+
+def _joint_jitter(fam, g, jitter: Tensor, mean: Tensor, var: Tensor, table: dict) -> None:
+    """`jitter` [R, K] rows at the variables' means and variances (independent), into a joint
+    family's per-slot statistics."""
+    d = fam.joint
+    m, v = mean.view(-1, d), var.view(-1, d)  # [R, d]
+    second = m.unsqueeze(-1) * m.unsqueeze(-2) + torch.diag_embed(v)  # [R, d, d]
+    table["n"] += jitter.repeat_interleave(d, 0)
+    table["t"] += (jitter.unsqueeze(1) * m.unsqueeze(-1)).flatten(0, 1)
+    table["t2"] += (jitter[:, None, :, None] * second.unsqueeze(2)).flatten(0, 1)
 
 
 def _load(em, model, counts: _Counts, mixing: list[Tensor]) -> None:

@@ -7,6 +7,7 @@ training data give it), of weight s, matched back to its family:
     discrete (bernoulli, categorical, binomial)   p' = (p + s m_v) / (1 + s)
     normal                                         mean' = (mu + s mu_v) / (1 + s),
                                                    var'  = (var + mu^2 + s (var_v + mu_v^2)) / (1 + s) - mean'^2
+    mvnormal (the marginal: independent normals)   the same with Sigma + mu mu^T and diag(var) + m m^T
 
 This is the MAP estimate under a prior of s times the leaf's own (expected) number of rows, drawn
 from the marginal; for discrete leaves the same as the M-step of the "data softening" of Liu & Van
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from .runtime.joint_normal import positive_definite_factor
 
 ENTROPY_NEWTON_STEPS = 8
 
@@ -88,6 +91,16 @@ def soften(model, marginals: Marginals, strength: float) -> None:
         elif name == "categorical":
             p = (torch.softmax(params.logits.double(), -1) + s * marginal["probs"][:, None]) / (1 + s)
             params.logits.copy_(torch.log(p))
+        elif name == "mvnormal":
+            mu, lower = (v.double() for v in fam.factor(params.as_dict()))
+            m = marginal["mean"].view(-1, fam.d).unsqueeze(1)  # [R, 1, d]
+            var = torch.diag_embed(marginal["var"].view(-1, fam.d)).unsqueeze(1)
+            mean = (mu + s * m) / (1 + s)
+            second = (lower @ lower.transpose(-1, -2) + mu.unsqueeze(-1) * mu.unsqueeze(-2)
+                      + s * (var + m.unsqueeze(-1) * m.unsqueeze(-2))) / (1 + s)
+            cov = second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+            for key, v in fam.per_slot(mean, positive_definite_factor(cov, 0.0)).items():
+                getattr(params, key).copy_(v)
         elif name == "normal":
             mu, var = params.mean.double(), torch.exp(2 * params.log_std.double())
             mean = (mu + s * marginal["mean"][:, None]) / (1 + s)

@@ -82,7 +82,7 @@ def only(text: str) -> tuple[str, str, int | None]:
     (HEAD + "input a {x0..x3} k=1 normal bernoulli\nroot a\n", "duplicate-option",
      "input 'a' has a second leaf family 'bernoulli'", 4),
     ("pc 1\nvars 1\nleaf gaussian\ninput a {x0} k=1\nroot a\n", "unknown-family",
-     "unknown leaf family 'gaussian' for the `leaf` default (known: bernoulli, categorical, binomial, normal)", 3),
+     "unknown leaf family 'gaussian' for the `leaf` default (known: bernoulli, categorical, binomial, normal, mvnormal)", 3),
     ("pc 1\nvars 1\ninput a {x0} k=1 categorical(n=1)\nroot a\n", "bad-family-args",
      "n of categorical must be a whole number >= 2, got 1 (in input 'a')", 3),
     ("pc 1\nvars 1\ninput a {x0} k=1 binomial(n=2.5)\nroot a\n", "bad-family-args",

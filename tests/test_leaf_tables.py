@@ -10,7 +10,7 @@ import torch
 from pcc.ir import Family
 from pcc.passes.tables import uses_table
 from pcc.runtime.leaf_tables import table_counts, table_layout, table_values
-from pcc.runtime.leaves import leaf_family
+from pcc.runtime.leaf_kinds import leaf_family
 
 FAMILIES = [Family("bernoulli"), Family("categorical", (("n", 3),)),
             Family("binomial", (("n", 4),))]

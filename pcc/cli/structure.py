@@ -17,7 +17,7 @@ from ..structures.chow_liu import load_columns
 from ..structures.hclt import hclt_of_columns
 from ..structures.provenance import header
 from .options import (at_least_two, non_negative_float, non_negative_int, output_or_stdout,
-                      positive_int)
+                      positive_float, positive_int)
 
 HELP = ("generate a region graph (Poon-Domingos, RAT-SPN, hidden Chow-Liu tree, hidden Markov "
         "model) as a .pc file")
@@ -118,6 +118,11 @@ def register(subparsers) -> None:
                            f"all {defaults.HCLT_TREES} the file holds, chosen on validation)")
     hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
+    hclt.add_argument("--correlation", type=positive_float, default=defaults.HCLT_CORRELATION,
+                      metavar="R",
+                      help=f"continuous columns whose every pair has |correlation| >= R share one "
+                           f"hidden variable and one mvnormal leaf (at most {defaults.HCLT_GROUP} "
+                           f"columns; default {defaults.HCLT_CORRELATION}; 1: none)")
     hclt.add_argument("--seed", type=non_negative_int, default=0, metavar="S",
                       help="seed of the bootstrap resamples of trees 1.. and of --init data (default 0)")
     hclt.add_argument("--init", choices=("none", "data"), default="none",
@@ -198,7 +203,7 @@ def _run_hclt(args) -> int:
     values = columns[0]
     circuit = hclt_of_columns(*columns, k=args.k or defaults.HCLT_K, leaf=leaf,
                               trees=args.trees or defaults.HCLT_TREES, smoothing=args.smoothing,
-                              seed=args.seed)
+                              correlation=args.correlation, seed=args.seed)
     initialized = args.init == "data"
     if args.classes > 1:
         circuit = _with_root_units(circuit, args.classes)

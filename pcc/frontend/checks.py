@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from itertools import chain
 
+import numpy as np
+
 from ..errors import Diagnostic
 from ..families import FAMILIES, family_spec
 from ..ir import Circuit, DefaultVarNames, Family, Input, LeafScope, Param, Span, Sum, Tie
@@ -62,6 +64,7 @@ class _Checker:
             order = self._acyclic_order()
             self._root(self._scopes(order))
         self._family_conflicts()
+        self._joint_sizes()
         self._ties()
         self._params()
 
@@ -440,6 +443,22 @@ class _Checker:
             hint = ""
         self.report.error("missing-root", f"no `root` statement{hint}")
 
+    def _joint_sizes(self) -> None:
+        """A joint family (`mvnormal(d)`) covers exactly d variables of each input that uses it."""
+        for r in self.regions.values():
+            if not isinstance(r, Input) or r.name in self.unusable_family \
+                    or not self._scope_is_clean(r.scope):
+                continue
+            for family, vs in self.c.input_parts(r):
+                spec = None if family is None else family_spec(family.name)
+                size = None if spec is None else spec.joint_size(dict(family.args))
+                if size is not None and len(vs) != size:
+                    self.report.error("joint-size", f"input '{r.name}' gives {family} "
+                                      f"{_count(len(vs), 'variable')} "
+                                      f"({describe_vars(vs, self.c.vars)}); one {family.name} "
+                                      f"density covers exactly d = {size}", r.span)
+                    self.unusable_family.add(r.name)
+
     def _family_conflicts(self) -> None:
         """Every variable has one family (with the same arguments): in every input that holds it,
         and as its `leaf F {..}` statement says. An input that names no family of its own takes
@@ -700,6 +719,8 @@ class _Checker:
             self.report.error("param-value", f"param {target}: {values[bad[0]]!r} at "
                               f"{_unravel(bad[0], prm.shape)} is {condition}{more}", prm.span)
             return
+        if check == "covariance":
+            self._covariance(prm, target)
         if check != "simplex" or row == 0:
             return
         off = [start for start in range(0, len(values), row)
@@ -712,11 +733,28 @@ class _Checker:
                               f"not 1{more}", prm.span)
 
 
+    def _covariance(self, prm: Param, target: str) -> None:
+        """Each unit's [d, d] block of a covariance field symmetric and positive definite."""
+        d = prm.shape[-1]
+        blocks = np.asarray(prm.values, dtype=np.float64).reshape(-1, d, d)
+        for unit, block in enumerate(blocks):
+            if not np.allclose(block, block.T, rtol=1e-6, atol=1e-9):
+                problem = "not symmetric"
+            elif np.linalg.eigvalsh(0.5 * (block + block.T))[0] <= 0:
+                problem = "not positive definite"
+            else:
+                continue
+            self.report.error("param-value", f"param {target}: the matrix of unit {unit} is "
+                              f"{problem}", prm.span)
+            return
+
+
 _VALUE_CHECKS = {
     "prob": (lambda v: 0 <= v <= 1, "not in [0, 1]"),
     "simplex": (lambda v: 0 <= v < math.inf, "negative or not finite"),
     "real": (math.isfinite, "not finite"),
     "positive": (lambda v: 0 < v < math.inf, "not positive and finite"),
+    "covariance": (math.isfinite, "not finite"),
 }
 
 

@@ -226,6 +226,9 @@ def _leaf(params: dict, region: Input, unit: int, var: int, family, index: int |
         at = (unit * width + slot) * extra
         return _values(params, region.name, field, index)[at:at + extra]
 
+    if family.name == "mvnormal":
+        raise ExportError(f"input '{region.name}' is an mvnormal leaf, one density over several "
+                          "variables: the export formats have univariate leaves only")
     if family.name == "bernoulli":
         return Leaf(var, "bernoulli", value("p"))
     if family.name == "categorical":

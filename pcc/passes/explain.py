@@ -66,6 +66,8 @@ def leaf_cost(g: LeafGroup) -> OpCost:
 
 def _row_params(g: LeafGroup) -> int:
     """Parameters per (parameter row, unit) of a leaf group's family."""
+    if g.family.name == "mvnormal":
+        return 1 + int(g.family.arg("d"))  # a mean and a row of the covariance's factor
     extra = int(g.family.arg("n", 1)) if g.family.name == "categorical" else 1
     return extra * (2 if g.family.name == "normal" else 1)
 

@@ -9,7 +9,8 @@ per batch row b, the ops are visited in reverse execution order:
     hadamard   the chosen unit o of an element-wise partition picks one unit i for all of its
                children by   log W[o,i] + L[b,i] + R[b,i] + ...
     leaves     the chosen unit k of input region r gives each variable v of its scope a value
-               drawn from (or the mode of) f(.; theta[v, k])
+               drawn from (or the mode of) f(.; theta[v, k]); a joint density (`mvnormal`) gives
+               its free variables theirs given the region's observed ones (the evidence)
 
 `pick` turns these logits into choices: a sample from their softmax (sampling, where the sum
 semiring's arenas make the logits the exact posterior of the choice given the evidence below it),
@@ -30,18 +31,19 @@ import torch
 from torch import Tensor
 
 from ..runtime.engine import LoweredEinsum, LoweredHadamard, LoweredMix
-from ..runtime.leaves import LeafFamily
 
 Pick = Callable[[Tensor], Tensor]  # logits [A, C] -> chosen index [A] (long)
-Draw = Callable[[LeafFamily, dict[str, Tensor]], Tensor]  # params [A, ...] -> values [A]
 
 
 @torch.no_grad()
 def descend(model, arenas: dict[int, Tensor], root_units: Tensor, pick: Pick,
-            draw: Draw) -> Tensor:
+            evidence: Tensor, generator: torch.Generator | None = None,
+            draw: bool = True) -> Tensor:
     """Complete states [B, V] by walking `model`'s plan down from `root_units` [B] (long).
 
-    `arenas` come from `model.upward` on a batch of B rows (or are broadcast to B columns)."""
+    `arenas` come from `model.upward` on a batch of B rows (or are broadcast to B columns), on
+    `evidence` [B, V] (NaN = free). The leaves' values are drawn (`draw`, with `generator`) or
+    their modes."""
     device = root_units.device
     program = model.program(device)
     log_w = model.log_weights()
@@ -57,7 +59,7 @@ def descend(model, arenas: dict[int, Tensor], root_units: Tensor, pick: Pick,
         else:
             _choose_children(op, arenas, chosen,
                              None if op.weight is None else log_w[op.weight], pick)
-    return _leaf_values(model, program, chosen, batch, draw)
+    return _leaf_values(model, program, chosen, evidence, draw, generator)
 
 
 def _active(chosen: Tensor, start: int, n: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -113,8 +115,10 @@ def _unravel(flat: Tensor, sizes: tuple[int, ...]) -> list[Tensor]:
     return out[::-1]
 
 
-def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
+def _leaf_values(model, program, chosen, evidence: Tensor, draw: bool,
+                 generator: torch.Generator | None) -> Tensor:
     """Each variable's value from the leaf unit chosen for it: [B, V] (NaN where none was)."""
+    batch = evidence.shape[0]
     x = torch.full((batch, model.num_vars), math.nan, dtype=model._param_dtype(),
                    device=chosen[program.root_k].device)
     for i, (family, params, group) in enumerate(zip(model.families, model.leaf_params,
@@ -124,17 +128,39 @@ def _leaf_values(model, program, chosen, batch: int, draw: Draw) -> Tensor:
         rows = model.leaf_param_rows(i)  # each slot's parameter row (tied inputs share rows)
         if rows is None:
             rows = torch.arange(units.shape[0], device=units.device)
+        if family.joint:
+            _joint_values(family, params.as_dict(), rows, units, variables, evidence, x, draw,
+                          generator)
+            continue
+
+        def value(selected):
+            return (family.sample(selected, generator) if draw else family.mode(selected))
         if bool((units >= 0).all()):  # every slot in every tree (e.g. one input per variable)
             selected = {name: _at_units(p, rows, units) for name, p in params.as_dict().items()}
-            x[:, variables] = draw(family, selected).t().to(x.dtype)
+            x[:, variables] = value(selected).t().to(x.dtype)
             continue
         m, row, unit = _active(units, 0, units.shape[0])
         flat = rows[m] * group.k + unit  # (row, unit) into parameters viewed as [U * K, ...]
         selected = {name: p.flatten(0, 1).index_select(0, flat)
                     for name, p in params.as_dict().items()}
-        x.view(-1).scatter_(0, row * model.num_vars + variables[m],
-                            draw(family, selected).to(x.dtype))
+        x.view(-1).scatter_(0, row * model.num_vars + variables[m], value(selected).to(x.dtype))
     return x
+
+
+def _joint_values(family, params: dict[str, Tensor], rows: Tensor, units: Tensor,
+                  variables: Tensor, evidence: Tensor, x: Tensor, draw: bool,
+                  generator: torch.Generator | None) -> None:
+    """Write into x [B, V] the values of a joint family's regions (d consecutive slots each)
+    at their chosen units [M, B], given the evidence on their variables."""
+    d = family.joint
+    mean, lower = family.factor(params)  # [U/d, K, d], [U/d, K, d, d]
+    region_rows = rows.view(-1, d)[:, 0] // d  # each region's parameter block
+    region, row, unit = _active(units.view(-1, d, units.shape[1])[:, 0], 0, len(region_rows))
+    block = region_rows[region]
+    scope = variables.view(-1, d)[region]  # [A, d]
+    given = evidence[row.unsqueeze(1), scope]
+    values = family.conditional(mean[block, unit], lower[block, unit], given, draw, generator)
+    x[row.unsqueeze(1), scope] = values.to(x.dtype)
 
 
 def _at_units(params: Tensor, rows: Tensor, units: Tensor) -> Tensor:

@@ -34,7 +34,7 @@ def mpe(model, evidence: Tensor, root_unit: "int | Tensor | None" = None) -> tup
     x = model.prepare_input(torch.as_tensor(evidence).to(model.var_max.device))
     units = root_units(model, x.shape[0], root_unit, x.device)
     arenas = model.upward(x, "max")
-    states = descend(model, arenas, units, argmax, lambda family, p: family.mode(p))
+    states = descend(model, arenas, units, argmax, x, draw=False)
     states = torch.where(torch.isnan(x), states, x)
     log_prob = model(states)
     if log_prob.dim() == 2:

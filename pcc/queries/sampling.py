@@ -61,8 +61,8 @@ def sample(model, n: int, evidence: "Tensor | None" = None, temperature: float =
     arenas = {k: a.expand(-1, n, -1) if rows == 1 else a.index_select(1, source)
               for k, a in arenas.items()}
     _check_possible(root_values(model, arenas, units), source)
-    out = descend(model, arenas, units, pick, lambda family, p: family.sample(p, generator))
     x = x[source]
+    out = descend(model, arenas, units, pick, x, generator)
     return torch.where(torch.isnan(x), out, x)
 
 

@@ -62,8 +62,11 @@ class LeafFamily:
     def from_ir(self, fields: dict[str, Tensor]) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def stats(self, x: Tensor, obs: Tensor, gamma: Tensor) -> dict[str, Tensor]:
-        """Expected sufficient statistics: x [M,B], obs [M,B] float, gamma [M,B,K] -> sums [M,K,..].
+    def stats(self, x: Tensor, obs: Tensor, gamma: Tensor,
+              params: dict[str, Tensor] | None = None) -> dict[str, Tensor]:
+        """Expected sufficient statistics: x [M,B], obs [M,B] float, gamma [M,B,K] -> sums [M,K,..]
+        (`params`, the slots' current parameters, for families whose statistics of missing values
+        depend on them).
 
         Always contains 'n' = sum_b gamma * obs (the expected count of observed values)."""
         w = gamma * obs.unsqueeze(-1)
@@ -90,6 +93,11 @@ class LeafFamily:
     @property
     def discrete(self) -> bool:
         return True
+
+    @property
+    def joint(self) -> int | None:
+        """How many consecutive slots of a region one density covers (None: each its own)."""
+        return None
 
 
 class DiscreteFamily(LeafFamily):
@@ -212,7 +220,7 @@ class Categorical(DiscreteFamily):
     def stats_from_counts(self, counts):
         return {"n": counts.sum(-1), "t": counts}
 
-    def stats(self, x, obs, gamma):
+    def stats(self, x, obs, gamma, params=None):
         w = gamma * obs.unsqueeze(-1)
         onehot = F.one_hot(x.long().clamp(0, self.n - 1), self.n).to(gamma.dtype)  # [M,B,n]
         return {"n": w.sum(1), "t": torch.einsum("mbk,mbc->mkc", w, onehot)}
@@ -256,8 +264,8 @@ class Normal(LeafFamily):
     def from_ir(self, fields):
         return {"mean": fields["mean"].double(), "log_std": torch.log(fields["std"].double())}
 
-    def stats(self, x, obs, gamma):
-        out = super().stats(x, obs, gamma)
+    def stats(self, x, obs, gamma, params=None):
+        out = super().stats(x, obs, gamma, params)
         w = gamma * obs.unsqueeze(-1)
         out["t2"] = torch.einsum("mbk,mb->mk", w, x * x)
         return out
@@ -284,12 +292,3 @@ class Normal(LeafFamily):
     @property
     def discrete(self) -> bool:
         return False
-
-
-LEAF_FAMILIES: dict[str, type[LeafFamily]] = {
-    "bernoulli": Bernoulli, "binomial": Binomial, "categorical": Categorical, "normal": Normal,
-}
-
-
-def leaf_family(family: Family) -> LeafFamily:
-    return LEAF_FAMILIES[family.name](family)

@@ -40,7 +40,8 @@ from .engine import (Bound, CircuitFunction, Evaluation, FlowSink, LeafInput, Le
                      LoweredEinsum, LoweredHadamard, LoweredMix, Points, Program, TiedRows)
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
-from .leaves import LeafFamily, leaf_family
+from .leaf_kinds import leaf_family
+from .leaves import LeafFamily
 from pcc_kernels.opaque import opaque
 from .stamps import Stamp
 from .naive import naive_evaluate
@@ -409,7 +410,8 @@ class CompiledCircuit(nn.Module):
             obs = ~torch.isnan(xs)
             slot_gamma = gamma.index_select(0, getattr(self, f"leaf_slots_{i}"))
             out.append(self.per_param_row(i, fam.stats(
-                torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype), slot_gamma)))
+                torch.where(obs, xs, torch.zeros_like(xs)), obs.to(xs.dtype), slot_gamma,
+                self.leaf_slot_params(i) if fam.joint else None)))
         return out
 
     def leaf_param_rows(self, i: int) -> Tensor | None:

@@ -73,14 +73,20 @@ class Tree:
         return [(p, v) for v, p in enumerate(self.parent) if p >= 0]
 
 
-def chow_liu(values: np.ndarray, smoothing: float, discrete: np.ndarray | None = None) -> Tree:
+def chow_liu(values: np.ndarray, smoothing: float, discrete: np.ndarray | None = None,
+             groups: list[tuple[int, ...]] | None = None) -> Tree:
     """The Chow-Liu tree, rooted at a center, of checked discrete `values` (see `check_values`),
     or with `discrete` [V] (bool per column) of float `values` [N, V] (NaN = missing) whose
-    columns are discrete where it says so and continuous elsewhere."""
+    columns are discrete where it says so and continuous elsewhere. With `groups` (a partition
+    of the columns), a tree over the groups: node i is groups[i], two groups as dependent as
+    their most dependent pair of columns."""
     if not smoothing > 0:
         raise StructureError(f"smoothing must be > 0, got {smoothing!r}")
     mi = (mutual_information(values, smoothing) if discrete is None
           else mixed_mutual_information(values, discrete, smoothing))
+    if groups is not None:
+        mi = np.array([[0.0 if i == j else mi[np.ix_(a, b)].max() for j, b in enumerate(groups)]
+                       for i, a in enumerate(groups)])
     neighbours = maximum_spanning_tree(mi)
     return root_at(neighbours, center(neighbours))
 
@@ -220,6 +226,39 @@ def _conditional_gaussian_mi(codes: np.ndarray, code_seen: np.ndarray, x: np.nda
             mi = 0.5 * np.log(var) - 0.5 * (n * np.log(var_v)).sum(0) / total_n
         out[j] = np.where((total_n > 1) & (var > 0), np.maximum(mi, 0.0), 0.0)
     return out
+
+
+def correlated_groups(values: np.ndarray, continuous: np.ndarray, correlation: float,
+                      largest: int) -> list[tuple[int, ...]]:
+    """A partition of the columns of float `values` [N, V] (NaN = missing): continuous columns
+    whose every pair has |correlation| >= `correlation` (over the rows where both are seen)
+    share a group of at most `largest`, joined greedily, the most correlated first (complete
+    linkage); every other column is a group of its own. In column order."""
+    groups = [(v,) for v in range(values.shape[1])]
+    c = np.nonzero(continuous)[0]
+    if len(c) < 2 or not correlation < 1:
+        return groups
+    seen = ~np.isnan(values[:, c])
+    mi = _gaussian_mi(np.where(seen, values[:, c], 0.0), seen.astype(np.float64))
+    rho = np.sqrt(-np.expm1(-2 * mi))  # |correlation| from -log(1 - rho^2) / 2
+    np.fill_diagonal(rho, 1.0)
+    clusters = [[i] for i in range(len(c))]
+    while True:
+        best, pair = correlation, None
+        for a in range(len(clusters)):
+            for b in range(a + 1, len(clusters)):
+                if len(clusters[a]) + len(clusters[b]) > largest:
+                    continue
+                link = rho[np.ix_(clusters[a], clusters[b])].min()
+                if link >= best:
+                    best, pair = link, (a, b)
+        if pair is None:
+            break
+        a, b = pair
+        clusters[a] = clusters[a] + clusters.pop(b)
+    member = {int(c[i]): tuple(sorted(int(c[j]) for j in cluster))
+              for cluster in clusters for i in cluster}
+    return sorted({member.get(v, (v,)) for v in range(values.shape[1])})
 
 
 def column_families(values: np.ndarray) -> list[Family]:

@@ -25,3 +25,5 @@ HCLT_K = 32
 HCLT_K_CHOICES = (4, 8, 16, 32)
 HCLT_TREES = 4
 HCLT_SMOOTHING = 1.0
+HCLT_CORRELATION = 0.9  # continuous columns correlated at least this much share an mvnormal leaf
+HCLT_GROUP = 8  # columns per such leaf, at most

@@ -5,6 +5,7 @@ of a latent-tree circuit (root and edges of each), and where its starting values
     # written by: pcc structure hclt --data train.data -k 16 -o h.pc
     # data: train.data (16181 rows, 16 variables), sha256 9f2c...
     # tree 0: root x3; edges (parent child): x3 x5, x3 x0, x5 x9, ...
+    # groups (one hidden variable each, named by their first variable): x0 x1 x2, x7 x8
     # starting values: none here. `pcc train` computes them from its training data ...
 """
 from __future__ import annotations
@@ -44,7 +45,8 @@ def file_sha256(path: str) -> str:
 
 def tree_lines(circuit: Circuit) -> list[str]:
     """`tree t: root V; edges (parent child): P C, ...` per tree of a latent-tree circuit (none
-    for another shape), wrapped at LINE characters."""
+    for another shape), and its groups of variables under one hidden variable, if any, wrapped
+    at LINE characters."""
     from ..latent_tree import find_latent_forest
     forest = find_latent_forest(circuit)
     if forest is None or circuit.ties:  # a tied chain (an HMM) is no learned tree
@@ -60,6 +62,11 @@ def tree_lines(circuit: Circuit) -> list[str]:
                 todo.append(c)
         head = f"tree {t}: root {names[forest.nodes[root].var]}; edges (parent child):"
         out += _wrap([head, *(f"{e}," for e in edges[:-1]), *edges[-1:]] if edges else [head, "none"], "  ")
+    groups = sorted({node.vars for node in forest.nodes if len(node.vars) > 1})
+    if groups:
+        words = [" ".join(names[v] for v in g) for g in groups]
+        out += _wrap(["groups (one hidden variable each, named by their first variable):",
+                      *(f"{w}," for w in words[:-1]), words[-1]], "  ")
     return out
 
 

@@ -7,6 +7,7 @@ import math
 
 import torch
 
+import pcc
 from pcc.compiler import plan
 from pcc.em import EM
 from pcc.runtime.graphs import CapturedForward, EagerRecorder, EMGraph
@@ -118,3 +119,21 @@ def test_captured_forward_replays_one_batch_size():
     with torch.no_grad():
         assert torch.equal(forward(other), m(other))
     assert recorder.replays == 2
+
+
+def test_models_whose_passes_depend_on_the_data_are_never_captured():
+    """mvnormal leaves branch on the pattern of missing values: EM steps and the forward stay
+    eager (a graph would replay the first batch's pattern)."""
+    text = ("pc 1\nvars a b c\nleaf mvnormal(d=2) {a, b}\nleaf normal {c}\n"
+            "input g {a, b} k=2\ninput h {c} k=2\nsum top k=1 = g .* h\nroot top\n")
+    m = pcc.compile(text, backend="torch")
+    assert not m.graph_safe and model().graph_safe
+    em = EM(m, step_size=0.3)
+    recorder = EagerRecorder()
+    em.graph = EMGraph(em, recorder)
+    x = torch.randn(8, 3)
+    for _ in range(3):
+        em.step(x)
+    forward = CapturedForward(m, 8, recorder)
+    forward(x)
+    assert recorder.replays == 0 and not em.graph.active and forward.static is None

@@ -17,7 +17,8 @@ lists) is left as it was after the capture. Capture happens on first use of the 
 side stream (which also let the Triton autotuner time its configurations, which it cannot do
 inside a capture). For EM the warm-up is the E-step alone (no parameter changes) and the first
 update runs eagerly (it creates the running statistics); the partial last batch of an epoch, or
-any other shape, marginalization or targets, run eagerly. Off CUDA, or with `cuda_graph=False`,
+any other shape, marginalization or targets, run eagerly. Off CUDA, with `cuda_graph=False`, or
+for a model whose passes depend on the data (`CompiledCircuit.graph_safe`: joint leaves),
 everything is eager.
 
 A `Recorder` does the capturing: `CudaRecorder` (torch.cuda.CUDAGraph), or `EagerRecorder`, which
@@ -129,7 +130,7 @@ class CapturedForward:
 
     def __call__(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor:
         x = self.model.prepare_input(x, marginalize)
-        if self.recorder is None or x.shape[0] != self.batch_size:
+        if self.recorder is None or x.shape[0] != self.batch_size or not self.model.graph_safe:
             return self._run(x)
         if self.static is None:
             self.static = StaticInput(x)
@@ -161,7 +162,8 @@ class EMGraph:
         return self.static is not None
 
     def step(self, x: Tensor, marginalize: Tensor | None, target: Tensor | None) -> float | None:
-        if self.recorder is None or marginalize is not None or target is not None:
+        if self.recorder is None or marginalize is not None or target is not None \
+                or not self.em.model.graph_safe:
             return None
         x = self.em.model.prepare_input(x)
         if self.shape is None:

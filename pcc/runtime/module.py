@@ -180,6 +180,13 @@ class CompiledCircuit(nn.Module):
 
     log_prob = forward
 
+    @property
+    def graph_safe(self) -> bool:
+        """Whether a pass does the same work for every batch of one shape, as a CUDA graph
+        replays it: not so with joint leaves (`mvnormal`), whose work depends on the pattern of
+        missing values (and which synchronize to find it)."""
+        return not any(f.joint for f in self.families)
+
     def capture(self, batch_size: int) -> "CapturedForward":
         """This model's forward for `batch_size` rows, replayed from a CUDA graph (eager for
         other sizes or off CUDA); see `pcc.runtime.graphs`."""

@@ -81,10 +81,12 @@ class MultivariateNormal(LeafFamily):
 
     # ------------------------------------------------------------------ densities
     def evaluate(self, xt, var_index, params, semiring="sum"):
-        """Region log-densities in each region's first slot: [R*d, B, K] (module doc)."""
+        """Region log-densities in each region's first slot: [R*d, B, K] (module doc), computed
+        in float64 and returned in xt's dtype."""
         d = self.d
-        x = xt.index_select(0, var_index).unflatten(0, (-1, d)).transpose(1, 2)  # [R, B, d]
-        mean, lower = self.factor(params)
+        dtype = xt.dtype  # computed in float64 (re-factorizing blocks of L L^T loses digits)
+        x = xt.index_select(0, var_index).unflatten(0, (-1, d)).transpose(1, 2).double()
+        mean, lower = (v.double() for v in self.factor(params))
         regions, batch, k = x.shape[0], x.shape[1], mean.shape[1]
         observed = ~torch.isnan(x)
         x = torch.where(observed, x, torch.zeros_like(x))
@@ -115,6 +117,7 @@ class MultivariateNormal(LeafFamily):
                     half_log_det = torch.log(torch.diagonal(block, dim1=-2, dim2=-1)).sum(-1)
                     value = value + half_log_det[r] - 0.5 * float((~mask).sum()) * LOG_2PI
                 ld = ld.index_put((r, b), value)
+        ld = ld.to(dtype)
         return torch.cat([ld.unsqueeze(1), ld.new_zeros(regions, d - 1, batch, k)], 1).flatten(0, 1)
 
     # ------------------------------------------------------------------ EM

@@ -129,6 +129,33 @@ def test_hclt_element_wise_layers_match_torch(trees):
         assert torch.allclose(a, b, atol=2e-5, rtol=1e-5)
 
 
+def test_hclt_with_a_joint_leaf_matches_torch():
+    """An HCLT whose correlated continuous columns share an mvnormal leaf (the leaf stage is
+    torch's on every backend; the layers above it are the kernels): log-likelihoods with
+    missing values, gradients and an EM step equal the torch backend's."""
+    from pcc.structures import hidden_chow_liu_tree
+    gen = torch.Generator().manual_seed(3)
+    f = torch.randn(200, 1, generator=gen, dtype=torch.float64)
+    data = torch.cat([f + 0.1 * torch.randn(200, 3, generator=gen, dtype=torch.float64),
+                      torch.randn(200, 2, generator=gen, dtype=torch.float64)], 1)
+    c = hidden_chow_liu_tree(data.numpy(), k=3, trees=2)
+    assert any(r.family is None and len(r.scope) == 3 for r in c.inputs)
+    x = data[:9].clone()
+    x[torch.rand(x.shape, generator=gen) < 0.3] = math.nan
+    results = []
+    for model in pair(c, 3):
+        out = model(x)
+        out.sum().backward()
+        results.append([out.detach()] + [p.grad for p in model.parameters()])
+    for a, b in zip(*results):
+        assert torch.allclose(a, b, atol=1e-9, rtol=0)
+    models = pair(c, 3, torch.float32)
+    lls = [EM(model, step_size=0.5).step(x.float()) for model in models]
+    assert math.isclose(lls[0], lls[1], rel_tol=1e-5)
+    for a, b in zip(models[1].parameters(), models[0].parameters()):
+        assert torch.allclose(a, b, atol=2e-5, rtol=1e-5)
+
+
 def test_torch_compile_graph_breaks_around_kernels():
     """The kernel entry points are excluded from tracing, so a compiled model runs them eagerly
     (tracing the interpreter would fail with KeyError(torch.uint64))."""

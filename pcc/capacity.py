@@ -5,7 +5,7 @@ A generated HCLT whose K or number of trees the user did not fix says so in a co
 (`pcc structure hclt` writes it in the file's header; `pcc.structures.hclt` in the Circuit's
 comments):
 
-    # capacity: open (k, trees): pcc train chooses them on validation; written here with K=32, 4 trees
+    # capacity: open (k, trees): pcc train chooses them on validation; written here with K=32, 8 trees
 
 `open_dimensions` reads it; `pcc.search` then tries other capacities by `resize`: every region
 of the trees gets K units and the root keeps its first `trees` trees (the file's trees are the

@@ -5,7 +5,7 @@ chooses every setting of this table that the user left open, each on the validat
 
     setting                               tried                open unless
     K, hidden states per variable         K_CHOICES            the file fixes it (`pcc.capacity`)
-    trees mixed at the root               1, or all the file's the file fixes them
+    trees mixed at the root               TREE_CHOICES         the file fixes them
     pseudocount                           PSEUDOCOUNTS         --pseudocount is given
     entropy regularization of the sums    ENTROPIES            --entropy is given
     leaf smoothing toward the marginals   SOFTENINGS           --soften is given
@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from .capacity import Capacity, is_resizable, open_dimensions, resize, tree_count
 from .progress import Progress
 from .structures.defaults import HCLT_K_CHOICES as K_CHOICES
+from .structures.defaults import HCLT_TREE_CHOICES as TREE_CHOICES
 
 PSEUDOCOUNTS = (0.1, 1.0)
 ENTROPIES = (0.0, 0.05)
@@ -79,12 +80,18 @@ def search_space(circuit, config) -> Space | None:
     forest_k = circuit.inputs[0].k
     trees = tree_count(circuit)
     space = Space(k=K_CHOICES if "k" in open_ else (forest_k,),
-                  trees=(1, trees) if "trees" in open_ and trees > 1 else (trees,),
+                  trees=tree_choices(trees) if "trees" in open_ else (trees,),
                   pseudocount=PSEUDOCOUNTS if config.pseudocount is None
                   else (config.pseudocount,),
                   entropy=ENTROPIES if config.entropy is None else (config.entropy,),
                   soften=SOFTENINGS if config.soften is None else (config.soften,))
     return space if space.phases() else None
+
+
+def tree_choices(trees: int) -> tuple[int, ...]:
+    """The numbers of trees the search tries of a file holding `trees`: TREE_CHOICES up to it,
+    and all of them."""
+    return tuple(sorted({t for t in TREE_CHOICES if t < trees} | {trees}))
 
 
 def label(candidate: dict) -> str:

@@ -68,7 +68,8 @@ def test_the_choice_is_the_best_candidate_on_validation(small_space):
                                      progress=False)
     search = histories[0].capacity
     tried = [c for c in search["candidates"] if c["valid"] is not None]
-    assert len(tried) == 7  # 2 K x 2 trees, then one more pseudocount, entropy, smoothing
+    assert len(tried) == 9  # 2 K x 3 tree counts (1, 4, 8), then one more pseudocount, entropy,
+    #                        smoothing
     assert search["valid"] == max(c["valid"] for c in tried)
     assert {k: search[k] for k in ("k", "trees")} in [{"k": c["k"], "trees": c["trees"]}
                                                       for c in tried]
@@ -88,7 +89,7 @@ def test_settings_the_user_fixed_are_never_changed(small_space):
     assert {c["k"] for c in candidates} == {3}
     assert {c["pseudocount"] for c in candidates} == {0.5}
     assert {c["entropy"] for c in candidates} == {0.0}
-    assert {c["trees"] for c in candidates} == {1, 4}
+    assert {c["trees"] for c in candidates} == {1, 4, 8}
     fixed = pcc.compile(hclt(x[:400], k=3, trees=2))
     _, histories = fit_members(fixed, x[:400], x[400:],
                                TrainConfig(epochs=2, pseudocount=0.1, entropy=0.0, soften=0.0),

@@ -105,7 +105,7 @@ def register(subparsers) -> None:
                "(docs/cli.md). A missing value (empty, ?, nan) leaves its row out of the pairs it\n"
                "belongs to.\n"
                "capacity: without -k / --trees the file says that `pcc train` chooses them on\n"
-               "validation (it is written with K=32 and 4 trees, the most it may use).\n"
+               "validation (it is written with K=32 and 8 trees, the most it may use).\n"
                "The file starts with comment lines: this command, the data file (rows, sha256),\n"
                "each tree's root and edges, and where the starting values come from.\n"
                "starting values: without --init the file has no param blocks; `pcc train` then\n"
@@ -114,8 +114,9 @@ def register(subparsers) -> None:
                "computes the data-based ones here, from --data, and writes them as param blocks.")
     hclt.add_argument("--data", required=True, metavar="FILE", help="training data file (debd, CSV or .npy)")
     hclt.add_argument("--trees", type=positive_int, metavar="M",
-                      help=f"number of trees mixed at the root (default: `pcc train` uses 1 or "
-                           f"all {defaults.HCLT_TREES} the file holds, chosen on validation)")
+                      help=f"number of trees mixed at the root (default: the file holds "
+                           f"{defaults.HCLT_TREES}; `pcc train` uses the first M of them, M in "
+                           f"{defaults.HCLT_TREE_CHOICES} chosen on validation)")
     hclt.add_argument("--smoothing", type=non_negative_float, default=defaults.HCLT_SMOOTHING, metavar="A",
                       help=f"Laplace count added to every pair-table cell (default {defaults.HCLT_SMOOTHING})")
     hclt.add_argument("--correlation", type=positive_float, default=defaults.HCLT_CORRELATION,

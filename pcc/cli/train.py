@@ -99,7 +99,7 @@ def register(sub) -> None:
                         "(default: chosen on validation)")
     p.add_argument("--trees", type=positive_int, metavar="M",
                    help="trees of such a latent tree to use, the first M of the file's "
-                        "(default: chosen on validation, 1 or all)")
+                        "(default: chosen on validation, 1, 4 or 8 of them)")
     p.add_argument("--soften", type=non_negative_float, metavar="S",
                    help="leaf smoothing: after every EM update each leaf is mixed with its "
                         "variable's marginal, weight S (default: latent trees chosen on "

@@ -84,9 +84,12 @@ def chow_liu(values: np.ndarray, smoothing: float, discrete: np.ndarray | None =
         raise StructureError(f"smoothing must be > 0, got {smoothing!r}")
     mi = (mutual_information(values, smoothing) if discrete is None
           else mixed_mutual_information(values, discrete, smoothing))
-    if groups is not None:
-        mi = np.array([[0.0 if i == j else mi[np.ix_(a, b)].max() for j, b in enumerate(groups)]
-                       for i, a in enumerate(groups)])
+    if groups is not None:  # the largest MI of each block of columns
+        order = np.concatenate([np.asarray(g) for g in groups])
+        starts = np.cumsum([0] + [len(g) for g in groups[:-1]])
+        mi = np.maximum.reduceat(np.maximum.reduceat(mi[np.ix_(order, order)], starts, 0),
+                                 starts, 1)
+        np.fill_diagonal(mi, 0.0)
     neighbours = maximum_spanning_tree(mi)
     return root_at(neighbours, center(neighbours))
 
@@ -232,33 +235,33 @@ def correlated_groups(values: np.ndarray, continuous: np.ndarray, correlation: f
                       largest: int) -> list[tuple[int, ...]]:
     """A partition of the columns of float `values` [N, V] (NaN = missing): continuous columns
     whose every pair has |correlation| >= `correlation` (over the rows where both are seen)
-    share a group of at most `largest`, joined greedily, the most correlated first (complete
-    linkage); every other column is a group of its own. In column order."""
-    groups = [(v,) for v in range(values.shape[1])]
+    share a group of at most `largest`. Pairs are taken from the most correlated down; the
+    groups of a pair join when every pair across them reaches `correlation` (complete linkage)
+    and they have at most `largest` columns together. Every other column is a group of its own.
+    Sorted by first column."""
     c = np.nonzero(continuous)[0]
+    group_of = {int(v): (int(v),) for v in range(values.shape[1])}
     if len(c) < 2 or not correlation < 1:
-        return groups
+        return sorted(set(group_of.values()))
     seen = ~np.isnan(values[:, c])
-    mi = _gaussian_mi(np.where(seen, values[:, c], 0.0), seen.astype(np.float64))
-    rho = np.sqrt(-np.expm1(-2 * mi))  # |correlation| from -log(1 - rho^2) / 2
-    np.fill_diagonal(rho, 1.0)
-    clusters = [[i] for i in range(len(c))]
-    while True:
-        best, pair = correlation, None
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                if len(clusters[a]) + len(clusters[b]) > largest:
-                    continue
-                link = rho[np.ix_(clusters[a], clusters[b])].min()
-                if link >= best:
-                    best, pair = link, (a, b)
-        if pair is None:
-            break
-        a, b = pair
-        clusters[a] = clusters[a] + clusters.pop(b)
-    member = {int(c[i]): tuple(sorted(int(c[j]) for j in cluster))
-              for cluster in clusters for i in cluster}
-    return sorted({member.get(v, (v,)) for v in range(values.shape[1])})
+    rho = np.sqrt(-np.expm1(-2 * _gaussian_mi(np.where(seen, values[:, c], 0.0),
+                                               seen.astype(np.float64))))  # |rho| from the MI
+    strong = np.triu(rho >= correlation, 1)
+    pairs = np.argwhere(strong)
+    order = np.argsort(-rho[strong], kind="stable")
+    member = {i: [i] for i in range(len(c))}  # local column -> its group (a shared list)
+    for i, j in pairs[order]:
+        a, b = member[int(i)], member[int(j)]
+        if a is b or len(a) + len(b) > largest or not (rho[np.ix_(a, b)] >= correlation).all():
+            continue
+        a.extend(b)
+        for m in b:
+            member[m] = a
+    for group in {id(g): g for g in member.values()}.values():
+        columns = tuple(sorted(int(c[m]) for m in group))
+        for v in columns:
+            group_of[v] = columns
+    return sorted(set(group_of.values()))
 
 
 def column_families(values: np.ndarray) -> list[Family]:

@@ -193,3 +193,31 @@ def test_an_epochs_two_batch_sizes_keep_their_bindings(model, monkeypatch):
         for start in range(0, 11, 4):
             em.step(x[start:start + 4])
     assert sorted(binds) == [3, 4]
+
+
+def test_a_dropped_model_frees_its_buffers_without_the_cycle_collector():
+    """The bindings a model keeps (GBs for a large circuit) go with it as soon as it is dropped:
+    no reference cycle through them (a search trains one candidate after another)."""
+    import gc
+    import weakref
+
+    import numpy as np
+
+    from pcc.em import EM
+    from pcc.queries import mpe
+    from pcc.train import evaluate
+    x = (np.random.default_rng(0).random((300, 12)) < 0.3).astype(np.float32)
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        model = pcc.compile(pcc.structures.hidden_chow_liu_tree(x, k=4, trees=2))
+        EM(model, step_size=0.5).step(torch.from_numpy(x[:100]))
+        evaluate(model, x)
+        mpe(model, torch.from_numpy(x[:10]))
+        model(torch.from_numpy(x[:10])).sum().backward()
+        alive = weakref.ref(model)
+        del model
+        assert alive() is None
+    finally:
+        if enabled:
+            gc.enable()

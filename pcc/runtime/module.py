@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import weakref
 from collections.abc import Callable, Sequence
 from importlib import import_module
 from typing import TYPE_CHECKING
@@ -755,11 +756,17 @@ class CompiledCircuit(nn.Module):
 
 class LogWeightPools(Sequence):
     """`log_weight_pools()`, each pool computed when indexed (a binding that reads the pools'
-    W kept by the module never indexes it; the float64 pass does)."""
+    W kept by the module never indexes it; the float64 pass does). It refers to the model
+    weakly: the bindings the model keeps hold it, and a strong reference would make a cycle
+    that keeps a dropped model's buffers until the garbage collector's next full pass."""
 
     def __init__(self, model: CompiledCircuit):
-        self.model = model
+        self._model = weakref.ref(model)
         self.sums = len(model.sum_logits)
+
+    @property
+    def model(self) -> CompiledCircuit:
+        return self._model()
 
     def __len__(self) -> int:
         return self.sums + len(self.model.mix_logits)

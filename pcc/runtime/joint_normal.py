@@ -104,8 +104,8 @@ class MultivariateNormal(LeafFamily):
                 seen = mask.to(x.dtype)
                 if not bool(mask.any()) and semiring != "max":
                     continue  # all missing: log 1
-                part = _masked(cov, seen) if not bool(mask.all()) else cov
-                factor = torch.linalg.cholesky(part)  # [R, K, d, d]
+                factor = (lower if bool(mask.all())  # [R, K, d, d]
+                          else torch.linalg.cholesky(_masked(cov, seen)))
                 diff = (x[r, b].unsqueeze(1) - mean[r]) * seen  # [A, K, d]
                 z = torch.linalg.solve_triangular(factor[r], diff.unsqueeze(-1), upper=False)
                 value = (-0.5 * (z * z).sum((-2, -1))

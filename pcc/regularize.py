@@ -28,7 +28,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .runtime.joint_normal import positive_definite_factor
+from .runtime.joint_normal import covariance, positive_definite_factor, second_moment
 
 ENTROPY_NEWTON_STEPS = 8
 
@@ -94,11 +94,10 @@ def soften(model, marginals: Marginals, strength: float) -> None:
         elif name == "mvnormal":
             mu, lower = (v.double() for v in fam.factor(params.as_dict()))
             m = marginal["mean"].view(-1, fam.d).unsqueeze(1)  # [R, 1, d]
-            var = torch.diag_embed(marginal["var"].view(-1, fam.d)).unsqueeze(1)
+            spread = torch.diag_embed(marginal["var"].view(-1, fam.d).sqrt()).unsqueeze(1)
             mean = (mu + s * m) / (1 + s)
-            second = (lower @ lower.transpose(-1, -2) + mu.unsqueeze(-1) * mu.unsqueeze(-2)
-                      + s * (var + m.unsqueeze(-1) * m.unsqueeze(-2))) / (1 + s)
-            cov = second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+            second = (second_moment(mu, lower) + s * second_moment(m, spread)) / (1 + s)
+            cov = covariance(second, mean)
             for key, v in fam.per_slot(mean, positive_definite_factor(cov, 0.0)).items():
                 getattr(params, key).copy_(v)
         elif name == "normal":

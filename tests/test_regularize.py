@@ -80,3 +80,24 @@ def test_off_at_zero(strengths):
     assert not regularize
     regularize(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_soften_matches_an_mvnormal_leaf_to_its_mixture_with_the_marginal():
+    """Each unit N(mu, S) of a joint leaf becomes the normal with the mean and second moment of
+    (N(mu, S) + s prod_v N(m_v, var_v)) / (1 + s)."""
+    rng = np.random.default_rng(1)
+    f = rng.normal(size=400)
+    x = np.stack([f + 0.1 * rng.normal(size=400), 2 * f + 0.1 * rng.normal(size=400),
+                  rng.normal(size=400)], 1)
+    model = pcc.compile(hidden_chow_liu_tree(x, k=3, trees=1), dtype=torch.float64)
+    i = next(i for i, fam in enumerate(model.families) if fam.joint)
+    fam, params = model.families[i], model.leaf_params[i]
+    mu, lower = fam.factor(params.as_dict())
+    before = (mu.clone(), lower @ lower.transpose(-1, -2) + mu.unsqueeze(-1) * mu.unsqueeze(-2))
+    soften(model, Marginals(model, as_rows(x)), 0.5)
+    mu, lower = fam.factor(params.as_dict())
+    m = torch.tensor(x[:, :2].mean(0))
+    marginal = torch.diag(torch.tensor(x[:, :2].var(0))) + m.unsqueeze(-1) * m.unsqueeze(-2)
+    assert torch.allclose(mu, (before[0] + 0.5 * m) / 1.5)
+    assert torch.allclose(lower @ lower.transpose(-1, -2) + mu.unsqueeze(-1) * mu.unsqueeze(-2),
+                          (before[1] + 0.5 * marginal) / 1.5)

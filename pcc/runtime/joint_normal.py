@@ -174,13 +174,10 @@ class MultivariateNormal(LeafFamily):
         old density, a ridge of min_var."""
         n, t, t2 = (v.double() for v in self.moments(stats))
         old_mean, old_lower = (v.double() for v in self.factor(old))
-        old_second = old_lower @ old_lower.transpose(-1, -2) + \
-            old_mean.unsqueeze(-1) * old_mean.unsqueeze(-2)
         denom = (n + pseudocount).clamp_min(_tiny(n)).unsqueeze(-1)
         mean = (t + pseudocount * old_mean) / denom
-        cov = (t2 + pseudocount * old_second) / denom.unsqueeze(-1) \
-            - mean.unsqueeze(-1) * mean.unsqueeze(-2)
-        return self.per_slot(mean, positive_definite_factor(cov, min_var))
+        second = (t2 + pseudocount * second_moment(old_mean, old_lower)) / denom.unsqueeze(-1)
+        return self.per_slot(mean, positive_definite_factor(covariance(second, mean), min_var))
 
     # ------------------------------------------------------------------ queries
     def conditional(self, mean: Tensor, lower: Tensor, evidence: Tensor, draw: bool,
@@ -203,6 +200,16 @@ class MultivariateNormal(LeafFamily):
                 block.transpose(-1, -2), noise.unsqueeze(-1), upper=True).squeeze(-1)
         return seen * e + free * centre
 
+
+
+def second_moment(mean: Tensor, lower: Tensor) -> Tensor:
+    """E[x x^T] = L L^T + mu mu^T of N(mu, L L^T): [..., d, d]."""
+    return lower @ lower.transpose(-1, -2) + mean.unsqueeze(-1) * mean.unsqueeze(-2)
+
+
+def covariance(second: Tensor, mean: Tensor) -> Tensor:
+    """E[x x^T] - mu mu^T: [..., d, d]."""
+    return second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
 
 
 def positive_definite_factor(cov: Tensor, ridge: float) -> Tensor:

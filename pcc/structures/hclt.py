@@ -67,8 +67,8 @@ def hclt_of_columns(values: np.ndarray, path: str | None, names: tuple[str, ...]
                              f"got {correlation!r}")
     families = families_for(values, leaf, path)
     discrete = np.array([f.name != "normal" for f in families])
-    groups = correlated_groups(values, ~discrete if leaf is None else discrete & False,
-                               correlation, defaults.HCLT_GROUP)
+    groupable = ~discrete if leaf is None else np.zeros_like(discrete)  # `leaf`: one family each
+    groups = correlated_groups(values, groupable, correlation, defaults.HCLT_GROUP)
     for group in groups:
         if len(group) > 1:
             for v in group:

@@ -18,9 +18,22 @@ log-likelihood. (Scores after the online epochs alone rank badly: on 1,600 rows 
 full-batch EM still gains 1.3 nats, and more for the regularized candidates.) The search runs in
 phases, coordinate by coordinate: every (K, trees) pair (cheapest first) with the first value of
 the others, then the other pseudocounts for the best candidate so far, then the other entropy
-strengths for the best so far, then the other smoothings. The best candidate of all is not
-trained again: it goes on where it stopped, with the rest of full-batch EM and the plain
-Chow-Liu tree floor (`pcc.train`).
+strengths for the best so far, then the other smoothings. The chosen candidate is not trained
+again: it goes on where it stopped, with the rest of full-batch EM and the plain Chow-Liu tree
+floor (`pcc.train`).
+
+Capacity is chosen by the one-standard-error rule: of the (K, trees) candidates, the cheapest
+(fewest FLOPs) whose validation log-likelihood is within CAPACITY_TOLERANCE standard errors of
+the best one's. The gap of candidate c to the best b and its standard error are paired over the
+validation rows x_1..x_N, with d_n = log p_b(x_n) - log p_c(x_n):
+
+    gap = mean(d),   se = std(d) / sqrt(N)
+
+so a larger circuit must win by more than the noise of the validation split to be kept (on
+nltcs, K=8 with 8 trees beat 4 trees by 0.0013 nats, inside its standard error). The search
+keeps the parameters of the candidates still within reach of the best so far, and drops the
+others. Regularization (pseudocount, entropy, smoothing) is then chosen by the plain maximum,
+from the chosen capacity.
 
 The budget (`TrainConfig.budget`, seconds of training) is planned: the search may use
 SEARCH_SHARE of it, and a candidate is skipped (and said) when its predicted time, from the
@@ -37,10 +50,12 @@ import math
 import sys
 from dataclasses import dataclass, replace
 
+import torch
 from tqdm.auto import tqdm
 
 from .capacity import Capacity, is_resizable, open_dimensions, resize, tree_count
 from .progress import Progress
+from .rows import Rows, as_rows
 from .structures.defaults import HCLT_K_CHOICES as K_CHOICES
 from .structures.defaults import HCLT_TREE_CHOICES as TREE_CHOICES
 
@@ -48,6 +63,7 @@ PSEUDOCOUNTS = (0.1, 1.0)
 ENTROPIES = (0.0, 0.05)
 SOFTENINGS = (0.0, 0.01)
 SCREEN_POLISH = 20  # full-batch EM iterations of a candidate, at most, before the choice
+CAPACITY_TOLERANCE = 1.0  # standard errors a cheaper capacity may lie below the best one's
 SEARCH_SHARE = 0.7  # of the budget, for the candidates (the chosen one often converges sooner)
 DEFAULT_BUDGET = 900.0  # seconds: pcc train's default --budget
 FIELDS = ("k", "trees", "pseudocount", "entropy", "soften")  # a candidate's, in phase order
@@ -115,7 +131,7 @@ class Search:
         phase = self.space.phases()[0]
         return {"phase": 0, "candidates": self._vary(first, phase), "results": [],
                 "records": [], "best": None, "best_parameters": None, "best_progress": None,
-                "polish": None, "began": 0.0}
+                "kept": [], "top": None, "pick": None, "polish": None, "began": 0.0}
 
     def _vary(self, base: dict, fields: tuple[str, ...]) -> list[dict]:
         """`base` with `fields` set to every combination of their values, cheapest first."""
@@ -186,8 +202,9 @@ class Search:
             s["records"] += history.epochs
             say(f"capacity search: {label(candidate)}: valid {history.best_valid:.4f} "
                 f"({seconds:.1f} s)")
-            best = s["best"]
-            if best is None or history.best_valid > s["results"][best]["valid"]:
+            if self._choosing_capacity(s):
+                self._one_standard_error(s, i, model, valid, run, config.seed)
+            elif s["best"] is None or history.best_valid > s["results"][s["best"]]["valid"]:
                 s["best"] = i
                 s["best_parameters"] = copy.deepcopy(model.state_dict())
                 s["best_progress"] = run.progress.state_dict()
@@ -206,8 +223,44 @@ class Search:
             history.interrupted = True
         return model, config, history
 
+    def _choosing_capacity(self, s: dict) -> bool:
+        return s["phase"] == 0 and bool({"k", "trees"} & set(self.space.phases()[0]))
+
+    def _one_standard_error(self, s: dict, i: int, model, valid, run, seed: int) -> None:
+        """Candidate `i` (`model`, trained) joins the kept capacity candidates; those more than
+        CAPACITY_TOLERANCE standard errors below the best are dropped (their gap and standard
+        error recorded in their results), and the cheapest left becomes `s["best"]`."""
+        results, candidates = s["results"], s["candidates"]
+        kept = s["kept"] + [{"index": i, "parameters": copy.deepcopy(model.state_dict()),
+                             "progress": run.progress.state_dict()}]
+        top = max(kept, key=lambda entry: (results[entry["index"]]["valid"], -entry["index"]))
+        models = {i: model}
+
+        def model_of(entry):
+            if entry["index"] not in models:
+                other = self._model(candidates[entry["index"]], seed)
+                other.load_state_dict(entry["parameters"])
+                models[entry["index"]] = other
+            return models[entry["index"]]
+        for entry in kept:
+            j = entry["index"]
+            if entry is top:
+                results[j].update(gap=0.0, se=0.0)
+            elif top["index"] == i or j == i:  # a new best, or a new candidate: measured now
+                gap, se = paired_gap(model_of(top), model_of(entry), valid)
+                results[j].update(gap=gap, se=se)
+        s["kept"] = [entry for entry in kept
+                     if results[entry["index"]]["gap"]
+                     <= CAPACITY_TOLERANCE * results[entry["index"]]["se"]]
+        chosen = min(s["kept"], key=lambda entry: (self.flops(candidates[entry["index"]]),
+                                                   entry["index"]))
+        s["best"] = s["pick"] = chosen["index"]
+        s["top"] = top["index"]
+        s["best_parameters"], s["best_progress"] = chosen["parameters"], chosen["progress"]
+
     def _next_phase(self, s: dict) -> None:
         phases = self.space.phases()
+        s["kept"] = []  # the capacity is chosen: only the best's parameters are needed now
         s["phase"] += 1
         if s["phase"] >= len(phases) or s["best"] is None:
             s["phase"] = None
@@ -250,7 +303,7 @@ class Search:
             s["polish"] = int(_agreed(data, float(self._polish_cap(s, best, config, run))))
             tried = sum(1 for r in s["results"] if r["valid"] is not None)
             say(f"chose {label(best)} on validation ({s['results'][s['best']]['valid']:.4f}; "
-                f"{tried} candidate{'s' if tried > 1 else ''} tried)")
+                f"{tried} candidate{'s' if tried > 1 else ''} tried){_rule(s)}")
             progress = Progress.from_state_dict(copy.deepcopy(s["best_progress"]))
             progress.history = replace(progress.history, epochs=[])  # in the search's records
             run.progress = progress
@@ -272,6 +325,48 @@ class Search:
         return max(done, min(config.polish, done + more))
 
 
+@torch.no_grad()
+def paired_gap(better, other, rows, batch_size: int = 1000) -> tuple[float, float]:
+    """(mean of d, its standard error std(d) / sqrt(N)) for d_n = log p_better(x_n) -
+    log p_other(x_n) over the N rows (every process's share, totalled; of each row's unit for
+    labeled rows)."""
+    rows = rows if isinstance(rows, Rows) else as_rows(rows)
+    device = next(better.parameters()).device
+
+    def local() -> list[float]:
+        n = total = squares = 0.0
+        for x, target in rows.local_chunks(batch_size):
+            x = x.to(device)
+            d = (better(x).double() - other(x).double()).cpu().reshape(len(x), -1)
+            if target is not None:
+                d = d.gather(1, target.unsqueeze(1))
+            n, total, squares = n + len(x), total + float(d.sum()), squares + float((d * d).sum())
+        return [n, total, squares]
+    n, total, squares = rows.total(rows.guard(local, [0.0, 0.0, 0.0]))
+    mean = total / max(n, 1.0)
+    variance = max(squares - total * mean, 0.0) / (n - 1) if n > 1 else 0.0
+    return mean, math.sqrt(variance / max(n, 1.0))
+
+
+def _rule(s: dict) -> str:
+    """How the capacity was chosen, when not simply the best: `; the cheapest capacity within 1
+    standard error (0.0030) of the best, K=8, 8 trees (-5.9413, 0.0012 above on the same
+    rows)`."""
+    top, pick = s.get("top"), s.get("pick")
+    if top == pick:
+        return ""
+    chosen = s["results"][pick]
+    return (f"; the cheapest capacity within {CAPACITY_TOLERANCE:g} standard error "
+            f"({chosen['se']:.4f}) of the best, {_capacity(s['candidates'][top])} "
+            f"({s['results'][top]['valid']:.4f}, {chosen['gap']:.4f} above on the same rows)")
+
+
+def _capacity(candidate: dict) -> str:
+    """`K=8, 4 trees`."""
+    trees = candidate["trees"]
+    return f"K={candidate['k']}, {trees} tree{'s' if trees > 1 else ''}"
+
+
 def _agreed(rows, value: float) -> float:
     """The first rank's `value` on every rank of data-parallel training (decisions that read
     a clock must be the same everywhere); `value` itself in one process."""
@@ -280,8 +375,13 @@ def _agreed(rows, value: float) -> float:
 
 
 def summary(search: dict) -> dict:
-    """What the checkpoint's meta records of a finished search: the choice and every candidate."""
+    """What the checkpoint's meta records of a finished search: the choice, the best capacity on
+    validation when the one-standard-error rule chose a cheaper one, and every candidate (with
+    its paired gap to the best capacity and the gap's standard error, for the capacity ones)."""
     best = search["candidates"][search["best"]]
+    top = search.get("top")
     return {**best, "valid": search["results"][search["best"]]["valid"],
+            "best_capacity": None if top == search.get("pick") else
+            {f: search["candidates"][top][f] for f in ("k", "trees")},
             "candidates": [{**c, **r} for c, r in zip(search["candidates"], search["results"])]}
 

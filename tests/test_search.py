@@ -61,7 +61,7 @@ def test_resize_sets_k_and_keeps_the_first_trees():
         resize(circuit, 3, 5)
 
 
-def test_the_choice_is_the_best_candidate_on_validation(small_space):
+def test_capacity_is_the_cheapest_within_one_standard_error_then_the_best_settings(small_space):
     x = data()
     model = pcc.compile(hclt(x[:400]))
     trained, histories = fit_members(model, x[:400], x[400:], TrainConfig(epochs=3),
@@ -70,13 +70,48 @@ def test_the_choice_is_the_best_candidate_on_validation(small_space):
     tried = [c for c in search["candidates"] if c["valid"] is not None]
     assert len(tried) == 9  # 2 K x 3 tree counts (1, 4, 8), then one more pseudocount, entropy,
     #                        smoothing
-    assert search["valid"] == max(c["valid"] for c in tried)
-    assert {k: search[k] for k in ("k", "trees")} in [{"k": c["k"], "trees": c["trees"]}
-                                                      for c in tried]
+    capacity, settings = tried[:6], tried[6:]  # the capacity phase, cheapest first
+    within = [c["gap"] <= pcc.search.CAPACITY_TOLERANCE * c["se"] for c in capacity]
+    pick = within.index(True)  # the cheapest within one standard error of the best
+    assert [c["gap"] for c in capacity if c["se"] == 0.0] == [0.0]  # the best, measured alone
+    assert all(c["se"] > 0 for c in capacity if c["gap"] != 0.0)
+    assert search["valid"] == max([capacity[pick]["valid"]] + [c["valid"] for c in settings])
+    assert all(c[f] == capacity[pick][f] for c in settings for f in ("k", "trees"))
+    best = max(capacity, key=lambda c: c["valid"])
+    assert (search["best_capacity"] is None) == (best is capacity[pick])
     forest = find_latent_forest(trained.circuit)
     assert (forest.k, len(forest.roots)) == (search["k"], search["trees"])
     # the chosen model goes on from where its screening stopped: never below its score there
     assert evaluate(trained, x[400:]).mean >= search["valid"] - 1e-6
+
+
+@pytest.mark.parametrize("tolerance", [0.0, 1e9])
+def test_the_tolerance_moves_the_capacity_between_the_best_and_the_cheapest(
+        small_space, monkeypatch, tolerance):
+    x = data()
+    monkeypatch.setattr(pcc.search, "CAPACITY_TOLERANCE", tolerance)
+    model = pcc.compile(hclt(x[:400]))
+    _, histories = fit_members(model, x[:400], x[400:],
+                               TrainConfig(epochs=2, pseudocount=0.1, entropy=0.0, soften=0.0),
+                               progress=False)
+    search = histories[0].capacity
+    capacity = search["candidates"]
+    chosen = next(c for c in capacity if (c["k"], c["trees"]) == (search["k"], search["trees"]))
+    if tolerance == 0.0:  # the plain maximum
+        assert chosen["valid"] == max(c["valid"] for c in capacity)
+    else:  # the cheapest: K=2, one tree
+        assert chosen is capacity[0] and (chosen["k"], chosen["trees"]) == (2, 1)
+        assert search["best_capacity"] == {f: max(capacity, key=lambda c: c["valid"])[f]
+                                           for f in ("k", "trees")}
+
+
+def test_the_paired_gap_is_the_mean_and_standard_error_of_the_row_differences():
+    x = data()
+    better, other = pcc.compile(hclt(x, k=3, trees=2), seed=0), pcc.compile(hclt(x, k=2), seed=1)
+    d = (better(torch.from_numpy(x)).double() - other(torch.from_numpy(x)).double()).detach().numpy()
+    gap, se = pcc.search.paired_gap(better, other, x, batch_size=77)
+    assert gap == pytest.approx(d.mean(), rel=1e-5)  # float32 circuits, other batches
+    assert se == pytest.approx(d.std(ddof=1) / math.sqrt(len(d)), rel=1e-5)
 
 
 def test_settings_the_user_fixed_are_never_changed(small_space):

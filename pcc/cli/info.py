@@ -100,9 +100,13 @@ def _capacity(search: dict, indent: int) -> str:
         trees = f"{c['trees']} tree{'s' if c['trees'] > 1 else ''}"
         return (f"K={c['k']}, {trees}, pseudocount {c['pseudocount']:g}, entropy "
                 f"{c['entropy']:g}, soften {c['soften']:g}")
-    lines = [f"{text(search)}, chosen on validation ({search['valid']:.4f}) from:"]
+    best = search.get("best_capacity")
+    rule = ("" if not best else f"; the cheapest capacity within one standard error of "
+            f"K={best['k']}, {best['trees']} trees")
+    lines = [f"{text(search)}, chosen on validation ({search['valid']:.4f}{rule}) from:"]
     for c in search["candidates"]:
-        result = (f"valid {c['valid']:.4f}, {c['passes']} passes, {c['seconds']:.1f} s"
+        gap = f", {c['gap']:.4f} ± {c['se']:.4f} below the best so far" if c.get("se") else ""
+        result = (f"valid {c['valid']:.4f}{gap}, {c['passes']} passes, {c['seconds']:.1f} s"
                   if c.get("valid") is not None else f"skipped: {c.get('skipped')}")
         lines.append(f"{' ' * indent}{text(c)}: {result}")
     return "\n".join(lines)

@@ -367,6 +367,13 @@ def _capacity(candidate: dict) -> str:
     return f"K={candidate['k']}, {trees} tree{'s' if trees > 1 else ''}"
 
 
+def capacity_rule(summary: dict) -> str:
+    """`; the cheapest capacity within one standard error of K=8, 8 trees` for a search
+    `summary` whose capacity is not the best one on validation; "" otherwise."""
+    best = summary.get("best_capacity")
+    return f"; the cheapest capacity within one standard error of {_capacity(best)}" if best else ""
+
+
 def _agreed(rows, value: float) -> float:
     """The first rank's `value` on every rank of data-parallel training (decisions that read
     a clock must be the same everywhere); `value` itself in one process."""

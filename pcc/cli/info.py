@@ -100,10 +100,9 @@ def _capacity(search: dict, indent: int) -> str:
         trees = f"{c['trees']} tree{'s' if c['trees'] > 1 else ''}"
         return (f"K={c['k']}, {trees}, pseudocount {c['pseudocount']:g}, entropy "
                 f"{c['entropy']:g}, soften {c['soften']:g}")
-    best = search.get("best_capacity")
-    rule = ("" if not best else f"; the cheapest capacity within one standard error of "
-            f"K={best['k']}, {best['trees']} trees")
-    lines = [f"{text(search)}, chosen on validation ({search['valid']:.4f}{rule}) from:"]
+    from ..search import capacity_rule
+    lines = [f"{text(search)}, chosen on validation ({search['valid']:.4f}"
+             f"{capacity_rule(search)}) from:"]
     for c in search["candidates"]:
         gap = f", {c['gap']:.4f} ± {c['se']:.4f} below the best so far" if c.get("se") else ""
         result = (f"valid {c['valid']:.4f}{gap}, {c['passes']} passes, {c['seconds']:.1f} s"

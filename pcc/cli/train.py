@@ -241,12 +241,10 @@ def _train(args, group) -> int:
               f"{args.output}", file=sys.stderr)
         return 130
     if capacity is not None:
-        from ..search import label
+        from ..search import capacity_rule, label
         tried = sum(1 for c in capacity["candidates"] if c["valid"] is not None)
-        best = capacity.get("best_capacity")
-        rule = ("" if not best else f"; the cheapest capacity within one standard error of "
-                f"K={best['k']}, {best['trees']} trees")
-        print(f"chose {label(capacity)} on validation ({tried} candidates tried{rule})")
+        print(f"chose {label(capacity)} on validation ({tried} candidates tried"
+              f"{capacity_rule(capacity)})")
     print(f"best epoch {', '.join(map(str, best))}; wrote {args.output}")
     plain = [str(i + 1) for i, h in enumerate(histories) if h.plain_tree]
     if plain:

@@ -7,9 +7,9 @@ more than 16 variables, and 20 replicas of K = 10 balanced fit against over-fitt
 HCLT: Laplace smoothing 1.0 per joint cell of the mutual information; written with K = 32 hidden
 states per variable and a mixture of 8 trees (the data's Chow-Liu tree and 7 of bootstrap
 resamples); unless -k / --trees fix them, `pcc train` chooses K from HCLT_K_CHOICES and the
-first 1, 4 or 8 trees (HCLT_TREE_CHOICES) on validation (`pcc.search`). 8 trees were added to
-the choice when the search with 1 or 4 fell below the published HCLT on a larger held-out debd
-set (docs/results.md).
+first 1, 4 or 8 trees (HCLT_TREE_CHOICES) on validation (`pcc.search`: the cheapest within one
+standard error of the best). 8 trees were added to the choice when the search with 1 or 4 fell
+below the published HCLT on a larger held-out debd set (docs/results.md).
 """
 from __future__ import annotations
 

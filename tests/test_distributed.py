@@ -76,7 +76,8 @@ def probabilities(key: str, value: torch.Tensor) -> torch.Tensor:
 def scenarios(group, npy):
     """Every scenario of this module on 2 ranks, one after another in the same processes (a
     failure or an interrupt leaves the group usable: every rank stopped at the same point)."""
-    return {"train": train_on_ranks(group, npy), "all_reduces": count_all_reduces(group, 4),
+    return {"train": train_on_ranks(group, npy), "search": search(group),
+            "all_reduces": count_all_reduces(group, 4),
             "failure": fail_on_rank_1(group), "interrupt": interrupt_rank_1(group),
             "ddp": ddp_steps(group, 3, 64)}
 
@@ -112,6 +113,22 @@ def test_two_ranks_train_the_parameters_of_one_process(ranks, monkeypatch):
                     assert got[key] == pytest.approx(want[key], rel=1e-5), (name, got["epoch"])
 
 
+def search(group=None):
+    """A capacity and regularization search (`pcc.search`) of an HCLT whose K and trees are open,
+    on this rank's shard (or all rows): (the chosen model's state, the search's summary)."""
+    import pcc.search
+    from pcc.structures import hclt
+    from pcc.train import fit_members
+    pcc.search.K_CHOICES, pcc.search.SCREEN_POLISH = (2, 3), 2
+    latent_tree.MAX_KMEANS_ROWS = KMEANS_ROWS
+    shard = (lambda x: x) if group is None else (lambda x: Shard(as_rows(x), group))
+    model = pcc.compile(hclt(TRAIN.astype(np.float32)), seed=3)
+    trained, histories = fit_members(model, shard(TRAIN), shard(VALID),
+                                     TrainConfig(epochs=2, batch_size=100, polish=2),
+                                     progress=False)
+    return trained.state_dict(), histories[0].capacity
+
+
 def count_all_reduces(group, steps):
     """(all-reduces per online step, per full-batch update, statistics bytes, parameters)."""
     import pcc.distributed
@@ -138,6 +155,30 @@ def _count(group, steps, calls):
     parameters = sum(p.numel() for p in model.parameters())
     return online / steps, len(calls) - online, calls[-1], em.reduce.statistics_bytes(em), \
         parameters, sum(p.numel() for p in model.leaf_params.parameters())
+
+
+def test_two_ranks_search_as_one_process(ranks, monkeypatch):
+    """The capacity search's decisions (the paired gaps to the best, totalled over the ranks)
+    and its result are the same on both ranks and as in one process."""
+    import pcc.search
+    (state, summary), (other, other_summary) = ranks[0]["search"], ranks[1]["search"]
+    timeless = lambda s: {**s, "candidates": [  # noqa: E731 (each rank's own clock)
+        {k: v for k, v in c.items() if k != "seconds"} for c in s["candidates"]]}
+    assert timeless(summary) == timeless(other_summary)
+    assert all(torch.equal(value, other[key]) for key, value in state.items())
+    for name in ("K_CHOICES", "SCREEN_POLISH"):
+        monkeypatch.setattr(pcc.search, name, getattr(pcc.search, name))  # restored after
+    monkeypatch.setattr(latent_tree, "MAX_KMEANS_ROWS", latent_tree.MAX_KMEANS_ROWS)
+    one_state, one = search()
+    settings = ("k", "trees", "pseudocount", "entropy", "soften", "best_capacity")
+    assert {f: summary[f] for f in settings} == {f: one[f] for f in settings}
+    capacity = [c for c in summary["candidates"] if "se" in c]
+    assert len(capacity) == 6 and any(c["se"] > 0 for c in capacity)
+    for got, want in zip(summary["candidates"], one["candidates"]):
+        for key in ("valid", "gap", "se"):
+            if key in want:
+                assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+    assert state.keys() == one_state.keys()
 
 
 def test_each_em_update_is_one_all_reduce_of_the_statistics(ranks):

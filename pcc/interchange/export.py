@@ -16,11 +16,14 @@ from __future__ import annotations
 import warnings
 
 from ..ir import Circuit, untied
+from .juice import write_jpc
+from .psdd import check_psdd_units, write_psdd
+from .spflow import write_spflow
 from .unroll import ExportError, node_view
 
 EXPORT_FORMATS = ("psdd", "jpc", "spflow")
 
-__all__ = ["EXPORT_FORMATS", "ExportError", "export_text", "fmt"]
+__all__ = ["EXPORT_FORMATS", "ExportError", "export_text"]
 
 
 def export_text(circuit: Circuit, format: str, root_unit: int | None = None) -> dict[str, str]:
@@ -34,19 +37,12 @@ def export_text(circuit: Circuit, format: str, root_unit: int | None = None) -> 
                       f"({len(circuit.tie_owner)} regions)", PcWarning, stacklevel=2)
         circuit = untied(circuit)
     if format == "psdd":
-        from .psdd import check_psdd_units, write_psdd
         check_psdd_units(circuit)
         text, vtree = write_psdd(node_view(circuit, root_unit))
         return {"": text, ".vtree": vtree}
     if format == "jpc":
-        from .juice import write_jpc
         return {"": write_jpc(node_view(circuit, root_unit))}
     if format == "spflow":
-        from .spflow import write_spflow
         return {"": write_spflow(node_view(circuit, root_unit))}
     raise ExportError(f"cannot export to {format!r} (formats: {', '.join(EXPORT_FORMATS)})")
 
-
-def fmt(x: float) -> str:
-    """A float as text that reads back exactly (`repr`), -inf for log 0."""
-    return repr(float(x))

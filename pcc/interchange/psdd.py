@@ -16,9 +16,8 @@ from __future__ import annotations
 import math
 
 from ..ir import Circuit
-from .export import fmt
 from .node_graph import Leaf, NodeGraph, log_prob
-from .source import Source, expect_fields, parse_float, parse_int, parse_variable
+from .source import Source, expect_fields, fmt, parse_float, parse_int, parse_variable
 from .unroll import ExportError, Node, NodeInput, NodeProduct
 
 SYNTAX = "L id vtree literal | T id vtree var log(p) | D id vtree k {prime sub log(theta)}*k"

@@ -1,4 +1,5 @@
-"""A circuit file being imported: its text split into lines and tokens, and errors that point into it.
+"""A circuit file being imported: its text split into lines and tokens, and errors that point into it;
+numbers read from it (`parse_float`, `parse_int`) and written back (`fmt`).
 
 Lines are counted as editors count them (split on '\\n'; a trailing '\\r' is whitespace), tokens
 are whitespace-separated. Token columns are only worked out when an error needs them.
@@ -85,6 +86,11 @@ def parse_float(source: Source, token: str, line: int, index: int, what: str) ->
     if value != value:
         source.syntax_error(f"{what} is NaN", source.token_span(line, index))
     return value
+
+
+def fmt(x: float) -> str:
+    """A float as text that reads back exactly (`repr`; `parse_float` reads it), -inf for log 0."""
+    return repr(float(x))
 
 
 def parse_int(source: Source, token: str, line: int, index: int, what: str) -> int:

@@ -16,9 +16,8 @@ import re
 from dataclasses import dataclass
 
 from ..ir import Circuit, Span
-from .export import fmt
 from .node_graph import Leaf, NodeGraph
-from .source import Source
+from .source import Source, fmt
 from .unroll import ExportError, Node, NodeInput, NodeProduct
 
 _TOKEN = re.compile(r"\s*(?:(?P<number>(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)"

@@ -28,7 +28,8 @@ import torch  # noqa: E402
 import pcc  # noqa: E402
 from pcc.data import load_debd  # noqa: E402
 from pcc.structures import hidden_chow_liu_tree, random_binary_trees  # noqa: E402
-from pcc.train import TrainConfig, evaluate, fit_members  # noqa: E402
+from pcc.members import fit_members  # noqa: E402
+from pcc.train import TrainConfig, evaluate  # noqa: E402
 
 torch.set_num_threads(1)
 

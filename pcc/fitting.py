@@ -23,14 +23,15 @@ def fit(circuit, train, valid=None, *, budget: float | None = None, seed: int = 
     """Train `circuit` on `train` (an array or tensor [N, V], NaN = missing; `pcc.rows.Labeled`
     rows for a class-conditional root; or `pcc.rows.Rows`) with early stopping and choices on
     `valid` (None: HELD_OUT of the training rows, drawn with `seed`), within `budget` seconds
-    (default `pcc.search.DEFAULT_BUDGET`). `settings`: any `pcc.train.TrainConfig` field (epochs,
+    (default `pcc.train.DEFAULT_BUDGET`). `settings`: any `pcc.train.TrainConfig` field (epochs,
     pseudocount, soften, members, ...), fixed as given. A compiled circuit is trained further
     from its parameters (one member, init "keep", unless `settings` say otherwise). Returns
     the trained module (for members > 1, the ensemble)."""
     from .compiler import compile as compile_circuit
     from .rows import HELD_OUT, as_rows, hold_out
     from .runtime.module import CompiledCircuit
-    from .train import TrainConfig, fit_members
+    from .members import fit_members
+    from .train import TrainConfig
     if isinstance(circuit, CompiledCircuit):
         model = circuit
         settings = {"members": 1, "init": "keep", **settings}

@@ -54,10 +54,14 @@ import torch
 from tqdm.auto import tqdm
 
 from .capacity import Capacity, is_resizable, open_dimensions, resize, tree_count
+from .compiler import compile as compile_circuit
+from .compiler import plan
+from .passes.explain import op_cost
 from .progress import Progress
 from .rows import Rows, as_rows
 from .structures.defaults import HCLT_K_CHOICES as K_CHOICES
 from .structures.defaults import HCLT_TREE_CHOICES as TREE_CHOICES
+from .train import LATENT_TREE_RECIPE, _fit, recipe_for
 
 PSEUDOCOUNTS = (0.1, 1.0)
 ENTROPIES = (0.0, 0.05)
@@ -65,7 +69,6 @@ SOFTENINGS = (0.0, 0.01)
 SCREEN_POLISH = 20  # full-batch EM iterations of a candidate, at most, before the choice
 CAPACITY_TOLERANCE = 1.0  # standard errors a cheaper capacity may lie below the best one's
 SEARCH_SHARE = 0.7  # of the budget, for the candidates (the chosen one often converges sooner)
-DEFAULT_BUDGET = 900.0  # seconds: pcc train's default --budget
 FIELDS = ("k", "trees", "pseudocount", "entropy", "soften")  # a candidate's, in phase order
 
 
@@ -89,7 +92,6 @@ class Space:
 def search_space(circuit, config) -> Space | None:
     """What a run of `config` (not resolved yet: None = not given) on `circuit` may choose, or
     None when it chooses nothing (fixed settings, not a latent tree trained from the data)."""
-    from .train import LATENT_TREE_RECIPE, recipe_for
     if recipe_for(circuit) != LATENT_TREE_RECIPE or config.init not in (None, "data"):
         return None  # not a latent tree, or one that starts from its own parameters
     open_ = open_dimensions(circuit) if is_resizable(circuit) else ()
@@ -143,8 +145,6 @@ class Search:
         """Forward FLOPs per row of the candidate's circuit (`pcc compile --explain`'s count)."""
         key = (candidate["k"], candidate["trees"])
         if key not in self._flops:
-            from .compiler import plan
-            from .passes.explain import op_cost
             self._flops[key] = float(max(1, sum(op_cost(op).flops
                                                 for op in plan(self._circuit(candidate)).ops)))
         return self._flops[key]
@@ -156,7 +156,6 @@ class Search:
         return resize(self.circuit, candidate["k"], candidate["trees"])
 
     def _model(self, candidate: dict, seed: int):
-        from .compiler import compile as compile_circuit
         return compile_circuit(self._circuit(candidate), backend=self.backend, seed=seed,
                                dtype=self.dtype).to(self.device)
 
@@ -166,7 +165,6 @@ class Search:
         candidate's model with `run.progress` at its full-batch EM stage, the config to finish
         it with, None). After an interrupt: (the best model so far, config, its History, which
         says `interrupted`)."""
-        from .train import _fit
         if run.search is None:
             run.search = self._start()
         s = run.search

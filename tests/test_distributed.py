@@ -118,7 +118,7 @@ def search(group=None):
     on this rank's shard (or all rows): (the chosen model's state, the search's summary)."""
     import pcc.search
     from pcc.structures import hclt
-    from pcc.train import fit_members
+    from pcc.members import fit_members
     pcc.search.K_CHOICES, pcc.search.SCREEN_POLISH = (2, 3), 2
     latent_tree.MAX_KMEANS_ROWS = KMEANS_ROWS
     shard = (lambda x: x) if group is None else (lambda x: Shard(as_rows(x), group))

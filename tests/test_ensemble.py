@@ -13,7 +13,8 @@ from pcc.cli.main import main
 from pcc.ensemble import ensemble_circuit
 from pcc.errors import StructureError
 from pcc.frontend import parse, to_text
-from pcc.train import TrainConfig, fit_members
+from pcc.members import fit_members
+from pcc.train import TrainConfig
 from random_circuits import random_circuit
 
 

@@ -19,7 +19,8 @@ from pcc.rows import Labeled
 from pcc.snapshot import (OLDER, SnapshotMismatch, Snapshots, describe, mismatch, newest, read,
                           write)
 from pcc.structures import hidden_chow_liu_tree
-from pcc.train import TrainConfig, fit, fit_members
+from pcc.members import fit_members
+from pcc.train import TrainConfig, fit
 from test_cli_train import CIRCUIT, rows
 
 

@@ -17,7 +17,8 @@ from pcc.frontend import parse, to_text, validate
 from pcc.latent_tree import find_latent_forest
 from pcc.rows import as_rows, hold_out
 from pcc.structures import hclt, hidden_chow_liu_tree
-from pcc.train import TrainConfig, evaluate, fit_members
+from pcc.members import fit_members
+from pcc.train import TrainConfig, evaluate
 
 
 def data(rows=600, num_vars=6, seed=0):

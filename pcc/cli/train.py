@@ -65,7 +65,7 @@ A checkpoint continues from its parameters, with --members 1 unless given.
 
 
 def register(sub) -> None:
-    from ..search import DEFAULT_BUDGET
+    from ..train import DEFAULT_BUDGET
     from ..snapshot import DEFAULT_EVERY
     from ..train import DEFAULT_RECIPE, LATENT_TREE_RECIPE
     p = sub.add_parser("train", help=HELP,
@@ -152,7 +152,8 @@ def _train(args, group) -> int:
     from .. import checkpoint
     from ..distributed import together
     from ..rows import HELD_OUT, hold_out
-    from ..train import TrainConfig, evaluate, fit_members, interrupt_on
+    from ..members import fit_members
+    from ..train import TrainConfig, evaluate, interrupt_on
     from .common import is_checkpoint, load_model, open_rows
     from .train_log import EpochLog
     main = group is None or group.is_main

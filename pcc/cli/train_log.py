@@ -1,6 +1,6 @@
 """`pcc train --log FILE.csv|FILE.json --plot FILE.png`: the per-epoch metrics of a run.
 
-`EpochLog` is the `on_epoch` callback of `pcc.train.fit_members`: it keeps every record (the
+`EpochLog` is the `on_epoch` callback of `pcc.members.fit_members`: it keeps every record (the
 checkpoint's meta holds them), rewrites the --log file after each epoch (atomically, so the file
 is whole whenever it is read, even mid-run), and draws the learning curve at the end.
 

@@ -27,14 +27,41 @@ re-runs the function at every replay: the same buffers and control flow without 
 from __future__ import annotations
 
 import weakref
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import Callable, Iterator, Protocol
 
 import torch
 from torch import Tensor
 
-if TYPE_CHECKING:
-    from ..em import EM
-    from .module import CompiledCircuit
+
+class Model(Protocol):
+    """What a capture needs of a compiled model (`pcc.runtime.module.CompiledCircuit`)."""
+
+    backend: str
+    root_k: int
+    graph_safe: bool
+
+    def parameters(self) -> Iterator[Tensor]: ...
+    def prepare_input(self, x: Tensor, marginalize: Tensor | None = None) -> Tensor: ...
+    def weights_changed(self) -> None: ...
+    # the forward on fresh arenas: the naive evaluator's, or the plan's program
+    def leaf_values(self, x: Tensor) -> object: ...
+    def evaluate(self, leaves: object) -> Tensor: ...
+    def leaf_inputs(self, x: Tensor) -> object: ...
+    def log_weight_pools(self) -> object: ...
+    def program(self, device: torch.device) -> object: ...
+
+
+class Stepper(Protocol):
+    """What a captured EM step needs of EM (`pcc.em.EM`): its E-step, its update (blend and
+    M-step) and the statistics it holds."""
+
+    model: Model
+    started: bool
+    rows: int
+
+    def estep(self, x: Tensor) -> Tensor: ...
+    def update(self) -> None: ...
+    def discard(self) -> None: ...
 
 
 class Recorder(Protocol):
@@ -111,7 +138,7 @@ class CapturedForward:
     another batch size, or where graphs cannot run, evaluate eagerly. The result is a fresh
     tensor (a copy of the graph's output)."""
 
-    def __init__(self, model: "CompiledCircuit", batch_size: int,
+    def __init__(self, model: Model, batch_size: int,
                  recorder: Recorder | None = None):
         self.model, self.batch_size = model, batch_size
         self.recorder = recorder if recorder is not None else default_recorder(_device(model))
@@ -146,14 +173,14 @@ class EMGraph:
     """EM.step for the first batch shape seen, replayed from a CUDA graph (see the module doc).
     `step` returns the batch's mean log-likelihood, or None when the step must run eagerly."""
 
-    def __init__(self, em: "EM", recorder: Recorder | None = None):
+    def __init__(self, em: Stepper, recorder: Recorder | None = None):
         self._em = weakref.ref(em)  # no reference cycle: the graph's memory goes with the EM
         self.recorder = recorder if recorder is not None else default_recorder(_device(em.model))
         self.shape: tuple | None = None  # the captured batch shape (the first one seen)
         self.static: StaticInput | None = None
 
     @property
-    def em(self) -> "EM":
+    def em(self) -> Stepper:
         return self._em()
 
     @property

@@ -22,7 +22,6 @@ import math
 import weakref
 from collections.abc import Callable, Sequence
 from importlib import import_module
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -39,6 +38,7 @@ from pcc_kernels.reference import Children
 
 from .engine import (Bound, CircuitFunction, Evaluation, FlowSink, LeafInput, LeafSlot,
                      LoweredEinsum, LoweredHadamard, LoweredMix, Points, Program, TiedRows)
+from .graphs import CapturedForward
 from .leaf_tables import PointTables, table_counts, table_layout, table_values
 from .layout import weight_layout
 from .leaf_kinds import leaf_family
@@ -47,9 +47,6 @@ from pcc_kernels.opaque import opaque
 from .stamps import Stamp
 from .naive import naive_evaluate
 from .weight_init import mix_log_weights, sum_log_weights
-
-if TYPE_CHECKING:
-    from .graphs import CapturedForward
 
 BACKENDS = ("auto", "torch", "triton", "naive")
 WEIGHT_FLOOR = 2.0 ** -70  # smaller weights make every float32 pass run in float64 (`careful`)
@@ -188,10 +185,9 @@ class CompiledCircuit(nn.Module):
         missing values (and which synchronize to find it)."""
         return not any(f.joint for f in self.families)
 
-    def capture(self, batch_size: int) -> "CapturedForward":
+    def capture(self, batch_size: int) -> CapturedForward:
         """This model's forward for `batch_size` rows, replayed from a CUDA graph (eager for
         other sizes or off CUDA); see `pcc.runtime.graphs`."""
-        from .graphs import CapturedForward
         return CapturedForward(self, batch_size)
 
     @opaque

@@ -64,7 +64,7 @@ def open_dimensions(circuit: Circuit) -> tuple[str, ...]:
 
 def with_open_line(circuit: Circuit, dimensions: tuple[str, ...]) -> Circuit:
     """`circuit` with the comment line that leaves `dimensions` open (none: no line)."""
-    from .latent_tree import find_latent_forest
+    from .latent_forest import find_latent_forest
     kept = tuple(c for c in circuit.comments if not _OPEN.match(c.text))
     forest = find_latent_forest(circuit)
     if dimensions and forest is not None:
@@ -97,6 +97,6 @@ def resize(circuit: Circuit, k: int, trees: int) -> Circuit:
 
 def is_resizable(circuit: Circuit) -> bool:
     """Whether `resize` applies: a latent forest whose root is a sum of one unit."""
-    from .latent_tree import find_latent_forest
+    from .latent_forest import find_latent_forest
     root = circuit.region(circuit.root)
     return isinstance(root, Sum) and root.k == 1 and find_latent_forest(circuit) is not None

@@ -23,7 +23,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from .latent_tree import LatentForest, kmeans
+from .kmeans import kmeans
+from .latent_forest import LatentForest
 
 MAX_POINTS = 8192  # (row, node) points clustered: a seeded sample beyond that
 

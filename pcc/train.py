@@ -104,7 +104,7 @@ def recipe_for(circuit, plan=None, rows: int | None = None) -> TrainConfig:
     holds its own parameters, e.g. `pcc structure hclt --init data`), its polish bounded by
     LATENT_TREE_WORK when the `plan` and the number of training `rows` are given; else
     DEFAULT_RECIPE."""
-    from .latent_tree import find_latent_forest
+    from .latent_forest import find_latent_forest
     if find_latent_forest(circuit) is None:
         return DEFAULT_RECIPE
     recipe = replace(LATENT_TREE_RECIPE, init="keep") if circuit.params else LATENT_TREE_RECIPE
@@ -360,7 +360,8 @@ def _chow_liu_floor(model: CompiledCircuit, train: Rows, valid, history: History
     """For a latent tree: its plain Chow-Liu tree (`pcc.latent_tree.embed_chow_liu`, which the
     structure holds exactly) replaces the trained parameters if it scores better on validation,
     so training never ends below that floor (it can on data that are themselves a tree)."""
-    from .latent_tree import embed_chow_liu, find_latent_forest
+    from .latent_forest import find_latent_forest
+    from .latent_tree import embed_chow_liu
     forest = find_latent_forest(model.circuit)
     if forest is None:
         return
@@ -380,7 +381,8 @@ def _chow_liu_floor(model: CompiledCircuit, train: Rows, valid, history: History
 def _initialize_from_data(model: CompiledCircuit, rows: Rows, config: TrainConfig) -> None:
     """Parameters from the training data (`pcc.latent_tree`); circuits of another shape keep
     theirs."""
-    from .latent_tree import find_latent_forest, initialize
+    from .latent_forest import find_latent_forest
+    from .latent_tree import initialize
     forest = find_latent_forest(model.circuit)
     if forest is not None:
         initialize(model, rows, forest, config.pseudocount, seed=config.seed)

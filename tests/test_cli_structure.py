@@ -11,7 +11,8 @@ import torch
 
 import pcc
 from pcc.cli.main import main
-from pcc.latent_tree import find_latent_forest, initialize
+from pcc.latent_forest import find_latent_forest
+from pcc.latent_tree import initialize
 from pcc.train import LATENT_TREE_RECIPE
 from pcc.frontend import load, parse, to_text
 from pcc.ir import Family

@@ -14,7 +14,8 @@ import torch
 import pcc
 from pcc.train import TrainConfig, evaluate, fit
 from pcc.cli.main import main
-from pcc.latent_tree import find_latent_forest, initialize
+from pcc.latent_forest import find_latent_forest
+from pcc.latent_tree import initialize
 from pcc.region_graph import parameter_count
 from pcc.structures import hidden_markov_model
 from query_helpers import chi_square_p

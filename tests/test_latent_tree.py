@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import pcc
-from pcc.latent_tree import find_latent_forest, initialize, kmeans, nearest
+from pcc.kmeans import kmeans, nearest
+from pcc.latent_forest import find_latent_forest
+from pcc.latent_tree import initialize
 from pcc.train import evaluate
 from pcc.structures import hidden_chow_liu_tree, poon_domingos, random_binary_trees
 

@@ -16,7 +16,7 @@ import pcc
 from pcc import checkpoint
 from pcc.em import EM
 from pcc.frontend import check_source, to_text
-from pcc.latent_tree import find_latent_forest
+from pcc.latent_forest import find_latent_forest
 from pcc.queries import mpe, sample
 
 NAN = math.nan

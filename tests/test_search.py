@@ -14,7 +14,7 @@ import pcc
 import pcc.search
 from pcc.capacity import open_dimensions, resize
 from pcc.frontend import parse, to_text, validate
-from pcc.latent_tree import find_latent_forest
+from pcc.latent_forest import find_latent_forest
 from pcc.rows import as_rows, hold_out
 from pcc.structures import hclt, hidden_chow_liu_tree
 from pcc.members import fit_members

@@ -229,7 +229,8 @@ def _data_params(circuit: Circuit, values, seed: int) -> tuple:
     import torch
 
     from ..compiler import compile as compile_circuit
-    from ..latent_tree import find_latent_forest, initialize
+    from ..latent_forest import find_latent_forest
+    from ..latent_tree import initialize
     from ..train import LATENT_TREE_RECIPE
     forest = find_latent_forest(circuit)
     if forest is None:  # --classes > 1: the root is not a latent-tree root

@@ -47,7 +47,7 @@ def tree_lines(circuit: Circuit) -> list[str]:
     """`tree t: root V; edges (parent child): P C, ...` per tree of a latent-tree circuit (none
     for another shape), and its groups of variables under one hidden variable, if any, wrapped
     at LINE characters."""
-    from ..latent_tree import find_latent_forest
+    from ..latent_forest import find_latent_forest
     forest = find_latent_forest(circuit)
     if forest is None or circuit.ties:  # a tied chain (an HMM) is no learned tree
         return []
@@ -72,7 +72,7 @@ def tree_lines(circuit: Circuit) -> list[str]:
 
 def starting_values(circuit: Circuit, initialized: bool) -> str:
     """Where the parameters of the file start from, in words."""
-    from ..latent_tree import discrete_leaves, find_latent_forest
+    from ..latent_forest import discrete_leaves, find_latent_forest
     if initialized:
         return ("starting values: the param blocks below, computed from the data as `pcc train` "
                 "does for a latent tree (hidden states by k-means, then counts); `pcc compile` starts "

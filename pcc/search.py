@@ -17,8 +17,8 @@ SCREEN_POLISH iterations if it has not converged by then; its score is its best 
 log-likelihood. (Scores after the online epochs alone rank badly: on 1,600 rows of pumsb-star
 full-batch EM still gains 1.3 nats, and more for the regularized candidates.) The search runs in
 phases, coordinate by coordinate: every (K, trees) pair (cheapest first) with the first value of
-the others, then the other pseudocounts for the best candidate so far, then the other entropy
-strengths for the best so far, then the other smoothings. The chosen candidate is not trained
+the others, then the other pseudocounts for the candidate chosen so far, then the other entropy
+strengths for the one chosen then, then the other smoothings. The chosen candidate is not trained
 again: it goes on where it stopped, with the rest of full-batch EM and the plain Chow-Liu tree
 floor (`pcc.train`).
 

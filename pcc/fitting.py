@@ -29,8 +29,8 @@ def fit(circuit, train, valid=None, *, budget: float | None = None, seed: int = 
     the trained module (for members > 1, the ensemble)."""
     from .compiler import compile as compile_circuit
     from .rows import HELD_OUT, as_rows, hold_out
-    from .runtime.module import CompiledCircuit
     from .members import fit_members
+    from .runtime.module import CompiledCircuit
     from .train import TrainConfig
     if isinstance(circuit, CompiledCircuit):
         model = circuit
